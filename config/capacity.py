@@ -1,0 +1,89 @@
+"""The memory budget: what every task may use at most, against what the host has.
+
+The sum of memory limits (every replica, every store, the proxy, the observability and backup
+tasks) plus the headroom of the largest start-first rollout must fit in MAX_SHARE of the
+host's RAM. Components read their fixed limits from here, so the budget and the deployed
+limits cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.models import AppService, ExternalStore, PostgresStore, RedisStore, StackConfig, VolumeStore
+
+MAX_SHARE = 0.90
+
+# Limits of the tasks the observability and backup components deploy (MiB).
+OBSERVABILITY_LIMITS_MB = {
+    "prometheus": 512,
+    "grafana": 256,
+    "alertmanager": 64,
+    "node-exporter": 64,
+    "cadvisor": 192,
+    "nginx-exporter": 32,
+}
+POSTGRES_EXPORTER_MB = 64
+REDIS_EXPORTER_MB = 48
+BACKUP_MB = 256
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    name: str
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    lines: tuple[BudgetLine, ...]
+    rollout_headroom_mb: int
+    host_memory_mb: int
+
+    @property
+    def total_mb(self) -> int:
+        return sum(line.memory_mb for line in self.lines) + self.rollout_headroom_mb
+
+    @property
+    def allowed_mb(self) -> int:
+        return int(self.host_memory_mb * MAX_SHARE)
+
+    @property
+    def share(self) -> float:
+        return self.total_mb / self.host_memory_mb
+
+    def as_output(self) -> dict[str, object]:
+        return {
+            "host_memory_mb": self.host_memory_mb,
+            "limits_mb": {line.name: line.memory_mb for line in self.lines},
+            "rollout_headroom_mb": self.rollout_headroom_mb,
+            "total_mb": self.total_mb,
+            "allowed_mb": self.allowed_mb,
+            "used_percent": round(self.share * 100, 1),
+        }
+
+
+def budget(cfg: StackConfig) -> Budget:
+    lines = [BudgetLine("proxy", cfg.proxy.resources.memory_mb)]
+    headroom = 0
+    for name, service in cfg.services.items():
+        if isinstance(service, AppService):
+            lines.append(BudgetLine(name, service.resources.memory_mb * service.replicas))
+            if service.replicas:
+                # start-first runs `parallelism` new tasks beside the old ones during a rollout.
+                headroom = max(headroom, service.resources.memory_mb * service.rollout.parallelism)
+        elif isinstance(service, (PostgresStore, RedisStore)):
+            lines.append(BudgetLine(name, service.resources.memory_mb))
+        elif isinstance(service, (VolumeStore, ExternalStore)):
+            continue
+    if cfg.observability.enabled:
+        for part, limit in OBSERVABILITY_LIMITS_MB.items():
+            lines.append(BudgetLine(part, limit))
+        for name, service in cfg.services.items():
+            if isinstance(service, PostgresStore):
+                lines.append(BudgetLine(f"{name}-exporter", POSTGRES_EXPORTER_MB))
+            elif isinstance(service, RedisStore):
+                lines.append(BudgetLine(f"{name}-exporter", REDIS_EXPORTER_MB))
+    if cfg.backup.enabled:
+        lines.append(BudgetLine("backup", BACKUP_MB))
+    return Budget(tuple(lines), headroom, cfg.host.memory_mib)

@@ -1,0 +1,174 @@
+"""Rules that span sections. They run once, after every section has validated on its own."""
+
+from __future__ import annotations
+
+from croniter import croniter
+
+from config import capacity
+from config.errors import ConfigError, show
+from config.models import (
+    AppService,
+    ExternalStore,
+    HcloudHost,
+    LocalHost,
+    PostgresStore,
+    RedisStore,
+    StackConfig,
+    VolumeStore,
+    image_is_pinned,
+)
+
+
+def check(cfg: StackConfig) -> None:
+    """Raise one ConfigError listing every cross-reference problem, or return."""
+    problems: list[str] = []
+    problems += _routes(cfg)
+    problems += _volumes(cfg)
+    problems += _images(cfg)
+    problems += _tls_and_dns(cfg)
+    problems += _schedules(cfg)
+    if not problems:
+        problems += _capacity(cfg)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _routes(cfg: StackConfig) -> list[str]:
+    out = []
+    apps = cfg.apps()
+    hostnames = set(cfg.dns.all_hostnames) if cfg.dns else None
+    for index, route in enumerate(cfg.proxy.routes):
+        where = f"proxy/routes/{index}"
+        target = cfg.services.get(route.service)
+        if target is None:
+            known = ", ".join(sorted(apps)) or "none defined"
+            out.append(f"{where}/service: {show(route.service)} is not a service; expected one of {known}")
+        elif not isinstance(target, AppService):
+            out.append(
+                f"{where}/service: {show(route.service)} is a {target.kind} store; "
+                "expected an app service (stores are never exposed through the proxy)"
+            )
+        elif target.port is None:
+            out.append(f"{where}/service: {show(route.service)} has no port; set services/{route.service}/port")
+        if route.host is not None and hostnames is not None and route.host not in hostnames:
+            out.append(
+                f"{where}/host: {show(route.host)} is not one of dns/hostnames; "
+                f"expected one of {', '.join(sorted(hostnames))}"
+            )
+    return out
+
+
+def _volumes(cfg: StackConfig) -> list[str]:
+    out = []
+    volume_stores = {n for n, s in cfg.services.items() if isinstance(s, VolumeStore)}
+    for name, app in cfg.apps().items():
+        for mount, volume in app.volumes.items():
+            if volume not in volume_stores:
+                known = ", ".join(sorted(volume_stores)) or "none defined"
+                out.append(
+                    f"services/{name}/volumes/{mount}: {show(volume)} is not a volume store; "
+                    f"expected one of {known} (declare it under services with kind: volume)"
+                )
+    return out
+
+
+def _images(cfg: StackConfig) -> list[str]:
+    if cfg.environment == "dev":
+        return []
+    out = []
+    images: list[tuple[str, str]] = [("proxy/image", cfg.proxy.image)]
+    for name, service in cfg.services.items():
+        if isinstance(service, (AppService, PostgresStore, RedisStore)):
+            images.append((f"services/{name}/image", service.image))
+    if cfg.observability.enabled:
+        for key in type(cfg.observability).model_fields:
+            if key.endswith("_image"):
+                images.append((f"observability/{key}", getattr(cfg.observability, key)))
+    if cfg.backup.enabled:
+        images.append(("backup/image", cfg.backup.image))
+    for path, image in images:
+        if not image_is_pinned(image):
+            out.append(
+                f"{path}: {show(image)} is not pinned; expected a fixed tag or a digest "
+                f"(latest is allowed only in dev, and this stack's environment is {cfg.environment})"
+            )
+    return out
+
+
+def _tls_and_dns(cfg: StackConfig) -> list[str]:
+    out = []
+    mode = cfg.proxy.tls.mode
+    if mode in ("cloudflare-origin", "acme") and cfg.dns is None:
+        out.append(f"proxy/tls/mode: {show(mode)} needs a dns section with the Cloudflare zone; add dns")
+    if mode == "cloudflare-origin" and cfg.dns is not None and not cfg.dns.proxied:
+        out.append(
+            'proxy/tls/mode: "cloudflare-origin" certificates are trusted only by Cloudflare\'s proxy, '
+            "but dns/proxied is false; use acme for unproxied records"
+        )
+    if mode == "self-signed" and cfg.dns is not None and cfg.dns.proxied:
+        out.append(
+            'proxy/tls/mode: "self-signed" fails Cloudflare\'s strict SSL mode for proxied records; '
+            "expected cloudflare-origin (or acme)"
+        )
+    if cfg.dns is not None and isinstance(cfg.host, LocalHost):
+        out.append("dns: a local host has no public address to point records at; remove dns or use provider hcloud")
+    grafana = cfg.observability.grafana_host
+    if cfg.observability.enabled and grafana is not None:
+        names = cfg.dns.all_hostnames if cfg.dns else []
+        if grafana not in names:
+            out.append(
+                f"observability/grafana_host: {show(grafana)} is not one of dns/hostnames; add it there "
+                "so it gets a DNS record and a certificate"
+            )
+    return out
+
+
+def _schedules(cfg: StackConfig) -> list[str]:
+    out = []
+    for key in ("schedule", "check_schedule"):
+        value = getattr(cfg.backup, key)
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            out.append(f"backup/{key}: found {show(value)}; expected a 5-field cron expression such as '0 * * * *'")
+    return out
+
+
+def _capacity(cfg: StackConfig) -> list[str]:
+    plan = capacity.budget(cfg)
+    if plan.total_mb <= plan.allowed_mb:
+        return []
+    where = "host/server_type" if isinstance(cfg.host, HcloudHost) else "host/memory_mib"
+    biggest = sorted(plan.lines, key=lambda line: -line.memory_mb)[:3]
+    detail = ", ".join(f"{line.name} {line.memory_mb}" for line in biggest)
+    return [
+        f"{where}: memory limits add up to {plan.total_mb} MiB (largest: {detail}; rollout headroom "
+        f"{plan.rollout_headroom_mb}), over {int(capacity.MAX_SHARE * 100)}% of the host's "
+        f"{plan.host_memory_mb} MiB ({plan.allowed_mb} MiB); expected a larger server type or smaller limits"
+    ]
+
+
+def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
+    """Every secret the config names -> the key path that names it."""
+    refs: dict[str, str] = {}
+    for name, service in cfg.services.items():
+        if isinstance(service, AppService):
+            for env, secret in service.secrets.items():
+                refs.setdefault(secret, f"services/{name}/secrets/{env}")
+            if service.registry is not None:
+                refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")
+        elif isinstance(service, (PostgresStore, RedisStore)) and service.password_secret:
+            refs.setdefault(service.password_secret, f"services/{name}/password_secret")
+        elif isinstance(service, ExternalStore):
+            refs.setdefault(service.url_secret, f"services/{name}/url_secret")
+    obs = cfg.observability
+    if obs.enabled:
+        if obs.grafana_admin_password_secret:
+            refs.setdefault(obs.grafana_admin_password_secret, "observability/grafana_admin_password_secret")
+        for key in ("smtp_password_secret", "webhook_url_secret"):
+            value = getattr(obs.alerts, key)
+            if value:
+                refs.setdefault(value, f"observability/alerts/{key}")
+    if cfg.backup.enabled and cfg.backup.repository is not None:
+        repo = cfg.backup.repository
+        for key in ("access_key_secret", "secret_key_secret", "password_secret"):
+            refs.setdefault(getattr(repo, key), f"backup/repository/{key}")
+    return refs

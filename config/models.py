@@ -1,0 +1,609 @@
+"""The whole desired state of a stack, as pydantic models.
+
+Every model forbids unknown keys and is frozen. Each section validates itself; rules that
+span sections run once in ``config.crossref``. Units are in the field names (``_mb``, ``_s``,
+``_gib``, ``_days``). ``config/reference.yaml`` is the annotated example of every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from config import catalogue
+from config.errors import show
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+# A secret is named in the topology and its value lives in the stack config under that key,
+# set with `pulumi config set --secret <name> <value>`.
+SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|"
+    r"sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
+)
+_SIZE = re.compile(r"^[0-9]+[kmg]?$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"found {show(value)}; expected a lower-case DNS name such as app.example.com")
+    return value
+
+
+def check_image(value: str) -> str:
+    """An image reference: repository, then a tag or a digest. Pinning is enforced in crossref."""
+    if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$", value):
+        raise ValueError(f"found {show(value)}; expected an image reference such as nginx:1.28.0-alpine")
+    return value
+
+
+def image_is_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and not last.endswith(":latest")
+
+
+# ----------------------------------------------------------------------------- host
+
+
+class HcloudHost(Model):
+    """A Hetzner Cloud VM running Docker in swarm mode."""
+
+    provider: Literal["hcloud"]
+    server_type: str = "cx23"
+    location: str = "fsn1"
+    image: str = "ubuntu-24.04"
+    admin_ssh_keys: list[str] = Field(min_length=1)
+    """OpenSSH public keys allowed to log in as the deploy user."""
+    admin_cidrs: list[str] = Field(min_length=1)
+    """Source networks allowed to reach SSH (22). The world (0.0.0.0/0, ::/0) is refused."""
+    data_volume_gib: int = Field(default=10, ge=10, le=10240)
+    """Size of the Hetzner Volume that holds every stateful Docker volume."""
+    backups: bool = False
+    """Hetzner's own daily server backups (+20% of the server price)."""
+    delete_protection: bool = True
+    """Hetzner delete and rebuild protection on the server, IP and volume, and Pulumi protect."""
+    swap_gib: int = Field(default=2, ge=0, le=64)
+    deploy_user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "deploy"
+
+    @field_validator("server_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value in catalogue.SERVER_TYPES:
+            return value
+        offered = ", ".join(catalogue.SERVER_TYPES)
+        if value in catalogue.DEPRECATED_TYPES:
+            raise ValueError(f"{show(value)} is deprecated and no longer sold by Hetzner; use one of {offered}")
+        raise ValueError(f"{show(value)} is not offered by Hetzner; use one of {offered}")
+
+    @field_validator("location")
+    @classmethod
+    def _known_location(cls, value: str) -> str:
+        if value not in catalogue.ALL_LOCATIONS:
+            raise ValueError(f"found {show(value)}; expected one of {', '.join(catalogue.ALL_LOCATIONS)}")
+        return value
+
+    @field_validator("admin_ssh_keys")
+    @classmethod
+    def _ssh_keys(cls, keys: list[str]) -> list[str]:
+        for index, key in enumerate(keys):
+            if not _SSH_KEY.match(key.strip()):
+                raise ValueError(
+                    f"item {index}: found {show(key[:40])}; expected an OpenSSH public key line "
+                    "such as 'ssh-ed25519 AAAA... you@laptop'"
+                )
+        return [k.strip() for k in keys]
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        out = []
+        for index, text in enumerate(cidrs):
+            try:
+                net = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"item {index}: found {show(text)}; expected an IPv4 or IPv6 network such as 203.0.113.7/32"
+                ) from None
+            if net.prefixlen == 0:
+                raise ValueError(
+                    f"item {index}: found {show(text)}, which opens SSH to the whole internet; "
+                    "expected the networks you administer from"
+                )
+            out.append(str(net))
+        return out
+
+    @model_validator(mode="after")
+    def _type_sold_here(self) -> HcloudHost:
+        server = catalogue.SERVER_TYPES[self.server_type]
+        if self.location not in server.locations:
+            raise ValueError(
+                f"server_type {show(self.server_type)} is not sold in {show(self.location)}; "
+                f"expected one of {', '.join(server.locations)}"
+            )
+        return self
+
+    @property
+    def memory_mib(self) -> int:
+        return catalogue.SERVER_TYPES[self.server_type].memory_mib
+
+
+class LocalHost(Model):
+    """The local Docker engine (dev): no VM, no cloud account."""
+
+    provider: Literal["local"]
+    docker_host: str | None = None
+    """Docker endpoint; unset means DOCKER_HOST or the default socket."""
+    memory_mib: int = Field(default=8192, ge=512)
+    """Memory the capacity check budgets against on this machine."""
+    data_dir: str | None = None
+    """Host directory for stateful volumes; unset means Docker's own volume storage."""
+
+
+Host = Annotated[Union[HcloudHost, LocalHost], Field(discriminator="provider")]
+
+# ----------------------------------------------------------------------------- dns
+
+
+class DnsConfig(Model):
+    """Cloudflare DNS for the stack's hostnames."""
+
+    zone: str
+    """The Cloudflare zone (apex domain), e.g. example.com."""
+    zone_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    hostnames: list[str] = Field(default_factory=list)
+    """Names that point at the host. Empty means just the zone apex."""
+    proxied: bool = True
+    """Traffic through Cloudflare's proxy (orange cloud); the origin then admits only Cloudflare."""
+
+    _check_zone = field_validator("zone")(classmethod(lambda cls, v: check_hostname(v)))
+
+    @field_validator("hostnames")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            check_hostname(name)
+        return names
+
+    @model_validator(mode="after")
+    def _inside_zone(self) -> DnsConfig:
+        for index, name in enumerate(self.hostnames):
+            if name != self.zone and not name.endswith("." + self.zone):
+                raise ValueError(
+                    f"hostnames/{index}: {show(name)} is not inside the zone {show(self.zone)}; "
+                    f"expected {self.zone} or a name ending in .{self.zone}"
+                )
+        if len(set(self.hostnames)) != len(self.hostnames):
+            dupes = sorted({h for h in self.hostnames if self.hostnames.count(h) > 1})
+            raise ValueError(f"hostnames: {show(dupes[0])} is listed twice; expected each hostname once")
+        return self
+
+    @property
+    def all_hostnames(self) -> list[str]:
+        return self.hostnames or [self.zone]
+
+
+# ----------------------------------------------------------------------------- shared service parts
+
+
+class Resources(Model):
+    """Memory and CPU for one task (one replica)."""
+
+    memory_mb: int = Field(ge=16)
+    """Hard memory limit; the capacity check sums these."""
+    memory_reservation_mb: int | None = Field(default=None, ge=8)
+    """Reserved memory; default half the limit."""
+    cpus: float | None = Field(default=None, gt=0, le=64)
+    cpu_reservation: float | None = Field(default=None, gt=0, le=64)
+
+    @model_validator(mode="after")
+    def _reservation_below_limit(self) -> Resources:
+        if self.memory_reservation_mb is not None and self.memory_reservation_mb > self.memory_mb:
+            raise ValueError(
+                f"memory_reservation_mb: found {self.memory_reservation_mb}; expected at most the "
+                f"limit memory_mb ({self.memory_mb})"
+            )
+        if self.cpus is not None and self.cpu_reservation is not None and self.cpu_reservation > self.cpus:
+            raise ValueError(f"cpu_reservation: found {self.cpu_reservation}; expected at most cpus ({self.cpus})")
+        return self
+
+    @property
+    def reservation_mb(self) -> int:
+        return self.memory_reservation_mb if self.memory_reservation_mb is not None else self.memory_mb // 2
+
+
+class HealthCheck(Model):
+    """How swarm decides a task is healthy: an HTTP path on the service's port, or a command."""
+
+    http_path: str | None = None
+    command: list[str] | None = None
+    interval_s: int = Field(default=30, ge=1, le=3600)
+    timeout_s: int = Field(default=10, ge=1, le=3600)
+    start_period_s: int = Field(default=30, ge=0, le=3600)
+    retries: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> HealthCheck:
+        if (self.http_path is None) == (self.command is None):
+            raise ValueError("set exactly one of http_path or command")
+        if self.http_path is not None and not self.http_path.startswith("/"):
+            raise ValueError(f"http_path: found {show(self.http_path)}; expected a path starting with /")
+        return self
+
+
+class Logging(Model):
+    """json-file log rotation for a service's containers."""
+
+    max_size: Annotated[str, Field(pattern=r"^[0-9]+[kmg]$")] = "10m"
+    max_file: int = Field(default=3, ge=1, le=100)
+
+
+class RolloutConfig(Model):
+    """Swarm rolling update: start the new task first, roll back on failure."""
+
+    parallelism: int = Field(default=1, ge=1)
+    delay_s: int = Field(default=5, ge=0)
+    monitor_s: int | None = Field(default=None, ge=1)
+    """How long a new task must stay healthy; default health start period + 2 intervals."""
+    max_failure_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class RegistryAuth(Model):
+    """Credentials for a private registry (e.g. ghcr.io)."""
+
+    server: str
+    username: str
+    password_secret: SecretName
+
+
+class Migration(Model):
+    """A one-off task that runs with the new image before the rollout and must succeed."""
+
+    command: list[str] = Field(min_length=1)
+    timeout_s: int = Field(default=600, ge=10, le=7200)
+
+
+# ----------------------------------------------------------------------------- services
+
+
+class AppService(Model):
+    """A stateless application service: one swarm service with N replicas."""
+
+    kind: Literal["app"] = "app"
+    image: str
+    replicas: int = Field(default=1, ge=0, le=100)
+    port: Port | None = None
+    """The port the app listens on inside the overlay network (proxied routes use it)."""
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretName] = Field(default_factory=dict)
+    """Env name -> secret name. Mounted at /run/secrets/<env name lower-cased>; see file_env."""
+    file_env: bool = True
+    """Set <NAME>_FILE=/run/secrets/... for each secret (the *_FILE convention)."""
+    health: HealthCheck | None = None
+    resources: Resources
+    user: str | None = "10001:10001"
+    """uid:gid to run as; non-root by default. Set null to keep the image's own USER."""
+    read_only: bool = True
+    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
+    cap_add: list[str] = Field(default_factory=list)
+    init: bool = True
+    stop_grace_period_s: int = Field(default=30, ge=0, le=3600)
+    stop_signal: Annotated[str, Field(pattern=r"^SIG[A-Z0-9]+$")] = "SIGTERM"
+    volumes: dict[str, Name] = Field(default_factory=dict)
+    """Mount path -> name of a `volume` store."""
+    networks: list[Literal["public", "internal"]] = Field(default_factory=lambda: ["public", "internal"])
+    constraints: list[str] = Field(default_factory=list)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    migration: Migration | None = None
+    metrics_path: str | None = None
+    """Path of the app's Prometheus metrics on its port, scraped when observability is on."""
+    registry: RegistryAuth | None = None
+    logging: Logging = Field(default_factory=Logging)
+
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+
+    @field_validator("volumes")
+    @classmethod
+    def _absolute(cls, volumes: dict[str, str]) -> dict[str, str]:
+        for path in volumes:
+            if not path.startswith("/"):
+                raise ValueError(f"found mount path {show(path)}; expected an absolute path such as /app/data")
+        return volumes
+
+    @model_validator(mode="after")
+    def _http_health_needs_port(self) -> AppService:
+        if self.health and self.health.http_path and self.port is None:
+            raise ValueError("health/http_path needs the service's port; set port")
+        return self
+
+
+class PostgresStore(Model):
+    """PostgreSQL (official image), tuned from its memory limit."""
+
+    kind: Literal["postgres"]
+    image: str = "postgres:16.6-alpine"
+    database: Name = "app"
+    user: Name = "app"
+    password_secret: SecretName | None = None
+    """Secret holding the password; unset means a generated one (pulumi-random)."""
+    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
+    max_connections: int = Field(default=100, ge=10, le=5000)
+    logging: Logging = Field(default_factory=Logging)
+
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+
+
+class RedisStore(Model):
+    """Redis (official image) with AOF persistence and a bounded memory."""
+
+    kind: Literal["redis"]
+    image: str = "redis:7.4.1-alpine"
+    password_secret: SecretName | None = None
+    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256))
+    eviction_policy: Literal[
+        "noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu", "allkeys-random", "volatile-ttl"
+    ] = "allkeys-lru"
+    logging: Logging = Field(default_factory=Logging)
+
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+
+
+class VolumeStore(Model):
+    """A plain protected data volume (SQLite files, uploads, logs)."""
+
+    kind: Literal["volume"]
+    sqlite_files: list[str] = Field(default_factory=list)
+    """SQLite databases in this volume (relative paths), backed up with sqlite3 .backup."""
+    backup: bool = True
+    """Include the volume's files in backups (SQLite files are always backed up consistently)."""
+
+
+class ExternalStore(Model):
+    """A managed database outside the host (Neon, Supabase, RDS): a secret URL, no container."""
+
+    kind: Literal["external"]
+    url_secret: SecretName
+    engine: Literal["postgres", "mysql", "redis", "other"] = "postgres"
+
+
+def _service_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "app"))
+    return str(getattr(value, "kind", "app"))
+
+
+Service = Annotated[
+    Union[
+        Annotated[AppService, Tag("app")],
+        Annotated[PostgresStore, Tag("postgres")],
+        Annotated[RedisStore, Tag("redis")],
+        Annotated[VolumeStore, Tag("volume")],
+        Annotated[ExternalStore, Tag("external")],
+    ],
+    Discriminator(_service_kind),
+]
+SERVICE_KINDS = frozenset({"app", "postgres", "redis", "volume", "external"})
+Store = Union[PostgresStore, RedisStore, VolumeStore, ExternalStore]
+
+# ----------------------------------------------------------------------------- proxy
+
+
+class Route(Model):
+    """One proxied path prefix (optionally on one host) to an app service."""
+
+    path: str = "/"
+    service: Name
+    host: str | None = None
+    cache: Literal["pages", "static", "images", "api", "none"] = "none"
+    """pages: HTML 1h and fingerprinted assets 30d; static: 30d; images: 7d; api: no-store."""
+    proxy_cache: bool = False
+    """Cache upstream responses in nginx (for cacheable routes)."""
+    rate_limit: Literal["none", "general", "api", "login"] = "none"
+    websocket: bool = False
+    max_body: Annotated[str, Field(pattern=_SIZE.pattern)] = "1m"
+    strip_prefix: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in " ;{}\"'\\"):
+            raise ValueError(f"found {show(value)}; expected a URL path prefix such as /api/")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else check_hostname(value)
+
+
+class RateLimits(Model):
+    """nginx limit_req zones; rates are per client IP."""
+
+    general_rps: int = Field(default=100, ge=1)
+    general_burst: int = Field(default=200, ge=0)
+    api_rps: int = Field(default=20, ge=1)
+    api_burst: int = Field(default=40, ge=0)
+    login_rpm: int = Field(default=5, ge=1)
+    login_burst: int = Field(default=3, ge=0)
+    connections_per_ip: int = Field(default=50, ge=1)
+    status: int = Field(default=429, ge=400, le=599)
+
+
+class TlsConfig(Model):
+    mode: Literal["self-signed", "cloudflare-origin", "acme"] = "self-signed"
+    acme_email: str | None = None
+    acme_staging: bool = False
+    """Use Let's Encrypt's staging CA (for trying acme without hitting rate limits)."""
+
+    @model_validator(mode="after")
+    def _email(self) -> TlsConfig:
+        if self.mode == "acme" and not self.acme_email:
+            raise ValueError("acme_email: is required when mode is acme (Let's Encrypt expiry notices)")
+        if self.acme_email is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", self.acme_email):
+            raise ValueError(f"acme_email: found {show(self.acme_email)}; expected an e-mail address")
+        return self
+
+
+class ProxyConfig(Model):
+    """The nginx reverse proxy: the only service that publishes ports."""
+
+    image: str = "nginx:1.28.0-alpine"
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    routes: list[Route] = Field(default_factory=list)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    csp: str = "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Extra CIDRs (besides Cloudflare's when proxied) whose X-Forwarded-For/CF-Connecting-IP is believed."""
+    hsts_max_age_s: int = Field(default=31536000, ge=0)
+    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256, memory_reservation_mb=128))
+    http_port: Port = 80
+    https_port: Port = 443
+    logging: Logging = Field(default_factory=Logging)
+
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        out = []
+        for index, text in enumerate(cidrs):
+            try:
+                out.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError:
+                raise ValueError(f"item {index}: found {show(text)}; expected a network such as 10.0.0.0/8") from None
+        return out
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> ProxyConfig:
+        seen: set[tuple[str | None, str]] = set()
+        for index, route in enumerate(self.routes):
+            key = (route.host, route.path)
+            if key in seen:
+                where = f" on {route.host}" if route.host else ""
+                raise ValueError(f"routes/{index}: path {show(route.path)}{where} is routed twice; expected each path once")
+            seen.add(key)
+        if self.http_port == self.https_port:
+            raise ValueError(f"https_port: found {self.https_port}, the same as http_port; expected two different ports")
+        return self
+
+
+# ----------------------------------------------------------------------------- observability & backup
+
+
+class AlertReceiver(Model):
+    kind: Literal["none", "email", "webhook"] = "none"
+    email_to: str | None = None
+    email_from: str | None = None
+    smtp_host: str | None = None
+    """host:port of the SMTP relay."""
+    smtp_username: str | None = None
+    smtp_password_secret: SecretName | None = None
+    webhook_url_secret: SecretName | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertReceiver:
+        if self.kind == "email":
+            for key in ("email_to", "email_from", "smtp_host"):
+                if not getattr(self, key):
+                    raise ValueError(f"{key}: is required when kind is email")
+        if self.kind == "webhook" and not self.webhook_url_secret:
+            raise ValueError("webhook_url_secret: is required when kind is webhook")
+        return self
+
+
+class ObservabilityConfig(Model):
+    enabled: bool = False
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    grafana_host: str | None = None
+    """Serve Grafana on this hostname through the proxy; unset means the path /grafana/."""
+    grafana_admin_password_secret: SecretName | None = None
+    """Unset means a generated password (exported as a secret output)."""
+    alerts: AlertReceiver = Field(default_factory=AlertReceiver)
+    prometheus_image: str = "prom/prometheus:v3.1.0"
+    grafana_image: str = "grafana/grafana:11.4.0"
+    alertmanager_image: str = "prom/alertmanager:v0.28.0"
+    node_exporter_image: str = "prom/node-exporter:v1.8.2"
+    cadvisor_image: str = "gcr.io/cadvisor/cadvisor:v0.49.2"
+    postgres_exporter_image: str = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
+    redis_exporter_image: str = "oliver006/redis_exporter:v1.67.0"
+    nginx_exporter_image: str = "nginx/nginx-prometheus-exporter:1.4.0"
+
+
+class BackupRepository(Model):
+    """A restic repository on S3-compatible storage."""
+
+    endpoint: str = "https://fsn1.your-objectstorage.com"
+    """S3 endpoint: Hetzner Object Storage, AWS S3, Cloudflare R2 or any compatible one."""
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    path: str = ""
+    """Prefix inside the bucket; default the project and stack name."""
+    access_key_secret: SecretName = "backup_access_key"
+    secret_key_secret: SecretName = "backup_secret_key"
+    password_secret: SecretName = "backup_password"
+    region: str = "us-east-1"
+
+
+class Retention(Model):
+    hourly: int = Field(default=24, ge=0)
+    daily: int = Field(default=7, ge=0)
+    weekly: int = Field(default=4, ge=0)
+    monthly: int = Field(default=6, ge=0)
+
+
+class BackupConfig(Model):
+    enabled: bool = False
+    schedule: str = "0 * * * *"
+    """Cron expression (UTC)."""
+    check_schedule: str = "30 4 * * 0"
+    """When `restic check` runs (weekly by default)."""
+    retention: Retention = Field(default_factory=Retention)
+    repository: BackupRepository | None = None
+    image: str = "restic/restic:0.17.3"
+
+    @model_validator(mode="after")
+    def _repository(self) -> BackupConfig:
+        if self.enabled and self.repository is None:
+            raise ValueError("repository: is required when backups are enabled")
+        return self
+
+
+# ----------------------------------------------------------------------------- the stack
+
+
+class StackConfig(Model):
+    """Everything one stack deploys."""
+
+    environment: Literal["dev", "staging", "prod"] = "prod"
+    name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,20}$")] = "app"
+    """Prefix of every Docker object name (services, networks, volumes)."""
+    host: Host
+    dns: DnsConfig | None = None
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    services: dict[Name, Service] = Field(default_factory=dict)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+
+    def apps(self) -> dict[str, AppService]:
+        return {n: s for n, s in self.services.items() if isinstance(s, AppService)}
+
+    def stores(self) -> dict[str, Store]:
+        return {n: s for n, s in self.services.items() if not isinstance(s, AppService)}
+
+
+SECTIONS = ("environment", "name_prefix", "host", "dns", "proxy", "services", "observability", "backup")

@@ -1,0 +1,337 @@
+"""Run the real program (`__main__.py`) under Pulumi's mock runtime and record what it declares.
+
+Used by the tests (graph tests per stack and per example) and by `tools/render.py` (offline
+rendering). Nothing here needs the Pulumi CLI, a cloud account or Docker: the mock monitor
+answers every registration with plausible provider outputs (real ed25519 keys, numeric
+Hetzner ids, documentation-range IPs, Cloudflare's published ranges).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import runpy
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "keel"
+SECRET_SIG = rpc._special_sig_key  # type: ignore[attr-defined]
+SECRET_VALUE = rpc._special_secret_sig  # type: ignore[attr-defined]
+
+# Cloudflare's published ranges (https://www.cloudflare.com/ips/), as get_ip_ranges returns them.
+CLOUDFLARE_IPV4 = [
+    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18",
+    "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20", "197.234.240.0/22", "198.41.128.0/17",
+    "162.158.0.0/15", "104.16.0.0/13", "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
+]  # fmt: skip
+CLOUDFLARE_IPV6 = [
+    "2400:cb00::/32", "2606:4700::/32", "2803:f800::/32", "2405:b500::/32",
+    "2405:8100::/32", "2a06:98c0::/29", "2c0f:f248::/32",
+]  # fmt: skip
+
+
+@dataclass
+class Registered:
+    """One resource the program registered, with its inputs and options."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    inputs: dict[str, Any]
+    """Inputs with secrets unwrapped (what the provider would receive)."""
+    raw_inputs: dict[str, Any]
+    """Inputs as sent to the engine, secrets still wrapped in their signature objects."""
+    parent: str
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    ignore_changes: list[str]
+    depends_on: list[str]
+    delete_before_replace: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def plaintext_strings(self) -> Iterator[tuple[str, str]]:
+        """Every string leaf of the inputs that is not inside a Pulumi secret: (path, value)."""
+        yield from _plain_leaves(self.raw_inputs, self.name)
+
+
+def _plain_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return
+        for key, item in value.items():
+            yield from _plain_leaves(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _plain_leaves(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+@dataclass
+class Run:
+    """The outcome of one program run: resources, stack outputs, or the error it raised."""
+
+    stack: str
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    error: BaseException | None
+    logs: list[str]
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Registered:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise AssertionError(f"expected one {type_} named {name!r}; registered: {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def types(self) -> set[str]:
+        return {r.type for r in self.resources}
+
+
+def _key_pair(seed_text: str) -> tuple[str, str, str]:
+    """A real, deterministic ed25519 key pair: (openssh private, openssh public, pem private)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed_text.encode()).digest())
+    private_openssh = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private_openssh, public + "\n", private_pem
+
+
+class ProgramMocks(pulumi_mocks.Mocks):
+    """Plausible provider outputs for every resource type the program uses."""
+
+    def __init__(self) -> None:
+        self._next_id = 1000
+
+    def _numeric_id(self) -> str:
+        self._next_id += 1
+        return str(self._next_id)
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        state = dict(args.inputs)
+        typ = args.typ
+        if typ.startswith("hcloud:"):
+            rid = self._numeric_id()
+            if typ == "hcloud:index/primaryIp:PrimaryIp":
+                state["ipAddress"] = "2001:db8:4f8::/64" if args.inputs.get("type") == "ipv6" else "198.51.100.10"
+            if typ == "hcloud:index/server:Server":
+                state.update(ipv4Address="198.51.100.10", ipv6Address="2001:db8:4f8::1", status="running")
+            if typ == "hcloud:index/volume:Volume":
+                state["linuxDevice"] = f"/dev/disk/by-id/scsi-0HC_Volume_{rid}"
+            return rid, state
+        if typ == "tls:index/privateKey:PrivateKey":
+            private_openssh, public, pem = _key_pair(args.name)
+            state.update(privateKeyOpenssh=private_openssh, publicKeyOpenssh=public, privateKeyPem=pem)
+        elif typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+        elif typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state["certPem"] = f"-----BEGIN CERTIFICATE-----\nmock-{args.name}\n-----END CERTIFICATE-----\n"
+        elif typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
+            state["certificate"] = f"-----BEGIN CERTIFICATE-----\nmock-origin-{args.name}\n-----END CERTIFICATE-----\n"
+        elif typ.startswith("command:"):
+            state.setdefault("stdout", "ready")
+            state.setdefault("stderr", "")
+        elif typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = "mock-generated-" + hashlib.sha256(args.name.encode()).hexdigest()[:24]
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        if args.token == "cloudflare:index/getIpRanges:getIpRanges":
+            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6, "id": "ranges"}, None
+        return {}, None
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping resource options and secret-wrapped inputs."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registered: list[Registered] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        state = self.resources.get(response.urn)
+        self.registered.append(
+            Registered(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=request.custom,
+                inputs=rpc.deserialize_properties(request.object),
+                raw_inputs=json_format.MessageToDict(request.object),
+                parent=request.parent,
+                provider=request.provider,
+                protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                ignore_changes=list(request.ignoreChanges),
+                depends_on=list(request.dependencies),
+                delete_before_replace=request.deleteBeforeReplace,
+                outputs=dict(state.state) if state else {},
+            )
+        )
+        return response
+
+
+def stack_file(stack: str) -> Path:
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def read_config_file(path: Path) -> tuple[dict[str, str], list[str]]:
+    """A Pulumi stack YAML as the language host hands it to the program: key -> string value.
+
+    Values written `{secure: ...}` become placeholders marked secret.
+    """
+    data = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (data.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key] = f"placeholder-{key.split(':', 1)[1]}"
+            secret_keys.append(key)
+        else:
+            values[key] = encode_value(value)
+    return values, secret_keys
+
+
+def encode_value(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def placeholder_secrets(values: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Placeholder values for every secret the config names, and the provider tokens.
+
+    Lets a stack render and be tested without anyone's real secrets. Returns extra values
+    and the keys to mark secret. A config that does not parse gets none (its error shows).
+    """
+    import config as config_package
+    from config import crossref
+
+    raw = {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+    try:
+        cfg = config_package.parse(raw)
+    except config_package.ConfigError:
+        return {}, []
+    extra: dict[str, str] = {}
+    for name in crossref.referenced_secrets(cfg):
+        key = f"{PROJECT}:{name}"
+        if key not in values:
+            extra[key] = f"placeholder-secret-{name}-0123456789abcdef0123456789"
+    if cfg.host.provider == "hcloud" and "hcloud:token" not in values:
+        extra["hcloud:token"] = "placeholder-hcloud-token"
+    if cfg.dns is not None and "cloudflare:apiToken" not in values:
+        extra["cloudflare:apiToken"] = "placeholder-cloudflare-token"
+    return extra, list(extra)
+
+
+def run(
+    stack: str,
+    *,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    fill_secrets: bool = True,
+    secret_keys: list[str] | None = None,
+    preview: bool = False,
+) -> Run:
+    """Run __main__.py for `stack` under mocks.
+
+    `overrides` replace whole config keys ("keel:host": {...}); `secret_keys` marks extra keys
+    secret. With `fill_secrets`, named secrets that are not set get placeholder values.
+    """
+    values, secrets = read_config_file(config_file or stack_file(stack))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = encode_value(value)
+    secrets += secret_keys or []
+    if fill_secrets:
+        extra, extra_secret_keys = placeholder_secrets(values)
+        values.update(extra)
+        secrets += extra_secret_keys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    monitor = RecordingMonitor(ProgramMocks())
+    logs: list[str] = []
+    pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_ListLogger(logs))
+    pulumi.runtime.set_all_config(values, secrets)
+
+    outputs: dict[str, Any] = {}
+
+    async def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        root = get_root_resource()
+        exported = getattr(root, "outputs", {})
+        resolved = await pulumi.Output.from_input(exported).future()
+        outputs.update(resolved or {})
+
+    error: BaseException | None = None
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as caught:  # noqa: BLE001 (the run's error is part of its result)
+        error = caught
+    return Run(stack=stack, resources=list(monitor.registered), outputs=outputs, error=error, logs=logs)
+
+
+class _ListLogger:
+    """A logging.Logger stand-in that keeps what the program logs."""
+
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def _log(self, level: str, message: str) -> None:
+        self.sink.append(f"{level}: {message}")
+
+    def debug(self, message: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        self._log("info", message)
+
+    def warning(self, message: str) -> None:
+        self._log("warning", message)
+
+    def error(self, message: str) -> None:
+        self._log("error", message)
+
+
+def decode_base64(value: str) -> str:
+    return base64.b64decode(value).decode()
