@@ -123,7 +123,9 @@ class Host(pulumi.ComponentResource):
 
     def _hcloud(self, name: str, spec: HcloudHost, server_name: str, web_sources: pulumi.Input[Sequence[str]]) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, protect=spec.delete_protection, retain_on_delete=spec.delete_protection)
+        keep = pulumi.ResourceOptions(
+            parent=self, protect=spec.delete_protection, retain_on_delete=spec.delete_protection
+        )
         labels = {"managed-by": "pulumi", "stack": pulumi.get_stack()}
 
         ssh_keys = [
@@ -142,11 +144,21 @@ class Host(pulumi.ComponentResource):
                 labels=labels,
                 rules=[
                     hcloud.FirewallRuleArgs(
-                        direction="in", protocol="tcp", port="22", source_ips=list(spec.admin_cidrs), description="ssh from admins"
+                        direction="in",
+                        protocol="tcp",
+                        port="22",
+                        source_ips=list(spec.admin_cidrs),
+                        description="ssh from admins",
                     ),
-                    hcloud.FirewallRuleArgs(direction="in", protocol="tcp", port="80", source_ips=web_sources, description="http"),
-                    hcloud.FirewallRuleArgs(direction="in", protocol="tcp", port="443", source_ips=web_sources, description="https"),
-                    hcloud.FirewallRuleArgs(direction="in", protocol="icmp", source_ips=list(WORLD), description="ping"),
+                    hcloud.FirewallRuleArgs(
+                        direction="in", protocol="tcp", port="80", source_ips=web_sources, description="http"
+                    ),
+                    hcloud.FirewallRuleArgs(
+                        direction="in", protocol="tcp", port="443", source_ips=web_sources, description="https"
+                    ),
+                    hcloud.FirewallRuleArgs(
+                        direction="in", protocol="icmp", source_ips=list(WORLD), description="ping"
+                    ),
                 ],
             ),
             opts=child,
@@ -229,7 +241,9 @@ class Host(pulumi.ComponentResource):
 
         attachment = hcloud.VolumeAttachment(
             f"{name}-data-attachment",
-            hcloud.VolumeAttachmentArgs(volume_id=volume.id.apply(int), server_id=self.server.id.apply(int), automount=False),
+            hcloud.VolumeAttachmentArgs(
+                volume_id=volume.id.apply(int), server_id=self.server.id.apply(int), automount=False
+            ),
             opts=child,
         )
 

@@ -28,7 +28,7 @@ class ServerType:
     eur_per_month: float
 
 
-def _t(name: str, vcpus: int, gib: int, disk: int, arch: str, locs: tuple[str, ...], eur: float):
+def _t(name: str, vcpus: int, gib: int, disk: int, arch: str, locs: tuple[str, ...], eur: float) -> ServerType:
     return ServerType(name, vcpus, gib * 1024, disk, arch, locs, eur)
 
 

@@ -22,9 +22,7 @@ class ConfigError(pulumi.RunError):
         if len(self.problems) == 1:
             text = self.problems[0]
         else:
-            text = f"{len(self.problems)} configuration problems:\n" + "\n".join(
-                f"  - {p}" for p in self.problems
-            )
+            text = f"{len(self.problems)} configuration problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(text)
 
     @classmethod
@@ -82,9 +80,7 @@ def _message(err: Any) -> str:
     if kind == "literal_error":
         return f"found {show(found)}; expected one of {ctx.get('expected', '')}"
     if kind == "union_tag_invalid":
-        return (
-            f"found kind {show(ctx.get('tag'))}; expected one of {ctx.get('expected_tags', '')}"
-        )
+        return f"found kind {show(ctx.get('tag'))}; expected one of {ctx.get('expected_tags', '')}"
     if kind == "union_tag_not_found":
         return "has no 'kind'; expected one of app, postgres, redis, volume, external"
     if kind in ("greater_than_equal", "greater_than"):
@@ -107,9 +103,7 @@ def _message(err: Any) -> str:
     return f"found {show(found)}; {err.get('msg', 'is not valid')}"
 
 
-def from_validation_error(
-    section: str, error: ValidationError, tags: frozenset[str] = frozenset()
-) -> ConfigError:
+def from_validation_error(section: str, error: ValidationError, tags: frozenset[str] = frozenset()) -> ConfigError:
     problems = []
     for err in error.errors(include_url=False):
         path = _path(section, err["loc"], tags)

@@ -101,7 +101,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError.at(
                 f"base ({Path(loader.name).name}) line {key_node.start_mark.line + 1}",
@@ -117,7 +117,9 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def _read_topology(base: str, base_dir: Path) -> dict[str, Any]:
     path = (base_dir / base).resolve()
     if not path.is_file():
-        raise ConfigError.at("base", f"found {show(base)}, which is not a file; expected a topology YAML path relative to {base_dir}")
+        raise ConfigError.at(
+            "base", f"found {show(base)}, which is not a file; expected a topology YAML path relative to {base_dir}"
+        )
     with path.open() as handle:
         loader = _UniqueKeyLoader(handle)
         loader.name = str(path)
@@ -126,12 +128,14 @@ def _read_topology(base: str, base_dir: Path) -> dict[str, Any]:
         except yaml.YAMLError as error:
             raise ConfigError.at("base", f"{path.name} is not valid YAML: {error}") from None
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError.at("base", f"{path.name} holds {show(data)}; expected a mapping of config sections")
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
-        raise ConfigError.at(f"base ({path.name})/{unknown[0]}", f"is not a config section; expected one of {', '.join(SECTIONS)}")
+        raise ConfigError.at(
+            f"base ({path.name})/{unknown[0]}", f"is not a config section; expected one of {', '.join(SECTIONS)}"
+        )
     return data
 
 
@@ -143,7 +147,7 @@ def _all_config() -> dict[str, Any]:
 
 def _project_config(project: str) -> dict[str, str]:
     prefix = f"{project}:"
-    return {key[len(prefix):]: value for key, value in _all_config().items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in _all_config().items() if key.startswith(prefix)}
 
 
 def _secrets(project: str, cfg: StackConfig, raw: dict[str, str]) -> dict[str, pulumi.Output[str]]:
@@ -151,15 +155,17 @@ def _secrets(project: str, cfg: StackConfig, raw: dict[str, str]) -> dict[str, p
     problems = []
     for key in sorted(set(raw) - RESERVED - set(refs)):
         problems.append(
-            f"{key}: is not a known key; expected one of {', '.join(SECTIONS)}, base, "
-            "or a secret that the config names"
+            f"{key}: is not a known key; expected one of {', '.join(SECTIONS)}, base, or a secret that the config names"
         )
     for name, where in sorted(refs.items()):
         full = f"{project}:{name}"
         if name in RESERVED:
             problems.append(f"{where}: the secret name {show(name)} is a config section name; choose another name")
         elif name not in raw:
-            problems.append(f"{where}: names the secret {show(name)}, which is not set; run: pulumi config set --secret {name} <value>")
+            problems.append(
+                f"{where}: names the secret {show(name)}, which is not set; "
+                f"run: pulumi config set --secret {name} <value>"
+            )
         elif not runtime_config.is_config_secret(full) and not _secret_in_env(full):
             problems.append(
                 f"{name}: is stored in plaintext but {where} needs a secret; "
@@ -188,6 +194,8 @@ def _provider_credentials(cfg: StackConfig) -> None:
             if not runtime_config.is_config_secret(key) and not _secret_in_env(key):
                 problems.append(f"{key}: is stored in plaintext; run: pulumi config set --secret {key} <token>")
         elif not os.environ.get(env):
-            problems.append(f"{key}: is required but missing; run: pulumi config set --secret {key} <token> (or export {env})")
+            problems.append(
+                f"{key}: is required but missing; run: pulumi config set --secret {key} <token> (or export {env})"
+            )
     if problems:
         raise ConfigError(problems)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -24,6 +24,8 @@ SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+NetworkName = Literal["public", "internal"]
+NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _SSH_KEY = re.compile(
@@ -154,7 +156,7 @@ class LocalHost(Model):
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
 
 
-Host = Annotated[Union[HcloudHost, LocalHost], Field(discriminator="provider")]
+Host = Annotated[HcloudHost | LocalHost, Field(discriminator="provider")]
 
 # ----------------------------------------------------------------------------- dns
 
@@ -307,7 +309,8 @@ class AppService(Model):
     stop_signal: Annotated[str, Field(pattern=r"^SIG[A-Z0-9]+$")] = "SIGTERM"
     volumes: dict[str, Name] = Field(default_factory=dict)
     """Mount path -> name of a `volume` store."""
-    networks: list[Literal["public", "internal"]] = Field(default_factory=lambda: ["public", "internal"])
+    networks: list[NetworkName] = Field(default_factory=lambda: list(NETWORKS))
+    """Overlay networks: public (proxy and apps) and internal (apps and stores)."""
     constraints: list[str] = Field(default_factory=list)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     migration: Migration | None = None
@@ -389,17 +392,15 @@ def _service_kind(value: object) -> str:
 
 
 Service = Annotated[
-    Union[
-        Annotated[AppService, Tag("app")],
-        Annotated[PostgresStore, Tag("postgres")],
-        Annotated[RedisStore, Tag("redis")],
-        Annotated[VolumeStore, Tag("volume")],
-        Annotated[ExternalStore, Tag("external")],
-    ],
+    Annotated[AppService, Tag("app")]
+    | Annotated[PostgresStore, Tag("postgres")]
+    | Annotated[RedisStore, Tag("redis")]
+    | Annotated[VolumeStore, Tag("volume")]
+    | Annotated[ExternalStore, Tag("external")],
     Discriminator(_service_kind),
 ]
 SERVICE_KINDS = frozenset({"app", "postgres", "redis", "volume", "external"})
-Store = Union[PostgresStore, RedisStore, VolumeStore, ExternalStore]
+Store = PostgresStore | RedisStore | VolumeStore | ExternalStore
 
 # ----------------------------------------------------------------------------- proxy
 
@@ -467,7 +468,9 @@ class ProxyConfig(Model):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     routes: list[Route] = Field(default_factory=list)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
-    csp: str = "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+    csp: str = (
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+    )
     trusted_proxies: list[str] = Field(default_factory=list)
     """Extra CIDRs (besides Cloudflare's when proxied) whose X-Forwarded-For/CF-Connecting-IP is believed."""
     hsts_max_age_s: int = Field(default=31536000, ge=0)
@@ -496,10 +499,14 @@ class ProxyConfig(Model):
             key = (route.host, route.path)
             if key in seen:
                 where = f" on {route.host}" if route.host else ""
-                raise ValueError(f"routes/{index}: path {show(route.path)}{where} is routed twice; expected each path once")
+                raise ValueError(
+                    f"routes/{index}: path {show(route.path)}{where} is routed twice; expected each path once"
+                )
             seen.add(key)
         if self.http_port == self.https_port:
-            raise ValueError(f"https_port: found {self.https_port}, the same as http_port; expected two different ports")
+            raise ValueError(
+                f"https_port: found {self.https_port}, the same as http_port; expected two different ports"
+            )
         return self
 
 

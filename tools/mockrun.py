@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import runpy
 import sys
 from collections.abc import Iterator
@@ -29,8 +30,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "keel"
-SECRET_SIG = rpc._special_sig_key  # type: ignore[attr-defined]
-SECRET_VALUE = rpc._special_secret_sig  # type: ignore[attr-defined]
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
 
 # Cloudflare's published ranges (https://www.cloudflare.com/ips/), as get_ip_ranges returns them.
 CLOUDFLARE_IPV4 = [
@@ -155,7 +156,9 @@ class ProgramMocks(pulumi_mocks.Mocks):
             private_openssh, public, pem = _key_pair(args.name)
             state.update(privateKeyOpenssh=private_openssh, publicKeyOpenssh=public, privateKeyPem=pem)
         elif typ == "tls:index/certRequest:CertRequest":
-            state["certRequestPem"] = f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+            state["certRequestPem"] = (
+                f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n-----END CERTIFICATE REQUEST-----\n"
+            )
         elif typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             state["certPem"] = f"-----BEGIN CERTIFICATE-----\nmock-{args.name}\n-----END CERTIFICATE-----\n"
         elif typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
@@ -291,7 +294,9 @@ def run(
         sys.path.insert(0, str(ROOT))
     monitor = RecordingMonitor(ProgramMocks())
     logs: list[str] = []
-    pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_ListLogger(logs))
+    pulumi_mocks.set_mocks(
+        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs)
+    )
     pulumi.runtime.set_all_config(values, secrets)
 
     outputs: dict[str, Any] = {}
@@ -311,26 +316,21 @@ def run(
     return Run(stack=stack, resources=list(monitor.registered), outputs=outputs, error=error, logs=logs)
 
 
-class _ListLogger:
-    """A logging.Logger stand-in that keeps what the program logs."""
+class _ListHandler(logging.Handler):
+    """Keeps what the program logs through the mock engine."""
 
     def __init__(self, sink: list[str]) -> None:
+        super().__init__(level=logging.INFO)
         self.sink = sink
 
-    def _log(self, level: str, message: str) -> None:
-        self.sink.append(f"{level}: {message}")
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(f"{record.levelname.lower()}: {record.getMessage()}")
 
-    def debug(self, message: str) -> None:
-        pass
 
-    def info(self, message: str) -> None:
-        self._log("info", message)
-
-    def warning(self, message: str) -> None:
-        self._log("warning", message)
-
-    def error(self, message: str) -> None:
-        self._log("error", message)
+def _list_logger(sink: list[str]) -> logging.Logger:
+    logger = logging.Logger("keel-mockrun", level=logging.INFO)
+    logger.addHandler(_ListHandler(sink))
+    return logger
 
 
 def decode_base64(value: str) -> str:
