@@ -5,7 +5,7 @@ from __future__ import annotations
 from croniter import croniter
 
 from config import capacity
-from config.errors import ConfigError, show
+from config.errors import ConfigError, key_path, show
 from config.models import (
     AppService,
     ExternalStore,
@@ -66,7 +66,7 @@ def _volumes(cfg: StackConfig) -> list[str]:
             if volume not in volume_stores:
                 known = ", ".join(sorted(volume_stores)) or "none defined"
                 out.append(
-                    f"services/{name}/volumes/{mount}: {show(volume)} is not a volume store; "
+                    f"{key_path('services', name, 'volumes', mount)}: {show(volume)} is not a volume store; "
                     f"expected one of {known} (declare it under services with kind: volume)"
                 )
     return out

@@ -30,6 +30,20 @@ class ConfigError(pulumi.RunError):
         return cls([f"{path}: {message}"])
 
 
+class KeyPathError(ValueError):
+    """Raised inside a validator for a key below the one being validated (``subpath``)."""
+
+    def __init__(self, subpath: str | int, message: str) -> None:
+        super().__init__(message)
+        self.subpath = str(subpath)
+        self.message = message
+
+
+def key_path(*parts: object) -> str:
+    """Join key path segments; a segment that is itself a path (a mount point) is quoted."""
+    return "/".join(f'"{p}"' if "/" in str(p) else str(p) for p in parts)
+
+
 def show(value: Any) -> str:
     """Render a found value the way the user wrote it in YAML."""
     if isinstance(value, str):
@@ -47,14 +61,19 @@ def show(value: Any) -> str:
 
 # Segments pydantic adds to a location that are not keys the user wrote: the tag of a
 # discriminated union ("app", "postgres") and function-validator names.
-def _path(section: str, loc: Iterable[Any], tags: frozenset[str]) -> str:
+def _path(section: str, loc: Iterable[Any], tags: frozenset[str], err: Any) -> str:
     parts = [section] if section else []
     for item in loc:
         text = str(item)
         if text in tags or text.startswith("function-") or "[" in text:
             continue
         parts.append(text)
-    return "/".join(parts)
+    problem = (err.get("ctx") or {}).get("error")
+    if isinstance(problem, KeyPathError):
+        parts.extend(p for p in problem.subpath.split("/") if p)
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        parts.append(str((err.get("ctx") or {}).get("discriminator", "")).strip("'") or "kind")
+    return key_path(*parts)
 
 
 def _message(err: Any) -> str:
@@ -80,9 +99,11 @@ def _message(err: Any) -> str:
     if kind == "literal_error":
         return f"found {show(found)}; expected one of {ctx.get('expected', '')}"
     if kind == "union_tag_invalid":
-        return f"found kind {show(ctx.get('tag'))}; expected one of {ctx.get('expected_tags', '')}"
+        if ctx.get("tag") in (None, "None"):
+            return f"is required but missing; expected one of {ctx.get('expected_tags', '')}"
+        return f"found {show(ctx.get('tag'))}; expected one of {ctx.get('expected_tags', '')}"
     if kind == "union_tag_not_found":
-        return "has no 'kind'; expected one of app, postgres, redis, volume, external"
+        return "is required but missing"
     if kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
         word = "at least" if kind == "greater_than_equal" else "more than"
@@ -98,14 +119,16 @@ def _message(err: Any) -> str:
     if kind == "string_pattern_mismatch":
         return f"found {show(found)}; expected text matching {ctx.get('pattern')}"
     if kind in ("value_error", "assertion_error"):
-        message = str(ctx.get("error", err.get("msg", "")))
-        return message
+        problem = ctx.get("error")
+        if isinstance(problem, KeyPathError):
+            return problem.message
+        return str(problem if problem is not None else err.get("msg", ""))
     return f"found {show(found)}; {err.get('msg', 'is not valid')}"
 
 
 def from_validation_error(section: str, error: ValidationError, tags: frozenset[str] = frozenset()) -> ConfigError:
     problems = []
     for err in error.errors(include_url=False):
-        path = _path(section, err["loc"], tags)
+        path = _path(section, err["loc"], tags, err)
         problems.append(f"{path}: {_message(err)}")
     return ConfigError(problems)

@@ -104,7 +104,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError.at(
-                f"base ({Path(loader.name).name}) line {key_node.start_mark.line + 1}",
+                f"base ({Path(loader.name).name}, line {key_node.start_mark.line + 1})",
                 f"{show(key)} is defined twice in one mapping; expected each name once",
             )
         seen[key] = True
@@ -118,7 +118,8 @@ def _read_topology(base: str, base_dir: Path) -> dict[str, Any]:
     path = (base_dir / base).resolve()
     if not path.is_file():
         raise ConfigError.at(
-            "base", f"found {show(base)}, which is not a file; expected a topology YAML path relative to {base_dir}"
+            "base",
+            f"found {show(base)}, which is not a file; expected a topology YAML path relative to the project directory",
         )
     with path.open() as handle:
         loader = _UniqueKeyLoader(handle)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from config import catalogue
-from config.errors import show
+from config.errors import KeyPathError, show
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -104,9 +104,10 @@ class HcloudHost(Model):
     def _ssh_keys(cls, keys: list[str]) -> list[str]:
         for index, key in enumerate(keys):
             if not _SSH_KEY.match(key.strip()):
-                raise ValueError(
-                    f"item {index}: found {show(key[:40])}; expected an OpenSSH public key line "
-                    "such as 'ssh-ed25519 AAAA... you@laptop'"
+                raise KeyPathError(
+                    index,
+                    f"found {show(key[:40])}; expected an OpenSSH public key line "
+                    "such as 'ssh-ed25519 AAAA... you@laptop'",
                 )
         return [k.strip() for k in keys]
 
@@ -118,13 +119,14 @@ class HcloudHost(Model):
             try:
                 net = ipaddress.ip_network(text, strict=False)
             except ValueError:
-                raise ValueError(
-                    f"item {index}: found {show(text)}; expected an IPv4 or IPv6 network such as 203.0.113.7/32"
+                raise KeyPathError(
+                    index, f"found {show(text)}; expected an IPv4 or IPv6 network such as 203.0.113.7/32"
                 ) from None
             if net.prefixlen == 0:
-                raise ValueError(
-                    f"item {index}: found {show(text)}, which opens SSH to the whole internet; "
-                    "expected the networks you administer from"
+                raise KeyPathError(
+                    index,
+                    f"found {show(text)}, which opens SSH to the whole internet; "
+                    "expected the networks you administer from",
                 )
             out.append(str(net))
         return out
@@ -133,9 +135,10 @@ class HcloudHost(Model):
     def _type_sold_here(self) -> HcloudHost:
         server = catalogue.SERVER_TYPES[self.server_type]
         if self.location not in server.locations:
-            raise ValueError(
-                f"server_type {show(self.server_type)} is not sold in {show(self.location)}; "
-                f"expected one of {', '.join(server.locations)}"
+            raise KeyPathError(
+                "location",
+                f"{show(self.location)} does not sell server_type {show(self.server_type)}; "
+                f"expected one of {', '.join(server.locations)}",
             )
         return self
 
@@ -185,13 +188,14 @@ class DnsConfig(Model):
     def _inside_zone(self) -> DnsConfig:
         for index, name in enumerate(self.hostnames):
             if name != self.zone and not name.endswith("." + self.zone):
-                raise ValueError(
-                    f"hostnames/{index}: {show(name)} is not inside the zone {show(self.zone)}; "
-                    f"expected {self.zone} or a name ending in .{self.zone}"
+                raise KeyPathError(
+                    f"hostnames/{index}",
+                    f"{show(name)} is not inside the zone {show(self.zone)}; "
+                    f"expected {self.zone} or a name ending in .{self.zone}",
                 )
         if len(set(self.hostnames)) != len(self.hostnames):
             dupes = sorted({h for h in self.hostnames if self.hostnames.count(h) > 1})
-            raise ValueError(f"hostnames: {show(dupes[0])} is listed twice; expected each hostname once")
+            raise KeyPathError("hostnames", f"{show(dupes[0])} is listed twice; expected each hostname once")
         return self
 
     @property
@@ -215,12 +219,12 @@ class Resources(Model):
     @model_validator(mode="after")
     def _reservation_below_limit(self) -> Resources:
         if self.memory_reservation_mb is not None and self.memory_reservation_mb > self.memory_mb:
-            raise ValueError(
-                f"memory_reservation_mb: found {self.memory_reservation_mb}; expected at most the "
-                f"limit memory_mb ({self.memory_mb})"
+            raise KeyPathError(
+                "memory_reservation_mb",
+                f"found {self.memory_reservation_mb}; expected at most the limit memory_mb ({self.memory_mb})",
             )
         if self.cpus is not None and self.cpu_reservation is not None and self.cpu_reservation > self.cpus:
-            raise ValueError(f"cpu_reservation: found {self.cpu_reservation}; expected at most cpus ({self.cpus})")
+            raise KeyPathError("cpu_reservation", f"found {self.cpu_reservation}; expected at most cpus ({self.cpus})")
         return self
 
     @property
@@ -243,7 +247,7 @@ class HealthCheck(Model):
         if (self.http_path is None) == (self.command is None):
             raise ValueError("set exactly one of http_path or command")
         if self.http_path is not None and not self.http_path.startswith("/"):
-            raise ValueError(f"http_path: found {show(self.http_path)}; expected a path starting with /")
+            raise KeyPathError("http_path", f"found {show(self.http_path)}; expected a path starting with /")
         return self
 
 
@@ -332,7 +336,7 @@ class AppService(Model):
     @model_validator(mode="after")
     def _http_health_needs_port(self) -> AppService:
         if self.health and self.health.http_path and self.port is None:
-            raise ValueError("health/http_path needs the service's port; set port")
+            raise KeyPathError("port", "is required when health/http_path is set (the probe calls that port)")
         return self
 
 
@@ -455,9 +459,9 @@ class TlsConfig(Model):
     @model_validator(mode="after")
     def _email(self) -> TlsConfig:
         if self.mode == "acme" and not self.acme_email:
-            raise ValueError("acme_email: is required when mode is acme (Let's Encrypt expiry notices)")
+            raise KeyPathError("acme_email", "is required when mode is acme (Let's Encrypt sends expiry notices there)")
         if self.acme_email is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", self.acme_email):
-            raise ValueError(f"acme_email: found {show(self.acme_email)}; expected an e-mail address")
+            raise KeyPathError("acme_email", f"found {show(self.acme_email)}; expected an e-mail address")
         return self
 
 
@@ -489,7 +493,7 @@ class ProxyConfig(Model):
             try:
                 out.append(str(ipaddress.ip_network(text, strict=False)))
             except ValueError:
-                raise ValueError(f"item {index}: found {show(text)}; expected a network such as 10.0.0.0/8") from None
+                raise KeyPathError(index, f"found {show(text)}; expected a network such as 10.0.0.0/8") from None
         return out
 
     @model_validator(mode="after")
@@ -499,13 +503,13 @@ class ProxyConfig(Model):
             key = (route.host, route.path)
             if key in seen:
                 where = f" on {route.host}" if route.host else ""
-                raise ValueError(
-                    f"routes/{index}: path {show(route.path)}{where} is routed twice; expected each path once"
+                raise KeyPathError(
+                    f"routes/{index}/path", f"{show(route.path)}{where} is routed twice; expected each path once"
                 )
             seen.add(key)
         if self.http_port == self.https_port:
-            raise ValueError(
-                f"https_port: found {self.https_port}, the same as http_port; expected two different ports"
+            raise KeyPathError(
+                "https_port", f"found {self.https_port}, the same as http_port; expected two different ports"
             )
         return self
 
@@ -528,9 +532,9 @@ class AlertReceiver(Model):
         if self.kind == "email":
             for key in ("email_to", "email_from", "smtp_host"):
                 if not getattr(self, key):
-                    raise ValueError(f"{key}: is required when kind is email")
+                    raise KeyPathError(key, "is required when kind is email")
         if self.kind == "webhook" and not self.webhook_url_secret:
-            raise ValueError("webhook_url_secret: is required when kind is webhook")
+            raise KeyPathError("webhook_url_secret", "is required when kind is webhook")
         return self
 
 
@@ -586,7 +590,7 @@ class BackupConfig(Model):
     @model_validator(mode="after")
     def _repository(self) -> BackupConfig:
         if self.enabled and self.repository is None:
-            raise ValueError("repository: is required when backups are enabled")
+            raise KeyPathError("repository", "is required when backups are enabled")
         return self
 
 

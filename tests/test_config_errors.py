@@ -1,0 +1,275 @@
+"""Bad configuration, tried as a new user would: one clear message, raised before any resource.
+
+Each case merges one bad fragment into a real stack file, runs the whole program under the
+mock runtime and compares the exact message. The message must start with the key path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config import ConfigError
+from tests.helpers import run_with
+from tools import mockrun
+
+TYPES = (
+    "cx23, cx33, cx43, cx53, cax11, cax21, cax31, cax41, cpx12, cpx22, cpx32, cpx42, cpx52, cpx62, ccx13, ccx23, ccx33"
+)
+
+CASES: list[tuple[str, str, dict[str, Any], str]] = [
+    (
+        "unknown key",
+        "prod",
+        {"keel:host": {"server_typ": "cx33"}},
+        "host/server_typ: is not a known key; check its spelling against the config reference in README.md",
+    ),
+    (
+        "unknown top-level key",
+        "prod",
+        {"keel:hots": {"provider": "hcloud"}},
+        "hots: is not a known key; expected one of environment, name_prefix, host, dns, proxy, services, "
+        "observability, backup, base, or a secret that the config names",
+    ),
+    (
+        "wrong type",
+        "prod",
+        {"keel:host": {"data_volume_gib": "ten"}},
+        'host/data_volume_gib: found "ten"; expected a whole number',
+    ),
+    (
+        "missing discriminator",
+        "prod",
+        {"keel:host": {"provider": None}},
+        "host/provider: is required but missing; expected one of 'hcloud', 'local'",
+    ),
+    (
+        "deprecated server type",
+        "prod",
+        {"keel:host": {"server_type": "cx11"}},
+        f'host/server_type: "cx11" is deprecated and no longer sold by Hetzner; use one of {TYPES}',
+    ),
+    (
+        "unknown server type",
+        "prod",
+        {"keel:host": {"server_type": "cx99"}},
+        f'host/server_type: "cx99" is not offered by Hetzner; use one of {TYPES}',
+    ),
+    (
+        "server type not sold in location",
+        "prod",
+        {"keel:host": {"server_type": "cax11", "location": "ash"}},
+        'host/location: "ash" does not sell server_type "cax11"; expected one of fsn1, nbg1, hel1',
+    ),
+    (
+        "bad CIDR",
+        "prod",
+        {"keel:host": {"admin_cidrs": ["10.0.0.300/32"]}},
+        'host/admin_cidrs/0: found "10.0.0.300/32"; expected an IPv4 or IPv6 network such as 203.0.113.7/32',
+    ),
+    (
+        "ssh open to the world",
+        "prod",
+        {"keel:host": {"admin_cidrs": ["203.0.113.0/28", "::/0"]}},
+        'host/admin_cidrs/1: found "::/0", which opens SSH to the whole internet; '
+        "expected the networks you administer from",
+    ),
+    (
+        "bad ssh key",
+        "prod",
+        {"keel:host": {"admin_ssh_keys": ["not-a-key"]}},
+        'host/admin_ssh_keys/0: found "not-a-key"; expected an OpenSSH public key line such as \'ssh-ed25519 '
+        "AAAA... you@laptop'",
+    ),
+    (
+        "bad domain",
+        "prod",
+        {"keel:dns": {"zone": "example..com"}},
+        'dns/zone: found "example..com"; expected a lower-case DNS name such as app.example.com',
+    ),
+    (
+        "hostname outside the zone",
+        "prod",
+        {"keel:dns": {"hostnames": ["example.com", "shop.example.org"]}},
+        'dns/hostnames/1: "shop.example.org" is not inside the zone "example.com"; '
+        "expected example.com or a name ending in .example.com",
+    ),
+    (
+        "duplicate hostname",
+        "prod",
+        {"keel:dns": {"hostnames": ["example.com", "example.com"]}},
+        'dns/hostnames: "example.com" is listed twice; expected each hostname once',
+    ),
+    (
+        "port out of range",
+        "prod",
+        {"keel:services": {"api": {"port": 70000}}},
+        "services/api/port: found 70000; expected at most 65535",
+    ),
+    (
+        "duplicate route",
+        "dev",
+        {"keel:proxy": {"routes": [{"path": "/", "service": "web"}, {"path": "/", "service": "api"}]}},
+        'proxy/routes/1/path: "/" is routed twice; expected each path once',
+    ),
+    (
+        "route to an undefined service",
+        "dev",
+        {"keel:proxy": {"routes": [{"path": "/", "service": "frontend"}]}},
+        'proxy/routes/0/service: "frontend" is not a service; expected one of api, web',
+    ),
+    (
+        "route to a store",
+        "dev",
+        {"keel:proxy": {"routes": [{"path": "/", "service": "db"}]}},
+        'proxy/routes/0/service: "db" is a postgres store; expected an app service '
+        "(stores are never exposed through the proxy)",
+    ),
+    (
+        "unknown service kind",
+        "dev",
+        {"keel:services": {"db": {"kind": "mysql"}}},
+        'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume',
+    ),
+    (
+        "latest image outside dev",
+        "prod",
+        {"keel:services": {"api": {"image": "ghcr.io/example/shop-api:latest"}}},
+        'services/api/image: "ghcr.io/example/shop-api:latest" is not pinned; expected a fixed tag or a digest '
+        "(latest is allowed only in dev, and this stack's environment is prod)",
+    ),
+    (
+        "untagged image outside dev",
+        "staging",
+        {"keel:services": {"web": {"image": "ghcr.io/example/shop-web"}}},
+        'services/web/image: "ghcr.io/example/shop-web" is not pinned; expected a fixed tag or a digest '
+        "(latest is allowed only in dev, and this stack's environment is staging)",
+    ),
+    (
+        "mount of an undefined volume",
+        "dev",
+        {"keel:services": {"api": {"volumes": {"/data": "files"}}}},
+        'services/api/volumes/"/data": "files" is not a volume store; expected one of uploads '
+        "(declare it under services with kind: volume)",
+    ),
+    (
+        "reservation above limit",
+        "dev",
+        {"keel:services": {"api": {"resources": {"memory_mb": 64, "memory_reservation_mb": 128}}}},
+        "services/api/resources/memory_reservation_mb: found 128; expected at most the limit memory_mb (64)",
+    ),
+    (
+        "health check with two probes",
+        "dev",
+        {"keel:services": {"api": {"health": {"command": ["true"]}}}},
+        "services/api/health: set exactly one of http_path or command",
+    ),
+    (
+        "origin certificate on unproxied records",
+        "prod",
+        {"keel:dns": {"proxied": False}},
+        'proxy/tls/mode: "cloudflare-origin" certificates are trusted only by Cloudflare\'s proxy, '
+        "but dns/proxied is false; use acme for unproxied records",
+    ),
+    (
+        "memory over capacity",
+        "staging",
+        {"keel:services": {"api": {"replicas": 6}}},
+        "host/server_type: memory limits add up to 5248 MiB (largest: api 3072, db 1024, proxy 256; rollout "
+        "headroom 512), over 90% of the host's 4096 MiB (3686 MiB); expected a larger server type or smaller limits",
+    ),
+    (
+        "backups without a repository",
+        "prod",
+        {"keel:backup": {"enabled": True}},
+        "backup/repository: is required when backups are enabled",
+    ),
+    (
+        "bad cron schedule",
+        "prod",
+        {"keel:backup": {"schedule": "every hour"}},
+        "backup/schedule: found \"every hour\"; expected a 5-field cron expression such as '0 * * * *'",
+    ),
+    (
+        "unknown environment",
+        "prod",
+        {"keel:environment": "production"},
+        "environment: found \"production\"; expected one of 'dev', 'staging' or 'prod'",
+    ),
+    (
+        "missing topology file",
+        "prod",
+        {"keel:base": "topology/missing.yaml"},
+        'base: found "topology/missing.yaml", which is not a file; '
+        "expected a topology YAML path relative to the project directory",
+    ),
+]
+
+
+def assert_fails_cleanly(run: mockrun.Run, expected: str) -> None:
+    assert isinstance(run.error, ConfigError), f"expected a ConfigError, got {run.error!r}"
+    assert str(run.error) == expected
+    assert run.resources == [], f"registered before failing: {[r.urn for r in run.resources]}"
+
+
+@pytest.mark.parametrize(("stack", "fragment", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_config_fails_with_key_path_before_any_resource(stack: str, fragment: dict[str, Any], expected: str):
+    assert_fails_cleanly(run_with(stack, fragment), expected)
+
+
+def test_fails_when_secret_is_stored_in_plaintext():
+    run = mockrun.run("prod", overrides={"keel:jwt_secret": "hunter2-but-longer"})
+    assert_fails_cleanly(
+        run,
+        "jwt_secret: is stored in plaintext but services/api/secrets/JWT_SECRET needs a secret; "
+        "run: pulumi config set --secret jwt_secret <value>",
+    )
+
+
+def test_fails_when_named_secret_is_not_set():
+    run = mockrun.run(
+        "prod",
+        fill_secrets=False,
+        overrides={"hcloud:token": "t", "cloudflare:apiToken": "t"},
+        secret_keys=["hcloud:token", "cloudflare:apiToken"],
+    )
+    assert_fails_cleanly(
+        run,
+        'services/api/secrets/JWT_SECRET: names the secret "jwt_secret", which is not set; '
+        "run: pulumi config set --secret jwt_secret <value>",
+    )
+
+
+def test_fails_when_provider_token_is_plaintext():
+    run = mockrun.run("staging", overrides={"hcloud:token": "plain-token"})
+    assert_fails_cleanly(
+        run, "hcloud:token: is stored in plaintext; run: pulumi config set --secret hcloud:token <token>"
+    )
+
+
+def test_lists_every_missing_key_at_once():
+    run = mockrun.run("prod", overrides={"keel:host": {"provider": "hcloud"}})
+    assert_fails_cleanly(
+        run,
+        "2 configuration problems:\n"
+        "  - host/admin_ssh_keys: is required but missing\n"
+        "  - host/admin_cidrs: is required but missing",
+    )
+
+
+def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback():
+    import pulumi
+
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_fails_on_a_name_written_twice_in_the_topology_file(tmp_path, monkeypatch):
+    from config import loader
+
+    (tmp_path / "topology.yaml").write_text("services:\n  api:\n    image: a:1\n  api:\n    image: b:2\n")
+    with pytest.raises(ConfigError) as caught:
+        loader.parse({"base": "topology.yaml", "host": '{"provider": "local"}'}, base_dir=tmp_path)
+    assert str(caught.value) == (
+        'base (topology.yaml, line 4): "api" is defined twice in one mapping; expected each name once'
+    )
