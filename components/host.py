@@ -195,6 +195,7 @@ class Host(pulumi.ComponentResource):
 
         host_key = tls.PrivateKey(f"{name}-host-key", tls.PrivateKeyArgs(algorithm="ED25519"), opts=child)
 
+        # The user data carries the host's private key: keep it secret whatever the inputs say.
         user_data = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh, ipv4.ip_address, volume.id
         ).apply(
@@ -211,6 +212,7 @@ class Host(pulumi.ComponentResource):
                 )
             )
         )
+        user_data = pulumi.Output.secret(user_data)
 
         self.server = hcloud.Server(
             f"{name}-server",

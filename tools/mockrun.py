@@ -71,6 +71,16 @@ class Registered:
         yield from _plain_leaves(self.raw_inputs, self.name)
 
 
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return _unwrap_secrets(value.get("value"))
+        return {key: _unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(item) for item in value]
+    return value
+
+
 def _plain_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, dict):
         if value.get(SECRET_SIG) == SECRET_VALUE:
@@ -114,15 +124,31 @@ class Run:
         return {r.type for r in self.resources}
 
 
+def _fixed_checkints(pem: bytes) -> str:
+    """Zero the two random check integers of an OpenSSH private key so the text is reproducible."""
+    lines = pem.decode().strip().splitlines()
+    blob = bytearray(base64.b64decode("".join(lines[1:-1])))
+    offset = len(b"openssh-key-v1\0")
+    for _ in range(3):  # cipher name, kdf name, kdf options
+        offset += 4 + int.from_bytes(blob[offset : offset + 4], "big")
+    offset += 4  # number of keys
+    offset += 4 + int.from_bytes(blob[offset : offset + 4], "big")  # public key
+    offset += 4  # length of the private section
+    blob[offset : offset + 8] = bytes(8)
+    body = base64.b64encode(bytes(blob)).decode()
+    wrapped = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return "\n".join([lines[0], *wrapped, lines[-1]]) + "\n"
+
+
 def _key_pair(seed_text: str) -> tuple[str, str, str]:
     """A real, deterministic ed25519 key pair: (openssh private, openssh public, pem private)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed_text.encode()).digest())
-    private_openssh = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
+    private_openssh = _fixed_checkints(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    )
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -133,18 +159,16 @@ def _key_pair(seed_text: str) -> tuple[str, str, str]:
 class ProgramMocks(pulumi_mocks.Mocks):
     """Plausible provider outputs for every resource type the program uses."""
 
-    def __init__(self) -> None:
-        self._next_id = 1000
-
-    def _numeric_id(self) -> str:
-        self._next_id += 1
-        return str(self._next_id)
+    @staticmethod
+    def _numeric_id(name: str) -> str:
+        # Derived from the name, not the registration order, so rendered files are stable.
+        return str(1_000_000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 9_000_000)
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         state = dict(args.inputs)
         typ = args.typ
         if typ.startswith("hcloud:"):
-            rid = self._numeric_id()
+            rid = self._numeric_id(args.name)
             if typ == "hcloud:index/primaryIp:PrimaryIp":
                 state["ipAddress"] = "2001:db8:4f8::/64" if args.inputs.get("type") == "ipv6" else "198.51.100.10"
             if typ == "hcloud:index/server:Server":
@@ -187,6 +211,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
+        if request.additionalSecretOutputs:
+            response = self._mark_secret_outputs(response, list(request.additionalSecretOutputs))
         state = self.resources.get(response.urn)
         self.registered.append(
             Registered(
@@ -194,7 +220,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 type=request.type,
                 name=request.name,
                 custom=request.custom,
-                inputs=rpc.deserialize_properties(request.object),
+                inputs=_unwrap_secrets(rpc.deserialize_properties(request.object)),
                 raw_inputs=json_format.MessageToDict(request.object),
                 parent=request.parent,
                 provider=request.provider,
@@ -206,6 +232,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=dict(state.state) if state else {},
             )
         )
+        return response
+
+    def _mark_secret_outputs(self, response: Any, names: list[str]) -> Any:
+        """Mark outputs secret as the engine does for `additional_secret_outputs` (the SDK mock does not)."""
+        state = rpc.deserialize_properties(response.object)
+        for name in names:
+            if name in state:
+                state[name] = {SECRET_SIG: SECRET_VALUE, "value": state[name]}
+        response.object.CopyFrom(_sync_await(rpc.serialize_properties(state, {})))
         return response
 
 
