@@ -1,29 +1,51 @@
 """Deploys one stack of a small team's production.
 
-Reads the stack's configuration (config.load()), then declares:
+Reads the stack's configuration (config.load()), then declares, in order:
 - Host: the Hetzner VM (firewall, primary IPs, data volume, cloud-init, readiness) and the
   Docker provider over SSH, or the local Docker engine in swarm mode on dev;
-and exports the addresses, the SSH command, the Docker host, the estimated monthly cost and
-the memory budget.
+- Networks: the public and the internal overlay networks;
+- StatefulStore per postgres / redis / volume / external service;
+- AppService per app service (with its migration step);
+- ProxyTier: Cloudflare DNS and zone TLS settings, the certificate, and nginx, the only
+  service that publishes ports;
+and exports the addresses, the SSH command, the Docker host, the URLs, the estimated monthly
+cost and the memory budget.
 """
 
 import pulumi
 
 import config
+from components.app_service import AppService
 from components.host import Host, monthly_cost
+from components.networks import Networks
+from components.proxy_tier import ProxyTier, web_sources
+from components.stateful_store import StatefulStore
 from config import capacity
 from config.catalogue import PRICES_RECORDED_ON
 
 stack = config.load()
 cfg = stack.config
 
-host = Host("host", spec=cfg.host, server_name=f"{cfg.name_prefix}-{stack.name}")
+host = Host("host", spec=cfg.host, server_name=f"{cfg.name_prefix}-{stack.name}", web_sources=web_sources(cfg))
+on_host = pulumi.ResourceOptions(provider=host.provider)
+
+networks = Networks("networks", name_prefix=cfg.name_prefix, opts=on_host)
+stores = {
+    name: StatefulStore(name, spec=spec, stack=stack, host=host, networks=networks, opts=on_host)
+    for name, spec in cfg.stores().items()
+}
+apps = {
+    name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
+    for name, spec in cfg.apps().items()
+}
+proxy = ProxyTier("proxy", stack=stack, host=host, networks=networks, opts=on_host)
 
 pulumi.export("ipv4", host.ipv4)
 pulumi.export("ipv6", host.ipv6)
 pulumi.export("ssh_command", host.ssh_command)
 pulumi.export("docker_host", host.docker_host)
 pulumi.export("known_hosts", host.known_hosts)
+pulumi.export("urls", proxy.urls)
 pulumi.export("estimated_monthly_cost_eur", monthly_cost(cfg.host))
 pulumi.export("prices_recorded_on", PRICES_RECORDED_ON)
 pulumi.export("memory_budget", capacity.budget(cfg).as_output())

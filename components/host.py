@@ -91,6 +91,8 @@ class Host(pulumi.ComponentResource):
     data_dir: str | None
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
+    _connection: command.remote.ConnectionArgs | None
+    _local_env: dict[str, str] | None
 
     def __init__(
         self,
@@ -105,6 +107,8 @@ class Host(pulumi.ComponentResource):
         super().__init__("keel:index:Host", name, {}, opts)
         self.server = None
         self.firewall = None
+        self._connection = None
+        self._local_env = None
         if isinstance(spec, HcloudHost):
             self._hcloud(name, spec, server_name, web_sources)
         else:
@@ -254,16 +258,17 @@ class Host(pulumi.ComponentResource):
         self.ipv6 = ipv6.ip_address.apply(lambda net: net.split("/")[0] + "1" if net.endswith("::/64") else net)
         self.known_hosts = pulumi.Output.concat(self.ipv4, " ", public_key)
 
+        self._connection = command.remote.ConnectionArgs(
+            host=self.ipv4,
+            user=spec.deploy_user,
+            host_key=public_key,
+            dial_error_limit=40,
+            per_dial_timeout=20,
+        )
         ready = command.remote.Command(
             f"{name}-ready",
             command.remote.CommandArgs(
-                connection=command.remote.ConnectionArgs(
-                    host=self.ipv4,
-                    user=spec.deploy_user,
-                    host_key=public_key,
-                    dial_error_limit=40,
-                    per_dial_timeout=20,
-                ),
+                connection=self._connection,
                 create=READINESS_SCRIPT,
                 # A new server (or a re-attached volume) must be waited for again.
                 triggers=[self.server.id, attachment.id],
@@ -271,6 +276,7 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
         )
 
+        self._ready: pulumi.Resource = ready
         self.data_dir = DATA_DIR
         self.ssh_command = pulumi.Output.concat("ssh ", spec.deploy_user, "@", self.ipv4)
         # Deriving the host from the readiness output keeps every Docker call waiting until the
@@ -296,6 +302,8 @@ class Host(pulumi.ComponentResource):
             command.local.CommandArgs(create=LOCAL_SWARM_SCRIPT, environment=env),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self._ready = swarm
+        self._local_env = env
         self.data_dir = spec.data_dir
         self.ipv4 = pulumi.Output.from_input("127.0.0.1")
         self.ipv6 = pulumi.Output.from_input("::1")
@@ -307,6 +315,33 @@ class Host(pulumi.ComponentResource):
             f"{name}-docker",
             docker.ProviderArgs(host=self.docker_host),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[swarm]),
+        )
+
+    def run(
+        self,
+        name: str,
+        *,
+        create: pulumi.Input[str],
+        stdin: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> command.remote.Command | command.local.Command:
+        """A shell script run on the host with the Docker CLI at hand: over the pinned SSH
+        connection on hcloud, locally (against the local engine) on dev.
+
+        It runs on create and again whenever `create` or `stdin` change, after the host is ready.
+        A non-zero exit fails the deployment.
+        """
+        options = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(depends_on=[self._ready]), opts)
+        if self._connection is not None:
+            return command.remote.Command(
+                name, command.remote.CommandArgs(connection=self._connection, create=create, stdin=stdin), opts=options
+            )
+        return command.local.Command(
+            name,
+            command.local.CommandArgs(
+                create=create, stdin=stdin, environment=self._local_env, interpreter=["/bin/sh", "-c"]
+            ),
+            opts=options,
         )
 
 

@@ -15,16 +15,21 @@ from config.models import AppService, ExternalStore, PostgresStore, RedisStore, 
 MAX_SHARE = 0.90
 
 # Limits of the tasks the observability and backup components deploy (MiB).
+# Sized so the reference topology plus monitoring fits a 4 GB host (cx23): Prometheus holds a few
+# thousand series (cAdvisor runs with its costly collectors off), Grafana's data is rebuilt from
+# provisioning, and every exporter is a single small Go binary.
 OBSERVABILITY_LIMITS_MB = {
-    "prometheus": 512,
-    "grafana": 256,
-    "alertmanager": 64,
-    "node-exporter": 64,
-    "cadvisor": 192,
-    "nginx-exporter": 32,
+    "prometheus": 384,
+    "grafana": 192,
+    "alertmanager": 48,
+    "node-exporter": 48,
+    "cadvisor": 128,
+    "nginx-exporter": 24,
+    "nginxlog-exporter": 32,
+    "blackbox-exporter": 32,
 }
-POSTGRES_EXPORTER_MB = 64
-REDIS_EXPORTER_MB = 48
+POSTGRES_EXPORTER_MB = 48
+REDIS_EXPORTER_MB = 32
 BACKUP_MB = 256
 
 
@@ -65,6 +70,8 @@ class Budget:
 
 def budget(cfg: StackConfig) -> Budget:
     lines = [BudgetLine("proxy", cfg.proxy.resources.memory_mb)]
+    if cfg.proxy.tls.mode == "acme":
+        lines.append(BudgetLine("acme", cfg.proxy.tls.acme_resources.memory_mb))
     headroom = 0
     for name, service in cfg.services.items():
         if isinstance(service, AppService):

@@ -7,6 +7,7 @@ from croniter import croniter
 from config import capacity
 from config.errors import ConfigError, key_path, show
 from config.models import (
+    STORE_REF,
     AppService,
     ExternalStore,
     HcloudHost,
@@ -24,6 +25,7 @@ def check(cfg: StackConfig) -> None:
     problems: list[str] = []
     problems += _routes(cfg)
     problems += _volumes(cfg)
+    problems += _store_refs(cfg)
     problems += _images(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
@@ -72,11 +74,30 @@ def _volumes(cfg: StackConfig) -> list[str]:
     return out
 
 
+def _store_refs(cfg: StackConfig) -> list[str]:
+    out = []
+    with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresStore, RedisStore, ExternalStore))}
+    for name, app in cfg.apps().items():
+        for env, ref in app.secrets.items():
+            if ref.startswith(STORE_REF) and ref[len(STORE_REF) :] not in with_secret:
+                known = (
+                    ", ".join(f"store:{n}" for n in sorted(with_secret))
+                    or "none (no postgres, redis or external store)"
+                )
+                out.append(
+                    f"services/{name}/secrets/{env}: {show(ref)} names no store with a password or URL; "
+                    f"expected one of {known}"
+                )
+    return out
+
+
 def _images(cfg: StackConfig) -> list[str]:
     if cfg.environment == "dev":
         return []
     out = []
     images: list[tuple[str, str]] = [("proxy/image", cfg.proxy.image)]
+    if cfg.proxy.tls.mode == "acme":
+        images.append(("proxy/tls/acme_image", cfg.proxy.tls.acme_image))
     for name, service in cfg.services.items():
         if isinstance(service, (AppService, PostgresStore, RedisStore)):
             images.append((f"services/{name}/image", service.image))
@@ -152,13 +173,16 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
     for name, service in cfg.services.items():
         if isinstance(service, AppService):
             for env, secret in service.secrets.items():
-                refs.setdefault(secret, f"services/{name}/secrets/{env}")
+                if not secret.startswith(STORE_REF):
+                    refs.setdefault(secret, f"services/{name}/secrets/{env}")
             if service.registry is not None:
                 refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")
         elif isinstance(service, (PostgresStore, RedisStore)) and service.password_secret:
             refs.setdefault(service.password_secret, f"services/{name}/password_secret")
         elif isinstance(service, ExternalStore):
             refs.setdefault(service.url_secret, f"services/{name}/url_secret")
+    if cfg.proxy.tls.mode == "acme":
+        refs.setdefault(cfg.proxy.tls.acme_dns_token_secret, "proxy/tls/acme_dns_token_secret")
     obs = cfg.observability
     if obs.enabled:
         if obs.grafana_admin_password_secret:

@@ -23,6 +23,10 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+STORE_REF = "store:"
+# What an app's secret may name: a config secret, or `store:<name>`, the password of a
+# postgres/redis store (generated or configured) or the URL of an external one.
+SecretRef = Annotated[str, Field(pattern=r"^(store:[a-z][a-z0-9-]{0,30}|[a-z][a-z0-9_-]{0,62})$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NetworkName = Literal["public", "internal"]
 NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
@@ -297,11 +301,13 @@ class AppService(Model):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
-    secrets: dict[EnvName, SecretName] = Field(default_factory=dict)
-    """Env name -> secret name. Mounted at /run/secrets/<env name lower-cased>; see file_env."""
+    secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
+    """Env name -> secret name, or store:<name> for a store's password (URL for external stores).
+    Mounted at /run/secrets/<env name lower-cased>; see file_env."""
     file_env: bool = True
     """Set <NAME>_FILE=/run/secrets/... for each secret (the *_FILE convention)."""
-    health: HealthCheck | None = None
+    health: HealthCheck
+    """Required: start-first rollouts and automatic rollback depend on it."""
     resources: Resources
     user: str | None = "10001:10001"
     """uid:gid to run as; non-root by default. Set null to keep the image's own USER."""
@@ -335,7 +341,7 @@ class AppService(Model):
 
     @model_validator(mode="after")
     def _http_health_needs_port(self) -> AppService:
-        if self.health and self.health.http_path and self.port is None:
+        if self.health.http_path and self.port is None:
             raise KeyPathError("port", "is required when health/http_path is set (the probe calls that port)")
         return self
 
@@ -455,6 +461,10 @@ class TlsConfig(Model):
     acme_email: str | None = None
     acme_staging: bool = False
     """Use Let's Encrypt's staging CA (for trying acme without hitting rate limits)."""
+    acme_dns_token_secret: SecretName = "acme_cloudflare_token"
+    """Secret holding a Cloudflare API token allowed to edit DNS in the zone (for DNS-01)."""
+    acme_image: str = "neilpang/acme.sh:3.1.1"
+    acme_resources: Resources = Field(default_factory=lambda: Resources(memory_mb=64, memory_reservation_mb=32))
 
     @model_validator(mode="after")
     def _email(self) -> TlsConfig:
@@ -552,8 +562,13 @@ class ObservabilityConfig(Model):
     node_exporter_image: str = "prom/node-exporter:v1.8.2"
     cadvisor_image: str = "gcr.io/cadvisor/cadvisor:v0.49.2"
     postgres_exporter_image: str = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
-    redis_exporter_image: str = "oliver006/redis_exporter:v1.67.0"
+    redis_exporter_image: str = "oliver006/redis_exporter:v1.67.0-alpine"
+    """The alpine variant: its shell reads the password file and its wget probes health (scratch has neither)."""
     nginx_exporter_image: str = "nginx/nginx-prometheus-exporter:1.4.0"
+    blackbox_exporter_image: str = "prom/blackbox-exporter:v0.25.0"
+    """Probes the proxy's TLS listener: the certificate-expiry alert reads probe_ssl_earliest_cert_expiry."""
+    nginxlog_exporter_image: str = "quay.io/martinhelmich/prometheus-nginxlog-exporter:v1.11.0"
+    """Counts the proxy's responses by status from its access log (syslog over UDP): the 5xx-ratio alert."""
 
 
 class BackupRepository(Model):

@@ -105,7 +105,7 @@ def test_data_volume_is_mounted_by_cloud_init(prod):
 
 
 def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(prod):
-    ready = prod.one(READY)
+    ready = prod.one(READY, 'host-ready')
     script = ready.inputs["create"]
     assert "cloud-init status --wait" in script
     assert '"$rc" -ne 0 ] && [ "$rc" -ne 2 ]' in script  # 0 and 2 both mean done
@@ -113,13 +113,13 @@ def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(pr
     connection = ready.inputs["connection"]
     assert connection["user"] == "deploy"
     assert connection["hostKey"].startswith("ssh-ed25519 AAAA")
-    key = prod.one("tls:index/privateKey:PrivateKey")
+    key = prod.one("tls:index/privateKey:PrivateKey", "host-host-key")
     assert connection["hostKey"] == " ".join(key.outputs["publicKeyOpenssh"].split()[:2])
 
 
 def test_docker_provider_host_comes_from_readiness_and_pins_host_key(prod):
     provider = prod.one(DOCKER)
-    ready = prod.one(READY)
+    ready = prod.one(READY, 'host-ready')
     assert provider.inputs["host"] == "ssh://deploy@198.51.100.10"
     # The provider's host is derived from the readiness command's output: it depends on it.
     assert ready.urn in provider.depends_on, provider.depends_on
@@ -144,7 +144,7 @@ def test_no_stack_disables_host_key_checking(prod, staging, dev):
 
 def test_dev_uses_the_local_engine_in_swarm_mode(dev):
     assert not dev.of_type(SERVER)
-    swarm = dev.one("command:local:Command")
+    swarm = dev.one("command:local:Command", "host-swarm")
     assert "docker swarm init" in swarm.inputs["create"]
     provider = dev.one(DOCKER)
     assert swarm.urn in provider.depends_on
@@ -155,7 +155,7 @@ def test_local_docker_host_setting_reaches_provider_and_swarm_command():
     run = run_with("dev", {"keel:host": {"docker_host": "unix:///run/user/1000/docker.sock"}})
     assert run.error is None, run.error
     assert run.one(DOCKER).inputs["host"] == "unix:///run/user/1000/docker.sock"
-    assert run.one("command:local:Command").inputs["environment"] == {
+    assert run.one("command:local:Command", "host-swarm").inputs["environment"] == {
         "DOCKER_HOST": "unix:///run/user/1000/docker.sock"
     }
 
@@ -195,7 +195,7 @@ def _values(stack: str) -> dict[str, str]:
 
 
 def _host_private_key(run: mockrun.Run) -> str:
-    keys = run.of_type("tls:index/privateKey:PrivateKey")
+    keys = [k for k in run.of_type("tls:index/privateKey:PrivateKey") if k.name == "host-host-key"]
     if not keys:
         return ""
     # The body of the private key, without its armour lines.

@@ -194,10 +194,10 @@ class ProgramMocks(pulumi_mocks.Mocks):
             state["result"] = "mock-generated-" + hashlib.sha256(args.name.encode()).hexdigest()[:24]
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
         if args.token == "cloudflare:index/getIpRanges:getIpRanges":
-            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6, "id": "ranges"}, None
-        return {}, None
+            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6, "id": "ranges"}, []
+        return {}, []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -1,0 +1,213 @@
+"""AppService: one stateless application as a swarm service with N replicas.
+
+Rollout is swarm's own: start the new task first, wait for its health check through a monitor
+window longer than the health start period, roll back automatically on failure; `pulumi up`
+waits for convergence (converge_config), so a rolled-back deploy fails the run. An optional
+migration runs once with the new image before the service changes.
+
+Hardening by default: non-root user, read-only root with tmpfs for /tmp, all capabilities
+dropped (explicit adds only), an init process, json-file log rotation, memory limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_docker as docker
+
+from components import swarm
+from components.host import Host
+from components.networks import Networks
+from components.stateful_store import StatefulStore
+from config.loader import Stack
+from config.models import STORE_REF
+from config.models import AppService as AppSpec
+from render.migration import migration_script, migration_stdin
+
+SECRETS_DIR = "/run/secrets"
+
+
+def secret_file_name(env: str) -> str:
+    return env.lower()
+
+
+def monitor_seconds(spec: AppSpec) -> int:
+    """How long swarm watches a new task before calling the update a success."""
+    if spec.rollout.monitor_s is not None:
+        return spec.rollout.monitor_s
+    health = spec.health
+    # Longer than the start period plus enough intervals for `retries` failures to be seen.
+    return health.start_period_s + health.interval_s * (health.retries + 1) + health.timeout_s
+
+
+class AppService(pulumi.ComponentResource):
+    """Outputs: ``service_name`` (swarm DNS name; the short name is an alias on each network),
+    ``service`` (docker.Service) and ``spec``."""
+
+    spec: AppSpec
+    service_name: str
+    service: docker.Service
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: AppSpec,
+        stack: Stack,
+        host: Host,
+        networks: Networks,
+        stores: Mapping[str, StatefulStore],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("keel:index:AppService", name, {}, opts)
+        self.spec = spec
+        self.service_name = f"{stack.config.name_prefix}-{name}"
+        child = pulumi.ResourceOptions(parent=self)
+
+        values = {env: _secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
+        secrets = {
+            env: docker.Secret(
+                f"{name}-{secret_file_name(env)}", docker.SecretArgs(data=swarm.secret_data(value)), opts=child
+            )
+            for env, value in values.items()
+        }
+        env = dict(spec.env)
+        if spec.file_env:
+            env.update({f"{key}_FILE": f"{SECRETS_DIR}/{secret_file_name(key)}" for key in spec.secrets})
+
+        network_ids = {"public": networks.public.id, "internal": networks.internal.id}
+        mounts = [
+            docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=stores[volume].volume.name, target=path)  # type: ignore[union-attr]
+            for path, volume in sorted(spec.volumes.items())
+        ]
+        mounts += [docker.ServiceTaskSpecContainerSpecMountArgs(type="tmpfs", target=path) for path in spec.tmpfs]
+        constraints = list(spec.constraints)
+        if spec.volumes and swarm.ON_MANAGER not in constraints:
+            constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
+
+        registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
+        depends: list[pulumi.Resource] = []
+        if spec.migration is not None:
+            depends.append(self._migration(name, spec, env, values, registry_password, networks, host))
+
+        monitor = f"{monitor_seconds(spec)}s"
+        self.service = docker.Service(
+            f"{name}-service",
+            docker.ServiceArgs(
+                name=self.service_name,
+                labels=swarm.labels("app", name),
+                mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
+                auth=docker.ServiceAuthArgs(
+                    server_address=spec.registry.server, username=spec.registry.username, password=registry_password
+                )
+                if spec.registry is not None
+                else None,
+                task_spec=docker.ServiceTaskSpecArgs(
+                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                        image=spec.image,
+                        commands=spec.command,
+                        args=spec.args,
+                        env=env,
+                        user=spec.user,
+                        read_only=spec.read_only,
+                        cap_drops=["ALL"],
+                        cap_adds=spec.cap_add or None,
+                        init=spec.init,
+                        stop_grace_period=f"{spec.stop_grace_period_s}s",
+                        stop_signal=spec.stop_signal,
+                        healthcheck=swarm.check(spec.health, spec.port),
+                        mounts=mounts or None,
+                        secrets=[
+                            docker.ServiceTaskSpecContainerSpecSecretArgs(
+                                secret_id=secret.id,
+                                secret_name=secret.name,
+                                file_name=f"{SECRETS_DIR}/{secret_file_name(env_name)}",
+                                file_mode=0o444,
+                            )
+                            for env_name, secret in secrets.items()
+                        ]
+                        or None,
+                    ),
+                    resources=swarm.resources(spec.resources),
+                    restart_policy=swarm.restart_policy(),
+                    log_driver=swarm.log_driver(spec.logging),
+                    placement=docker.ServiceTaskSpecPlacementArgs(constraints=constraints) if constraints else None,
+                    networks_advanceds=[
+                        docker.ServiceTaskSpecNetworksAdvancedArgs(name=network_ids[net], aliases=[name])
+                        for net in spec.networks
+                    ],
+                ),
+                update_config=docker.ServiceUpdateConfigArgs(
+                    order="start-first",
+                    failure_action="rollback",
+                    parallelism=spec.rollout.parallelism,
+                    delay=f"{spec.rollout.delay_s}s",
+                    monitor=monitor,
+                    max_failure_ratio=str(spec.rollout.max_failure_ratio),
+                ),
+                rollback_config=docker.ServiceRollbackConfigArgs(
+                    order="start-first",
+                    failure_action="pause",
+                    parallelism=spec.rollout.parallelism,
+                    delay="0s",
+                    monitor=monitor,
+                    max_failure_ratio=str(spec.rollout.max_failure_ratio),
+                ),
+                # `pulumi up` waits for the rollout; a rollback makes the run fail.
+                converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout=_converge_timeout(spec)),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+        self.register_outputs({"service_name": self.service_name})
+
+    def _migration(
+        self,
+        name: str,
+        spec: AppSpec,
+        env: Mapping[str, str],
+        values: Mapping[str, pulumi.Output[str]],
+        registry_password: pulumi.Output[str] | None,
+        networks: Networks,
+        host: Host,
+    ) -> pulumi.Resource:
+        assert spec.migration is not None
+        files = {secret_file_name(env_name): value for env_name, value in values.items()}
+        secret_files: pulumi.Output[dict[str, str]] = (
+            pulumi.Output.all(**files) if files else pulumi.Output.from_input({})
+        )
+        content: pulumi.Output[str] = pulumi.Output.all(secret_files, registry_password).apply(
+            lambda v: migration_stdin(v[0], v[1])
+        )
+        stdin: pulumi.Output[str] = pulumi.Output.secret(content.apply(str))
+        network = "public" if "internal" not in spec.networks else "internal"
+        script = pulumi.Output.from_input(
+            networks.internal.name if network == "internal" else networks.public.name
+        ).apply(
+            lambda network_name: migration_script(
+                image=spec.image,
+                command=spec.migration.command,  # type: ignore[union-attr]
+                network=network_name,
+                env=env,
+                user=spec.user,
+                timeout_s=spec.migration.timeout_s,  # type: ignore[union-attr]
+                registry_server=spec.registry.server if spec.registry else None,
+                registry_username=spec.registry.username if spec.registry else None,
+            )
+        )
+        return host.run(f"{name}-migration", create=script, stdin=stdin, opts=pulumi.ResourceOptions(parent=self))
+
+
+def _secret_value(ref: str, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
+    if ref.startswith(STORE_REF):
+        store = stores[ref[len(STORE_REF) :]]
+        value = store.url if store.url is not None else store.password
+        assert value is not None  # guaranteed by config.crossref
+        return value
+    return stack.secrets[ref]
+
+
+def _converge_timeout(spec: AppSpec) -> str:
+    per_batch = monitor_seconds(spec) + spec.rollout.delay_s + 60
+    batches = max(1, -(-spec.replicas // spec.rollout.parallelism))
+    return f"{per_batch * batches + 120}s"
