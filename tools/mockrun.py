@@ -64,6 +64,7 @@ class Registered:
     ignore_changes: list[str]
     depends_on: list[str]
     delete_before_replace: bool
+    id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def plaintext_strings(self) -> Iterator[tuple[str, str]]:
@@ -229,6 +230,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 depends_on=list(request.dependencies),
                 delete_before_replace=request.deleteBeforeReplace,
+                id=response.id,
                 outputs=dict(state.state) if state else {},
             )
         )

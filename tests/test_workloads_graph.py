@@ -1,0 +1,253 @@
+"""The services each stack declares on the Docker host, under the mock runtime."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from components.app_service import monitor_seconds
+from config import parse
+from config.models import image_is_pinned
+from tests.helpers import run_with
+from tools import mockrun
+
+SERVICE = "docker:index/service:Service"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+STACKS = ("dev", "staging", "prod")
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def run(request) -> mockrun.Run:
+    result = mockrun.run(request.param)
+    assert result.error is None, result.error
+    return result
+
+
+def role(service: mockrun.Registered) -> str:
+    return {item["label"]: item["value"] for item in service.inputs["labels"]}["keel.role"]
+
+
+def services(run: mockrun.Run, wanted: str | None = None) -> list[mockrun.Registered]:
+    return [s for s in run.of_type(SERVICE) if wanted is None or role(s) == wanted]
+
+
+def internal_network_ids(run: mockrun.Run) -> set[str]:
+    return {n.id for n in run.of_type(NETWORK) if n.inputs.get("internal")}
+
+
+def test_every_service_of_the_topology_is_deployed(run):
+    names = {s.inputs["name"] for s in services(run)}
+    prefix = "dev" if run.stack == "dev" else "shop"
+    assert {f"{prefix}-web", f"{prefix}-api", f"{prefix}-db", f"{prefix}-cache", f"{prefix}-proxy"} <= names
+
+
+def test_only_the_proxy_publishes_ports_in_host_mode(run):
+    for service in services(run):
+        ports = (service.inputs.get("endpointSpec") or {}).get("ports") or []
+        if role(service) == "proxy" and service.name == "proxy-service":
+            assert {p["targetPort"] for p in ports} == {80, 443}
+            assert {p["publishMode"] for p in ports} == {"host"}
+        else:
+            assert ports == [], f"{service.urn} publishes {ports}"
+
+
+def test_stores_sit_only_on_the_internal_network(run):
+    internal = internal_network_ids(run)
+    assert len(internal) == 1
+    for service in services(run, "store"):
+        attached = {n["name"] for n in service.inputs["taskSpec"]["networksAdvanceds"]}
+        assert attached and attached <= internal, f"{service.urn} is on {attached}"
+
+
+def test_every_service_has_limits_health_rotation_and_a_pinned_image(run):
+    for service in services(run):
+        task = service.inputs["taskSpec"]
+        assert task["resources"]["limits"]["memoryBytes"] > 0, service.urn
+        assert task["resources"]["reservation"]["memoryBytes"] <= task["resources"]["limits"]["memoryBytes"]
+        assert task["containerSpec"]["healthcheck"]["tests"], service.urn
+        assert task["logDriver"] == {"name": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, service.urn
+        assert image_is_pinned(task["containerSpec"]["image"]), service.urn
+        policy = task["restartPolicy"]
+        assert policy["delay"] and policy["window"], f"{service.urn}: unset delay/window diff forever"
+
+
+def test_apps_roll_start_first_with_rollback_and_a_monitor_longer_than_start_period(run):
+    cfg = parse(_raw(run.stack))
+    for service in services(run, "app"):
+        name = service.name.removesuffix("-service")
+        spec = cfg.apps()[name]
+        update = service.inputs["updateConfig"]
+        assert update["order"] == "start-first" and update["failureAction"] == "rollback", service.urn
+        assert int(update["monitor"].rstrip("s")) == monitor_seconds(spec) > spec.health.start_period_s
+        assert service.inputs["rollbackConfig"]["order"] == "start-first"
+        assert service.inputs["convergeConfig"]["timeout"].endswith("s")
+
+
+def test_apps_are_hardened_by_default(run):
+    for service in services(run, "app"):
+        container = service.inputs["taskSpec"]["containerSpec"]
+        assert container["readOnly"] is True, service.urn
+        assert container["capDrops"] == ["ALL"], service.urn
+        assert container["init"] is True
+        assert container["stopGracePeriod"] == "30s" and container["stopSignal"] == "SIGTERM"
+        assert any(m["type"] == "tmpfs" and m["target"] == "/tmp" for m in container["mounts"])
+        if run.stack != "dev":
+            assert container["user"] == "10001:10001", service.urn
+
+
+def test_store_volumes_are_protected_and_retained(run):
+    volumes = [v for v in run.of_type(VOLUME) if v.name.endswith("-data")]
+    assert {v.name for v in volumes} >= {"db-data", "cache-data", "uploads-data"}
+    for volume in volumes:
+        assert volume.protect and volume.retain_on_delete, volume.urn
+
+
+def test_hetzner_store_volumes_live_on_the_data_disk(run):
+    if run.stack == "dev":
+        pytest.skip("dev keeps volumes in Docker's own storage")
+    db = run.one(VOLUME, "db-data")
+    assert db.inputs["driverOpts"] == {"type": "none", "o": "bind", "device": "/mnt/data/volumes/shop-db-data"}
+    mkdir = run.one("command:remote:Command", "db-data-dir")
+    assert mkdir.urn in db.depends_on
+    assert "mkdir -p /mnt/data/volumes/shop-db-data" in mkdir.inputs["create"]
+
+
+def test_postgres_gets_its_tuned_config_and_password_file(run):
+    db = run.one(SERVICE, "db-service")
+    container = db.inputs["taskSpec"]["containerSpec"]
+    assert container["commands"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+    assert container["env"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-password"
+    assert "POSTGRES_PASSWORD" not in container["env"]
+    conf = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "db-postgresql.conf").inputs["data"])
+    limit_mb = int(db.inputs["taskSpec"]["resources"]["limits"]["memoryBytes"]) // 2**20
+    assert f"shared_buffers = {limit_mb // 4}MB".encode() in conf
+    assert container["healthcheck"]["tests"][:2] == ["CMD", "pg_isready"]
+    assert db.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]
+
+
+def test_redis_gets_acl_password_and_bounded_memory(run):
+    cache = run.one(SERVICE, "cache-service")
+    container = cache.inputs["taskSpec"]["containerSpec"]
+    assert {s["fileName"] for s in container["secrets"]} == {"/run/secrets/redis-acl", "/run/secrets/redis-password"}
+    conf = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "cache-redis.conf").inputs["data"])
+    assert b"appendonly yes" in conf and b"maxmemory " in conf
+
+
+def test_app_secrets_are_files_with_the_file_convention(run):
+    if run.stack == "dev":
+        pytest.skip("the dev apps take no secrets")
+    api = run.one(SERVICE, "api-service")
+    container = api.inputs["taskSpec"]["containerSpec"]
+    assert container["env"]["JWT_SECRET_FILE"] == "/run/secrets/jwt_secret"
+    assert container["env"]["DATABASE_PASSWORD_FILE"] == "/run/secrets/database_password"
+    assert {s["fileName"] for s in container["secrets"]} == {
+        "/run/secrets/jwt_secret",
+        "/run/secrets/database_password",
+        "/run/secrets/redis_password",
+    }
+    assert not any(key in container["env"] for key in ("JWT_SECRET", "DATABASE_PASSWORD", "REDIS_PASSWORD"))
+
+
+def test_app_gets_the_generated_store_password(run):
+    if run.stack == "dev":
+        pytest.skip("the dev apps take no secrets")
+    generated = run.one("random:index/randomPassword:RandomPassword", "db-password").outputs["result"]
+    secret = run.one("docker:index/secret:Secret", "api-database_password")
+    assert base64.b64decode(secret.inputs["data"]).decode() == generated
+
+
+def test_migration_runs_with_the_new_image_before_the_rollout(run):
+    if run.stack == "dev":
+        pytest.skip("the dev apps have no migration")
+    migration = run.one("command:remote:Command", "api-migration")
+    api = run.one(SERVICE, "api-service")
+    assert migration.urn in api.depends_on
+    assert "ghcr.io/example/shop-api:1.4.2 npm run migrate" in migration.inputs["create"]
+    assert "--network shop-internal" in migration.inputs["create"]
+    assert not any(p.endswith(".stdin") for p, _ in migration.plaintext_strings()), "secrets on stdin must stay secret"
+
+
+def test_proxy_config_travels_by_volume_and_reloads_without_a_restart(run):
+    writer = next(r for r in run.resources if r.name == "proxy-nginx.conf")
+    proxy = run.one(SERVICE, "proxy-service")
+    assert writer.urn in proxy.depends_on
+    container = proxy.inputs["taskSpec"]["containerSpec"]
+    assert container["commands"] == ["/bin/sh", "/usr/local/bin/keel-proxy"]
+    assert any(m["target"] == "/etc/nginx/keel" and m["type"] == "volume" for m in container["mounts"])
+    assert proxy.inputs["updateConfig"]["order"] == "stop-first"
+    assert "nginx.conf " in writer.inputs["stdin"] and "keel.d/status.conf " in writer.inputs["stdin"]
+
+
+def test_a_route_change_changes_only_the_written_config_not_the_proxy_service():
+    base = mockrun.run("dev")
+    changed = run_with("dev", {"keel:proxy": {"rate_limits": {"api_rps": 50}}})
+    assert changed.error is None, changed.error
+    assert base.one(SERVICE, "proxy-service").inputs == changed.one(SERVICE, "proxy-service").inputs
+    writer = "proxy-nginx.conf"
+    assert next(r for r in base.resources if r.name == writer).inputs["stdin"] != next(
+        r for r in changed.resources if r.name == writer
+    ).inputs["stdin"]
+
+
+def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
+    run = mockrun.run("prod")
+    records = run.of_type("cloudflare:index/dnsRecord:DnsRecord")
+    assert {(r.inputs["name"], r.inputs["type"]) for r in records} == {
+        ("example.com", "A"),
+        ("example.com", "AAAA"),
+        ("www.example.com", "A"),
+        ("www.example.com", "AAAA"),
+    }
+    assert all(r.inputs["proxied"] is True and r.inputs["ttl"] == 1 for r in records)
+    settings = {s.inputs["settingId"]: s.inputs["value"] for s in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")}
+    assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2"}
+    origin = run.one("cloudflare:index/originCaCertificate:OriginCaCertificate")
+    assert origin.inputs["hostnames"] == ["example.com", "www.example.com"]
+    assert origin.inputs["requestType"] == "origin-ecc"
+
+
+def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
+    run = mockrun.run("prod")
+    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    for port in ("80", "443"):
+        assert rules[port]["sourceIps"] == mockrun.CLOUDFLARE_IPV4 + mockrun.CLOUDFLARE_IPV6
+
+
+def test_unproxied_records_with_acme_keep_the_web_open_and_run_a_renewal_service():
+    run = run_with(
+        "prod",
+        {"keel:dns": {"proxied": False}, "keel:proxy": {"tls": {"mode": "acme", "acme_email": "ops@example.com"}}},
+    )
+    assert run.error is None, run.error
+    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    assert rules["443"]["sourceIps"] == ["0.0.0.0/0", "::/0"]
+    acme = run.one(SERVICE, "proxy-acme")
+    assert acme.inputs["taskSpec"]["containerSpec"]["image"] == "neilpang/acme.sh:3.1.1"
+    script = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "proxy-acme.sh").inputs["data"])
+    assert b"--dns dns_cf -d example.com -d www.example.com" in script
+    assert not run.of_type("cloudflare:index/originCaCertificate:OriginCaCertificate")
+
+
+def test_capacity_error_fires_before_anything_is_registered():
+    run = run_with("prod", {"keel:services": {"api": {"replicas": 8}}})
+    assert run.error is not None and str(run.error).startswith("host/server_type: memory limits add up to")
+    assert run.resources == []
+
+
+def test_no_secret_reaches_a_resource_in_plaintext(run):
+    values, _ = mockrun.read_config_file(mockrun.stack_file(run.stack))
+    extra, _ = mockrun.placeholder_secrets(values)
+    generated = [r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")]
+    needles = [*extra.values(), *generated]
+    needles += [base64.b64encode(n.encode()).decode() for n in needles]
+    for resource in run.resources:
+        for path, value in resource.plaintext_strings():
+            for needle in needles:
+                assert needle not in value, f"secret in plaintext at {resource.urn} {path}"
+
+
+def _raw(stack: str) -> dict[str, str]:
+    values, _ = mockrun.read_config_file(mockrun.stack_file(stack))
+    return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("keel:")}
