@@ -1,0 +1,77 @@
+"""Every shell script the components render passes shellcheck, and says what it must."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from render import acme, migration, proxy_runtime
+
+SCRIPTS = {
+    "proxy-writer": proxy_runtime.writer_script(
+        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy"
+    ),
+    "proxy-watcher": proxy_runtime.watcher_script(),
+    "migration": migration.migration_script(
+        image="ghcr.io/example/api:1.2.3",
+        command=["npm", "run", "migrate"],
+        network="shop-internal",
+        env={"NODE_ENV": "production", "JWT_SECRET_FILE": "/run/secrets/jwt_secret"},
+        user="10001:10001",
+        timeout_s=600,
+        registry_server="ghcr.io",
+        registry_username="bot",
+    ),
+    "acme": acme.renewal_script(
+        domains=["example.com", "www.example.com"], email="ops@example.com", zone_id="0" * 32, staging=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_script_passes_shellcheck(name: str, tmp_path: Path):
+    path = tmp_path / name
+    path.write_text(SCRIPTS[name])
+    result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_migration_secrets_arrive_on_stdin_only():
+    script = SCRIPTS["migration"]
+    stdin = migration.migration_stdin({"jwt_secret": "s3cret-value"}, registry_password="registry-pass")
+    assert "s3cret-value" not in script and "registry-pass" not in script
+    assert stdin == "jwt_secret czNjcmV0LXZhbHVl\n.registry cmVnaXN0cnktcGFzcw==\n"
+    assert '--mount "type=bind,source=$dir/secrets,target=/run/secrets,readonly"' in script
+    assert "timeout 600 docker run --rm --network shop-internal --user 10001:10001" in script
+
+
+def test_migration_script_really_decodes_secrets_into_files(tmp_path: Path):
+    """Run the script's decoding part with a fake `docker` that lists what it was given."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in type=bind,source=*) src=${a#type=bind,source=}; '
+        'src=${src%%,*};; esac; done\n[ "$1" = run ] && cat "$src/jwt_secret"\nexit 0\n'
+    )
+    (fake / "docker").chmod(0o755)
+    script = tmp_path / "migrate"
+    script.write_text(SCRIPTS["migration"])
+    result = subprocess.run(
+        ["sh", str(script)],
+        input=migration.migration_stdin({"jwt_secret": "s3cret-value"}, registry_password="pw"),
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("s3cret-value")
+    assert "migration of ghcr.io/example/api:1.2.3 succeeded" in result.stdout
+
+
+def test_acme_renewal_uses_dns01_and_installs_atomically():
+    script = SCRIPTS["acme"]
+    assert "--dns dns_cf -d example.com -d www.example.com --keylength ec-256 --server letsencrypt" in script
+    assert "mv /certs/tls.crt.new /certs/tls.crt" in script
