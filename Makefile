@@ -1,33 +1,41 @@
 # The two commands a newcomer needs: `make up` (deploy dev, or render offline) and `make test`.
 PYTHON ?= .venv/bin/python
 STACK ?= dev
+VENV_STAMP = .venv/.installed
 
 .PHONY: up render test lint typecheck unit e2e bench clean
 
+# A virtualenv with the pinned dependencies, rebuilt when the requirement files change.
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PYTHON) || python3 -m venv .venv
+	@$(PYTHON) -m pip install -q --upgrade pip
+	@$(PYTHON) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
 # Deploy the dev stack to the local Docker engine; with no Pulumi CLI or engine, render offline.
-up:
+up: $(VENV_STAMP)
 	@$(PYTHON) -m tools.up
 
 # Write what a stack declares (resources, inputs, every rendered file) to build/$(STACK)/.
-render:
+render: $(VENV_STAMP)
 	@$(PYTHON) -m tools.render $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
 
-lint:
+lint: $(VENV_STAMP)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 
-typecheck:
+typecheck: $(VENV_STAMP)
 	$(PYTHON) -m mypy .
 
-unit:
+unit: $(VENV_STAMP)
 	$(PYTHON) -m pytest -n 2 -q
 
 test: lint typecheck unit
 
-e2e:
+e2e: $(VENV_STAMP)
 	$(PYTHON) -m pytest -m e2e -q tests/e2e
 
-bench:
+bench: $(VENV_STAMP)
 	$(PYTHON) -m bench
 
 clean:
