@@ -15,21 +15,22 @@ from config.models import AppService, ExternalStore, PostgresStore, RedisStore, 
 MAX_SHARE = 0.90
 
 # Limits of the tasks the observability and backup components deploy (MiB).
-# Sized so the reference topology plus monitoring fits a 4 GB host (cx23): Prometheus holds a few
-# thousand series (cAdvisor runs with its costly collectors off), Grafana's data is rebuilt from
-# provisioning, and every exporter is a single small Go binary.
+# Sized so the reference topology (topology/webapp.yaml) with monitoring and backups fits a
+# 4 GB host (cx23): Prometheus holds a few thousand series (cAdvisor runs with its costly
+# collectors off), Grafana's state is rebuilt from provisioning, and every exporter is one
+# small Go binary. The ContainerMemoryHigh alert warns at 80% of each of these.
 OBSERVABILITY_LIMITS_MB = {
-    "prometheus": 384,
-    "grafana": 192,
-    "alertmanager": 48,
-    "node-exporter": 48,
-    "cadvisor": 128,
-    "nginx-exporter": 24,
+    "prometheus": 256,
+    "grafana": 160,
+    "alertmanager": 32,
+    "node-exporter": 32,
+    "cadvisor": 96,
+    "nginx-exporter": 16,
     "nginxlog-exporter": 32,
-    "blackbox-exporter": 32,
+    "blackbox-exporter": 24,
 }
-POSTGRES_EXPORTER_MB = 48
-REDIS_EXPORTER_MB = 32
+POSTGRES_EXPORTER_MB = 32
+REDIS_EXPORTER_MB = 24
 BACKUP_MB = 256
 
 

@@ -442,6 +442,16 @@ class Route(Model):
     def _host(cls, value: str | None) -> str | None:
         return None if value is None else check_hostname(value)
 
+    @model_validator(mode="after")
+    def _proxy_cache_needs_cacheable_route(self) -> Route:
+        # An api route answers no-store, so nginx would store responses it may never serve.
+        if self.proxy_cache and self.cache == "api":
+            raise ValueError(
+                "proxy_cache: an api route is sent as no-store and is never cached; "
+                "expected cache pages, static, images or none, or proxy_cache false"
+            )
+        return self
+
 
 class RateLimits(Model):
     """nginx limit_req zones; rates are per client IP."""
@@ -494,6 +504,19 @@ class ProxyConfig(Model):
     logging: Logging = Field(default_factory=Logging)
 
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+
+    @field_validator("csp")
+    @classmethod
+    def _csp(cls, value: str) -> str:
+        # The policy is written inside a double-quoted nginx string, where $ starts a variable.
+        names = {'"': "a double quote", "\\": "a backslash", "$": "a $"}
+        bad = [names.get(c, "a control character") for c in value if c in names or ord(c) < 32]
+        if bad:
+            raise ValueError(
+                f"found {bad[0]} in the policy; expected a Content-Security-Policy without "
+                "double quotes, backslashes, $ or control characters (use single quotes: 'self')"
+            )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

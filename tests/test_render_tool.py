@@ -40,7 +40,7 @@ def test_render_reports_a_config_error_without_traceback(tmp_path: Path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: 3 configuration problems:\n  - host/server_type: \"cx11\" is deprecated")
+    assert result.stderr.startswith('error: 3 configuration problems:\n  - host/server_type: "cx11" is deprecated')
 
 
 def test_render_refuses_a_missing_config_file(tmp_path: Path, capsys):
