@@ -105,7 +105,7 @@ def test_data_volume_is_mounted_by_cloud_init(prod):
 
 
 def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(prod):
-    ready = prod.one(READY, 'host-ready')
+    ready = prod.one(READY, "host-ready")
     script = ready.inputs["create"]
     assert "cloud-init status --wait" in script
     assert '"$rc" -ne 0 ] && [ "$rc" -ne 2 ]' in script  # 0 and 2 both mean done
@@ -119,7 +119,7 @@ def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(pr
 
 def test_docker_provider_host_comes_from_readiness_and_pins_host_key(prod):
     provider = prod.one(DOCKER)
-    ready = prod.one(READY, 'host-ready')
+    ready = prod.one(READY, "host-ready")
     assert provider.inputs["host"] == "ssh://deploy@198.51.100.10"
     # The provider's host is derived from the readiness command's output: it depends on it.
     assert ready.urn in provider.depends_on, provider.depends_on

@@ -186,9 +186,10 @@ def test_a_route_change_changes_only_the_written_config_not_the_proxy_service():
     assert changed.error is None, changed.error
     assert base.one(SERVICE, "proxy-service").inputs == changed.one(SERVICE, "proxy-service").inputs
     writer = "proxy-nginx.conf"
-    assert next(r for r in base.resources if r.name == writer).inputs["stdin"] != next(
-        r for r in changed.resources if r.name == writer
-    ).inputs["stdin"]
+    assert (
+        next(r for r in base.resources if r.name == writer).inputs["stdin"]
+        != next(r for r in changed.resources if r.name == writer).inputs["stdin"]
+    )
 
 
 def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
@@ -201,7 +202,9 @@ def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
         ("www.example.com", "AAAA"),
     }
     assert all(r.inputs["proxied"] is True and r.inputs["ttl"] == 1 for r in records)
-    settings = {s.inputs["settingId"]: s.inputs["value"] for s in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")}
+    settings = {
+        s.inputs["settingId"]: s.inputs["value"] for s in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")
+    }
     assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2"}
     origin = run.one("cloudflare:index/originCaCertificate:OriginCaCertificate")
     assert origin.inputs["hostnames"] == ["example.com", "www.example.com"]
