@@ -6,8 +6,10 @@ Reads the stack's configuration (config.load()), then declares, in order:
 - Networks: the public and the internal overlay networks;
 - StatefulStore per postgres / redis / volume / external service;
 - AppService per app service (with its migration step);
+- ObservabilityStack (when enabled): Prometheus, Alertmanager, Grafana, node-exporter,
+  cAdvisor and the exporters for the proxy and each store, with alert rules;
 - ProxyTier: Cloudflare DNS and zone TLS settings, the certificate, and nginx, the only
-  service that publishes ports;
+  service that publishes ports (and Grafana's way in);
 and exports the addresses, the SSH command, the Docker host, the URLs, the estimated monthly
 cost and the memory budget.
 """
@@ -18,6 +20,7 @@ import config
 from components.app_service import AppService
 from components.host import Host, monthly_cost
 from components.networks import Networks
+from components.observability import ObservabilityStack
 from components.proxy_tier import ProxyTier, web_sources
 from components.stateful_store import StatefulStore
 from config import capacity
@@ -38,7 +41,37 @@ apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-proxy = ProxyTier("proxy", stack=stack, host=host, networks=networks, opts=on_host)
+proxy_name = f"{cfg.name_prefix}-proxy"
+textfile_dir = f"{host.data_dir}/metrics" if cfg.backup.enabled and host.data_dir else None
+
+observability = None
+if cfg.observability.enabled:
+    observability = ObservabilityStack(
+        "observability",
+        stack=stack,
+        apps=apps,
+        stores=stores,
+        proxy_service_name=proxy_name,
+        network=networks.internal,
+        textfile_dir=textfile_dir,
+        name_prefix=cfg.name_prefix,
+        proxy_https_port=443,  # the proxy container's own port on the overlay, whatever it publishes
+        opts=on_host,
+    )
+
+proxy = ProxyTier(
+    "proxy",
+    stack=stack,
+    host=host,
+    networks=networks,
+    extra_upstreams=[observability.nginx_upstream()] if observability else [],
+    extra_routes=observability.nginx_routes() if observability else (),
+    extra_access_logs=[observability.proxy_access_log] if observability else [],
+    # nginx resolves the log exporter's name when it loads its configuration.
+    opts=pulumi.ResourceOptions.merge(
+        on_host, pulumi.ResourceOptions(depends_on=[observability] if observability else [])
+    ),
+)
 
 pulumi.export("ipv4", host.ipv4)
 pulumi.export("ipv6", host.ipv6)
@@ -46,6 +79,9 @@ pulumi.export("ssh_command", host.ssh_command)
 pulumi.export("docker_host", host.docker_host)
 pulumi.export("known_hosts", host.known_hosts)
 pulumi.export("urls", proxy.urls)
+if observability is not None:
+    pulumi.export("grafana_url", observability.grafana_upstream.root_url)
+    pulumi.export("grafana_admin_password", observability.grafana_admin_password)
 pulumi.export("estimated_monthly_cost_eur", monthly_cost(cfg.host))
 pulumi.export("prices_recorded_on", PRICES_RECORDED_ON)
 pulumi.export("memory_budget", capacity.budget(cfg).as_output())

@@ -134,7 +134,7 @@ class AppService(pulumi.ComponentResource):
                     log_driver=swarm.log_driver(spec.logging),
                     placement=docker.ServiceTaskSpecPlacementArgs(constraints=constraints) if constraints else None,
                     networks_advanceds=[
-                        docker.ServiceTaskSpecNetworksAdvancedArgs(name=network_ids[net], aliases=[name])
+                        docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_ids[net], aliases=[name])
                         for net in spec.networks
                     ],
                 ),

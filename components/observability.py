@@ -31,10 +31,12 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components import swarm
 from config import capacity
 from config.loader import Stack
 from config.models import AppService, Logging, PostgresStore, RedisStore, Store
 from render import grafana as gf
+from render import nginx
 from render import observability as obs
 
 ROLE_LABEL = "keel.role"
@@ -93,6 +95,8 @@ class ObservabilityStack(pulumi.ComponentResource):
     grafana_upstream: obs.GrafanaUpstream
     grafana_admin_password: pulumi.Output[str]
     access_log_syslog_target: str
+    proxy_access_log: str
+    """The proxy's extra access_log destination (syslog to the log exporter): the 5xx alert's source."""
     services: dict[str, docker.Service]
     prometheus_volume: docker.Volume
     egress_network: docker.Network | None
@@ -132,6 +136,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         images = cfg.observability
         self.grafana_upstream = spec.grafana
         self.access_log_syslog_target = spec.syslog_target
+        self.proxy_access_log = obs.nginx_access_log_destination(spec)
         self.services = {}
 
         receiver = spec.receiver
@@ -345,6 +350,23 @@ class ObservabilityStack(pulumi.ComponentResource):
             }
         )
 
+    def nginx_upstream(self) -> nginx.NginxUpstream:
+        """The upstream the proxy adds for Grafana (every task, re-resolved at run time)."""
+        upstream = self.grafana_upstream
+        server = f"tasks.{upstream.service_name}:{upstream.port}"
+        return nginx.NginxUpstream(name=upstream.service_name, servers=(server,))
+
+    def nginx_routes(self) -> tuple[nginx.NginxRoute, ...]:
+        """The proxy's routes to Grafana: its own host or its sub path (passed unchanged), with
+        websockets (Grafana Live) and the login rate limit on the login form."""
+        upstream = self.grafana_upstream
+        prefix = upstream.path_prefix or "/"
+        name = upstream.service_name
+        return (
+            nginx.NginxRoute(path=prefix, upstream=name, host=upstream.host, websocket=True, max_body="10m"),
+            nginx.NginxRoute(path=f"{prefix}login", upstream=name, host=upstream.host, rate_limit="login"),
+        )
+
     # ------------------------------------------------------------------ helpers
 
     def _config(self, part: str, text: str, path: str) -> docker.ServiceTaskSpecContainerSpecConfigArgs:
@@ -403,7 +425,15 @@ class ObservabilityStack(pulumi.ComponentResource):
             f"{self._name}-{part}",
             docker.ServiceArgs(
                 name=service_name,
-                labels=[docker.ServiceLabelArgs(label=ROLE_LABEL, value=ROLE)],
+                labels=[
+                    docker.ServiceLabelArgs(label=ROLE_LABEL, value=ROLE),
+                    *(
+                        []
+                        if health is not None
+                        # No shell in the image to probe with: Prometheus' TargetDown watches it.
+                        else [docker.ServiceLabelArgs(label=swarm.HEALTH_LABEL, value=swarm.HEALTH_BY_PROMETHEUS)]
+                    ),
+                ],
                 mode=docker.ServiceModeArgs(global_=True)
                 if global_mode
                 else docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),

@@ -70,9 +70,11 @@ class ProxyTier(pulumi.ComponentResource):
         networks: Networks,
         extra_upstreams: Sequence[nginx.NginxUpstream] = (),
         extra_routes: Sequence[nginx.NginxRoute] = (),
+        extra_access_logs: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``extra_upstreams``/``extra_routes``: what the proxy serves besides the apps (Grafana)."""
+        """``extra_upstreams``/``extra_routes``: what the proxy serves besides the apps (Grafana);
+        ``extra_access_logs``: more destinations of its access log (the log exporter)."""
         super().__init__("keel:index:ProxyTier", name, {}, opts)
         cfg = stack.config
         proxy = cfg.proxy
@@ -126,6 +128,9 @@ class ProxyTier(pulumi.ComponentResource):
                 certificate_path=cert_path,
                 certificate_key_path=key_path,
                 include_glob=f"{proxy_runtime.INCLUDE_DIR}/*.conf",
+                extra_access_logs=tuple(extra_access_logs),
+                # IPv6 only when AAAA records send visitors there.
+                listen_addresses=("0.0.0.0", "[::]") if cfg.dns is not None and cfg.dns.ipv6 else (),
             )
         )
         files = site.apply(
@@ -220,7 +225,8 @@ class ProxyTier(pulumi.ComponentResource):
         assert cfg.dns is not None
         child = pulumi.ResourceOptions(parent=self)
         for hostname in cfg.dns.all_hostnames:
-            for record_type, address in (("A", host.ipv4), ("AAAA", host.ipv6)):
+            records = [("A", host.ipv4)] + ([("AAAA", host.ipv6)] if cfg.dns.ipv6 else [])
+            for record_type, address in records:
                 cloudflare.DnsRecord(
                     f"{name}-{hostname}-{record_type.lower()}",
                     cloudflare.DnsRecordArgs(

@@ -137,7 +137,7 @@ class StatefulStore(pulumi.ComponentResource):
                     log_driver=swarm.log_driver(spec.logging),
                     placement=docker.ServiceTaskSpecPlacementArgs(constraints=[swarm.ON_MANAGER]),
                     networks_advanceds=[
-                        docker.ServiceTaskSpecNetworksAdvancedArgs(name=networks.internal.id, aliases=[name])
+                        docker.ServiceTaskSpecNetworksAdvancedArgs(id=networks.internal.id, aliases=[name])
                     ],
                 ),
                 # One task owns the data directory: the old one stops before the new one starts.

@@ -12,6 +12,9 @@ from config.models import HealthCheck, Logging, Resources
 
 MIB = 1024 * 1024
 ROLE_LABEL = "keel.role"
+# For images built FROM scratch, which cannot run a probe: liveness comes from Prometheus.
+HEALTH_LABEL = "keel.health"
+HEALTH_BY_PROMETHEUS = "prometheus-target"
 # The node that holds the data volume: stores and the proxy (which publishes host ports) stay there.
 ON_MANAGER = "node.role==manager"
 
@@ -95,5 +98,6 @@ def restart_policy(max_attempts: int = 0) -> docker.ServiceTaskSpecRestartPolicy
 
 
 def networks(*network_ids: pulumi.Input[str]) -> list[docker.ServiceTaskSpecNetworksAdvancedArgs]:
-    # By id: referencing a network by name makes the provider replace the service on every run.
-    return [docker.ServiceTaskSpecNetworksAdvancedArgs(name=network_id) for network_id in network_ids]
+    # By id: a network named by its name makes the provider replace the service on every run
+    # (and `name` is deprecated in pulumi-docker 5).
+    return [docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_id) for network_id in network_ids]

@@ -22,6 +22,8 @@ from config.models import (
 
 def check(cfg: StackConfig) -> None:
     """Raise one ConfigError listing every cross-reference problem, or return."""
+    from render.observability import observability_problems  # render imports config: import late
+
     problems: list[str] = []
     problems += _routes(cfg)
     problems += _volumes(cfg)
@@ -29,6 +31,7 @@ def check(cfg: StackConfig) -> None:
     problems += _images(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
+    problems += observability_problems(cfg)
     if not problems:
         problems += _capacity(cfg)
     if problems:
@@ -187,10 +190,11 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
     if obs.enabled:
         if obs.grafana_admin_password_secret:
             refs.setdefault(obs.grafana_admin_password_secret, "observability/grafana_admin_password_secret")
-        for key in ("smtp_password_secret", "webhook_url_secret"):
-            value = getattr(obs.alerts, key)
-            if value:
-                refs.setdefault(value, f"observability/alerts/{key}")
+        # Only the active receiver's secret is needed.
+        key = {"email": "smtp_password_secret", "webhook": "webhook_url_secret"}.get(obs.alerts.kind)
+        value = getattr(obs.alerts, key) if key else None
+        if value:
+            refs.setdefault(value, f"observability/alerts/{key}")
     if cfg.backup.enabled and cfg.backup.repository is not None:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):

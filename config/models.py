@@ -178,6 +178,9 @@ class DnsConfig(Model):
     """Names that point at the host. Empty means just the zone apex."""
     proxied: bool = True
     """Traffic through Cloudflare's proxy (orange cloud); the origin then admits only Cloudflare."""
+    ipv6: bool = False
+    """Also publish AAAA records. Off by default: the proxy listens on IPv4, and Cloudflare reaches
+    a proxied origin over its A record anyway (visitors still get IPv6 from Cloudflare)."""
 
     _check_zone = field_validator("zone")(classmethod(lambda cls, v: check_hostname(v)))
 
@@ -624,6 +627,8 @@ class BackupConfig(Model):
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
     image: str = "restic/restic:0.17.3"
+    scheduler_image: str = "crazymax/swarm-cronjob:1.14.0"
+    """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
 
     @model_validator(mode="after")
     def _repository(self) -> BackupConfig:

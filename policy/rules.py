@@ -40,6 +40,8 @@ SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 
 ROLE_LABEL = "keel.role"
+HEALTH_LABEL = "keel.health"
+HEALTH_BY_PROMETHEUS = "prometheus-target"
 PROXY_ROLE = "proxy"
 STORE_ROLE = "store"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -64,13 +66,17 @@ def _get(props: Mapping[str, Any] | None, *path: str) -> Any:
     return value
 
 
-def service_role(props: Mapping[str, Any]) -> str | None:
-    """The value of the service's ``keel.role`` label, if it has one."""
+def _label(props: Mapping[str, Any], label: str) -> str | None:
     for item in props.get("labels") or []:
-        if isinstance(item, Mapping) and item.get("label") == ROLE_LABEL:
+        if isinstance(item, Mapping) and item.get("label") == label:
             value = item.get("value")
             return str(value) if value is not None else None
     return None
+
+
+def service_role(props: Mapping[str, Any]) -> str | None:
+    """The value of the service's ``keel.role`` label, if it has one."""
+    return _label(props, ROLE_LABEL)
 
 
 def image_is_pinned(image: str) -> bool:
@@ -100,7 +106,14 @@ def check_health_check(props: Mapping[str, Any]) -> list[str]:
     if not tests:
         return ["taskSpec.containerSpec.healthcheck is missing; expected a health check (tests: [CMD, ...])"]
     if tests[0] == "NONE":
-        return ["taskSpec.containerSpec.healthcheck disables the image's check (NONE); expected a real health check"]
+        # An image built FROM scratch cannot run any probe. It may go without one only when it
+        # says so and Prometheus watches it instead (TargetDown fires when its scrape fails).
+        if _label(props, HEALTH_LABEL) == HEALTH_BY_PROMETHEUS:
+            return []
+        return [
+            "taskSpec.containerSpec.healthcheck disables the image's check (NONE); expected a real health check "
+            f"(or, for an image with no shell, the label {HEALTH_LABEL}={HEALTH_BY_PROMETHEUS} and a Prometheus scrape)"
+        ]
     return []
 
 
@@ -230,7 +243,8 @@ def _network_refs(props: Mapping[str, Any]) -> list[str | None]:
     for index in range(len(attachments)):
         try:
             attachment = attachments[index]
-            name = attachment["name"] if isinstance(attachment, Mapping) else None
+            # `id` in pulumi-docker 5; the deprecated `name` also held an id (or a name).
+            name = (attachment.get("id") or attachment.get("name")) if isinstance(attachment, Mapping) else None
         except (UnknownValueError, KeyError):
             name = None
         refs.append(str(name) if name is not None else None)

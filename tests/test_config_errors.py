@@ -176,7 +176,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "memory over capacity",
         "staging",
         {"keel:services": {"api": {"replicas": 6}}},
-        "host/server_type: memory limits add up to 5248 MiB (largest: api 3072, db 1024, proxy 256; rollout "
+        "host/server_type: memory limits add up to 5952 MiB (largest: api 3072, db 1024, proxy 256; rollout "
         "headroom 512), over 90% of the host's 4096 MiB (3686 MiB); expected a larger server type or smaller limits",
     ),
     (
@@ -236,7 +236,10 @@ def test_fails_when_named_secret_is_not_set():
     )
     assert_fails_cleanly(
         run,
-        'services/api/secrets/JWT_SECRET: names the secret "jwt_secret", which is not set; '
+        "2 configuration problems:\n"
+        '  - observability/alerts/webhook_url_secret: names the secret "alert_webhook_url", which is not set; '
+        "run: pulumi config set --secret alert_webhook_url <value>\n"
+        '  - services/api/secrets/JWT_SECRET: names the secret "jwt_secret", which is not set; '
         "run: pulumi config set --secret jwt_secret <value>",
     )
 

@@ -105,10 +105,19 @@ def test_health_check_fails_when_missing() -> None:
     ]
 
 
+def test_health_check_none_passes_only_when_prometheus_watches_a_scratch_image() -> None:
+    props = with_task(GOOD, "containerSpec.healthcheck", {"tests": ["NONE"]})
+    watched = {**props, "labels": [*props["labels"], {"label": "keel.health", "value": "prometheus-target"}]}
+    assert check_health_check(watched) == []
+    other = {**props, "labels": [*props["labels"], {"label": "keel.health", "value": "trust-me"}]}
+    assert check_health_check(other) != []
+
+
 def test_health_check_fails_when_it_disables_the_images_check() -> None:
     props = with_task(GOOD, "containerSpec.healthcheck", {"tests": ["NONE"]})
     assert check_health_check(props) == [
-        "taskSpec.containerSpec.healthcheck disables the image's check (NONE); expected a real health check"
+        "taskSpec.containerSpec.healthcheck disables the image's check (NONE); expected a real health check "
+        "(or, for an image with no shell, the label keel.health=prometheus-target and a Prometheus scrape)"
     ]
 
 

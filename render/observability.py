@@ -1,0 +1,446 @@
+"""Monitoring configuration, from the stack's config to text: Prometheus, its alert rules,
+Alertmanager, the blackbox exporter and the nginx access-log exporter.
+
+Everything here is pure: a frozen ``ObservabilitySpec`` in, file text out. Grafana's
+provisioning and dashboards are in ``render.grafana``.
+
+What is scraped follows from what the stack contains. Every job discovers its targets with
+``dns_sd_configs`` on ``tasks.<service>``: swarm's DNS answers that name with one address per
+running task, so every replica is scraped and a replaced task is picked up on the next refresh
+(the plain service name would resolve to one virtual IP and scrape a random replica).
+
+Two alerts need data that nginx's ``stub_status`` does not have:
+
+- **5xx ratio.** ``stub_status`` counts connections and requests, never status codes. The proxy
+  also sends its JSON access log (the same line it writes to stdout) over syslog/UDP to
+  ``prometheus-nginxlog-exporter`` (martin-helmich, a kept exporter), which counts responses by
+  status: ``proxy_http_response_count_total{status, method}``. Syslog rather than a shared log
+  file: no volume to share and rotate between the proxy and the exporter, and a lost UDP
+  datagram costs one count, never a request. See ``nginx_access_log_directive``.
+- **Certificate expiry.** ``prom/blackbox-exporter`` opens a TLS connection to the proxy for
+  each public hostname (with that SNI) and reports ``probe_ssl_earliest_cert_expiry``. It
+  skips chain verification on purpose: Cloudflare origin certificates and self-signed ones are
+  not publicly trusted, and the alert is about the expiry date, which is read either way.
+
+Backups are watched through the textfile the backup job writes for node-exporter (a contract
+with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
+``keel_backup_last_run_success{store}`` and ``keel_backup_schedule_interval_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from config.errors import ConfigError
+from config.models import AlertReceiver, AppService, PostgresStore, RedisStore, StackConfig
+from render import render_template
+from render.backup import schedule_interval_seconds
+
+# Ports inside the internal overlay network.
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+GRAFANA_PORT = 3100
+NODE_EXPORTER_PORT = 9100
+CADVISOR_PORT = 8080
+NGINX_EXPORTER_PORT = 9113
+NGINXLOG_EXPORTER_PORT = 4040
+NGINXLOG_SYSLOG_PORT = 5531
+BLACKBOX_PORT = 9115
+POSTGRES_EXPORTER_PORT = 9187
+REDIS_EXPORTER_PORT = 9121
+PROXY_STUB_STATUS_PORT = 8081
+"""The proxy's stub_status listener (a contract with render.nginx): http://<proxy>:8081/stub_status."""
+PROXY_STUB_STATUS_PATH = "/stub_status"
+
+PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
+PROMETHEUS_CONFIG_FILE = f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml"
+RULES_FILE = "rules/keel.yml"
+"""Relative to the directory of prometheus.yml, as Prometheus (and promtool) resolve rule_files."""
+ALERTMANAGER_CONFIG_FILE = "/etc/alertmanager/alertmanager.yml"
+BLACKBOX_CONFIG_FILE = "/etc/blackbox_exporter/config.yml"
+NGINXLOG_CONFIG_FILE = "/etc/prometheus-nginxlog-exporter.yml"
+SECRETS_DIR = "/run/secrets"
+SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/alert-smtp-password"
+WEBHOOK_URL_FILE = f"{SECRETS_DIR}/alert-webhook-url"
+
+NGINXLOG_NAMESPACE = "proxy"
+"""Metric prefix of the access-log exporter: proxy_http_response_count_total{status, method}."""
+NGINXLOG_SYSLOG_TAG = "nginx"
+NGINXLOG_REQUIRED_FIELDS = ("status", "request_time")
+"""JSON keys the exporter reads from the proxy's access log: the status label, and the latency histogram."""
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Where each alert fires. The defaults are the house rules (seed 000: memory above 80% of limit)."""
+
+    memory_ratio: float = 0.80
+    disk_ratio: float = 0.85
+    error_ratio: float = 0.05
+    error_min_rps: float = 0.1
+    """Below this request rate the 5xx ratio is noise (two failures out of three requests at night)."""
+    cert_days: int = 14
+    task_starts: int = 3
+    """New tasks in one slot within ``task_starts_window`` that count as a crash loop.
+
+    A rollout starts one new task per slot, a rollout and its rollback two, so three is a loop.
+    """
+    task_starts_window: str = "30m"
+
+
+@dataclass(frozen=True)
+class ServiceNames:
+    """Swarm service names (and so DNS names on the overlay) of the monitoring services."""
+
+    prefix: str
+
+    def _of(self, part: str) -> str:
+        return f"{self.prefix}-{part}"
+
+    @property
+    def prometheus(self) -> str:
+        return self._of("prometheus")
+
+    @property
+    def alertmanager(self) -> str:
+        return self._of("alertmanager")
+
+    @property
+    def grafana(self) -> str:
+        return self._of("grafana")
+
+    @property
+    def node_exporter(self) -> str:
+        return self._of("node-exporter")
+
+    @property
+    def cadvisor(self) -> str:
+        return self._of("cadvisor")
+
+    @property
+    def nginx_exporter(self) -> str:
+        return self._of("nginx-exporter")
+
+    @property
+    def nginxlog_exporter(self) -> str:
+        return self._of("nginxlog-exporter")
+
+    @property
+    def blackbox_exporter(self) -> str:
+        return self._of("blackbox-exporter")
+
+    def store_exporter(self, store: str) -> str:
+        return self._of(f"{store}-exporter")
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    """An app service whose own metrics Prometheus scrapes."""
+
+    name: str
+    service_name: str
+    port: int
+    metrics_path: str
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """A postgres or redis store and the exporter that watches it."""
+
+    name: str
+    kind: str
+    """postgres or redis."""
+    service_name: str
+    exporter_service_name: str
+
+
+@dataclass(frozen=True)
+class ScrapeJob:
+    """One Prometheus job over the tasks of one swarm service."""
+
+    job: str
+    service_name: str
+    port: int
+    metrics_path: str = "/metrics"
+
+
+@dataclass(frozen=True)
+class TlsProbe:
+    """One blackbox TLS probe of the proxy, with the SNI of one public hostname."""
+
+    module: str
+    hostname: str | None
+    """SNI and instance label; None (no DNS: dev) probes the default certificate."""
+
+
+@dataclass(frozen=True)
+class GrafanaUpstream:
+    """How the proxy reaches Grafana, and where the public sees it.
+
+    Exactly one of ``host`` (Grafana at / on its own hostname) and ``path_prefix`` (Grafana
+    under this prefix on every hostname) is set. The proxy passes the path unchanged:
+    Grafana serves from the sub path itself (GF_SERVER_SERVE_FROM_SUB_PATH).
+    """
+
+    service_name: str
+    port: int
+    host: str | None
+    path_prefix: str | None
+    root_url: str
+    strip_prefix: bool = False
+
+
+@dataclass(frozen=True)
+class ObservabilitySpec:
+    """Everything the monitoring files are rendered from."""
+
+    environment: str
+    names: ServiceNames
+    retention_days: int
+    proxy_service_name: str
+    proxy_https_port: int
+    probes: tuple[TlsProbe, ...]
+    apps: tuple[AppTarget, ...]
+    stores: tuple[StoreTarget, ...]
+    receiver: AlertReceiver
+    grafana: GrafanaUpstream
+    backup_interval_s: int | None = None
+    """The longest gap between two scheduled backups; None when backups are off."""
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+
+    @property
+    def postgres(self) -> tuple[StoreTarget, ...]:
+        return tuple(s for s in self.stores if s.kind == "postgres")
+
+    @property
+    def redis(self) -> tuple[StoreTarget, ...]:
+        return tuple(s for s in self.stores if s.kind == "redis")
+
+    @property
+    def nginx_scrape_uri(self) -> str:
+        return f"http://{self.proxy_service_name}:{PROXY_STUB_STATUS_PORT}{PROXY_STUB_STATUS_PATH}"
+
+    @property
+    def syslog_target(self) -> str:
+        """host:port the proxy sends its access log to."""
+        return f"{self.names.nginxlog_exporter}:{NGINXLOG_SYSLOG_PORT}"
+
+    def scrape_jobs(self) -> tuple[ScrapeJob, ...]:
+        """Every dns_sd job, in the order prometheus.yml lists them."""
+        names = self.names
+        jobs = [
+            ScrapeJob("alertmanager", names.alertmanager, ALERTMANAGER_PORT),
+            ScrapeJob("grafana", names.grafana, GRAFANA_PORT),
+            ScrapeJob("node", names.node_exporter, NODE_EXPORTER_PORT),
+            ScrapeJob("cadvisor", names.cadvisor, CADVISOR_PORT),
+            ScrapeJob("nginx", names.nginx_exporter, NGINX_EXPORTER_PORT),
+            ScrapeJob("nginxlog", names.nginxlog_exporter, NGINXLOG_EXPORTER_PORT),
+            ScrapeJob("blackbox", names.blackbox_exporter, BLACKBOX_PORT),
+        ]
+        for store in self.stores:
+            port = POSTGRES_EXPORTER_PORT if store.kind == "postgres" else REDIS_EXPORTER_PORT
+            jobs.append(ScrapeJob(f"{store.kind}-{store.name}", store.exporter_service_name, port))
+        for app in self.apps:
+            jobs.append(ScrapeJob(f"app-{app.name}", app.service_name, app.port, app.metrics_path))
+        return tuple(jobs)
+
+
+def observability_problems(cfg: StackConfig) -> list[str]:
+    """Config mistakes only monitoring cares about, as ``key/path: message`` lines."""
+    problems: list[str] = []
+    if not cfg.observability.enabled:
+        return problems
+    for name, app in cfg.apps().items():
+        if app.metrics_path is None:
+            continue
+        where = f"services/{name}/metrics_path"
+        if not app.metrics_path.startswith("/"):
+            problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
+        if app.port is None:
+            problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
+        if "internal" not in app.networks:
+            problems.append(
+                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
+                f"add internal to services/{name}/networks"
+            )
+    return problems
+
+
+def observability_spec(
+    cfg: StackConfig,
+    *,
+    name_prefix: str,
+    proxy_service_name: str,
+    app_service_names: Mapping[str, str],
+    store_service_names: Mapping[str, str],
+    proxy_https_port: int | None = None,
+) -> ObservabilitySpec:
+    """The spec of a stack. Service names are those the app and store components chose.
+
+    ``proxy_https_port`` is the port the proxy's container listens on for HTTPS inside the
+    overlay; default proxy/https_port.
+    """
+    problems = observability_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+    obs = cfg.observability
+    names = ServiceNames(name_prefix)
+    apps = tuple(
+        AppTarget(name, app_service_names[name], app.port, app.metrics_path)
+        for name, app in sorted(cfg.apps().items())
+        if isinstance(app, AppService) and app.metrics_path and app.port is not None and app.replicas > 0
+    )
+    stores = tuple(
+        StoreTarget(name, store.kind, store_service_names[name], names.store_exporter(name))
+        for name, store in sorted(cfg.stores().items())
+        if isinstance(store, (PostgresStore, RedisStore))
+    )
+    hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
+    probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
+    https_port = proxy_https_port if proxy_https_port is not None else cfg.proxy.https_port
+    return ObservabilitySpec(
+        environment=cfg.environment,
+        names=names,
+        retention_days=obs.retention_days,
+        proxy_service_name=proxy_service_name,
+        proxy_https_port=https_port,
+        probes=probes,
+        apps=apps,
+        stores=stores,
+        receiver=obs.alerts,
+        grafana=grafana_upstream(cfg, names),
+        backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+    )
+
+
+def grafana_upstream(cfg: StackConfig, names: ServiceNames) -> GrafanaUpstream:
+    """Grafana on observability/grafana_host, else under /grafana/ on the first public hostname."""
+    host = cfg.observability.grafana_host
+    if host is not None:
+        return GrafanaUpstream(names.grafana, GRAFANA_PORT, host=host, path_prefix=None, root_url=f"https://{host}/")
+    if cfg.dns is not None:
+        public = cfg.dns.all_hostnames[0]
+    else:
+        public = "localhost" if cfg.proxy.https_port == 443 else f"localhost:{cfg.proxy.https_port}"
+    return GrafanaUpstream(
+        names.grafana, GRAFANA_PORT, host=None, path_prefix="/grafana/", root_url=f"https://{public}/grafana/"
+    )
+
+
+# ----------------------------------------------------------------------------- prometheus
+
+
+def prometheus_args(spec: ObservabilitySpec) -> list[str]:
+    """Prometheus' command line; retention is a flag, not a config key."""
+    return [
+        f"--config.file={PROMETHEUS_CONFIG_FILE}",
+        "--storage.tsdb.path=/prometheus",
+        f"--storage.tsdb.retention.time={spec.retention_days}d",
+    ]
+
+
+def render_prometheus_yml(spec: ObservabilitySpec) -> str:
+    return render_template(
+        "observability/prometheus.yml.j2",
+        spec=spec,
+        jobs=spec.scrape_jobs(),
+        rules_file=RULES_FILE,
+        prometheus_port=PROMETHEUS_PORT,
+        alertmanager_port=ALERTMANAGER_PORT,
+        blackbox_address=f"{spec.names.blackbox_exporter}:{BLACKBOX_PORT}",
+        proxy_address=f"{spec.proxy_service_name}:{spec.proxy_https_port}",
+    )
+
+
+def render_alert_rules(spec: ObservabilitySpec) -> str:
+    interval = spec.backup_interval_s
+    return render_template(
+        "observability/alert-rules.yml.j2",
+        spec=spec,
+        t=spec.thresholds,
+        jobs=["prometheus", *(job.job for job in spec.scrape_jobs()), "tls"],
+        backup_interval_s=interval,
+        backup_missing_for=_duration(2 * interval) if interval else None,
+        cert_seconds=spec.thresholds.cert_days * 86400,
+    )
+
+
+def _duration(seconds: int) -> str:
+    """A Prometheus duration in whole minutes (or seconds when shorter than a minute)."""
+    if seconds % 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes % 60:
+        return f"{minutes}m"
+    return f"{minutes // 60}h"
+
+
+# ----------------------------------------------------------------------------- alertmanager
+
+
+def render_alertmanager_yml(spec: ObservabilitySpec) -> str:
+    receiver = spec.receiver
+    return render_template(
+        "observability/alertmanager.yml.j2",
+        receiver=receiver,
+        receiver_name={"none": "null", "email": "email", "webhook": "webhook"}[receiver.kind],
+        smtp_password_file=SMTP_PASSWORD_FILE if receiver.smtp_password_secret else None,
+        webhook_url_file=WEBHOOK_URL_FILE,
+        environment=spec.environment,
+    )
+
+
+# ----------------------------------------------------------------------------- exporters
+
+
+def render_blackbox_yml(spec: ObservabilitySpec) -> str:
+    return render_template("observability/blackbox.yml.j2", probes=spec.probes)
+
+
+def render_nginxlog_yml(spec: ObservabilitySpec) -> str:
+    return render_template(
+        "observability/nginxlog.yml.j2",
+        port=NGINXLOG_EXPORTER_PORT,
+        syslog_port=NGINXLOG_SYSLOG_PORT,
+        namespace=NGINXLOG_NAMESPACE,
+        tag=NGINXLOG_SYSLOG_TAG,
+    )
+
+
+def nginx_access_log_destination(spec: ObservabilitySpec) -> str:
+    """Where the proxy also sends its JSON access log: the log exporter, over syslog (UDP)."""
+    return f"syslog:server={spec.syslog_target},tag={NGINXLOG_SYSLOG_TAG},severity=info"
+
+
+def nginx_access_log_directive(spec: ObservabilitySpec, log_format: str) -> str:
+    """The extra ``access_log`` line the proxy adds beside its stdout log.
+
+    ``log_format`` names the proxy's JSON log format, which must carry NGINXLOG_REQUIRED_FIELDS.
+    nginx resolves the exporter's name when it loads its configuration; the service's virtual IP
+    exists as soon as the service does, whether or not a task is running.
+    """
+    return f"access_log {nginx_access_log_destination(spec)} {log_format};"
+
+
+def postgres_exporter_env(store: StoreTarget, database: str, user: str, password_file: str | None) -> dict[str, str]:
+    """postgres_exporter's connection, the password read from a swarm secret file."""
+    env = {
+        "DATA_SOURCE_URI": f"{store.service_name}:5432/{database}?sslmode=disable",
+        "DATA_SOURCE_USER": user,
+    }
+    if password_file is not None:
+        env["DATA_SOURCE_PASS_FILE"] = password_file
+    return env
+
+
+def redis_exporter_command(store: StoreTarget, password_file: str | None) -> list[str]:
+    """redis_exporter reads its password from the environment only, so a shell exports it from the file.
+
+    (``--redis.password-file`` is a JSON map of URIs to passwords, meant for multi-target mode.)
+    """
+    address = f"redis://{store.service_name}:6379"
+    if password_file is None:
+        return ["/redis_exporter", f"--redis.addr={address}"]
+    script = f'REDIS_PASSWORD="$(cat {password_file})" && export REDIS_PASSWORD && exec /redis_exporter "$@"'
+    return ["/bin/sh", "-c", script, "redis_exporter", f"--redis.addr={address}"]
