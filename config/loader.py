@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from config import crossref
 from config.errors import ConfigError, from_validation_error, show
-from config.models import SECTIONS, SERVICE_KINDS, LocalHost, StackConfig
+from config.models import SECTIONS, SERVICE_KINDS, LocalHost, SecretRule, StackConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCALAR_SECTIONS = ("environment", "name_prefix", "base")
@@ -172,10 +173,33 @@ def _secrets(project: str, cfg: StackConfig, raw: dict[str, str]) -> dict[str, p
                 f"{name}: is stored in plaintext but {where} needs a secret; "
                 f"run: pulumi config set --secret {name} <value>"
             )
+    for name, rule in sorted(cfg.secret_rules.items()):
+        if name not in refs:
+            problems.append(
+                f"secret_rules/{name}: {show(name)} is not a secret the config names; "
+                f"expected one of {', '.join(sorted(refs)) or 'none'}"
+            )
+        elif name in raw:
+            problems += _rule_problems(name, rule, str(raw[name]), refs[name])
     if problems:
         raise ConfigError(problems)
     config = pulumi.Config(project)
     return {name: config.require_secret(name) for name in sorted(refs)}
+
+
+def _rule_problems(name: str, rule: SecretRule, value: str, where: str) -> list[str]:
+    """Check a secret's value against its rule; messages describe the value, never show it."""
+    problems = []
+    if len(value) < rule.min_length:
+        problems.append(
+            f"secret_rules/{name}: the value of {show(name)} (used by {where}) is {len(value)} characters long; "
+            f"expected at least {rule.min_length} (generate one with: openssl rand -base64 {rule.min_length})"
+        )
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+        problems.append(
+            f"secret_rules/{name}: the value of {show(name)} (used by {where}) does not match {rule.pattern}"
+        )
+    return problems
 
 
 def _secret_in_env(full_key: str) -> bool:

@@ -637,6 +637,27 @@ class BackupConfig(Model):
         return self
 
 
+# ----------------------------------------------------------------------------- secret rules
+
+
+class SecretRule(Model):
+    """What a secret's value must look like, checked when the stack loads (the value is never shown)."""
+
+    min_length: int = Field(default=0, ge=0, le=4096)
+    pattern: str | None = None
+    """A regular expression the whole value must match, e.g. ^[A-Za-z0-9+/=]+$."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"found {show(value)}, which is not a regular expression ({error})") from None
+        return value
+
+
 # ----------------------------------------------------------------------------- the stack
 
 
@@ -652,6 +673,8 @@ class StackConfig(Model):
     services: dict[Name, Service] = Field(default_factory=dict)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    secret_rules: dict[SecretName, SecretRule] = Field(default_factory=dict)
+    """Secret name -> rule its value must meet (e.g. JWT secrets of at least 32 characters)."""
 
     def apps(self) -> dict[str, AppService]:
         return {n: s for n, s in self.services.items() if isinstance(s, AppService)}
@@ -660,4 +683,6 @@ class StackConfig(Model):
         return {n: s for n, s in self.services.items() if not isinstance(s, AppService)}
 
 
-SECTIONS = ("environment", "name_prefix", "host", "dns", "proxy", "services", "observability", "backup")
+SECTIONS = (
+    "environment", "name_prefix", "host", "dns", "proxy", "services", "observability", "backup", "secret_rules",
+)  # fmt: skip

@@ -30,7 +30,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"keel:hots": {"provider": "hcloud"}},
         "hots: is not a known key; expected one of environment, name_prefix, host, dns, proxy, services, "
-        "observability, backup, base, or a secret that the config names",
+        "observability, backup, secret_rules, base, or a secret that the config names",
     ),
     (
         "wrong type",
@@ -276,3 +276,48 @@ def test_fails_on_a_name_written_twice_in_the_topology_file(tmp_path, monkeypatc
     assert str(caught.value) == (
         'base (topology.yaml, line 4): "api" is defined twice in one mapping; expected each name once'
     )
+
+
+def test_fails_when_a_secret_is_shorter_than_its_rule_without_showing_it():
+    run = mockrun.run(
+        "prod",
+        overrides={"keel:jwt_secret": "short-value", "keel:secret_rules": {"jwt_secret": {"min_length": 32}}},
+        secret_keys=["keel:jwt_secret"],
+    )
+    assert_fails_cleanly(
+        run,
+        'secret_rules/jwt_secret: the value of "jwt_secret" (used by services/api/secrets/JWT_SECRET) is 11 '
+        "characters long; expected at least 32 (generate one with: openssl rand -base64 32)",
+    )
+    assert "short-value" not in str(run.error)
+
+
+def test_fails_when_a_secret_does_not_match_its_pattern():
+    run = mockrun.run(
+        "prod",
+        overrides={"keel:jwt_secret": "x" * 40 + "!", "keel:secret_rules": {"jwt_secret": {"pattern": "^[a-z]+$"}}},
+        secret_keys=["keel:jwt_secret"],
+    )
+    assert_fails_cleanly(
+        run,
+        'secret_rules/jwt_secret: the value of "jwt_secret" (used by services/api/secrets/JWT_SECRET) '
+        "does not match ^[a-z]+$",
+    )
+
+
+def test_fails_when_a_rule_names_no_secret_of_the_config():
+    run = mockrun.run("prod", overrides={"keel:secret_rules": {"jwt_secert": {"min_length": 32}}})
+    assert_fails_cleanly(
+        run,
+        'secret_rules/jwt_secert: "jwt_secert" is not a secret the config names; '
+        "expected one of alert_webhook_url, jwt_secret",
+    )
+
+
+def test_a_long_enough_secret_passes_its_rule():
+    run = mockrun.run(
+        "prod",
+        overrides={"keel:jwt_secret": "a" * 32, "keel:secret_rules": {"jwt_secret": {"min_length": 32}}},
+        secret_keys=["keel:jwt_secret"],
+    )
+    assert run.error is None, run.error
