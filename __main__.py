@@ -6,6 +6,9 @@ Reads the stack's configuration (config.load()), then declares, in order:
 - Networks: the public and the internal overlay networks;
 - StatefulStore per postgres / redis / volume / external service;
 - AppService per app service (with its migration step);
+- BackupJob (when enabled): restic backups of every store to S3-compatible storage on a
+  schedule, retention, a weekly `restic check`, an on-demand restore drill, and a freshness
+  metric for the backup-age alert;
 - ObservabilityStack (when enabled): Prometheus, Alertmanager, Grafana, node-exporter,
   cAdvisor and the exporters for the proxy and each store, with alert rules;
 - ProxyTier: Cloudflare DNS and zone TLS settings, the certificate, and nginx, the only
@@ -18,6 +21,7 @@ import pulumi
 
 import config
 from components.app_service import AppService
+from components.backup_job import BackupJob
 from components.host import Host, monthly_cost
 from components.networks import Networks
 from components.observability import ObservabilityStack
@@ -42,7 +46,19 @@ apps = {
     for name, spec in cfg.apps().items()
 }
 proxy_name = f"{cfg.name_prefix}-proxy"
-textfile_dir = f"{host.data_dir}/metrics" if cfg.backup.enabled and host.data_dir else None
+# node-exporter's textfile collector: where backup runs leave their freshness metrics.
+textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled else None
+
+if cfg.backup.enabled and textfile_dir is not None:
+    BackupJob(
+        "backup",
+        stack=stack,
+        stores=stores,
+        network=networks.internal,
+        textfile_dir=textfile_dir,
+        host=host,
+        opts=on_host,
+    )
 
 observability = None
 if cfg.observability.enabled:

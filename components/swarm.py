@@ -15,6 +15,8 @@ ROLE_LABEL = "keel.role"
 # For images built FROM scratch, which cannot run a probe: liveness comes from Prometheus.
 HEALTH_LABEL = "keel.health"
 HEALTH_BY_PROMETHEUS = "prometheus-target"
+# For the scheduled backup jobs: run-to-completion tasks, watched by the backup-age alerts.
+HEALTH_BY_BACKUP_FRESHNESS = "backup-freshness"
 # The node that holds the data volume: stores and the proxy (which publishes host ports) stay there.
 ON_MANAGER = "node.role==manager"
 

@@ -42,6 +42,11 @@ FIREWALL = "hcloud:index/firewall:Firewall"
 ROLE_LABEL = "keel.role"
 HEALTH_LABEL = "keel.health"
 HEALTH_BY_PROMETHEUS = "prometheus-target"
+HEALTH_BY_BACKUP_FRESHNESS = "backup-freshness"
+# The only ways a service may go without a probe, each watched by an alert instead:
+# an image with no shell (Prometheus' TargetDown), and the scheduled backup jobs and their
+# scheduler (run-to-completion tasks: BackupTooOld / BackupNotReporting).
+HEALTH_EXEMPTIONS = frozenset({HEALTH_BY_PROMETHEUS, HEALTH_BY_BACKUP_FRESHNESS})
 PROXY_ROLE = "proxy"
 STORE_ROLE = "store"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -108,7 +113,7 @@ def check_health_check(props: Mapping[str, Any]) -> list[str]:
     if tests[0] == "NONE":
         # An image built FROM scratch cannot run any probe. It may go without one only when it
         # says so and Prometheus watches it instead (TargetDown fires when its scrape fails).
-        if _label(props, HEALTH_LABEL) == HEALTH_BY_PROMETHEUS:
+        if _label(props, HEALTH_LABEL) in HEALTH_EXEMPTIONS:
             return []
         return [
             "taskSpec.containerSpec.healthcheck disables the image's check (NONE); expected a real health check "
