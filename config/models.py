@@ -449,9 +449,10 @@ class Route(Model):
     def _proxy_cache_needs_cacheable_route(self) -> Route:
         # An api route answers no-store, so nginx would store responses it may never serve.
         if self.proxy_cache and self.cache == "api":
-            raise ValueError(
-                "proxy_cache: an api route is sent as no-store and is never cached; "
-                "expected cache pages, static, images or none, or proxy_cache false"
+            raise KeyPathError(
+                "proxy_cache",
+                "an api route is sent as no-store and is never cached; "
+                "expected cache pages, static, images or none, or proxy_cache false",
             )
         return self
 
@@ -500,7 +501,8 @@ class ProxyConfig(Model):
     )
     trusted_proxies: list[str] = Field(default_factory=list)
     """Extra CIDRs (besides Cloudflare's when proxied) whose X-Forwarded-For/CF-Connecting-IP is believed."""
-    hsts_max_age_s: int = Field(default=31536000, ge=0)
+    hsts_max_age_s: int = Field(default=63072000, ge=0)
+    """Strict-Transport-Security max-age: two years, as Mozilla's guidelines recommend."""
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256, memory_reservation_mb=128))
     http_port: Port = 80
     https_port: Port = 443

@@ -196,7 +196,7 @@ class NginxSite:
     real_ip_header: str = "CF-Connecting-IP"
     rate_limits: RateLimits = field(default_factory=RateLimits)
     csp: str = ProxyConfig.model_fields["csp"].default
-    hsts_max_age_s: int = 31536000
+    hsts_max_age_s: int = 63072000
     permissions_policy: str = PERMISSIONS_POLICY
     certificate_path: str = CERTIFICATE_PATH
     certificate_key_path: str = CERTIFICATE_KEY_PATH

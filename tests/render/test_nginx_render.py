@@ -212,7 +212,7 @@ def test_extra_upstreams_and_routes_are_rendered_beside_the_apps() -> None:
         ({"csp": "script-src 'nonce-$x'"}, "proxy/csp: found a $ in the policy"),
         (
             {"routes": [{"path": "/api/", "service": "api", "cache": "api", "proxy_cache": True}]},
-            "proxy/routes/0: proxy_cache: an api route is sent as no-store and is never cached",
+            "proxy/routes/0/proxy_cache: an api route is sent as no-store and is never cached",
         ),
     ],
 )
