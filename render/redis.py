@@ -30,6 +30,8 @@ ACL_PATH = "/run/secrets/redis-acl"
 PASSWORD_PATH = "/run/secrets/redis-password"
 DATA_DIR = "/data"
 RDB_FILENAME = "dump.rdb"
+AOF_FILENAME = "appendonly.aof"
+AOF_DIRNAME = "appendonlydir"
 MAXMEMORY_SHARE = 0.75
 
 
@@ -65,6 +67,8 @@ def render_redis_conf(store: RedisStore, *, acl_path: str | None = ACL_PATH, dat
         acl_path=acl_path,
         data_dir=data_dir,
         rdb_filename=RDB_FILENAME,
+        aof_file=AOF_FILENAME,
+        aof_dir=AOF_DIRNAME,
     )
 
 
