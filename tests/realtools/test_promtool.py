@@ -10,19 +10,16 @@ A missing tool fails the test: CI must install it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from config.loader import parse
-from config.models import StackConfig
 from render import observability as obs
-from tests.helpers import stack_values, with_fragment
+from tests.helpers import observability_config as stack_config
+from tests.helpers import observability_spec as spec_of
 
 UNIT_TESTS = Path(__file__).resolve().parent / "promtool"
 BLACKBOX = "prometheus-blackbox-exporter"
@@ -35,25 +32,6 @@ EMAIL = {
     "smtp_password_secret": "smtp_password",
 }
 BACKUP = {"enabled": True, "repository": {"bucket": "shop-backups"}}
-
-
-def stack_config(stack: str, extra: dict[str, Any] | None = None, **observability: Any) -> StackConfig:
-    fragment = {"keel:observability": {"enabled": True, **observability}, **(extra or {})}
-    values = stack_values(stack)
-    values.update(with_fragment(stack, fragment))
-    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
-    return parse(raw)
-
-
-def spec_of(cfg: StackConfig) -> obs.ObservabilitySpec:
-    prefix = cfg.name_prefix
-    return obs.observability_spec(
-        cfg,
-        name_prefix=prefix,
-        proxy_service_name=f"{prefix}-proxy",
-        app_service_names={name: f"{prefix}-{name}" for name in cfg.apps()},
-        store_service_names={name: f"{prefix}-{name}" for name in cfg.stores()},
-    )
 
 
 CASES = {

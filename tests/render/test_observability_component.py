@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ from pulumi.runtime.sync_await import _sync_await
 from components.observability import ObservabilityStack
 from config import capacity
 from config.errors import ConfigError
-from config.loader import Stack, parse
+from config.loader import Stack
 from config.models import AppService, PostgresStore, RedisStore, StackConfig, Store
 from render import grafana as gf
 from render import observability as obs
-from tests.helpers import stack_values, with_fragment
+from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -43,15 +42,6 @@ EMAIL = {
     "smtp_username": "alerts",
     "smtp_password_secret": "smtp_password",
 }
-
-
-def stack_config(stack: str = "prod", extra: dict[str, Any] | None = None, **observability: Any) -> StackConfig:
-    # No receiver unless a test names one (prod's own file delivers to a webhook).
-    fragment = {"keel:observability": {"enabled": True, "alerts": {"kind": "none"}, **observability}, **(extra or {})}
-    values = stack_values(stack)
-    values.update(with_fragment(stack, fragment))
-    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
-    return parse(raw)
 
 
 @dataclass

@@ -8,18 +8,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from config import capacity
 from config.errors import ConfigError
-from config.loader import parse
-from config.models import StackConfig
 from render import grafana as gf
 from render import observability as obs
-from tests.helpers import stack_values, with_fragment
+from tests.helpers import observability_config as stack_config
+from tests.helpers import observability_spec as spec_of
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "observability"
 EMAIL = {
@@ -31,26 +29,6 @@ EMAIL = {
     "smtp_password_secret": "smtp_password",
 }
 BACKUP = {"enabled": True, "repository": {"bucket": "shop-backups"}}
-
-
-def stack_config(stack: str, extra: dict[str, Any] | None = None, **observability: Any) -> StackConfig:
-    # No receiver unless a test names one (prod's own file delivers to a webhook).
-    fragment = {"keel:observability": {"enabled": True, "alerts": {"kind": "none"}, **observability}, **(extra or {})}
-    values = stack_values(stack)
-    values.update(with_fragment(stack, fragment))
-    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
-    return parse(raw)
-
-
-def spec_of(cfg: StackConfig) -> obs.ObservabilitySpec:
-    prefix = cfg.name_prefix
-    return obs.observability_spec(
-        cfg,
-        name_prefix=prefix,
-        proxy_service_name=f"{prefix}-proxy",
-        app_service_names={name: f"{prefix}-{name}" for name in cfg.apps()},
-        store_service_names={name: f"{prefix}-{name}" for name in cfg.stores()},
-    )
 
 
 def rendered_files(spec: obs.ObservabilitySpec) -> dict[str, str]:
@@ -206,7 +184,7 @@ def test_backup_alerts_use_the_backup_jobs_metric_names_and_exist_only_with_back
         "keel_backup_last_run_success",
     ):
         assert metric in with_backup
-    without = obs.render_alert_rules(spec_of(stack_config("prod")))
+    without = obs.render_alert_rules(spec_of(stack_config("prod", {"keel:backup": {"enabled": False}})))
     assert "keel_backup" not in without
 
 
