@@ -183,14 +183,7 @@ class ProxyTier(pulumi.ComponentResource):
                     container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                         image=proxy.image,
                         commands=["/bin/sh", proxy_runtime.WATCHER_PATH],
-                        configs=[
-                            docker.ServiceTaskSpecContainerSpecConfigArgs(
-                                config_id=watcher.id,
-                                config_name=watcher.name,
-                                file_name=proxy_runtime.WATCHER_PATH,
-                                file_mode=0o555,
-                            )
-                        ],
+                        configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
                         secrets=secrets or None,
                         mounts=mounts,
                         read_only=True,
@@ -328,14 +321,7 @@ class ProxyTier(pulumi.ComponentResource):
                     container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                         image=tls_cfg.acme_image,
                         commands=["/bin/sh", acme.SCRIPT_PATH],
-                        configs=[
-                            docker.ServiceTaskSpecContainerSpecConfigArgs(
-                                config_id=script.id,
-                                config_name=script.name,
-                                file_name=acme.SCRIPT_PATH,
-                                file_mode=0o555,
-                            )
-                        ],
+                        configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
                         secrets=[
                             docker.ServiceTaskSpecContainerSpecSecretArgs(
                                 secret_id=token.id, secret_name=token.name, file_name=acme.TOKEN_PATH, file_mode=0o400

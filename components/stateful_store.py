@@ -10,6 +10,7 @@ the manager node (the one that holds the data volume) and are reachable by their
 from __future__ import annotations
 
 import shlex
+from urllib.parse import quote
 
 import pulumi
 import pulumi_docker as docker
@@ -30,7 +31,8 @@ POSTGRES_PASSWORD_FILE = "/run/secrets/postgres-password"
 class StatefulStore(pulumi.ComponentResource):
     """One store. Outputs: ``service_name`` (also reachable by the store's own name on the
     internal network), ``volume``, ``password`` (a secret, for postgres and redis),
-    ``password_secret`` (the swarm secret holding it) and ``url`` (external stores)."""
+    ``password_secret`` (the swarm secret holding it), ``url`` (external stores) and
+    ``connection_url`` (a secret: what an app's ``store-url:<name>`` receives)."""
 
     spec: Store
     service_name: str
@@ -40,6 +42,7 @@ class StatefulStore(pulumi.ComponentResource):
     password: pulumi.Output[str] | None
     password_secret: docker.Secret | None
     url: pulumi.Output[str] | None
+    connection_url: pulumi.Output[str] | None
 
     def __init__(
         self,
@@ -61,10 +64,12 @@ class StatefulStore(pulumi.ComponentResource):
         self.password = None
         self.password_secret = None
         self.url = None
+        self.connection_url = None
         self._child = pulumi.ResourceOptions(parent=self)
 
         if isinstance(spec, ExternalStore):
             self.url = stack.secrets[spec.url_secret]
+            self.connection_url = self.url
         else:
             self.volume = self._volume(name, host)
             if isinstance(spec, (PostgresStore, RedisStore)):
@@ -72,6 +77,7 @@ class StatefulStore(pulumi.ComponentResource):
                 self.password_secret = docker.Secret(
                     f"{name}-password", docker.SecretArgs(data=swarm.secret_data(self.password)), opts=self._child
                 )
+                self.connection_url = connection_url(spec, name, self.password)
             if isinstance(spec, PostgresStore):
                 self.service = self._postgres(name, spec, networks)
             elif isinstance(spec, RedisStore):
@@ -177,11 +183,7 @@ class StatefulStore(pulumi.ComponentResource):
                     file_mode=0o444,
                 )
             ],
-            configs=[
-                docker.ServiceTaskSpecContainerSpecConfigArgs(
-                    config_id=conf.id, config_name=conf.name, file_name=pg.CONFIG_PATH, file_mode=0o444
-                )
-            ],
+            configs=[swarm.file_config(conf, pg.CONFIG_PATH)],
             mounts=[
                 self._mount_volume(POSTGRES_DATA),
                 _tmpfs("/dev/shm", tuning.shm_size_mb),
@@ -223,11 +225,7 @@ class StatefulStore(pulumi.ComponentResource):
                     file_mode=0o444,
                 ),
             ],
-            configs=[
-                docker.ServiceTaskSpecContainerSpecConfigArgs(
-                    config_id=conf.id, config_name=conf.name, file_name=rd.CONFIG_PATH, file_mode=0o444
-                )
-            ],
+            configs=[swarm.file_config(conf, rd.CONFIG_PATH)],
             mounts=[self._mount_volume(rd.DATA_DIR), _tmpfs("/tmp", 16)],
             healthcheck=swarm.healthcheck(
                 rd.redis_health_command(), interval_s=10, timeout_s=5, start_period_s=20, retries=5
@@ -244,6 +242,18 @@ def _tmpfs(target: str, size_mb: int) -> docker.ServiceTaskSpecContainerSpecMoun
         target=target,
         tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=size_mb * swarm.MIB),
     )
+
+
+def connection_url(spec: PostgresStore | RedisStore, host: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The URL an app connects with, the password percent-encoded in it; a Pulumi secret."""
+    if isinstance(spec, PostgresStore):
+        url = password.apply(
+            lambda value: f"postgresql://{spec.user}:{quote(value, safe='')}@{host}:{pg.PORT}/{spec.database}"
+        )
+    else:
+        # The ACL file's only user is `default`, so the URL names no user.
+        url = password.apply(lambda value: f"redis://:{quote(value, safe='')}@{host}:{rd.PORT}/0")
+    return pulumi.Output.secret(url)
 
 
 def is_stateful(spec: Store) -> bool:

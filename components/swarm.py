@@ -92,6 +92,15 @@ def check(spec: HealthCheck, port: int | None) -> docker.ServiceTaskSpecContaine
     )
 
 
+def file_config(
+    config: docker.ServiceConfig, path: str, mode: int = 0o444
+) -> docker.ServiceTaskSpecContainerSpecConfigArgs:
+    """Mount a swarm config as the file `path` inside the task."""
+    return docker.ServiceTaskSpecContainerSpecConfigArgs(
+        config_id=config.id, config_name=config.name, file_name=path, file_mode=mode
+    )
+
+
 def restart_policy(max_attempts: int = 0) -> docker.ServiceTaskSpecRestartPolicyArgs:
     # delay and window are explicit: left unset, the provider reports a perpetual diff.
     return docker.ServiceTaskSpecRestartPolicyArgs(

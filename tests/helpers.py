@@ -14,6 +14,17 @@ from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Alert delivery by e-mail and a backup repository, as test fragments of the config.
+EMAIL_ALERTS = {
+    "kind": "email",
+    "email_to": "ops@example.com",
+    "email_from": "alerts@example.com",
+    "smtp_host": "smtp.example.com:587",
+    "smtp_username": "alerts",
+    "smtp_password_secret": "smtp_password",
+}
+BACKUP_ON = {"enabled": True, "repository": {"bucket": "shop-backups"}}
+
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `config:` mapping of a stack file, as YAML values."""

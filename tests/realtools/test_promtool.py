@@ -18,20 +18,13 @@ import pytest
 import yaml
 
 from render import observability as obs
+from tests.helpers import BACKUP_ON as BACKUP
+from tests.helpers import EMAIL_ALERTS as EMAIL
 from tests.helpers import observability_config as stack_config
 from tests.helpers import observability_spec as spec_of
 
 UNIT_TESTS = Path(__file__).resolve().parent / "promtool"
 BLACKBOX = "prometheus-blackbox-exporter"
-EMAIL = {
-    "kind": "email",
-    "email_to": "ops@example.com",
-    "email_from": "alerts@example.com",
-    "smtp_host": "smtp.example.com:587",
-    "smtp_username": "alerts",
-    "smtp_password_secret": "smtp_password",
-}
-BACKUP = {"enabled": True, "repository": {"bucket": "shop-backups"}}
 
 
 CASES = {

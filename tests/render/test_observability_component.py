@@ -21,6 +21,7 @@ from config.loader import Stack
 from config.models import AppService, PostgresStore, RedisStore, StackConfig, Store
 from render import grafana as gf
 from render import observability as obs
+from tests.helpers import EMAIL_ALERTS as EMAIL
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -34,14 +35,6 @@ COMPONENT = "keel:index:ObservabilityStack"
 SMTP_PASSWORD = "smtp-password-value-4f1c2a"
 GRAFANA_PASSWORD = "grafana-admin-value-9d8e7f"
 WEBHOOK_URL = "https://hooks.example.com/T000/B000/secret-token-77aa"
-EMAIL = {
-    "kind": "email",
-    "email_to": "ops@example.com",
-    "email_from": "alerts@example.com",
-    "smtp_host": "smtp.example.com:587",
-    "smtp_username": "alerts",
-    "smtp_password_secret": "smtp_password",
-}
 
 
 @dataclass

@@ -16,19 +16,12 @@ from config import capacity
 from config.errors import ConfigError
 from render import grafana as gf
 from render import observability as obs
+from tests.helpers import BACKUP_ON as BACKUP
+from tests.helpers import EMAIL_ALERTS as EMAIL
 from tests.helpers import observability_config as stack_config
 from tests.helpers import observability_spec as spec_of
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "observability"
-EMAIL = {
-    "kind": "email",
-    "email_to": "ops@example.com",
-    "email_from": "alerts@example.com",
-    "smtp_host": "smtp.example.com:587",
-    "smtp_username": "alerts",
-    "smtp_password_secret": "smtp_password",
-}
-BACKUP = {"enabled": True, "repository": {"bucket": "shop-backups"}}
 
 
 def rendered_files(spec: obs.ObservabilitySpec) -> dict[str, str]:
