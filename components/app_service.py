@@ -21,7 +21,7 @@ from components.host import Host
 from components.networks import Networks
 from components.stateful_store import StatefulStore
 from config.loader import Stack
-from config.models import STORE_REF
+from config.models import STORE_REF, STORE_URL_REF
 from config.models import AppService as AppSpec
 from render.migration import migration_script, migration_stdin
 
@@ -199,6 +199,10 @@ class AppService(pulumi.ComponentResource):
 
 
 def _secret_value(ref: str, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
+    if ref.startswith(STORE_URL_REF):
+        store = stores[ref[len(STORE_URL_REF) :]]
+        assert store.connection_url is not None  # guaranteed by config.crossref
+        return store.connection_url
     if ref.startswith(STORE_REF):
         store = stores[ref[len(STORE_REF) :]]
         value = store.url if store.url is not None else store.password

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from croniter import croniter
 
 from config import capacity
 from config.errors import ConfigError, key_path, show
 from config.models import (
     STORE_REF,
+    STORE_URL_REF,
     AppService,
     ExternalStore,
     HcloudHost,
@@ -29,6 +32,7 @@ def check(cfg: StackConfig) -> None:
     problems += _volumes(cfg)
     problems += _store_refs(cfg)
     problems += _images(cfg)
+    problems += _redis_versions(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
     problems += observability_problems(cfg)
@@ -82,9 +86,10 @@ def _store_refs(cfg: StackConfig) -> list[str]:
     with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresStore, RedisStore, ExternalStore))}
     for name, app in cfg.apps().items():
         for env, ref in app.secrets.items():
-            if ref.startswith(STORE_REF) and ref[len(STORE_REF) :] not in with_secret:
+            prefix = next((p for p in (STORE_REF, STORE_URL_REF) if ref.startswith(p)), None)
+            if prefix is not None and ref[len(prefix) :] not in with_secret:
                 known = (
-                    ", ".join(f"store:{n}" for n in sorted(with_secret))
+                    ", ".join(f"{prefix}{n}" for n in sorted(with_secret))
                     or "none (no postgres, redis or external store)"
                 )
                 out.append(
@@ -115,6 +120,27 @@ def _images(cfg: StackConfig) -> list[str]:
             out.append(
                 f"{path}: {show(image)} is not pinned; expected a fixed tag or a digest "
                 f"(latest is allowed only in dev, and this stack's environment is {cfg.environment})"
+            )
+    return out
+
+
+# The rendered redis.conf uses Redis 7 directives (appenddirname: the multi-part AOF of 7.0), which
+# Redis 6 refuses at start-up; say so at load time instead of in a crash-looping task.
+MIN_REDIS_MAJOR = 7
+
+
+def _redis_versions(cfg: StackConfig) -> list[str]:
+    out = []
+    for name, service in cfg.services.items():
+        if not isinstance(service, RedisStore):
+            continue
+        tag = service.image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
+        major = re.match(r"^([0-9]+)", tag)
+        if major is not None and int(major.group(1)) < MIN_REDIS_MAJOR:
+            out.append(
+                f"services/{name}/image: {show(service.image)} is Redis {major.group(1)}, whose server refuses the "
+                f"redis.conf keel renders (multi-part AOF); expected Redis {MIN_REDIS_MAJOR} or later, "
+                "which reads the older RDB and AOF files as they are"
             )
     return out
 
@@ -176,7 +202,7 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
     for name, service in cfg.services.items():
         if isinstance(service, AppService):
             for env, secret in service.secrets.items():
-                if not secret.startswith(STORE_REF):
+                if not secret.startswith((STORE_REF, STORE_URL_REF)):
                     refs.setdefault(secret, f"services/{name}/secrets/{env}")
             if service.registry is not None:
                 refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")

@@ -22,11 +22,15 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 # set with `pulumi config set --secret <name> <value>`.
 SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
+# A PostgreSQL database or role name: lower case, and `_` as well as `-` (thrifting_buddy, spoon_admin).
+PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 STORE_REF = "store:"
-# What an app's secret may name: a config secret, or `store:<name>`, the password of a
-# postgres/redis store (generated or configured) or the URL of an external one.
-SecretRef = Annotated[str, Field(pattern=r"^(store:[a-z][a-z0-9-]{0,30}|[a-z][a-z0-9_-]{0,62})$")]
+STORE_URL_REF = "store-url:"
+# What an app's secret may name: a config secret, `store:<name>`, the password of a
+# postgres/redis store (generated or configured) or the URL of an external one, or
+# `store-url:<name>`, a store's whole connection URL with the password in it (DATABASE_URL).
+SecretRef = Annotated[str, Field(pattern=r"^((store|store-url):[a-z][a-z0-9-]{0,30}|[a-z][a-z0-9_-]{0,62})$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NetworkName = Literal["public", "internal"]
 NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
@@ -305,8 +309,9 @@ class AppService(Model):
     args: list[str] | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
-    """Env name -> secret name, or store:<name> for a store's password (URL for external stores).
-    Mounted at /run/secrets/<env name lower-cased>; see file_env."""
+    """Env name -> secret name, store:<name> for a store's password (URL for external stores), or
+    store-url:<name> for its connection URL (postgresql://user:password@db:5432/database,
+    redis://:password@cache:6379/0). Mounted at /run/secrets/<env name lower-cased>; see file_env."""
     file_env: bool = True
     """Set <NAME>_FILE=/run/secrets/... for each secret (the *_FILE convention)."""
     health: HealthCheck
@@ -354,8 +359,8 @@ class PostgresStore(Model):
 
     kind: Literal["postgres"]
     image: str = "postgres:16.6-alpine"
-    database: Name = "app"
-    user: Name = "app"
+    database: PostgresName = "app"
+    user: PostgresName = "app"
     password_secret: SecretName | None = None
     """Secret holding the password; unset means a generated one (pulumi-random)."""
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
@@ -424,8 +429,10 @@ class Route(Model):
     path: str = "/"
     service: Name
     host: str | None = None
-    cache: Literal["pages", "static", "images", "api", "none"] = "none"
-    """pages: HTML 1h and fingerprinted assets 30d; static: 30d; images: 7d; api: no-store."""
+    cache: Literal["pages", "site", "static", "images", "api", "none"] = "none"
+    """pages: HTML 1h and fingerprinted assets 30d; site: HTML 1h and every static file (css, js,
+    images, fonts, by extension) 30d, for hand-written sites whose file names carry no hash;
+    static: 30d; images: 7d; api: no-store."""
     proxy_cache: bool = False
     """Cache upstream responses in nginx (for cacheable routes)."""
     rate_limit: Literal["none", "general", "api", "login"] = "none"

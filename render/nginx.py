@@ -63,7 +63,7 @@ from typing import Any, Literal
 from config.models import AppService, ProxyConfig, RateLimits, Route
 from render import render_template
 
-CachePolicy = Literal["pages", "static", "images", "api", "none"]
+CachePolicy = Literal["pages", "site", "static", "images", "api", "none"]
 RateLimitZone = Literal["none", "general", "api", "login"]
 
 MAIN_CONF_PATH = "/etc/nginx/nginx.conf"
@@ -104,6 +104,9 @@ CACHE_CONTROL: dict[str, str] = {
 # A file name carrying a content hash, as webpack, Angular, CRA and esbuild emit it:
 # main.3f2a9c1d.js, app-5d41402abc4b2a76.css. Such a URL never changes content.
 FINGERPRINTED_ASSET = r"[.-][0-9a-f]{8,}\.(?:css|js|mjs|map|woff2?|ttf|otf|eot|svg|png|jpe?g|gif|webp|avif|ico)$"
+# Any static file by extension, fingerprinted or not: the "site" policy caches these for 30 days
+# (a hand-written site keeps its file names, so a change shows within that time only if renamed).
+STATIC_FILE = r"\.(?:css|js|mjs|map|woff2?|ttf|otf|eot|svg|png|jpe?g|gif|webp|avif|ico)$"
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -147,7 +150,8 @@ class NginxRoute:
     upstream: str
     host: str | None = None
     cache: CachePolicy = "none"
-    """pages: HTML 1h, fingerprinted assets 30d; static: 30d; images: 7d; api: no-store; none: upstream's own."""
+    """pages: HTML 1h, fingerprinted assets 30d; site: HTML 1h, static files by extension 30d;
+    static: 30d; images: 7d; api: no-store; none: upstream's own."""
     proxy_cache: bool = False
     rate_limit: RateLimitZone = "none"
     websocket: bool = False
@@ -341,6 +345,8 @@ def render_nginx_conf(site: NginxSite) -> str:
         uses_resolver=any(u.resolve for u in site.upstreams),
         uses_proxy_cache=any(r.proxy_cache for r in site.routes),
         uses_pages_cache=any(r.cache == "pages" for r in site.routes),
+        uses_site_cache=any(r.cache == "site" for r in site.routes),
+        static_file=STATIC_FILE,
         uses_websocket=any(r.websocket for r in site.routes),
         listen=_listen(site.listen_addresses),
         redirect_port="" if site.public_https_port == 443 else f":{site.public_https_port}",

@@ -176,13 +176,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "memory over capacity",
         "staging",
         {"keel:services": {"api": {"replicas": 6}}},
-        "host/server_type: memory limits add up to 5952 MiB (largest: api 3072, db 1024, proxy 256; rollout "
+        "host/server_type: memory limits add up to 6208 MiB (largest: api 3072, db 1024, proxy 256; rollout "
         "headroom 512), over 90% of the host's 4096 MiB (3686 MiB); expected a larger server type or smaller limits",
     ),
     (
         "backups without a repository",
         "prod",
-        {"keel:backup": {"enabled": True}},
+        {"keel:backup": {"enabled": True, "repository": None}},
         "backup/repository: is required when backups are enabled",
     ),
     (
@@ -236,9 +236,15 @@ def test_fails_when_named_secret_is_not_set():
     )
     assert_fails_cleanly(
         run,
-        "2 configuration problems:\n"
+        "5 configuration problems:\n"
         '  - observability/alerts/webhook_url_secret: names the secret "alert_webhook_url", which is not set; '
         "run: pulumi config set --secret alert_webhook_url <value>\n"
+        '  - backup/repository/access_key_secret: names the secret "backup_access_key", which is not set; '
+        "run: pulumi config set --secret backup_access_key <value>\n"
+        '  - backup/repository/password_secret: names the secret "backup_password", which is not set; '
+        "run: pulumi config set --secret backup_password <value>\n"
+        '  - backup/repository/secret_key_secret: names the secret "backup_secret_key", which is not set; '
+        "run: pulumi config set --secret backup_secret_key <value>\n"
         '  - services/api/secrets/JWT_SECRET: names the secret "jwt_secret", which is not set; '
         "run: pulumi config set --secret jwt_secret <value>",
     )
@@ -310,7 +316,7 @@ def test_fails_when_a_rule_names_no_secret_of_the_config():
     assert_fails_cleanly(
         run,
         'secret_rules/jwt_secert: "jwt_secert" is not a secret the config names; '
-        "expected one of alert_webhook_url, jwt_secret",
+        "expected one of alert_webhook_url, backup_access_key, backup_password, backup_secret_key, jwt_secret",
     )
 
 
