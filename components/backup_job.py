@@ -54,6 +54,8 @@ TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
+MAX_RUN_S = 6 * 3600
+"""No run of a job lasts longer than this; a run that does is ended as hung."""
 DEFAULT_POSTGRES_IMAGE = PostgresStore(kind="postgres").image
 # Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
@@ -224,9 +226,15 @@ class BackupJob(pulumi.ComponentResource):
             depends_on=depends,
             parent=self,
         )
-        self.backup_service = job.service(f"{name}-backup", f"{prefix}-backup", "backup.sh", backup.schedule)
-        self.check_service = job.service(f"{name}-check", f"{prefix}-backup-check", "check.sh", backup.check_schedule)
-        self.drill_service = job.service(f"{name}-drill", f"{prefix}-backup-drill", "drill.sh", None)
+        # A backup run may last until the next one is due (skip-running skips that one anyway).
+        backup_deadline_s = min(bk.schedule_interval_seconds(backup.schedule), MAX_RUN_S)
+        self.backup_service = job.service(
+            f"{name}-backup", f"{prefix}-backup", "backup.sh", backup.schedule, backup_deadline_s
+        )
+        self.check_service = job.service(
+            f"{name}-check", f"{prefix}-backup-check", "check.sh", backup.check_schedule, MAX_RUN_S
+        )
+        self.drill_service = job.service(f"{name}-drill", f"{prefix}-backup-drill", "drill.sh", None, MAX_RUN_S)
         self.drill_command = f"docker service update --force --replicas 1 {prefix}-backup-drill"
         self.scheduler_service = _scheduler(f"{name}-scheduler", f"{prefix}-cronjob", backup, self)
 
@@ -271,7 +279,9 @@ class _JobParts:
         self.depends_on = depends_on
         self.parent = parent
 
-    def service(self, resource_name: str, service_name: str, script: str, schedule: str | None) -> docker.Service:
+    def service(
+        self, resource_name: str, service_name: str, script: str, schedule: str | None, deadline_s: int
+    ) -> docker.Service:
         labels = swarm.labels("backup", service_name)
         if schedule is not None:
             labels += [
@@ -299,9 +309,11 @@ class _JobParts:
                         secrets=self.secrets,
                         configs=self.configs,
                         mounts=self.mounts,
-                        # A run-to-completion job has no "healthy" state: its outcome is the
-                        # exit status and the textfile metrics.
-                        healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
+                        # Unhealthy once the run outlives its deadline: swarm then ends a hung run
+                        # (see render.backup.job_health_command).
+                        healthcheck=swarm.healthcheck(
+                            bk.job_health_command(deadline_s), interval_s=60, timeout_s=10, start_period_s=30, retries=3
+                        ),
                         read_only=True,
                         # Root, to read volumes owned by other uids, but with only file capabilities.
                         cap_drops=["ALL"],
@@ -336,7 +348,7 @@ def _scheduler(resource_name: str, service_name: str, backup: BackupConfig, pare
         resource_name,
         docker.ServiceArgs(
             name=service_name,
-            labels=swarm.labels("scheduler", service_name),
+            labels=swarm.labels("backup", service_name),
             mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
@@ -347,9 +359,15 @@ def _scheduler(resource_name: str, service_name: str, backup: BackupConfig, pare
                             type="bind", source="/var/run/docker.sock", target="/var/run/docker.sock"
                         )
                     ],
-                    # The image is FROM scratch-like (no shell to probe with); Prometheus' backup-age
-                    # alert is what notices a scheduler that stopped scheduling.
-                    healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
+                    # Alive and holding the Docker socket it schedules through. Whether it actually
+                    # schedules is what the backup-age alert watches.
+                    healthcheck=swarm.healthcheck(
+                        ["CMD-SHELL", "test -S /var/run/docker.sock && pgrep -x swarm-cronjob >/dev/null"],
+                        interval_s=60,
+                        timeout_s=10,
+                        start_period_s=10,
+                        retries=3,
+                    ),
                     read_only=True,
                     stop_grace_period="10s",
                 ),

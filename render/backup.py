@@ -59,6 +59,7 @@ S3_SECRET_KEY_FILE = f"{SECRETS_DIR}/s3-secret-key"
 METRICS_FILE = "keel_backup.prom"
 CHECK_METRICS_FILE = "keel_backup_check.prom"
 DRILL_METRICS_FILE = "keel_backup_drill.prom"
+RUN_STARTED_FILE = "/tmp/keel-run-started"
 
 SCRIPT_NAMES = (
     "common.sh",
@@ -219,6 +220,22 @@ def backup_spec(
     )
 
 
+def job_health_command(deadline_s: int) -> list[str]:
+    """A job's swarm health check: healthy until its run has lasted ``deadline_s`` seconds.
+
+    A run-to-completion job has no "ready" state to probe; what goes wrong is a run that hangs
+    (an unreachable endpoint, a stuck BGSAVE). With ``skip-running`` a hung run would also skip
+    every later one, so swarm ends it instead: an unhealthy task is stopped, and with restart
+    condition ``none`` the next scheduled run starts afresh. The run's start is the time the
+    entry script wrote to RUN_STARTED_FILE (KEEL_RUN_STARTED_FILE overrides it).
+    """
+    started = f'"${{KEEL_RUN_STARTED_FILE:-{RUN_STARTED_FILE}}}"'
+    return [
+        "CMD-SHELL",
+        f"started=$(cat {started}) && [ $(($(date +%s) - started)) -lt {deadline_s} ]",
+    ]
+
+
 def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
     """Every script of the job, file name -> text. They source each other from one directory."""
     values = {
@@ -237,6 +254,7 @@ def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
         "metrics_file": METRICS_FILE,
         "check_metrics_file": CHECK_METRICS_FILE,
         "drill_metrics_file": DRILL_METRICS_FILE,
+        "run_started_file": RUN_STARTED_FILE,
         "rdb_filename": rd.RDB_FILENAME,
         "aof_file": rd.AOF_FILENAME,
         "aof_dir": rd.AOF_DIRNAME,

@@ -1,0 +1,108 @@
+#!/bin/sh
+# Restore drill, run on demand: restore every store's newest snapshot into scratch space and
+# check it. PostgreSQL goes into a scratch database on the store's own server (created, checked,
+# dropped); Redis, SQLite and files go into a temporary directory. Writes keel_backup_drill.prom.
+# Rendered by keel (render/backup.py).
+set -u
+KEEL_SCRIPTS_DIR=${KEEL_SCRIPTS_DIR:-$(dirname "$0")}
+# shellcheck source=common.sh
+. "$KEEL_SCRIPTS_DIR/common.sh"
+
+: "${REDIS_CHECK_RDB:=redis-check-rdb}"
+keel_mark_start
+keel_drill_dir=$(mktemp -d "$KEEL_WORK_DIR/keel-drill.XXXXXX") || exit 1
+trap 'rm -rf "$keel_drill_dir"' EXIT
+trap 'exit 130' INT TERM
+keel_results="$keel_drill_dir/results"
+: >"$keel_results"
+keel_s3_credentials
+
+keel_sql() {
+  # $1 store, $2 host, $3 port, $4 user, $5 database, $6 SQL. Prints unaligned rows.
+  PGPASSWORD=$(keel_password "$1") "$PSQL" --no-password --no-psqlrc --quiet --tuples-only --no-align \
+    --set ON_ERROR_STOP=1 --host "$2" --port "$3" --username "$4" --dbname "$5" --command "$6"
+}
+
+KEEL_TABLE_COUNTS="SELECT format('%I.%I', schemaname, relname) || ' ' || n_live_tup FROM pg_stat_user_tables ORDER BY 1"
+
+drill_postgres() {
+  # $1 store, $2 host, $3 port, $4 database, $5 user
+  keel_scratch="${4}_keel_drill"
+  keel_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || return 1
+  keel_sql "$1" "$2" "$3" "$5" "$4" "CREATE DATABASE \"$keel_scratch\"" || return 1
+  keel_pg_ok=1
+  sh "$KEEL_SCRIPTS_DIR/restore-postgres.sh" "$1" "$2" "$3" "$keel_scratch" "$5" || keel_pg_ok=0
+  if [ "$keel_pg_ok" = 1 ]; then
+    keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" "ANALYZE" || keel_pg_ok=0
+    keel_restored=$(keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" \
+      "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+    keel_live=$(keel_sql "$1" "$2" "$3" "$5" "$4" \
+      "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+    keel_log "$1: restored $keel_restored tables (the live database has ${keel_live:-?})"
+    keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" "$KEEL_TABLE_COUNTS" | sed "s/^/$1 restored rows: /" >&2
+    # An empty restore of a database that has tables is the failure a drill exists to catch.
+    if [ "${keel_restored:-0}" -eq 0 ] && [ "${keel_live:-0}" -gt 0 ]; then
+      keel_log "$1: the restored database has no tables"
+      keel_pg_ok=0
+    fi
+  fi
+  keel_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || keel_pg_ok=0
+  [ "$keel_pg_ok" = 1 ]
+}
+
+drill_redis() {
+  # $1 store
+  sh "$KEEL_SCRIPTS_DIR/restore-redis.sh" "$1" "$keel_drill_dir/$1" || return 1
+  "$REDIS_CHECK_RDB" "$keel_drill_dir/$1/dump.rdb" >&2
+}
+
+drill_sqlite() {
+  # $1 store, $2 relative path (restore-sqlite.sh runs the integrity check)
+  mkdir -p "$keel_drill_dir/$1" || return 1
+  keel_target="$keel_drill_dir/$1/$(basename "$2")"
+  sh "$KEEL_SCRIPTS_DIR/restore-sqlite.sh" "$1" "$2" "$keel_target" || return 1
+  keel_tables=$("$SQLITE3" "$keel_target" "SELECT count(*) FROM sqlite_schema WHERE type = 'table'") || return 1
+  keel_log "$1: $2 restored with $keel_tables tables"
+}
+
+drill_files() {
+  # $1 store
+  sh "$KEEL_SCRIPTS_DIR/restore-files.sh" "$1" "$keel_drill_dir/$1-files" || return 1
+  keel_log "$1: restored $(find "$keel_drill_dir/$1-files" -type f | wc -l) files"
+}
+
+keel_record() {
+  if [ "$2" -eq 0 ]; then keel_ok=1; else keel_ok=0; keel_log "$1: drill FAILED"; fi
+  echo "$1 $keel_ok" >>"$keel_results"
+}
+
+drill_postgres db "${KEEL_HOST_DB:-shop-db}" \
+  "${KEEL_PORT_DB:-5432}" shop shop
+keel_record db $?
+drill_redis cache
+keel_record cache $?
+drill_sqlite uploads data/app.db
+keel_record uploads $?
+drill_sqlite uploads cache.sqlite
+keel_record uploads $?
+drill_files uploads
+keel_record uploads $?
+
+keel_now=$(date +%s)
+keel_previous="$KEEL_TEXTFILE_DIR/keel_backup_drill.prom"
+{
+  echo "# HELP keel_backup_restore_drill_last_success_timestamp_seconds When the store's last successful restore drill ran."
+  echo "# TYPE keel_backup_restore_drill_last_success_timestamp_seconds gauge"
+  echo "# HELP keel_backup_restore_drill_last_run_success 1 if the store's last restore drill succeeded, else 0."
+  echo "# TYPE keel_backup_restore_drill_last_run_success gauge"
+  for keel_store in db cache uploads; do
+    keel_ok=$(awk -v s="$keel_store" '$1 == s { if (!seen || $2 < ok) ok = $2; seen = 1 } END { print ok + 0 }' \
+      "$keel_results")
+    keel_success=$(keel_previous_value "$keel_previous" keel_backup_restore_drill_last_success_timestamp_seconds \
+      "$keel_store")
+    [ "$keel_ok" = 1 ] && keel_success=$keel_now
+    echo "keel_backup_restore_drill_last_success_timestamp_seconds{store=\"$keel_store\"} ${keel_success:-0}"
+    echo "keel_backup_restore_drill_last_run_success{store=\"$keel_store\"} $keel_ok"
+  done
+} | keel_write_textfile keel_backup_drill.prom
+[ -z "$(awk '$2 == 0' "$keel_results")" ]

@@ -1,0 +1,279 @@
+"""Real backups and restores through the rendered scripts: PostgreSQL 15, SQLite under a writer,
+Redis, volume files, retention and the metrics textfile, with the real restic and a local repository."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from backup_helpers import SNAPSHOT_HOST, backup_world
+from pg_helpers import postgres_server, redis_server, require_tool
+
+from config.models import PostgresStore, RedisStore, Resources, Retention
+from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget
+from render.postgres import render_postgresql_conf
+from render.redis import redis_acl, render_redis_conf
+
+ORDERS = """
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer int REFERENCES customers, total numeric(10, 2),
+                     created timestamptz NOT NULL);
+CREATE INDEX orders_created ON orders (created);
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 97) g;
+INSERT INTO orders SELECT g, 1 + g % 97, (g % 1000) / 7.0, '2026-01-01'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 20000) g;
+"""
+FINGERPRINT = (
+    "SELECT count(*) || ' ' || md5(string_agg(id || ':' || customer || ':' || total || ':' || created, ',' "
+    "ORDER BY id)) FROM orders"
+)
+
+
+def _retention(hourly: int = 24, daily: int = 7, weekly: int = 4, monthly: int = 6) -> Retention:
+    return Retention(hourly=hourly, daily=daily, weekly=weekly, monthly=monthly)
+
+
+def _spec(**stores: object) -> BackupSpec:
+    return BackupSpec(
+        repository="s3:https://unused.example.com/bucket",
+        snapshot_host=SNAPSHOT_HOST,
+        schedule="0 * * * *",
+        retention=_retention(),
+        **stores,  # type: ignore[arg-type]
+    )
+
+
+def test_postgres_backup_survives_a_dropped_database_and_a_failed_run(tmp_path: Path) -> None:
+    store = PostgresStore(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
+    with postgres_server(tmp_path, render_postgresql_conf(store)) as server:
+        server.psql("CREATE DATABASE shop")
+        server.psql(ORDERS, database="shop")
+        before = server.psql(FINGERPRINT, database="shop")
+
+        spec = _spec(postgres=(PostgresTarget(name="db", host="db.internal", database="shop", user="app"),))
+        world = backup_world(tmp_path / "backup", spec, ports={"db": server.port})
+        (world.secrets / "db-password").write_text(server.password)
+
+        first = world.run("backup.sh")
+        assert first.returncode == 0, first.stderr
+        metrics = world.metrics()
+        assert metrics['keel_backup_last_run_success{store="db"}'] == 1
+        succeeded_at = metrics['keel_backup_last_success_timestamp_seconds{store="db"}']
+        assert abs(succeeded_at - time.time()) < 120
+        assert metrics["keel_backup_schedule_interval_seconds"] == 3600
+        [snapshot] = world.snapshots("--tag", "store=db")
+        assert snapshot["paths"] == ["/db.pgdump"] and snapshot["hostname"] == SNAPSHOT_HOST
+        assert sorted(snapshot["tags"]) == ["keel", "kind=postgres", "store=db"]
+
+        # A dump that fails half-way must not leave a snapshot behind, and the last success stays.
+        (world.secrets / "db-password").write_text("wrong")
+        time.sleep(1.1)
+        failed = world.run("backup.sh")
+        assert failed.returncode == 1, failed.stderr
+        metrics = world.metrics()
+        assert metrics['keel_backup_last_run_success{store="db"}'] == 0
+        assert metrics['keel_backup_last_success_timestamp_seconds{store="db"}'] == succeeded_at
+        assert metrics['keel_backup_last_run_timestamp_seconds{store="db"}'] > succeeded_at
+        assert len(world.snapshots("--tag", "store=db")) == 1
+        (world.secrets / "db-password").write_text(server.password)
+
+        server.psql("DROP DATABASE shop")
+        server.psql("CREATE DATABASE shop")
+        restored = world.run("restore-postgres.sh", "db", "127.0.0.1", str(server.port), "shop", "app")
+        assert restored.returncode == 0, restored.stderr
+        assert server.psql(FINGERPRINT, database="shop") == before
+        assert server.psql("SELECT count(*) FROM big_orders", database="shop") != "0"
+        assert server.psql("SELECT indexname FROM pg_indexes WHERE indexname = 'orders_created'", database="shop")
+
+        drill = world.run("drill.sh")
+        assert drill.returncode == 0, drill.stderr
+        assert "db restored rows: public.orders 20000" in drill.stderr
+        assert world.metrics("keel_backup_drill.prom")['keel_backup_restore_drill_last_run_success{store="db"}'] == 1
+        # The scratch database is gone again.
+        assert server.psql("SELECT count(*) FROM pg_database WHERE datname = 'shop_keel_drill'") == "0"
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, sqlite3, sys, time
+    path, stop, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS tally (n INTEGER NOT NULL)")
+    if db.execute("SELECT count(*) FROM tally").fetchone()[0] == 0:
+        db.execute("INSERT INTO tally VALUES (0)")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not os.path.exists(stop):
+        db.execute("BEGIN IMMEDIATE")
+        for _ in range(50):
+            db.execute("INSERT INTO events (payload) VALUES (?)", (os.urandom(100).hex(),))
+        db.execute("UPDATE tally SET n = n + 50")
+        db.execute("COMMIT")
+        time.sleep(0.002)
+    print(db.execute("SELECT n FROM tally").fetchone()[0])
+    """
+)
+INVARIANT = "SELECT (SELECT count(*) FROM events) || ' ' || (SELECT n FROM tally)"
+
+
+def _sqlite(path: Path, sql: str) -> str:
+    result = subprocess.run(
+        [require_tool("sqlite3"), str(path), sql], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -> None:
+    spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
+    world = backup_world(tmp_path / "backup", spec)
+    volume = world.stores / "files"
+    (volume / "data").mkdir(parents=True)
+    (volume / "uploads").mkdir()
+    (volume / "uploads" / "cat.jpg").write_bytes(b"\xff\xd8 not really a cat")
+    database = volume / "data" / "app.db"
+    stop = tmp_path / "stop-writer"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(database), str(stop), "60"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (database.exists() and int(_sqlite(database, "SELECT count(*) FROM sqlite_schema") or 0) >= 2):
+            assert time.monotonic() < deadline, "the writer did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        backups = [world.run("backup.sh", timeout_s=120) for _ in range(2)]
+        assert writer.poll() is None, "the writer stopped before the backups ended"
+    finally:
+        stop.touch()
+        final_tally = int(writer.communicate(timeout=60)[0])
+    for backup in backups:
+        assert backup.returncode == 0, backup.stderr
+
+    restored = tmp_path / "restored.db"
+    result = world.run("restore-sqlite.sh", "files", "data/app.db", str(restored))
+    assert result.returncode == 0, result.stderr
+    assert _sqlite(restored, "PRAGMA integrity_check") == "ok"
+    rows, tally = map(int, _sqlite(restored, INVARIANT).split())
+    # Every committed transaction or none of it: the copy is one consistent state of the file.
+    assert rows == tally
+    assert 0 < tally < final_tally
+
+    files = world.run("restore-files.sh", "files", str(tmp_path / "restored-files"))
+    assert files.returncode == 0, files.stderr
+    assert (tmp_path / "restored-files" / "uploads" / "cat.jpg").read_bytes() == b"\xff\xd8 not really a cat"
+    # The live database file is never copied raw: only its consistent copy is in the repository.
+    assert not (tmp_path / "restored-files" / "data" / "app.db").exists()
+    assert not (tmp_path / "restored-files" / "data" / "app.db-wal").exists()
+    assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
+
+
+def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path) -> None:
+    password = "redis-test-password"
+    spec = _spec(redis=(RedisTarget(name="cache", host="cache.internal"),))
+    store = RedisStore.model_validate({"kind": "redis", "resources": {"memory_mb": 64}})
+    world = backup_world(tmp_path / "backup", spec)
+    (world.secrets / "cache-password").write_text(password)
+    data_dir = world.stores / "cache"
+    config = lambda data: render_redis_conf(store, data_dir=data)  # noqa: E731
+    with redis_server(tmp_path, config, acl_text=redis_acl(password), password=password, data_dir=data_dir) as server:
+        world.ports["cache"] = server.port
+        for index in range(200):
+            assert server.cli("SET", f"session:{index}", f"user-{index}").stdout.strip() == "OK"
+        assert "rdb_saves:0" in server.cli("INFO", "persistence").stdout
+        backup = world.run("backup.sh")
+        assert backup.returncode == 0, backup.stderr
+        # The job asked for a save and waited for it: the RDB it stored is that save's.
+        assert "rdb_saves:1" in server.cli("INFO", "persistence").stdout
+
+    restored_dir = tmp_path / "restored-redis"
+    (restored_dir / "appendonlydir").mkdir(parents=True)
+    (restored_dir / "appendonlydir" / "appendonly.aof.manifest").write_text("stale AOF of a broken server\n")
+    restore = world.run("restore-redis.sh", "cache", str(restored_dir))
+    assert restore.returncode == 0, restore.stderr
+    # The store starts with its normal configuration (AOF on) and loads the restored snapshot.
+    with redis_server(
+        tmp_path, config, acl_text=redis_acl(password), password=password, data_dir=restored_dir
+    ) as restored:
+        assert restored.cli("DBSIZE").stdout.strip() == "200"
+        assert restored.cli("GET", "session:199").stdout.strip() == "user-199"
+        assert restored.cli("SET", "after", "restore").stdout.strip() == "OK"
+    # Writes after the restore land in the new AOF and survive a restart.
+    with redis_server(
+        tmp_path, config, acl_text=redis_acl(password), password=password, data_dir=restored_dir
+    ) as restarted:
+        assert restarted.cli("DBSIZE").stdout.strip() == "201"
+    assert len(list(restored_dir.glob("appendonlydir.before-restore.*"))) == 1
+
+
+def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path) -> None:
+    spec = BackupSpec(
+        repository="s3:https://unused.example.com/bucket",
+        snapshot_host=SNAPSHOT_HOST,
+        schedule="0 * * * *",
+        retention=_retention(hourly=2, daily=2, weekly=1, monthly=2),
+        volumes=(VolumeTarget(name="files"),),
+    )
+    world = backup_world(tmp_path / "backup", spec)
+    assert world.restic("init").returncode == 0
+    times = [
+        "2026-01-10 12:00:00",  # newest: the hourly, daily, weekly and monthly bucket of its hour/day/week/month
+        "2026-01-10 11:00:00",  # second hourly
+        "2026-01-10 10:00:00",  # third hour: hourly is full, same day as the newest
+        "2026-01-09 12:00:00",  # second daily
+        "2026-01-08 12:00:00",  # daily is full
+        "2026-01-01 12:00:00",  # the week and month of the newest are taken
+        "2025-12-15 12:00:00",  # second monthly
+    ]
+    for moment in times:
+        made = subprocess.run(
+            [require_tool("restic"), "backup", "--quiet", "--host", SNAPSHOT_HOST,
+             "--tag", "keel,store=db,kind=postgres", "--time", moment, "--stdin", "--stdin-filename", "db.pgdump"],
+            input=f"dump at {moment}", env=world.env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    # A snapshot of another host is not this job's to forget.
+    other = world.restic("backup", "--quiet", "--host", "elsewhere", "--tag", "keel", str(world.scripts))
+    assert other.returncode == 0, other.stderr
+
+    result = world.run("forget.sh")
+    assert result.returncode == 0, result.stderr
+    kept = sorted(str(s["time"])[:19].replace("T", " ") for s in world.snapshots("--host", SNAPSHOT_HOST))
+    assert kept == ["2025-12-15 12:00:00", "2026-01-09 12:00:00", "2026-01-10 11:00:00", "2026-01-10 12:00:00"]
+    assert len(world.snapshots("--host", "elsewhere")) == 1
+
+
+def test_unreachable_repository_marks_every_store_failed(tmp_path: Path) -> None:
+    spec = _spec(volumes=(VolumeTarget(name="files"), VolumeTarget(name="uploads")))
+    world = backup_world(tmp_path / "backup", spec)
+    (world.stores / "files").mkdir()
+    (world.stores / "uploads").mkdir()
+    world.repository.mkdir()
+    (world.repository / "config").write_text("not a restic repository")
+    result = world.run("backup.sh")
+    assert result.returncode == 1
+    metrics = world.metrics()
+    for store in ("files", "uploads"):
+        assert metrics[f'keel_backup_last_run_success{{store="{store}"}}'] == 0
+        assert metrics[f'keel_backup_last_success_timestamp_seconds{{store="{store}"}}'] == 0
+
+
+def test_textfile_passes_promtool_lint(tmp_path: Path) -> None:
+    spec = _spec(volumes=(VolumeTarget(name="files"),))
+    world = backup_world(tmp_path / "backup", spec)
+    (world.stores / "files").mkdir()
+    (world.stores / "files" / "a.txt").write_text("a")
+    assert world.run("backup.sh").returncode == 0
+    text = (world.textfile / "keel_backup.prom").read_text()
+    lint = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    # Only the finished file is visible to node-exporter: no temporary file is left behind.
+    assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom"]

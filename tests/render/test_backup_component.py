@@ -1,0 +1,261 @@
+"""The BackupJob component under Pulumi's mock runtime, built directly with fake stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components.backup_job import JOB_MB, SCHEDULER_MB, BackupJob
+from config import capacity
+from config.loader import Stack, parse
+from config.models import PostgresStore, RedisStore, StackConfig, Store
+from render import backup as bk
+from tests.helpers import stack_values, with_fragment
+from tools import mockrun
+
+SERVICE = "docker:index/service:Service"
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
+SECRET = "docker:index/secret:Secret"
+NETWORK = "docker:index/network:Network"
+IMAGE = "docker:index/remoteImage:RemoteImage"
+SECRETS = {
+    "backup_password": "restic-repo-password-5b1e",
+    "backup_access_key": "s3-access-key-77c2",
+    "backup_secret_key": "s3-secret-key-0e9a",
+}
+BACKUP = {
+    "enabled": True,
+    "schedule": "15 */2 * * *",
+    "check_schedule": "45 3 * * 6",
+    "retention": {"hourly": 12, "daily": 5, "weekly": 3, "monthly": 2},
+    "repository": {"bucket": "shop-backups", "endpoint": "https://fsn1.your-objectstorage.com"},
+}
+
+
+def stack_config(extra: dict[str, Any] | None = None) -> StackConfig:
+    fragment = {
+        "keel:backup": BACKUP,
+        "keel:services": {"uploads": {"kind": "volume", "sqlite_files": ["data/app.db"]}},
+        **(extra or {}),
+    }
+    values = stack_values("prod")
+    values.update(with_fragment("prod", fragment))
+    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
+    return parse(raw)
+
+
+@dataclass
+class FakeStore:
+    spec: Store
+    service_name: str
+    volume: docker.Volume | None
+    password: pulumi.Output[str] | None
+    password_secret: docker.Secret | None
+
+
+@dataclass
+class Declared:
+    resources: list[mockrun.Registered]
+    component: BackupJob
+
+    def services(self) -> dict[str, mockrun.Registered]:
+        return {r.inputs["name"]: r for r in self.resources if r.type == SERVICE}
+
+    def by_id(self, type_: str, resource_id: str) -> mockrun.Registered:
+        # The mocks give every resource the id "<name>-id".
+        found = [r for r in self.resources if r.type == type_ and r.name == resource_id.removesuffix("-id")]
+        assert len(found) == 1, f"expected one {type_} with id {resource_id}"
+        return found[0]
+
+    def container(self, service: str) -> dict[str, Any]:
+        return dict(self.services()[service].inputs["taskSpec"]["containerSpec"])
+
+    def labels(self, service: str) -> dict[str, str]:
+        return {label["label"]: label["value"] for label in self.services()[service].inputs.get("labels", [])}
+
+
+def declare(cfg: StackConfig) -> Declared:
+    monitor = mockrun.RecordingMonitor(mockrun.ProgramMocks())
+    pulumi_mocks.set_mocks(monitor.mocks, project="keel", stack="prod", preview=False, monitor=monitor)
+    holder: dict[str, Any] = {}
+
+    async def program() -> None:
+        provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
+        on_host = pulumi.ResourceOptions(provider=provider)
+        network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
+        stack = Stack(
+            project="keel",
+            name="prod",
+            config=cfg,
+            secrets={key: pulumi.Output.secret(value) for key, value in SECRETS.items()},
+        )
+        stores: dict[str, FakeStore] = {}
+        for key, store in cfg.stores().items():
+            volume = docker.Volume(f"{key}-data", docker.VolumeArgs(name=f"shop-{key}-data"), opts=on_host)
+            password = secret = None
+            if isinstance(store, (PostgresStore, RedisStore)):
+                password = pulumi.Output.secret(f"store-password-{key}")
+                secret = docker.Secret(
+                    f"{key}-password",
+                    docker.SecretArgs(data=password.apply(lambda p: base64.b64encode(p.encode()).decode())),
+                    opts=on_host,
+                )
+            stores[key] = FakeStore(store, f"shop-{key}", volume, password, secret)
+        holder["component"] = BackupJob(
+            "backup", stack=stack, stores=stores, network=network, textfile_dir="/mnt/data/textfile", opts=on_host
+        )
+
+    _sync_await(run_pulumi_func(program))
+    return Declared(list(monitor.registered), holder["component"])
+
+
+@pytest.fixture(scope="module")
+def prod() -> Declared:
+    return declare(stack_config())
+
+
+def test_declares_backup_check_and_drill_jobs_and_their_scheduler(prod: Declared) -> None:
+    assert sorted(prod.services()) == ["shop-backup", "shop-backup-check", "shop-backup-drill", "shop-cronjob"]
+    component = [r for r in prod.resources if r.type == "keel:index:BackupJob"]
+    assert len(component) == 1
+    for resource in prod.resources:
+        if resource.type in (SERVICE, CONFIG, SECRET, IMAGE) and resource.name.startswith("backup-"):
+            assert resource.parent == component[0].urn, resource.urn
+
+
+def test_jobs_run_on_their_cron_schedules_and_never_restart(prod: Declared) -> None:
+    for service, schedule in (("shop-backup", "15 */2 * * *"), ("shop-backup-check", "45 3 * * 6")):
+        labels = prod.labels(service)
+        assert labels["swarm.cronjob.enable"] == "true", service
+        assert labels["swarm.cronjob.schedule"] == schedule, service
+        assert labels["swarm.cronjob.skip-running"] == "true", service
+        registered = prod.services()[service]
+        assert registered.inputs["mode"]["replicated"]["replicas"] == 0, registered.urn
+        assert registered.inputs["taskSpec"]["restartPolicy"]["condition"] == "none", registered.urn
+        # The scheduler scales the job up and down: not drift for Pulumi to undo.
+        assert "mode" in registered.ignore_changes, registered.urn
+    assert not any(label.startswith("swarm.cronjob") for label in prod.labels("shop-backup-drill"))
+    assert prod.container("shop-backup")["commands"] == ["sh", "/etc/keel-backup/backup.sh"]
+    assert prod.container("shop-backup-check")["commands"] == ["sh", "/etc/keel-backup/check.sh"]
+    assert prod.container("shop-backup-drill")["commands"] == ["sh", "/etc/keel-backup/drill.sh"]
+    assert prod.component.drill_command == "docker service update --force --replicas 1 shop-backup-drill"
+
+
+def test_every_store_has_a_backup_in_the_mounted_script(prod: Declared) -> None:
+    scripts = {}
+    for mounted in prod.container("shop-backup")["configs"]:
+        config = prod.by_id(CONFIG, mounted["configId"])
+        # Immutable configs are autonamed, so a changed script is created before the old one goes.
+        assert "name" not in config.inputs, config.urn
+        assert mounted["fileMode"] == 0o555
+        scripts[mounted["fileName"]] = base64.b64decode(config.inputs["data"]).decode()
+    expected = bk.render_backup_scripts(prod.component.spec)
+    assert scripts == {f"/etc/keel-backup/{name}": text for name, text in expected.items()}
+    backup_sh = scripts["/etc/keel-backup/backup.sh"]
+    assert 'backup_postgres db "${KEEL_HOST_DB:-shop-db}"' in backup_sh
+    assert 'backup_redis cache "${KEEL_HOST_CACHE:-shop-cache}"' in backup_sh
+    assert "backup_sqlite uploads data/app.db" in backup_sh
+    assert "backup_files uploads data/app.db" in backup_sh
+    forget = scripts["/etc/keel-backup/forget.sh"]
+    assert "--keep-hourly 12 --keep-daily 5" in forget and "--keep-weekly 3 --keep-monthly 2 --prune" in forget
+    common = scripts["/etc/keel-backup/common.sh"]
+    assert ': "${RESTIC_REPOSITORY:=s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod}"' in common
+
+
+def test_secrets_reach_the_jobs_as_files_and_never_as_plaintext(prod: Declared) -> None:
+    mounted = {s["fileName"]: s for s in prod.container("shop-backup")["secrets"]}
+    assert sorted(mounted) == [
+        "/run/secrets/cache-password",
+        "/run/secrets/db-password",
+        "/run/secrets/restic-password",
+        "/run/secrets/s3-access-key",
+        "/run/secrets/s3-secret-key",
+    ]
+    for file_name, key in (
+        ("/run/secrets/restic-password", "backup_password"),
+        ("/run/secrets/s3-access-key", "backup_access_key"),
+        ("/run/secrets/s3-secret-key", "backup_secret_key"),
+    ):
+        secret = prod.by_id(SECRET, mounted[file_name]["secretId"])
+        assert base64.b64decode(secret.inputs["data"]).decode() == SECRETS[key], secret.urn
+        assert secret.raw_inputs["data"].get(mockrun.SECRET_SIG) == mockrun.SECRET_VALUE, secret.urn
+    # The stores' own password secrets are reused, not copied.
+    assert mounted["/run/secrets/db-password"]["secretId"] == "db-password-id"
+    values = [*SECRETS.values(), "store-password-db", "store-password-cache"]
+    for resource in prod.resources:
+        for path, text in resource.plaintext_strings():
+            for value in values:
+                assert value not in text, f"{resource.urn} {path} holds a secret in plaintext"
+                assert base64.b64encode(value.encode()).decode() not in text, f"{resource.urn} {path}"
+
+
+def test_jobs_reach_stores_on_the_internal_network_and_s3_through_their_own_egress(prod: Declared) -> None:
+    networks = prod.services()["shop-backup"].inputs["taskSpec"]["networksAdvanceds"]
+    assert [n["id"] for n in networks] == ["internal-id", "backup-egress-id"]
+    egress = prod.by_id(NETWORK, "backup-egress-id")
+    assert egress.inputs["name"] == "shop-backup-egress"
+    assert not egress.inputs.get("internal", False), egress.urn
+
+
+def test_store_volumes_are_mounted_read_only_unless_they_hold_sqlite(prod: Declared) -> None:
+    mounts = {m["target"]: m for m in prod.container("shop-backup")["mounts"]}
+    assert mounts["/stores/cache"]["source"] == "shop-cache-data" and mounts["/stores/cache"]["readOnly"] is True
+    # Reading a WAL-mode SQLite file creates its -shm beside it.
+    assert mounts["/stores/uploads"]["readOnly"] is False
+    # PostgreSQL is dumped over the network; its files are never read directly.
+    assert "/stores/db" not in mounts
+    assert mounts["/textfile"] == {"type": "bind", "source": "/mnt/data/textfile", "target": "/textfile"}
+    assert mounts["/cache"]["source"] == "shop-backup-cache"
+
+
+def test_image_is_built_from_the_stores_postgres_and_the_pinned_restic(prod: Declared) -> None:
+    [image] = [r for r in prod.resources if r.type == IMAGE]
+    assert image.inputs["build"]["buildArgs"] == {
+        "POSTGRES_IMAGE": "postgres:16.6-alpine",
+        "RESTIC_IMAGE": "restic/restic:0.17.3",
+    }
+    assert image.inputs["name"].startswith("shop-backup:")
+    assert prod.container("shop-backup")["image"] == image.inputs["name"]
+
+
+def test_job_limits_fit_the_backup_budget(prod: Declared) -> None:
+    assert JOB_MB + SCHEDULER_MB == capacity.BACKUP_MB
+    for name, service in prod.services().items():
+        limit = service.inputs["taskSpec"]["resources"]["limits"]["memoryBytes"]
+        assert limit == (SCHEDULER_MB if name == "shop-cronjob" else JOB_MB) * 1024 * 1024, service.urn
+        assert service.inputs["taskSpec"]["logDriver"]["name"] == "json-file", service.urn
+
+
+def test_jobs_are_ended_when_a_run_outlives_its_deadline(prod: Declared) -> None:
+    deadlines = {}
+    for service in ("shop-backup", "shop-backup-check", "shop-backup-drill"):
+        tests = prod.container(service)["healthcheck"]["tests"]
+        assert tests[0] == "CMD-SHELL", service
+        deadlines[service] = int(tests[1].rsplit("-lt ", 1)[1].rstrip(" ]"))
+    # The backup runs every two hours ("15 */2 * * *"); check and drill get the six-hour ceiling.
+    assert deadlines == {"shop-backup": 7200, "shop-backup-check": 21600, "shop-backup-drill": 21600}
+
+
+def test_scheduler_reads_the_swarm_api_on_a_manager(prod: Declared) -> None:
+    scheduler = prod.services()["shop-cronjob"]
+    container = scheduler.inputs["taskSpec"]["containerSpec"]
+    assert container["image"] == "crazymax/swarm-cronjob:1.14.0"
+    assert container["env"]["TZ"] == "UTC"
+    assert container["mounts"][0]["source"] == "/var/run/docker.sock"
+    assert scheduler.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]
+
+
+def test_volume_left_out_of_backups_gets_no_job_step() -> None:
+    declared = declare(stack_config({"keel:services": {"uploads": {"kind": "volume", "backup": False}}}))
+    assert "uploads" not in declared.component.spec.store_names
+    mounts = {m["target"] for m in declared.container("shop-backup")["mounts"]}
+    assert "/stores/uploads" not in mounts

