@@ -115,6 +115,7 @@ def _images(cfg: StackConfig) -> list[str]:
                 images.append((f"observability/{key}", getattr(cfg.observability, key)))
     if cfg.backup.enabled:
         images.append(("backup/image", cfg.backup.image))
+        images.append(("backup/scheduler_image", cfg.backup.scheduler_image))
     for path, image in images:
         if not image_is_pinned(image):
             out.append(

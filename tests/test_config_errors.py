@@ -147,6 +147,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "(latest is allowed only in dev, and this stack's environment is staging)",
     ),
     (
+        "unpinned backup scheduler outside dev",
+        "prod",
+        {"keel:backup": {"scheduler_image": "crazymax/swarm-cronjob:latest"}},
+        'backup/scheduler_image: "crazymax/swarm-cronjob:latest" is not pinned; expected a fixed tag or a digest '
+        "(latest is allowed only in dev, and this stack's environment is prod)",
+    ),
+    (
         "mount of an undefined volume",
         "dev",
         {"keel:services": {"api": {"volumes": {"/data": "files"}}}},
