@@ -14,7 +14,7 @@ import json
 import logging
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,28 +329,43 @@ def run(
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    monitor = RecordingMonitor(ProgramMocks())
-    logs: list[str] = []
-    pulumi_mocks.set_mocks(
-        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs)
-    )
-    pulumi.runtime.set_all_config(values, secrets)
-
     outputs: dict[str, Any] = {}
+    logs: list[str] = []
 
     async def program() -> None:
+        pulumi.runtime.set_all_config(values, secrets)
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         root = get_root_resource()
         exported = getattr(root, "outputs", {})
         resolved = await pulumi.Output.from_input(exported).future()
         outputs.update(resolved or {})
 
+    resources, error = declare(program, stack=stack, preview=preview, logs=logs)
+    return Run(stack=stack, resources=resources, outputs=outputs, error=error, logs=logs)
+
+
+def declare(
+    program: Callable[[], Awaitable[None]],
+    *,
+    stack: str = "test",
+    preview: bool = False,
+    logs: list[str] | None = None,
+) -> tuple[list[Registered], BaseException | None]:
+    """Run `program` (anything that declares resources) under the mock runtime.
+
+    Returns what it registered and the error it raised, if any (the registrations made before
+    the error are kept: tests use them to prove nothing was registered).
+    """
+    monitor = RecordingMonitor(ProgramMocks())
+    pulumi_mocks.set_mocks(
+        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs or [])
+    )
     error: BaseException | None = None
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as caught:  # noqa: BLE001 (the run's error is part of its result)
         error = caught
-    return Run(stack=stack, resources=list(monitor.registered), outputs=outputs, error=error, logs=logs)
+    return list(monitor.registered), error
 
 
 class _ListHandler(logging.Handler):

@@ -10,9 +10,6 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 import pytest
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from components.backup_job import JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
@@ -84,8 +81,6 @@ class Declared:
 
 
 def declare(cfg: StackConfig) -> Declared:
-    monitor = mockrun.RecordingMonitor(mockrun.ProgramMocks())
-    pulumi_mocks.set_mocks(monitor.mocks, project="keel", stack="prod", preview=False, monitor=monitor)
     holder: dict[str, Any] = {}
 
     async def program() -> None:
@@ -114,8 +109,9 @@ def declare(cfg: StackConfig) -> Declared:
             "backup", stack=stack, stores=stores, network=network, textfile_dir="/mnt/data/textfile", opts=on_host
         )
 
-    _sync_await(run_pulumi_func(program))
-    return Declared(list(monitor.registered), holder["component"])
+    resources, error = mockrun.declare(program, stack="prod")
+    assert error is None, error
+    return Declared(resources, holder["component"])
 
 
 @pytest.fixture(scope="module")

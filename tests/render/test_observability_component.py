@@ -10,9 +10,6 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 import pytest
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from components.observability import ObservabilityStack
 from config import capacity
@@ -83,8 +80,6 @@ class Declared:
 def declare(
     cfg: StackConfig, secrets: dict[str, str] | None = None, textfile_dir: str | None = "/mnt/data/tf"
 ) -> Declared:
-    monitor = mockrun.RecordingMonitor(mockrun.ProgramMocks())
-    pulumi_mocks.set_mocks(monitor.mocks, project="keel", stack="test", preview=False, monitor=monitor)
     holder: dict[str, Any] = {}
 
     async def program() -> None:
@@ -125,14 +120,13 @@ def declare(
         holder["password"] = await component.grafana_admin_password.future()
         holder["secret"] = await component.grafana_admin_password.is_secret()
 
-    _sync_await(run_pulumi_func(program))
-    return Declared(list(monitor.registered), holder["component"], holder["password"], holder["secret"])
+    resources, error = mockrun.declare(program)
+    assert error is None, error
+    return Declared(resources, holder["component"], holder["password"], holder["secret"])
 
 
 def declare_failing(cfg: StackConfig) -> tuple[ConfigError, list[mockrun.Registered]]:
     """Declare a stack that must be refused; returns the error and what was registered before it."""
-    monitor = mockrun.RecordingMonitor(mockrun.ProgramMocks())
-    pulumi_mocks.set_mocks(monitor.mocks, project="keel", stack="test", preview=False, monitor=monitor)
 
     async def program() -> None:
         network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True))
@@ -150,9 +144,9 @@ def declare_failing(cfg: StackConfig) -> tuple[ConfigError, list[mockrun.Registe
             name_prefix="shop",
         )
 
-    with pytest.raises(ConfigError) as caught:
-        _sync_await(run_pulumi_func(program))
-    return caught.value, list(monitor.registered)
+    resources, error = mockrun.declare(program)
+    assert isinstance(error, ConfigError), error
+    return error, resources
 
 
 @pytest.fixture(scope="module")
