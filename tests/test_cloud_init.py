@@ -148,3 +148,8 @@ def test_swarm_init_script_passes_shellcheck(tmp_path: Path):
     path.write_text(script)
     result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_data_directories_belong_to_the_deploy_user_who_creates_volume_dirs():
+    runcmd = parsed(deploy_user="ops")["runcmd"]
+    assert ["install", "-d", "-o", "ops", "-g", "ops", "-m", "0755", "/mnt/data/volumes", "/mnt/data/metrics"] in runcmd
