@@ -11,6 +11,8 @@ dropped (explicit adds only), an init process, json-file log rotation, memory li
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Mapping
 
 import pulumi
@@ -26,6 +28,7 @@ from config.models import AppService as AppSpec
 from render.migration import migration_script, migration_stdin
 
 SECRETS_DIR = "/run/secrets"
+NUMERIC_USER = re.compile(r"^(\d+)(?::(\d+))?$")
 
 
 def secret_file_name(env: str) -> str:
@@ -87,9 +90,14 @@ class AppService(pulumi.ComponentResource):
             constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
 
         registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
-        depends: list[pulumi.Resource] = []
+        # Stores converge only once healthy: on a first deploy the migration and the new tasks
+        # find the database accepting connections instead of failing against a booting one.
+        store_services: list[pulumi.Resource] = [s.service for s in stores.values() if s.service is not None]
+        depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
         if spec.migration is not None:
-            depends.append(self._migration(name, spec, env, values, registry_password, networks, host))
+            depends.append(
+                self._migration(name, spec, env, values, registry_password, networks, host, depends=list(depends))
+            )
 
         monitor = f"{monitor_seconds(spec)}s"
         self.service = docker.Service(
@@ -170,6 +178,7 @@ class AppService(pulumi.ComponentResource):
         registry_password: pulumi.Output[str] | None,
         networks: Networks,
         host: Host,
+        depends: list[pulumi.Resource],
     ) -> pulumi.Resource:
         assert spec.migration is not None
         files = {secret_file_name(env_name): value for env_name, value in values.items()}
@@ -195,7 +204,61 @@ class AppService(pulumi.ComponentResource):
                 registry_username=spec.registry.username if spec.registry else None,
             )
         )
-        return host.run(f"{name}-migration", create=script, stdin=stdin, opts=pulumi.ResourceOptions(parent=self))
+        return host.run(
+            f"{name}-migration",
+            create=script,
+            stdin=stdin,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+
+    def _volume_owners(
+        self, name: str, spec: AppSpec, stack: Stack, host: Host, stores: Mapping[str, StatefulStore]
+    ) -> list[pulumi.Resource]:
+        """Hand each mounted volume to the uid:gid the app runs as.
+
+        A fresh volume belongs to root (dev) or to the deploy user (its directory on the data disk),
+        with mode 0755, so an app running as 10001 with every capability dropped could not write
+        its SQLite file or uploads there.
+        """
+        owner = numeric_owner(spec.user)
+        if owner is None:
+            return []  # the image's own user: whatever the image prepared for it
+        steps: list[pulumi.Resource] = []
+        for volume_name in sorted(set(spec.volumes.values())):
+            volume = stores[volume_name].volume
+            assert volume is not None  # guaranteed by config.crossref: apps mount `volume` stores
+            script = volume.name.apply(
+                lambda v: volume_owner_script(volume=v, owner=owner, image=stack.config.proxy.image)
+            )
+            steps.append(
+                host.run(f"{name}-owns-{volume_name}", create=script, opts=pulumi.ResourceOptions(parent=self))
+            )
+        return steps
+
+
+def numeric_owner(user: str | None) -> str | None:
+    """`uid:gid` for a numeric `user` (`uid` alone means gid = uid); None for names or the image's user."""
+    match = NUMERIC_USER.match(user or "")
+    if match is None:
+        return None
+    uid, gid = match.group(1), match.group(2)
+    return f"{uid}:{gid if gid is not None else uid}"
+
+
+def volume_owner_script(*, volume: str, owner: str, image: str) -> str:
+    """Runs on the host: chown the volume to ``owner`` unless its root already belongs to it.
+
+    ``image`` only provides sh, stat and chown (the proxy's nginx image, already on the host).
+    """
+    q = shlex.quote
+    inner = f'[ "$(stat -c %u:%g /volume)" = {q(owner)} ] || chown -R {q(owner)} /volume'
+    return f"""#!/bin/sh
+# {volume} belongs to {owner}, the user its app runs as.
+set -eu
+docker run --rm --network none --user 0:0 --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE \\
+  -v {q(volume + ":/volume")} --entrypoint sh {q(image)} -c {q(inner)}
+echo "{volume} belongs to {owner}"
+"""
 
 
 def _secret_value(ref: str, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:

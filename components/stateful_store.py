@@ -26,6 +26,8 @@ from render import redis as rd
 
 POSTGRES_DATA = "/var/lib/postgresql/data"
 POSTGRES_PASSWORD_FILE = "/run/secrets/postgres-password"
+# First start includes initdb (postgres) or an AOF load (redis) plus the health start period.
+STORE_CONVERGE_TIMEOUT = "600s"
 
 
 class StatefulStore(pulumi.ComponentResource):
@@ -151,6 +153,10 @@ class StatefulStore(pulumi.ComponentResource):
                     order="stop-first", failure_action="rollback", monitor="30s", parallelism=1, delay="0s"
                 ),
                 rollback_config=docker.ServiceRollbackConfigArgs(order="stop-first", monitor="30s", parallelism=1),
+                # A swarm task counts as running only once its health check passes, so waiting for
+                # convergence means apps and migrations that depend on the store find it accepting
+                # connections, on the first deploy too.
+                converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout=STORE_CONVERGE_TIMEOUT),
             ),
             opts=self._child,
         )
@@ -165,7 +171,9 @@ class StatefulStore(pulumi.ComponentResource):
         assert self.password_secret is not None
         container = docker.ServiceTaskSpecContainerSpecArgs(
             image=spec.image,
-            commands=pg.postgres_command(),
+            # `args`, not `commands`: swarm's Command replaces the image's ENTRYPOINT, and the official
+            # entrypoint is what runs initdb, reads POSTGRES_PASSWORD_FILE and drops root.
+            args=pg.postgres_command(),
             env={
                 "POSTGRES_DB": spec.database,
                 "POSTGRES_USER": spec.user,
@@ -213,7 +221,8 @@ class StatefulStore(pulumi.ComponentResource):
         )
         container = docker.ServiceTaskSpecContainerSpecArgs(
             image=spec.image,
-            commands=rd.redis_command(),
+            # `args` keeps the official entrypoint, which hands /data to the redis user and drops root.
+            args=rd.redis_command(),
             secrets=[
                 docker.ServiceTaskSpecContainerSpecSecretArgs(
                     secret_id=acl.id, secret_name=acl.name, file_name=rd.ACL_PATH, file_mode=0o444

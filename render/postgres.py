@@ -73,7 +73,8 @@ def render_postgresql_conf(store: PostgresStore) -> str:
 
 
 def postgres_command(config_path: str = CONFIG_PATH) -> list[str]:
-    """The service's command: the official entrypoint runs it (after initdb on first start)."""
+    """The service's args (the image's CMD): the official entrypoint runs them after initdb on first
+    start, as the postgres user. Never pass them as swarm `commands`, which replace the entrypoint."""
     return ["postgres", "-c", f"config_file={config_path}"]
 
 

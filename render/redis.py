@@ -81,7 +81,8 @@ def redis_acl(password: str) -> str:
 
 
 def redis_command(config_path: str = CONFIG_PATH) -> list[str]:
-    """The service's command; the official entrypoint drops to the redis user before exec."""
+    """The service's args (the image's CMD); the official entrypoint drops to the redis user before
+    exec. Never pass them as swarm `commands`, which replace the entrypoint."""
     return ["redis-server", config_path]
 
 

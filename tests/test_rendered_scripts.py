@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from components.app_service import numeric_owner, volume_owner_script
 from render import acme, migration, proxy_runtime
 
 SCRIPTS = {
@@ -24,6 +26,7 @@ SCRIPTS = {
         registry_server="ghcr.io",
         registry_username="bot",
     ),
+    "volume-owner": volume_owner_script(volume="shop-uploads-data", owner="10001:10001", image="nginx:1.28.0-alpine"),
     "acme": acme.renewal_script(
         domains=["example.com", "www.example.com"], email="ops@example.com", zone_id="0" * 32, staging=False
     ),
@@ -75,3 +78,43 @@ def test_acme_renewal_uses_dns01_and_installs_atomically():
     script = SCRIPTS["acme"]
     assert "--dns dns_cf -d example.com -d www.example.com --keylength ec-256 --server letsencrypt" in script
     assert "mv /certs/tls.crt.new /certs/tls.crt" in script
+
+
+# Stands in for `docker run ... -v VOL:/volume ... -c SCRIPT`: runs SCRIPT here, on $VOLUME_DIR.
+FAKE_DOCKER_RUN_C = """#!/bin/sh
+while [ $# -gt 0 ]; do
+  if [ "$1" = -c ]; then script=$2; break; fi
+  shift
+done
+script=$(printf '%s' "$script" | sed "s#/volume#$VOLUME_DIR#g")
+exec sh -c "$script"
+"""
+
+
+def test_volume_owner_script_hands_a_root_owned_volume_to_the_app_user(tmp_path: Path):
+    """What a fresh volume looks like (root, 0755) becomes writable by the app's uid, contents included."""
+    assert os.geteuid() == 0, "this test chowns files to another user: run it as root (as CI does)"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(FAKE_DOCKER_RUN_C)
+    (fake / "docker").chmod(0o755)
+    volume = tmp_path / "volume"
+    (volume / "sub").mkdir(parents=True)
+    (volume / "sub" / "app.db").write_text("x")
+    os.chown(volume, 0, 0)
+    volume.chmod(0o755)
+    script = tmp_path / "owner"
+    script.write_text(SCRIPTS["volume-owner"])
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "VOLUME_DIR": str(volume)}
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    for path in (volume, volume / "sub", volume / "sub" / "app.db"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001), path
+    assert result.stdout == "shop-uploads-data belongs to 10001:10001\n"
+
+
+def test_only_numeric_users_get_their_volumes_chowned():
+    assert numeric_owner("10001:10001") == "10001:10001"
+    assert numeric_owner("1000") == "1000:1000"
+    assert numeric_owner("node") is None
+    assert numeric_owner(None) is None

@@ -117,7 +117,8 @@ def test_hetzner_store_volumes_live_on_the_data_disk(run):
 def test_postgres_gets_its_tuned_config_and_password_file(run):
     db = run.one(SERVICE, "db-service")
     container = db.inputs["taskSpec"]["containerSpec"]
-    assert container["commands"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+    # As the image's CMD: the official entrypoint must still run (initdb, password file, drop root).
+    assert container["args"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
     assert container["env"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-password"
     assert "POSTGRES_PASSWORD" not in container["env"]
     conf = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "db-postgresql.conf").inputs["data"])
@@ -133,6 +134,40 @@ def test_redis_gets_acl_password_and_bounded_memory(run):
     assert {s["fileName"] for s in container["secrets"]} == {"/run/secrets/redis-acl", "/run/secrets/redis-password"}
     conf = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "cache-redis.conf").inputs["data"])
     assert b"appendonly yes" in conf and b"maxmemory " in conf
+
+
+def test_stores_keep_the_official_entrypoint_that_initialises_and_drops_root(run):
+    # Swarm's Command replaces the image's ENTRYPOINT: postgres would then run as root without
+    # initdb and refuse to start; redis would run as root.
+    for name, first in (("db-service", "postgres"), ("cache-service", "redis-server")):
+        container = run.one(SERVICE, name).inputs["taskSpec"]["containerSpec"]
+        assert container.get("commands") is None, name
+        assert container["args"][0] == first, name
+
+
+def test_apps_and_migrations_wait_for_healthy_stores(run):
+    stores = [run.one(SERVICE, "db-service"), run.one(SERVICE, "cache-service")]
+    for store in stores:
+        assert store.inputs["convergeConfig"]["timeout"] == "600s", store.urn
+    for app in services(run, "app"):
+        assert {s.urn for s in stores} <= set(app.depends_on), app.urn
+    if run.stack != "dev":
+        migration = run.one("command:remote:Command", "api-migration")
+        assert {s.urn for s in stores} <= set(migration.depends_on)
+
+
+def test_mounted_volumes_are_handed_to_the_app_user_before_it_starts(run):
+    api = run.one(SERVICE, "api-service")
+    assert api.inputs["taskSpec"]["containerSpec"]["user"] == "10001:10001"
+    owner = next(r for r in run.resources if r.name == "api-owns-uploads")
+    assert owner.urn in api.depends_on
+    volume = run.one(VOLUME, "uploads-data")
+    assert volume.urn in owner.depends_on
+    script = owner.inputs["create"]
+    assert f"-v {volume.inputs['name']}:/volume" in script
+    assert "chown -R 10001:10001 /volume" in script
+    if run.stack != "dev":
+        assert owner.urn in run.one("command:remote:Command", "api-migration").depends_on
 
 
 def test_app_secrets_are_files_with_the_file_convention(run):

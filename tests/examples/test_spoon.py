@@ -152,7 +152,8 @@ def test_risk_3_postgres_runs_a_config_tuned_for_its_memory_not_the_default(run)
     tuning = postgres_tuning(2048, 100)
     assert shared_buffers.group(1) == f"{tuning.shared_buffers_mb}MB" == "512MB"
     assert f"effective_cache_size = {tuning.effective_cache_size_mb}MB" in conf
-    assert container(service(run, "db"))["commands"] == [
+    # args, not commands: the official entrypoint must run (initdb, then drop root).
+    assert container(service(run, "db"))["args"] == [
         "postgres",
         "-c",
         "config_file=/etc/postgresql/postgresql.conf",
