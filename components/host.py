@@ -70,7 +70,8 @@ def ssh_options(ipv4: str, host_public_key: str) -> list[str]:
         "-o", "ServerAliveInterval=15",
         # Every Docker API call opens an SSH session; share one connection between them.
         "-o", "ControlMaster=auto",
-        "-o", "ControlPath=~/.ssh/cm-%C",
+        # /tmp exists everywhere (~/.ssh may not on a fresh runner); %C is a hash, so the path is short.
+        "-o", "ControlPath=/tmp/keel-ssh-%C",
         "-o", "ControlPersist=120s",
     ]  # fmt: skip
 

@@ -41,14 +41,17 @@ def migration_script(
         login = (
             f'base64 -d < "$dir/.registry" | docker login --username {q(registry_username)} '
             f"--password-stdin {q(registry_server)} >/dev/null\n"
-            f"trap 'docker logout {q(registry_server)} >/dev/null 2>&1; rm -rf \"$dir\"' EXIT\n"
+            f'trap \'docker rm -f "$container" >/dev/null 2>&1; docker logout {q(registry_server)} >/dev/null 2>&1; '
+            f'rm -rf "$dir"\' EXIT\n'
         )
     return f"""#!/bin/sh
 # Migration for {image}: runs once before the rollout; failure stops the deploy.
 set -eu
 umask 077
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+# Named, so the container is removed even when `timeout` kills only the docker client.
+container="migration-$$-$(date +%s)"
+trap 'docker rm -f "$container" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 mkdir "$dir/secrets"
 while read -r name value; do
   [ -n "$name" ] || continue
@@ -59,7 +62,7 @@ while read -r name value; do
 done
 chmod 0444 "$dir"/secrets/* 2>/dev/null || true
 chmod 0755 "$dir" "$dir/secrets"
-{login}timeout {int(timeout_s)} docker run --rm --network {q(network)} {user_flag}\\
+{login}timeout {int(timeout_s)} docker run --rm --name "$container" --network {q(network)} {user_flag}\\
   --mount "type=bind,source=$dir/secrets,target=/run/secrets,readonly" \\
   {env_flags} \\
   {q(image)} {" ".join(q(part) for part in command)}
