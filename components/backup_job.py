@@ -57,6 +57,8 @@ JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
 MAX_RUN_S = 6 * 3600
 """No run of a job lasts longer than this; a run that does is ended as hung."""
 DEFAULT_POSTGRES_IMAGE = PostgresStore(kind="postgres").image
+SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
+"""Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 # Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 
@@ -163,7 +165,15 @@ class BackupJob(pulumi.ComponentResource):
             docker.RemoteImageArgs(
                 name=f"{prefix}-backup:{tag}",
                 build=docker.RemoteImageBuildArgs(
-                    context=str(IMAGE_CONTEXT), dockerfile="Dockerfile", build_args=build_args
+                    context=str(IMAGE_CONTEXT),
+                    dockerfile="Dockerfile",
+                    build_args=build_args,
+                    # The /build API call on the provider's own connection, which streams this
+                    # local context over SSH to the host's daemon. The default (buildx) path
+                    # resolves a "default builder" through a Docker CLI built beside the provider
+                    # ("might not always work", says the provider), and over ssh:// its endpoint
+                    # has been wrong in some releases. The Dockerfile needs no buildx feature.
+                    use_legacy_builder=True,
                 ),
                 keep_locally=True,
             ),
@@ -303,6 +313,10 @@ class _JobParts:
                         env={
                             "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
                             "KEEL_WORK_DIR": f"{CACHE_DIR}/work",
+                            # restic writes its pack files (16 MiB each, one per S3 connection) and
+                            # check's fresh cache to TMPDIR, sqlite3 its temporary tables: on the
+                            # disk volume, not in the 16 MiB /tmp tmpfs (ENOSPC on the first dump).
+                            "TMPDIR": f"{CACHE_DIR}/work",
                             "KEEL_SCRIPTS_DIR": bk.SCRIPTS_DIR,
                             "TZ": "UTC",
                         },
@@ -338,8 +352,12 @@ class _JobParts:
                     networks_advanceds=swarm.networks(*self.networks),
                 ),
             ),
-            # The scheduler scales the job to 1 and back; that is not drift to undo.
-            opts=pulumi.ResourceOptions(parent=self.parent, depends_on=self.depends_on, ignore_changes=["mode"]),
+            # On every run the scheduler sets the replicas to 1 and TaskTemplate.ForceUpdate to the
+            # service's version index (crazymax/swarm-cronjob internal/worker): neither is drift to
+            # undo, or `preview --refresh --expect-no-changes` fails after the first run.
+            opts=pulumi.ResourceOptions(
+                parent=self.parent, depends_on=self.depends_on, ignore_changes=list(SCHEDULER_OWNED_FIELDS)
+            ),
         )
 
 

@@ -42,6 +42,15 @@ from render import observability as obs
 ROLE_LABEL = "keel.role"
 ROLE = "observability"
 MIB = 1024 * 1024
+NODE_MOUNTS_EXCLUDE = "^/(dev|etc|proc|run|sys|textfile|var/lib/docker/.+)($|/)"
+"""Mount points node-exporter leaves out (matched after the /host prefix is stripped).
+
+Swarm cannot give a service the host's PID namespace, so node-exporter reads the mount table of
+its own container: the host's filesystems under /host (bind-mounted recursively, so /mnt/data is
+there) plus the container's own bind mounts (/etc/hosts, /etc/hostname, /etc/resolv.conf and the
+textfile directory). Those would each report the root disk again under another mount point, and
+the disk alert would fire once per copy.
+"""
 
 
 class AppLike(Protocol):
@@ -246,10 +255,7 @@ class ObservabilityStack(pulumi.ComponentResource):
 
         # ---------------------------------------------------------------- host and containers
         node_mounts = [_bind("/", "/host", propagation="rslave")]
-        node_args = [
-            "--path.rootfs=/host",
-            "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|var/lib/docker/.+)($|/)",
-        ]
+        node_args = ["--path.rootfs=/host", f"--collector.filesystem.mount-points-exclude={NODE_MOUNTS_EXCLUDE}"]
         if textfile_dir is not None:
             node_mounts.append(_bind(textfile_dir, "/textfile"))
             node_args.append("--collector.textfile.directory=/textfile")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pg_helpers import require_tool
@@ -27,11 +27,15 @@ class BackupWorld:
     textfile: Path
     work: Path
     ports: dict[str, int]
+    path_prefix: Path | None = None
+    """A directory searched first for ``sh`` and every tool (busybox's applets: the job image's userland)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         password_file = self.root / "restic-password"
+        path = os.environ["PATH"] if self.path_prefix is None else f"{self.path_prefix}:{os.environ['PATH']}"
         env = {
-            "PATH": os.environ["PATH"],
+            "PATH": path,
             "HOME": str(self.root),
             "RESTIC_REPOSITORY": str(self.repository),
             "RESTIC_PASSWORD_FILE": str(password_file),
@@ -47,6 +51,7 @@ class BackupWorld:
         for store, port in self.ports.items():
             env[f"KEEL_HOST_{env_suffix(store)}"] = "127.0.0.1"
             env[f"KEEL_PORT_{env_suffix(store)}"] = str(port)
+        env.update(self.extra_env)
         return env
 
     def run(self, script: str, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
@@ -88,3 +93,14 @@ def backup_world(root: Path, spec: BackupSpec, *, ports: dict[str, int] | None =
     for name, text in render_backup_scripts(spec).items():
         (world.scripts / name).write_text(text)
     return world
+
+
+def busybox_userland(directory: Path) -> Path:
+    """``directory`` filled with busybox's applets (sh, sed, awk, date, mktemp, find, ...): what the
+    job image's alpine base runs the scripts with. Put it first on PATH to run them the same way."""
+    busybox = require_tool("busybox")
+    directory.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=30, check=True)
+    for applet in result.stdout.split():
+        (directory / applet).symlink_to(busybox)
+    return directory

@@ -3,17 +3,19 @@ Redis, volume files, retention and the metrics textfile, with the real restic an
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from backup_helpers import SNAPSHOT_HOST, backup_world
+from backup_helpers import SNAPSHOT_HOST, backup_world, busybox_userland
 from pg_helpers import postgres_server, redis_server, require_tool
 
 from config.models import PostgresStore, RedisStore, Resources, Retention
-from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget
+from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget, job_health_command
 from render.postgres import render_postgresql_conf
 from render.redis import redis_acl, render_redis_conf
 
@@ -277,3 +279,78 @@ def test_textfile_passes_promtool_lint(tmp_path: Path) -> None:
     assert lint.returncode == 0, lint.stdout + lint.stderr
     # Only the finished file is visible to node-exporter: no temporary file is left behind.
     assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom"]
+
+
+def test_scripts_run_with_the_job_images_busybox_shell_and_tools(tmp_path: Path) -> None:
+    # The job image is alpine-based: sh, sed, awk, date, mktemp and find are busybox's, not dash
+    # and GNU coreutils as on this machine.
+    spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
+    world = backup_world(tmp_path / "backup", spec)
+    world.path_prefix = busybox_userland(tmp_path / "busybox")
+    shell = subprocess.run(
+        ["sh", "-c", "readlink -f /proc/$$/exe"], env=world.env(), capture_output=True, text=True, timeout=30,
+        check=True,
+    )  # fmt: skip
+    assert shell.stdout.strip().endswith("busybox")
+    volume = world.stores / "files"
+    (volume / "data").mkdir(parents=True)
+    (volume / "uploads").mkdir()
+    (volume / "uploads" / "logo.png").write_bytes(b"\x89PNG not really a logo")
+    with sqlite3.connect(volume / "data" / "app.db") as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+        db.executemany("INSERT INTO orders (total) VALUES (?)", [(i / 7,) for i in range(500)])
+
+    backup = world.run("backup.sh")
+    assert backup.returncode == 0, backup.stderr
+    assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
+    restored = tmp_path / "restored.db"
+    result = world.run("restore-sqlite.sh", "files", "data/app.db", str(restored))
+    assert result.returncode == 0, result.stderr
+    assert _sqlite(restored, "SELECT count(*) FROM orders") == "500"
+    files = world.run("restore-files.sh", "files", str(tmp_path / "restored-files"))
+    assert files.returncode == 0, files.stderr
+    assert (tmp_path / "restored-files" / "uploads" / "logo.png").read_bytes() == b"\x89PNG not really a logo"
+    drill = world.run("drill.sh")
+    assert drill.returncode == 0, drill.stderr
+    assert world.metrics("keel_backup_drill.prom")['keel_backup_restore_drill_last_run_success{store="files"}'] == 1
+    check = world.run("check.sh")
+    assert check.returncode == 0, check.stderr
+    assert world.metrics("keel_backup_check.prom")["keel_backup_check_last_run_success"] == 1
+
+    # The swarm health check runs in the same shell: healthy within the deadline, not after it.
+    probe = job_health_command(3600)
+    assert probe[0] == "CMD-SHELL"
+    started = tmp_path / "backup" / "run-started"
+    started.write_text(f"{int(time.time()) - 120}\n")
+    for deadline, healthy in ((3600, True), (60, False)):
+        result = subprocess.run(
+            ["sh", "-c", job_health_command(deadline)[1]], env=world.env(), capture_output=True, text=True,
+            timeout=30, check=False,
+        )  # fmt: skip
+        assert (result.returncode == 0) is healthy, (deadline, result.stderr)
+
+
+def test_restic_packs_its_uploads_in_tmpdir_which_a_fresh_cache_volume_provides(tmp_path: Path) -> None:
+    spec = _spec(volumes=(VolumeTarget(name="files"),))
+    world = backup_world(tmp_path / "backup", spec)
+    (world.stores / "files").mkdir()
+    (world.stores / "files" / "first.bin").write_bytes(os.urandom(2_000_000))
+    # As in the job: TMPDIR is the work directory on the cache volume, which does not exist yet
+    # on a new volume; common.sh creates it before any tool runs.
+    work = tmp_path / "cache-volume" / "work"
+    world.extra_env = {"KEEL_WORK_DIR": str(work), "TMPDIR": str(work)}
+    first = world.run("backup.sh")
+    assert first.returncode == 0, first.stderr
+    assert work.is_dir()
+
+    # restic really writes its pack files there: a TMPDIR it cannot write to fails the run, which
+    # is what a full 16 MiB tmpfs does to the first real dump.
+    (world.stores / "files" / "second.bin").write_bytes(os.urandom(2_000_000))
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    world.extra_env = {"KEEL_WORK_DIR": str(work), "TMPDIR": str(blocked / "tmp")}
+    second = world.run("backup.sh")
+    assert second.returncode == 1
+    assert "restic-temp-pack" in second.stderr
+    assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 0

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_docker as docker
 import pytest
 
-from components.backup_job import JOB_MB, SCHEDULER_MB, BackupJob
+from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import Stack, parse
 from config.models import PostgresStore, RedisStore, StackConfig, Store
@@ -146,6 +146,31 @@ def test_jobs_run_on_their_cron_schedules_and_never_restart(prod: Declared) -> N
     assert prod.component.drill_command == "docker service update --force --replicas 1 shop-backup-drill"
 
 
+def test_what_the_scheduler_changes_on_each_run_is_not_drift(prod: Declared) -> None:
+    # swarm-cronjob (internal/worker/worker.go) sets the replicas to 1 and TaskTemplate.ForceUpdate
+    # to the service's version on every run; a refresh would otherwise show both as changes.
+    for service in ("shop-backup", "shop-backup-check", "shop-backup-drill"):
+        registered = prod.services()[service]
+        assert set(registered.ignore_changes) >= {"mode", "taskSpec.forceUpdate"}, registered.urn
+    # The path names a real input (taskSpec.force_update, camelCase as the engine sees it).
+    assert isinstance(docker.ServiceTaskSpecArgs.force_update, property)
+    assert prod.services()["shop-cronjob"].ignore_changes == []
+
+
+def test_temporary_files_go_to_the_disk_cache_not_the_small_tmpfs(prod: Declared) -> None:
+    # restic writes its 16 MiB pack files (one per S3 connection) and check's fresh cache to
+    # TMPDIR; the 16 MiB /tmp tmpfs would end the first real dump with "no space left on device".
+    for service in ("shop-backup", "shop-backup-check", "shop-backup-drill"):
+        container = prod.container(service)
+        mounts = {m["target"]: m for m in container["mounts"]}
+        tmpdir = container["env"]["TMPDIR"]
+        assert tmpdir.startswith(f"{CACHE_DIR}/"), service
+        assert mounts[CACHE_DIR]["type"] == "volume", service
+        assert mounts["/tmp"]["type"] == "tmpfs" and not tmpdir.startswith("/tmp"), service
+        # common.sh creates KEEL_WORK_DIR before any tool runs, on a fresh volume too.
+        assert container["env"]["KEEL_WORK_DIR"] == tmpdir, service
+
+
 def test_every_store_has_a_backup_in_the_mounted_script(prod: Declared) -> None:
     scripts = {}
     for mounted in prod.container("shop-backup")["configs"]:
@@ -221,6 +246,15 @@ def test_image_is_built_from_the_stores_postgres_and_the_pinned_restic(prod: Dec
     }
     assert image.inputs["name"].startswith("shop-backup:")
     assert prod.container("shop-backup")["image"] == image.inputs["name"]
+
+
+def test_image_is_built_through_the_providers_own_connection_to_the_host(prod: Declared) -> None:
+    # The /build call on the docker provider's connection (ssh:// on Hetzner) sends the local
+    # context to the host's daemon; the buildx path resolves its own "default builder" instead.
+    [image] = [r for r in prod.resources if r.type == IMAGE]
+    assert image.inputs["build"]["useLegacyBuilder"] is True
+    assert image.inputs["build"]["context"] == str(IMAGE_CONTEXT)
+    assert image.inputs["keepLocally"] is True
 
 
 def test_job_limits_fit_the_backup_budget(prod: Declared) -> None:

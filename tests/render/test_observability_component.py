@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,20 @@ def test_node_exporter_reads_the_backup_textfile_directory_and_runs_on_every_nod
     assert textfile and textfile[0]["source"] == "/mnt/data/tf" and textfile[0]["readOnly"] is True
     assert service.inputs["mode"] == {"global": True}
     assert prod.service("cadvisor").inputs["mode"] == {"global": True}
+
+
+def test_node_exporter_reports_host_filesystems_but_not_its_own_container_mounts(prod):
+    # Without the host's PID namespace (swarm has none to give) node-exporter lists its own mount
+    # table: the host's filesystems under /host, plus its container's bind mounts, which would
+    # report the root disk again (and fire the disk alert once per copy).
+    args = prod.service("node-exporter").inputs["taskSpec"]["containerSpec"]["args"]
+    assert "--path.rootfs=/host" in args
+    [exclude] = [a.split("=", 1)[1] for a in args if a.startswith("--collector.filesystem.mount-points-exclude=")]
+    container_own = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/textfile", "/proc", "/sys/fs/cgroup"]
+    docker_internal = ["/var/lib/docker/overlay2/3f2a/merged", "/run/docker/netns/1", "/dev/shm"]
+    host = ["/", "/mnt/data", "/boot", "/boot/efi", "/var/lib/docker", "/home"]
+    assert [m for m in container_own + docker_internal if not re.search(exclude, m)] == []
+    assert [m for m in host if re.search(exclude, m)] == []
 
 
 def test_grafana_under_a_path_serves_from_that_sub_path(prod):
