@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
+import pulumi_docker as docker
 import yaml
 
 from config import parse
-from config.loader import merge
+from config.loader import Stack, merge
 from config.models import StackConfig
 from tools import mockrun
 
@@ -68,3 +71,40 @@ def observability_spec(cfg: StackConfig) -> Any:
         app_service_names={name: f"{prefix}-{name}" for name in cfg.apps()},
         store_service_names={name: f"{prefix}-{name}" for name in cfg.stores()},
     )
+
+
+@dataclass
+class HostScaffold:
+    """What a component needs around it in a test: a docker provider, the internal network, a Stack."""
+
+    on_host: pulumi.ResourceOptions
+    network: docker.Network
+    stack: Stack
+
+
+def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str]) -> HostScaffold:
+    """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
+    provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
+    on_host = pulumi.ResourceOptions(provider=provider)
+    network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
+    stack = Stack(
+        project="keel",
+        name=stack_name,
+        config=cfg,
+        secrets={key: pulumi.Output.secret(value) for key, value in secrets.items()},
+    )
+    return HostScaffold(on_host, network, stack)
+
+
+def store_password(
+    key: str, store: object, on_host: pulumi.ResourceOptions
+) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
+    """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
+    from components import swarm
+    from config.models import PostgresStore, RedisStore
+
+    if not isinstance(store, (PostgresStore, RedisStore)):
+        return None, None
+    password = pulumi.Output.secret(f"store-password-{key}")
+    secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)
+    return password, secret

@@ -13,10 +13,10 @@ import pytest
 
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
-from config.loader import Stack, parse
-from config.models import PostgresStore, RedisStore, StackConfig, Store
+from config.loader import parse
+from config.models import StackConfig, Store
 from render import backup as bk
-from tests.helpers import stack_values, with_fragment
+from tests.helpers import host_scaffold, stack_values, store_password, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -84,29 +84,18 @@ def declare(cfg: StackConfig) -> Declared:
     holder: dict[str, Any] = {}
 
     async def program() -> None:
-        provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
-        on_host = pulumi.ResourceOptions(provider=provider)
-        network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
-        stack = Stack(
-            project="keel",
-            name="prod",
-            config=cfg,
-            secrets={key: pulumi.Output.secret(value) for key, value in SECRETS.items()},
-        )
+        host = host_scaffold(cfg, stack_name="prod", secrets=SECRETS)
         stores: dict[str, FakeStore] = {}
         for key, store in cfg.stores().items():
-            volume = docker.Volume(f"{key}-data", docker.VolumeArgs(name=f"shop-{key}-data"), opts=on_host)
-            password = secret = None
-            if isinstance(store, (PostgresStore, RedisStore)):
-                password = pulumi.Output.secret(f"store-password-{key}")
-                secret = docker.Secret(
-                    f"{key}-password",
-                    docker.SecretArgs(data=password.apply(lambda p: base64.b64encode(p.encode()).decode())),
-                    opts=on_host,
-                )
-            stores[key] = FakeStore(store, f"shop-{key}", volume, password, secret)
+            volume = docker.Volume(f"{key}-data", docker.VolumeArgs(name=f"shop-{key}-data"), opts=host.on_host)
+            stores[key] = FakeStore(store, f"shop-{key}", volume, *store_password(key, store, host.on_host))
         holder["component"] = BackupJob(
-            "backup", stack=stack, stores=stores, network=network, textfile_dir="/mnt/data/textfile", opts=on_host
+            "backup",
+            stack=host.stack,
+            stores=stores,
+            network=host.network,
+            textfile_dir="/mnt/data/textfile",
+            opts=host.on_host,
         )
 
     resources, error = mockrun.declare(program, stack="prod")

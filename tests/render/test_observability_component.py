@@ -16,10 +16,11 @@ from components.observability import ObservabilityStack
 from config import capacity
 from config.errors import ConfigError
 from config.loader import Stack
-from config.models import AppService, PostgresStore, RedisStore, StackConfig, Store
+from config.models import AppService, StackConfig, Store
 from render import grafana as gf
 from render import observability as obs
 from tests.helpers import EMAIL_ALERTS as EMAIL
+from tests.helpers import host_scaffold, store_password
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -84,38 +85,22 @@ def declare(
     holder: dict[str, Any] = {}
 
     async def program() -> None:
-        provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
-        with_provider = pulumi.ResourceOptions(provider=provider)
-        network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=with_provider)
-        stack = Stack(
-            project="keel",
-            name="test",
-            config=cfg,
-            secrets={key: pulumi.Output.secret(value) for key, value in (secrets or {}).items()},
-        )
+        host = host_scaffold(cfg, stack_name="test", secrets=secrets or {})
         apps = {key: FakeApp(app, f"shop-{key}") for key, app in cfg.apps().items()}
-        stores: dict[str, FakeStore] = {}
-        for key, store in cfg.stores().items():
-            if isinstance(store, (PostgresStore, RedisStore)):
-                password = pulumi.Output.secret(f"store-password-{key}")
-                secret = docker.Secret(
-                    f"{key}-password",
-                    docker.SecretArgs(data=password.apply(lambda p: base64.b64encode(p.encode()).decode())),
-                    opts=with_provider,
-                )
-                stores[key] = FakeStore(store, f"shop-{key}", password, secret)
-            else:
-                stores[key] = FakeStore(store, f"shop-{key}", None, None)
+        stores = {
+            key: FakeStore(store, f"shop-{key}", *store_password(key, store, host.on_host))
+            for key, store in cfg.stores().items()
+        }
         component = ObservabilityStack(
             "observability",
-            stack=stack,
+            stack=host.stack,
             apps=apps,
             stores=stores,
             proxy_service_name="shop-proxy",
-            network=network,
+            network=host.network,
             textfile_dir=textfile_dir,
             name_prefix="shop",
-            opts=with_provider,
+            opts=host.on_host,
         )
         holder["component"] = component
         holder["password"] = await component.grafana_admin_password.future()
