@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from config.models import PostgresStore, Resources, Retention
+from config.models import PostgresSpec, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, render_backup_scripts
 from render.postgres import render_postgresql_conf
 from tests.realtools.pg_helpers import Postgres, postgres_server, require_tool
@@ -92,7 +92,7 @@ def _fingerprint(server: Postgres, database: str) -> str:
 
 
 def main() -> None:
-    store = PostgresStore(kind="postgres", resources=Resources(memory_mb=2048), database="bench", user="app")
+    store = PostgresSpec(kind="postgres", resources=Resources(memory_mb=2048), database="bench", user="app")
     with tempfile.TemporaryDirectory(prefix="keel-backup-bench-") as scratch:
         root = Path(scratch)
         with postgres_server(root, render_postgresql_conf(store)) as server:

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from config.models import BackupRepository, PostgresStore, RedisStore, Retention, StackConfig, VolumeStore
+from config.models import BackupRepository, PostgresSpec, RedisSpec, Retention, StackConfig, VolumeSpec
 from render import postgres as pg
 from render import redis as rd
 from render import render_template
@@ -200,13 +200,13 @@ def backup_spec(
     redis: list[RedisTarget] = []
     volumes: list[VolumeTarget] = []
     for name, store in cfg.stores().items():
-        if isinstance(store, PostgresStore):
+        if isinstance(store, PostgresSpec):
             postgres.append(
                 PostgresTarget(name=name, host=service_names[name], database=store.database, user=store.user)
             )
-        elif isinstance(store, RedisStore):
+        elif isinstance(store, RedisSpec):
             redis.append(RedisTarget(name=name, host=service_names[name]))
-        elif isinstance(store, VolumeStore) and (store.backup or store.sqlite_files):
+        elif isinstance(store, VolumeSpec) and (store.backup or store.sqlite_files):
             volumes.append(VolumeTarget(name=name, sqlite_files=tuple(store.sqlite_files), files=store.backup))
     return BackupSpec(
         repository=repository_url(cfg.backup.repository, f"{cfg.name_prefix}/{stack_name}"),

@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from config.models import AppService, ProxyConfig, RateLimits, Route
+from config.models import AppSpec, ProxyConfig, RateLimits, Route
 from render import render_template
 
 CachePolicy = Literal["pages", "site", "static", "images", "api", "none"]
@@ -292,7 +292,7 @@ def swarm_upstream(service: str, port: int, docker_service_name: str | None = No
 
 def site_from_config(
     proxy: ProxyConfig,
-    apps: Mapping[str, AppService],
+    apps: Mapping[str, AppSpec],
     *,
     server_names: Sequence[str] = (),
     cloudflare_cidrs: Sequence[str] = (),

@@ -29,11 +29,10 @@ with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from config.errors import ConfigError
-from config.models import AlertReceiver, AppService, PostgresStore, RedisStore, StackConfig
+from config.models import AlertReceiver, PostgresSpec, RedisSpec, StackConfig
+from config.names import Names
 from render import render_template
 from render.backup import schedule_interval_seconds
 
@@ -87,51 +86,6 @@ class AlertThresholds:
     A rollout starts one new task per slot, a rollout and its rollback two, so three is a loop.
     """
     task_starts_window: str = "30m"
-
-
-@dataclass(frozen=True)
-class ServiceNames:
-    """Swarm service names (and so DNS names on the overlay) of the monitoring services."""
-
-    prefix: str
-
-    def _of(self, part: str) -> str:
-        return f"{self.prefix}-{part}"
-
-    @property
-    def prometheus(self) -> str:
-        return self._of("prometheus")
-
-    @property
-    def alertmanager(self) -> str:
-        return self._of("alertmanager")
-
-    @property
-    def grafana(self) -> str:
-        return self._of("grafana")
-
-    @property
-    def node_exporter(self) -> str:
-        return self._of("node-exporter")
-
-    @property
-    def cadvisor(self) -> str:
-        return self._of("cadvisor")
-
-    @property
-    def nginx_exporter(self) -> str:
-        return self._of("nginx-exporter")
-
-    @property
-    def nginxlog_exporter(self) -> str:
-        return self._of("nginxlog-exporter")
-
-    @property
-    def blackbox_exporter(self) -> str:
-        return self._of("blackbox-exporter")
-
-    def store_exporter(self, store: str) -> str:
-        return self._of(f"{store}-exporter")
 
 
 @dataclass(frozen=True)
@@ -196,7 +150,7 @@ class ObservabilitySpec:
     """Everything the monitoring files are rendered from."""
 
     environment: str
-    names: ServiceNames
+    names: Names
     retention_days: int
     proxy_service_name: str
     proxy_https_port: int
@@ -246,55 +200,23 @@ class ObservabilitySpec:
         return tuple(jobs)
 
 
-def observability_problems(cfg: StackConfig) -> list[str]:
-    """Config mistakes only monitoring cares about, as ``key/path: message`` lines."""
-    problems: list[str] = []
-    if not cfg.observability.enabled:
-        return problems
-    for name, app in cfg.apps().items():
-        if app.metrics_path is None:
-            continue
-        where = f"services/{name}/metrics_path"
-        if not app.metrics_path.startswith("/"):
-            problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
-        if app.port is None:
-            problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
-        if "internal" not in app.networks:
-            problems.append(
-                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
-                f"add internal to services/{name}/networks"
-            )
-    return problems
-
-
-def observability_spec(
-    cfg: StackConfig,
-    *,
-    name_prefix: str,
-    proxy_service_name: str,
-    app_service_names: Mapping[str, str],
-    store_service_names: Mapping[str, str],
-    proxy_https_port: int | None = None,
-) -> ObservabilitySpec:
-    """The spec of a stack. Service names are those the app and store components chose.
+def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None) -> ObservabilitySpec:
+    """What a stack's monitoring watches, and how it is reached.
 
     ``proxy_https_port`` is the port the proxy's container listens on for HTTPS inside the
     overlay; default proxy/https_port.
     """
-    problems = observability_problems(cfg)
-    if problems:
-        raise ConfigError(problems)
     obs = cfg.observability
-    names = ServiceNames(name_prefix)
+    names = cfg.names
     apps = tuple(
-        AppTarget(name, app_service_names[name], app.port, app.metrics_path)
+        AppTarget(name, names.app(name), app.port, app.metrics_path)
         for name, app in sorted(cfg.apps().items())
-        if isinstance(app, AppService) and app.metrics_path and app.port is not None and app.replicas > 0
+        if app.metrics_path and app.port is not None and app.replicas > 0
     )
     stores = tuple(
-        StoreTarget(name, store.kind, store_service_names[name], names.store_exporter(name))
+        StoreTarget(name, store.kind, names.store(name), names.store_exporter(name))
         for name, store in sorted(cfg.stores().items())
-        if isinstance(store, (PostgresStore, RedisStore))
+        if isinstance(store, (PostgresSpec, RedisSpec))
     )
     hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
     probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
@@ -303,7 +225,7 @@ def observability_spec(
         environment=cfg.environment,
         names=names,
         retention_days=obs.retention_days,
-        proxy_service_name=proxy_service_name,
+        proxy_service_name=names.proxy,
         proxy_https_port=https_port,
         probes=probes,
         apps=apps,
@@ -314,7 +236,7 @@ def observability_spec(
     )
 
 
-def grafana_upstream(cfg: StackConfig, names: ServiceNames) -> GrafanaUpstream:
+def grafana_upstream(cfg: StackConfig, names: Names) -> GrafanaUpstream:
     """Grafana on observability/grafana_host, else under /grafana/ on the first public hostname."""
     host = cfg.observability.grafana_host
     if host is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ EMAIL_ALERTS = {
     "smtp_password_secret": "smtp_password",
 }
 BACKUP_ON = {"enabled": True, "repository": {"bucket": "shop-backups"}}
+
+
+def seconds(go_duration: str) -> int:
+    """A duration as the docker provider stores it ("2m15s", "1h", "1h0m5s") in seconds."""
+    found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", go_duration)
+    assert found and go_duration, f"not a Go duration: {go_duration!r}"
+    hours, minutes, secs = (int(part or 0) for part in found.groups())
+    return hours * 3600 + minutes * 60 + secs
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -63,14 +72,7 @@ def observability_spec(cfg: StackConfig) -> Any:
     """The ObservabilitySpec the component builds, with the service names the components choose."""
     from render import observability as obs
 
-    prefix = cfg.name_prefix
-    return obs.observability_spec(
-        cfg,
-        name_prefix=prefix,
-        proxy_service_name=f"{prefix}-proxy",
-        app_service_names={name: f"{prefix}-{name}" for name in cfg.apps()},
-        store_service_names={name: f"{prefix}-{name}" for name in cfg.stores()},
-    )
+    return obs.observability_spec(cfg)
 
 
 @dataclass
@@ -101,9 +103,9 @@ def store_password(
 ) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
     """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
     from components import swarm
-    from config.models import PostgresStore, RedisStore
+    from config.models import PostgresSpec, RedisSpec
 
-    if not isinstance(store, (PostgresStore, RedisStore)):
+    if not isinstance(store, (PostgresSpec, RedisSpec)):
         return None, None
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)

@@ -7,9 +7,10 @@ import base64
 import pytest
 
 from components.app_service import monitor_seconds
+from components.swarm import duration
 from config import parse
 from config.models import image_is_pinned
-from tests.helpers import run_with
+from tests.helpers import run_with, seconds
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -80,7 +81,7 @@ def test_apps_roll_start_first_with_rollback_and_a_monitor_longer_than_start_per
         spec = cfg.apps()[name]
         update = service.inputs["updateConfig"]
         assert update["order"] == "start-first" and update["failureAction"] == "rollback", service.urn
-        assert int(update["monitor"].rstrip("s")) == monitor_seconds(spec) > spec.health.start_period_s
+        assert seconds(update["monitor"]) == monitor_seconds(spec) > spec.health.start_period_s
         assert service.inputs["rollbackConfig"]["order"] == "start-first"
         assert service.inputs["convergeConfig"]["timeout"].endswith("s")
 
@@ -148,7 +149,7 @@ def test_stores_keep_the_official_entrypoint_that_initialises_and_drops_root(run
 def test_apps_and_migrations_wait_for_healthy_stores(run):
     stores = [run.one(SERVICE, "db-service"), run.one(SERVICE, "cache-service")]
     for store in stores:
-        assert store.inputs["convergeConfig"]["timeout"] == "600s", store.urn
+        assert store.inputs["convergeConfig"]["timeout"] == duration(600) == "10m", store.urn
     for app in services(run, "app"):
         assert {s.urn for s in stores} <= set(app.depends_on), app.urn
     if run.stack != "dev":

@@ -14,7 +14,7 @@ from pathlib import Path
 from backup_helpers import SNAPSHOT_HOST, backup_world, busybox_userland
 from pg_helpers import postgres_server, redis_server, require_tool
 
-from config.models import PostgresStore, RedisStore, Resources, Retention
+from config.models import PostgresSpec, RedisSpec, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget, job_health_command
 from render.postgres import render_postgresql_conf
 from render.redis import redis_acl, render_redis_conf
@@ -50,7 +50,7 @@ def _spec(**stores: object) -> BackupSpec:
 
 
 def test_postgres_backup_survives_a_dropped_database_and_a_failed_run(tmp_path: Path) -> None:
-    store = PostgresStore(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
+    store = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
     with postgres_server(tmp_path, render_postgresql_conf(store)) as server:
         server.psql("CREATE DATABASE shop")
         server.psql(ORDERS, database="shop")
@@ -178,7 +178,7 @@ def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -
 def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path) -> None:
     password = "redis-test-password"
     spec = _spec(redis=(RedisTarget(name="cache", host="cache.internal"),))
-    store = RedisStore.model_validate({"kind": "redis", "resources": {"memory_mb": 64}})
+    store = RedisSpec.model_validate({"kind": "redis", "resources": {"memory_mb": 64}})
     world = backup_world(tmp_path / "backup", spec)
     (world.secrets / "cache-password").write_text(password)
     data_dir = world.stores / "cache"

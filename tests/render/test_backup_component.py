@@ -14,7 +14,7 @@ import pytest
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import parse
-from config.models import StackConfig, Store
+from config.models import StackConfig, StoreSpec
 from render import backup as bk
 from tests.helpers import host_scaffold, stack_values, store_password, with_fragment
 from tools import mockrun
@@ -52,7 +52,7 @@ def stack_config(extra: dict[str, Any] | None = None) -> StackConfig:
 
 @dataclass
 class FakeStore:
-    spec: Store
+    spec: StoreSpec
     service_name: str
     volume: docker.Volume | None
     password: pulumi.Output[str] | None
@@ -223,7 +223,12 @@ def test_store_volumes_are_mounted_read_only_unless_they_hold_sqlite(prod: Decla
     assert mounts["/stores/uploads"]["readOnly"] is False
     # PostgreSQL is dumped over the network; its files are never read directly.
     assert "/stores/db" not in mounts
-    assert mounts["/textfile"] == {"type": "bind", "source": "/mnt/data/textfile", "target": "/textfile"}
+    assert mounts["/textfile"] == {
+        "type": "bind",
+        "source": "/mnt/data/textfile",
+        "target": "/textfile",
+        "readOnly": False,
+    }
     assert mounts["/cache"]["source"] == "shop-backup-cache"
 
 

@@ -14,9 +14,7 @@ import pytest
 
 from components.observability import ObservabilityStack
 from config import capacity
-from config.errors import ConfigError
-from config.loader import Stack
-from config.models import AppService, StackConfig, Store
+from config.models import StackConfig, StoreSpec
 from render import grafana as gf
 from render import observability as obs
 from tests.helpers import EMAIL_ALERTS as EMAIL
@@ -37,14 +35,9 @@ WEBHOOK_URL = "https://hooks.example.com/T000/B000/secret-token-77aa"
 
 
 @dataclass
-class FakeApp:
-    spec: AppService
-    service_name: str
-
-
 @dataclass
 class FakeStore:
-    spec: Store
+    spec: StoreSpec
     service_name: str
     password: pulumi.Output[str] | None
     password_secret: docker.Secret | None
@@ -86,7 +79,6 @@ def declare(
 
     async def program() -> None:
         host = host_scaffold(cfg, stack_name="test", secrets=secrets or {})
-        apps = {key: FakeApp(app, f"shop-{key}") for key, app in cfg.apps().items()}
         stores = {
             key: FakeStore(store, f"shop-{key}", *store_password(key, store, host.on_host))
             for key, store in cfg.stores().items()
@@ -94,12 +86,9 @@ def declare(
         component = ObservabilityStack(
             "observability",
             stack=host.stack,
-            apps=apps,
             stores=stores,
-            proxy_service_name="shop-proxy",
             network=host.network,
             textfile_dir=textfile_dir,
-            name_prefix="shop",
             opts=host.on_host,
         )
         holder["component"] = component
@@ -109,30 +98,6 @@ def declare(
     resources, error = mockrun.declare(program)
     assert error is None, error
     return Declared(resources, holder["component"], holder["password"], holder["secret"])
-
-
-def declare_failing(cfg: StackConfig) -> tuple[ConfigError, list[mockrun.Registered]]:
-    """Declare a stack that must be refused; returns the error and what was registered before it."""
-
-    async def program() -> None:
-        network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True))
-        stack = Stack(project="keel", name="test", config=cfg, secrets={})
-        apps = {key: FakeApp(app, f"shop-{key}") for key, app in cfg.apps().items()}
-        stores = {key: FakeStore(store, f"shop-{key}", None, None) for key, store in cfg.stores().items()}
-        ObservabilityStack(
-            "observability",
-            stack=stack,
-            apps=apps,
-            stores=stores,
-            proxy_service_name="shop-proxy",
-            network=network,
-            textfile_dir=None,
-            name_prefix="shop",
-        )
-
-    resources, error = mockrun.declare(program)
-    assert isinstance(error, ConfigError), error
-    return error, resources
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +158,7 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
     for name, service in prod.services().items():
         part = name.removeprefix("shop-")
         inputs = service.inputs
-        expected = [{"label": "keel.role", "value": "observability"}]
+        expected = [{"label": "keel.role", "value": "observability"}, {"label": "keel.service", "value": part}]
         if part in ("nginx-exporter", "nginxlog-exporter"):  # FROM scratch: Prometheus watches them
             expected.append({"label": "keel.health", "value": "prometheus-target"})
         assert inputs["labels"] == expected, service.urn
@@ -208,7 +173,7 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
         assert inputs["taskSpec"]["logDriver"] == {"name": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
         assert inputs["taskSpec"]["containerSpec"]["image"] in images, service.urn
         restart = inputs["taskSpec"]["restartPolicy"]
-        assert restart["delay"] == "5s" and restart["window"] == "30s", service.urn
+        assert (restart["condition"], restart["delay"], restart["window"]) == ("any", "5s", "2m"), service.urn
         assert "ports" not in inputs.get("endpointSpec", {}), f"{service.urn} publishes a port"
 
 
@@ -389,18 +354,6 @@ def test_proxy_is_told_where_to_send_its_access_log(prod):
     assert prod.component.access_log_syslog_target == "shop-nginxlog-exporter:5531"
     exporter = prod.service("nginx-exporter").inputs["taskSpec"]["containerSpec"]
     assert "--nginx.scrape-uri=http://shop-proxy:8081/stub_status" in exporter["args"]
-
-
-def test_app_metrics_off_the_internal_network_fail_before_any_service():
-    cfg = stack_config("prod")
-    web = cfg.services["web"].model_copy(update={"metrics_path": "/metrics"})
-    bad = cfg.model_copy(update={"services": {**cfg.services, "web": web}})
-    error, registered = declare_failing(bad)
-    assert not [r.urn for r in registered if r.type != NETWORK]
-    assert str(error) == (
-        "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
-        "scrapes; add internal to services/web/networks"
-    )
 
 
 def test_proxy_routes_to_grafana_under_its_sub_path_unstripped(prod):
