@@ -22,6 +22,9 @@ from config.models import HcloudHost, LocalHost
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
 
 WORLD = ("0.0.0.0/0", "::/0")
+# The label tools/ssh_window.py finds the CI firewall by (with `stack`).
+CI_FIREWALL_LABEL = "keel-role"
+CI_FIREWALL_ROLE = "ci-ssh"
 
 READINESS_SCRIPT = """set -u
 rc=0
@@ -169,6 +172,16 @@ class Host(pulumi.ComponentResource):
             opts=child,
         )
 
+        # CI's way in: no declared rules; a deploy job adds its runner's /32 on port 22 through the
+        # Hetzner API for the job's duration (tools/ssh_window.py). The provider reads rules back on
+        # refresh (terraform-provider-hcloud internal/firewall/resource.go, getFirewallAttributes), so
+        # ignoring them keeps those short-lived rules from ever being drift.
+        ci_firewall = hcloud.Firewall(
+            f"{name}-ci-ssh",
+            hcloud.FirewallArgs(name=f"{server_name}-ci-ssh", labels={**labels, CI_FIREWALL_LABEL: CI_FIREWALL_ROLE}),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["rules"]),
+        )
+
         # Primary IPs outlive the server (auto_delete off), so a replaced server keeps its address
         # and DNS does not move.
         ipv4 = hcloud.PrimaryIp(
@@ -227,7 +240,7 @@ class Host(pulumi.ComponentResource):
                 location=spec.location,
                 image=spec.image,
                 ssh_keys=[key.id for key in ssh_keys],
-                firewall_ids=[self.firewall.id.apply(int)],
+                firewall_ids=[self.firewall.id.apply(int), ci_firewall.id.apply(int)],
                 public_nets=[
                     hcloud.ServerPublicNetArgs(
                         ipv4_enabled=True, ipv4=ipv4.id.apply(int), ipv6_enabled=True, ipv6=ipv6.id.apply(int)
