@@ -221,7 +221,6 @@ class Host(pulumi.ComponentResource):
                 CloudInitSpec(
                     deploy_user=spec.deploy_user,
                     admin_ssh_keys=tuple(spec.admin_ssh_keys),
-                    admin_cidrs=tuple(spec.admin_cidrs),
                     host_private_key=values[0],
                     host_public_key=values[1],
                     advertise_addr=values[2],
