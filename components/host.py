@@ -25,6 +25,9 @@ from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
 
 WORLD = ("0.0.0.0/0", "::/0")
+# The label tools/ssh_window.py finds the CI firewall by (with `stack`).
+CI_FIREWALL_LABEL = "keel-role"
+CI_FIREWALL_ROLE = "ci-ssh"
 
 READINESS_SCRIPT = """set -u
 rc=0
@@ -95,6 +98,7 @@ class Host(pulumi.ComponentResource):
     data_dir: str | None
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
+    ci_firewall: hcloud.Firewall | None
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -116,6 +120,7 @@ class Host(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         self.server = None
         self.firewall = None
+        self.ci_firewall = None
         self._connection = None
         self._local_env = None
         registry_auth = [
@@ -155,6 +160,15 @@ class Host(pulumi.ComponentResource):
             for index, key in enumerate(spec.admin_ssh_keys)
         ]
         self.firewall = self._firewall(spec, server_name, web_sources, labels)
+        # CI's way in: no declared rules; a deploy job adds its runner's /32 on port 22 through the
+        # Hetzner API for the job's duration (tools/ssh_window.py). The provider reads rules back on
+        # refresh (terraform-provider-hcloud internal/firewall/resource.go, getFirewallAttributes), so
+        # ignoring them keeps those short-lived rules from ever being drift.
+        self.ci_firewall = hcloud.Firewall(
+            f"{self._name}-ci-ssh",
+            hcloud.FirewallArgs(name=f"{server_name}-ci-ssh", labels={**labels, CI_FIREWALL_LABEL: CI_FIREWALL_ROLE}),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["rules"]),
+        )
         ipv4, ipv6 = (self._primary_ip(spec, server_name, family, labels) for family in ("ipv4", "ipv6"))
         volume = self._data_volume(spec, server_name, labels)
         host_key = tls.PrivateKey(f"{self._name}-host-key", tls.PrivateKeyArgs(algorithm="ED25519"), opts=self._child)
@@ -285,7 +299,7 @@ class Host(pulumi.ComponentResource):
         volume: hcloud.Volume,
         host_key: tls.PrivateKey,
     ) -> hcloud.Server:
-        assert self.firewall is not None
+        assert self.firewall is not None and self.ci_firewall is not None
         # The user data carries the host's private key: keep it secret whatever the inputs say.
         rendered: pulumi.Output[str] = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh, ipv4.ip_address, volume.id
@@ -294,7 +308,6 @@ class Host(pulumi.ComponentResource):
                 CloudInitSpec(
                     deploy_user=spec.deploy_user,
                     admin_ssh_keys=tuple(spec.admin_ssh_keys),
-                    admin_cidrs=tuple(spec.admin_cidrs),
                     host_private_key=values[0],
                     host_public_key=values[1],
                     advertise_addr=values[2],
@@ -312,7 +325,7 @@ class Host(pulumi.ComponentResource):
                 location=spec.location,
                 image=spec.image,
                 ssh_keys=[key.id for key in ssh_keys],
-                firewall_ids=[self.firewall.id.apply(int)],
+                firewall_ids=[self.firewall.id.apply(int), self.ci_firewall.id.apply(int)],
                 public_nets=[
                     hcloud.ServerPublicNetArgs(
                         ipv4_enabled=True, ipv4=ipv4.id.apply(int), ipv6_enabled=True, ipv6=ipv6.id.apply(int)

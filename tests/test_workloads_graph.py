@@ -244,7 +244,8 @@ def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
 
 def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
     run = mockrun.run("prod")
-    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
+    rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     for port in ("80", "443"):
         assert rules[port]["sourceIps"] == mockrun.CLOUDFLARE_IPV4 + mockrun.CLOUDFLARE_IPV6
 
@@ -255,7 +256,8 @@ def test_unproxied_records_with_acme_keep_the_web_open_and_run_a_renewal_service
         {"keel:dns": {"proxied": False}, "keel:proxy": {"tls": {"mode": "acme", "acme_email": "ops@example.com"}}},
     )
     assert run.error is None, run.error
-    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
+    rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     assert rules["443"]["sourceIps"] == ["0.0.0.0/0", "::/0"]
     acme = run.one(SERVICE, "proxy-acme")
     assert acme.inputs["taskSpec"]["containerSpec"]["image"] == "neilpang/acme.sh:3.1.1"

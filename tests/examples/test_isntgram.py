@@ -106,7 +106,7 @@ def test_tls_is_automatic_with_a_cloudflare_origin_certificate(run):
 
 
 def test_only_cloudflare_reaches_the_web_ports(run):
-    firewall = run.one("hcloud:index/firewall:Firewall")
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
     web_rules = [r for r in firewall.inputs["rules"] if r.get("port") in ("80", "443")]
     assert web_rules, firewall.inputs["rules"]
     for rule in web_rules:
