@@ -12,6 +12,7 @@ from config import parse
 from config.models import image_is_pinned
 from tests.helpers import run_with, seconds
 from tools import mockrun
+from tools.readback import cloudflare
 
 SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
@@ -247,7 +248,7 @@ def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
     firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
     rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     for port in ("80", "443"):
-        assert rules[port]["sourceIps"] == mockrun.CLOUDFLARE_IPV4 + mockrun.CLOUDFLARE_IPV6
+        assert rules[port]["sourceIps"] == cloudflare.CLOUDFLARE_IPV4 + cloudflare.CLOUDFLARE_IPV6
 
 
 def test_unproxied_records_with_acme_keep_the_web_open_and_run_a_renewal_service():
