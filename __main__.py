@@ -61,10 +61,10 @@ if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(
         "backup",
         stack=stack,
+        host=host,
         stores=stores,
         network=networks.internal,
         textfile_dir=textfile_dir,
-        host=host,
         opts=on_host,
     )
 
@@ -73,6 +73,7 @@ if cfg.observability.enabled:
     observability = ObservabilityStack(
         "observability",
         stack=stack,
+        host=host,
         stores=stores,
         network=networks.internal,
         textfile_dir=textfile_dir,

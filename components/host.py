@@ -99,6 +99,8 @@ class Host(pulumi.ComponentResource):
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
     ci_firewall: hcloud.Firewall | None
+    architecture: str
+    """The CPU architecture services are placed on (amd64, arm64)."""
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -127,6 +129,13 @@ class Host(pulumi.ComponentResource):
             docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
             for login in registries
         ]
+        self.architecture = spec.architecture
+        self._images: dict[str, pulumi.Output[str]] = {}
+        # Looks images up in their registries: no daemon, so no host to wait for (the provider
+        # connects to a daemon only when a resource needs one: internal/provider/config.go).
+        self._registry = docker.Provider(
+            f"{name}-registry", docker.ProviderArgs(registry_auth=registry_auth or None), opts=self._child
+        )
         if isinstance(spec, HcloudHostSpec):
             self._hcloud(spec, server_name, web_sources, registry_auth)
         else:
@@ -367,6 +376,25 @@ class Host(pulumi.ComponentResource):
             docker.ProviderArgs(host=self.docker_host, registry_auth=registry_auth or None),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[swarm]),
         )
+
+    def image(self, reference: str) -> pulumi.Output[str]:
+        """``reference`` pinned to the digest its tag names in the registry now (``name:tag@sha256:…``).
+
+        What a service is sent must be what the provider reads back: Create resolves a tag to
+        ``tag@digest`` itself (QueryRegistry, resource_docker_service_funcs.go; moby's client
+        resolveContainerSpecImage) and Update never does, so a tag sent as it is would show as a
+        change on the next preview and restart the service when applied. The lookup also makes a
+        tag that moved in its registry visible as a change before it is deployed. A reference that
+        already carries a digest is used as it is.
+        """
+        if "@sha256:" in reference:
+            return pulumi.Output.from_input(reference)
+        if reference not in self._images:
+            found = docker.get_registry_image_output(
+                name=reference, opts=pulumi.InvokeOutputOptions(provider=self._registry)
+            )
+            self._images[reference] = found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")
+        return self._images[reference]
 
     def run(
         self,

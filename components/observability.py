@@ -31,6 +31,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import swarm
+from components.host import Host
 from config import capacity
 from config.loader import Stack
 from config.models import PostgresSpec, RedisSpec, Resources, StoreSpec
@@ -93,6 +94,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         name: str,
         *,
         stack: Stack,
+        host: Host,
         stores: Mapping[str, StoreLike],
         network: docker.Network,
         textfile_dir: str | None,
@@ -107,6 +109,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         cfg = stack.config
         self.spec = obs.observability_spec(cfg, proxy_https_port=proxy_https_port)
         self._name = name
+        self._host = host
         self._network = network
         self._images = cfg.observability
         self._child = pulumi.ResourceOptions(parent=self)
@@ -406,7 +409,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             name=self.spec.names.of(part),
             role=ROLE,
             part=part,
-            image=image,
+            image=self._host.image(image),
             args=args,
             command=commands,
             env=env,
@@ -417,6 +420,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             hardening=swarm.Hardening(read_only=read_only, cap_drop_all=False, user=user),
             resources=Resources(memory_mb=limit_mb),
             replicas=None if global_mode else 1,
+            architecture=self._host.architecture,
             networks=[swarm.Attachment(net.id) for net in (self._network, *extra_networks)],
             rollout=swarm.Rollout(order=order, delay_s=5),
             opts=self._child,

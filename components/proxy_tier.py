@@ -81,6 +81,7 @@ class ProxyTier(pulumi.ComponentResource):
         names = cfg.names
         self.service_name = names.proxy
         self._name = name
+        self._host = host
         self._child = pulumi.ResourceOptions(parent=self)
         hostnames = cfg.dns.all_hostnames if cfg.dns else []
         port_suffix = "" if cfg.proxy.https_port == 443 else f":{cfg.proxy.https_port}"
@@ -158,7 +159,7 @@ class ProxyTier(pulumi.ComponentResource):
             name=self.service_name,
             role="proxy",
             part=self._name,
-            image=proxy.image,
+            image=self._host.image(proxy.image),
             command=["/bin/sh", proxy_runtime.WATCHER_PATH],
             configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
             secrets=tls_files.secrets,
@@ -175,6 +176,7 @@ class ProxyTier(pulumi.ComponentResource):
             health=swarm.Health(swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10),
             resources=proxy.resources,
             logging=proxy.logging,
+            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id), swarm.Attachment(networks.internal.id)],
             ports=[
@@ -321,7 +323,7 @@ class ProxyTier(pulumi.ComponentResource):
             name=cfg.names.acme,
             role="proxy",
             part=f"{name}-acme",
-            image=tls_cfg.acme_image,
+            image=self._host.image(tls_cfg.acme_image),
             command=["/bin/sh", acme.SCRIPT_PATH],
             configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
             secrets=[swarm.secret_file(token, acme.TOKEN_PATH, 0o400)],
@@ -331,6 +333,7 @@ class ProxyTier(pulumi.ComponentResource):
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
+            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id)],
             rollout=swarm.STOP_FIRST,

@@ -66,6 +66,7 @@ class StatefulStore(pulumi.ComponentResource):
         self.url = None
         self.connection_url = None
         self._child = pulumi.ResourceOptions(parent=self)
+        self._host = host
 
         if isinstance(spec, ExternalSpec):
             self.url = stack.secrets[spec.url_secret]
@@ -140,7 +141,7 @@ class StatefulStore(pulumi.ComponentResource):
             name=self.service_name,
             role="store",
             part=name,
-            image=image,
+            image=self._host.image(image),
             # `args`, not `command`: swarm's Command replaces the image's ENTRYPOINT, and the official
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
             args=args,
@@ -154,6 +155,7 @@ class StatefulStore(pulumi.ComponentResource):
             stop_signal=stop_signal,
             stop_grace_s=stop_grace_s,
             logging=spec.logging,
+            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.internal.id, aliases=(name,))],
             # One task owns the data directory: the old one stops before the new one starts.

@@ -16,7 +16,7 @@ from config import capacity
 from config.loader import parse
 from config.models import StackConfig, StoreSpec
 from render import backup as bk
-from tests.helpers import host_scaffold, stack_values, store_password, with_fragment
+from tests.helpers import host_scaffold, stack_values, store_password, tag_of, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -92,6 +92,7 @@ def declare(cfg: StackConfig) -> Declared:
         holder["component"] = BackupJob(
             "backup",
             stack=host.stack,
+            host=host.host,
             stores=stores,
             network=host.network,
             textfile_dir="/mnt/data/textfile",
@@ -272,7 +273,7 @@ def test_jobs_are_ended_when_a_run_outlives_its_deadline(prod: Declared) -> None
 def test_scheduler_reads_the_swarm_api_on_a_manager(prod: Declared) -> None:
     scheduler = prod.services()["shop-cronjob"]
     container = scheduler.inputs["taskSpec"]["containerSpec"]
-    assert container["image"] == "crazymax/swarm-cronjob:1.14.0"
+    assert tag_of(container["image"]) == "crazymax/swarm-cronjob:1.14.0"
     assert container["env"]["TZ"] == "UTC"
     assert container["mounts"][0]["source"] == "/var/run/docker.sock"
     assert scheduler.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]

@@ -18,7 +18,7 @@ from config.models import StackConfig, StoreSpec
 from render import grafana as gf
 from render import observability as obs
 from tests.helpers import EMAIL_ALERTS as EMAIL
-from tests.helpers import host_scaffold, store_password
+from tests.helpers import host_scaffold, store_password, tag_of
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -86,6 +86,7 @@ def declare(
         component = ObservabilityStack(
             "observability",
             stack=host.stack,
+            host=host.host,
             stores=stores,
             network=host.network,
             textfile_dir=textfile_dir,
@@ -129,7 +130,7 @@ def test_every_exporter_matches_a_store_of_its_kind(prod):
         part = name.removeprefix("shop-")
         if part.removesuffix("-exporter") in cfg.services:
             store = cfg.services[part.removesuffix("-exporter")]
-            image = service.inputs["taskSpec"]["containerSpec"]["image"]
+            image = tag_of(service.inputs["taskSpec"]["containerSpec"]["image"])
             expected = {
                 "postgres": cfg.observability.postgres_exporter_image,
                 "redis": cfg.observability.redis_exporter_image,
@@ -149,7 +150,9 @@ def test_component_has_its_type_token_and_parents_every_resource(prod):
 
 def test_services_use_the_docker_provider_passed_in(prod):
     for service in prod.services().values():
-        assert "pulumi:providers:docker::docker" in service.provider, f"{service.urn}: provider {service.provider!r}"
+        assert "pulumi:providers:docker::host-docker" in service.provider, (
+            f"{service.urn}: provider {service.provider!r}"
+        )
 
 
 def test_every_service_is_labelled_limited_logged_and_pinned(prod):
@@ -171,7 +174,7 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
         assert resources["limits"]["memoryBytes"] == limit_mb * 1024 * 1024, service.urn
         assert resources["reservation"]["memoryBytes"] == limit_mb // 2 * 1024 * 1024, service.urn
         assert inputs["taskSpec"]["logDriver"] == {"name": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
-        assert inputs["taskSpec"]["containerSpec"]["image"] in images, service.urn
+        assert tag_of(inputs["taskSpec"]["containerSpec"]["image"]) in images, service.urn
         restart = inputs["taskSpec"]["restartPolicy"]
         assert (restart["condition"], restart["delay"], restart["window"]) == ("any", "5s", "2m"), service.urn
         assert "ports" not in inputs.get("endpointSpec", {}), f"{service.urn} publishes a port"

@@ -261,6 +261,23 @@ class Plan:
     def empty(self) -> bool:
         return not (self.creates or self.deletes or self.updates or self.replaces)
 
+    def describe(self, secret_paths: Callable[[str], set[str]] | None = None) -> str:
+        """The plan as a preview prints it: one line per resource, then its changed fields with the
+        provider source behind each. ``secret_paths(urn)``: fields whose values are secret."""
+        lines = []
+        for kind, urn, changes in self.steps():
+            lines.append(f"{SYMBOLS[kind]} {kind:<7} {urn_name(urn)}")
+            hidden = secret_paths(urn) if secret_paths is not None else set()
+            for change in changes:
+                tail = "  (forces replacement)" if change.replaces else ""
+                old, new = (
+                    ("[secret]", "[secret]") if change.path in hidden else (_short(change.old), _short(change.new))
+                )
+                lines.append(f"      {change.path}: {old} => {new}{tail}")
+                if change.source:
+                    lines.append(f"          per {change.source}")
+        return "\n".join(lines) if lines else "no changes"
+
     def steps(self) -> Iterator[tuple[Literal["create", "update", "replace", "delete"], str, list[Change]]]:
         for urn in self.creates:
             yield "create", urn, []
@@ -270,3 +287,17 @@ class Plan:
             yield "replace", urn, changes
         for urn in self.deletes:
             yield "delete", urn, []
+
+
+SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
+
+
+def urn_name(urn: str) -> str:
+    """``type::name`` of a URN, the way a preview names a resource."""
+    parts = urn.split("::")
+    return f"{parts[-2].rsplit('$', 1)[-1]}::{parts[-1]}" if len(parts) >= 2 else urn
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
