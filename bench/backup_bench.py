@@ -487,7 +487,11 @@ def main() -> None:
         os.chmod(root, 0o755)
         with S3Server(root) as s3:
             bench = Bench(root, s3)
-            results = [postgres(bench), redis(bench), sqlite(bench)]
+            results = []
+            for store in (postgres, redis, sqlite):
+                results.append(store(bench))
+                # Each store's figures as soon as it is done: a long run interrupted still reports.
+                report(bench, results[-1:])
             report(bench, results)
 
 
