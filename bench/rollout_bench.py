@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.rollout_app import COUNTS_PATH, HEALTH_PATH
-from config.models import AppService
+from config.models import AppSpec
 from render.nginx import NginxSite, render_nginx_conf
 from tests.realtools.nginx_harness import (
     LOOPBACK,
@@ -144,7 +144,7 @@ class Task:
 class Swarm:
     """The orchestration of one replicated service, in swarm's order and with its delays."""
 
-    def __init__(self, spec: AppService, docker_name: str, dns: SwarmDns, directory: Path) -> None:
+    def __init__(self, spec: AppSpec, docker_name: str, dns: SwarmDns, directory: Path) -> None:
         assert spec.port is not None and spec.health.http_path is not None
         self.spec = spec
         self.port = spec.port
@@ -456,7 +456,7 @@ def main(**overrides: Any) -> None:
 
 def run(root: Path, **overrides: Any) -> None:
     cfg = stack_config(STACK)
-    spec: AppService = cfg.apps()[SERVICE]
+    spec: AppSpec = cfg.apps()[SERVICE]
     docker_name = f"{cfg.name_prefix}-{SERVICE}"
     pki = make_pki(root, [HOST])
     (root / "nginx").mkdir()
