@@ -142,14 +142,6 @@ class ProxyTier(pulumi.ComponentResource):
         self.nginx_conf = files.apply(lambda f: f["nginx.conf"])
 
         conf_volume = docker.Volume(f"{name}-conf", docker.VolumeArgs(name=f"{prefix}-{name}-conf"), opts=child)
-        writer = host.run(
-            f"{name}-nginx.conf",
-            create=pulumi.Output.from_input(conf_volume.name).apply(
-                lambda volume: proxy_runtime.writer_script(volume=volume, image=proxy.image, service=self.service_name)
-            ),
-            stdin=files.apply(proxy_runtime.writer_stdin),
-            opts=child,
-        )
         watcher = docker.ServiceConfig(
             f"{name}-keel-proxy",
             docker.ServiceConfigArgs(data=swarm.b64(proxy_runtime.watcher_script())),
@@ -208,7 +200,19 @@ class ProxyTier(pulumi.ComponentResource):
                 ),
                 rollback_config=docker.ServiceRollbackConfigArgs(order="stop-first", monitor="30s", parallelism=1),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
+            opts=child,
+        )
+        # After the service: the running proxy tests each new set and acknowledges it (or its refusal,
+        # which fails the deploy), and a changed image is already the nginx that judges the set.
+        host.run(
+            f"{name}-nginx.conf",
+            create=pulumi.Output.all(conf_volume.name, files).apply(
+                lambda v: proxy_runtime.writer_script(
+                    volume=v[0], image=proxy.image, service=self.service_name, digest=proxy_runtime.set_digest(v[1])
+                )
+            ),
+            stdin=files.apply(proxy_runtime.writer_stdin),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
         self.register_outputs({"service_name": self.service_name, "urls": self.urls})
 

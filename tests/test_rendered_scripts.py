@@ -13,7 +13,7 @@ from render import acme, migration, proxy_runtime
 
 SCRIPTS = {
     "proxy-writer": proxy_runtime.writer_script(
-        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy"
+        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy", digest="0" * 64
     ),
     "proxy-watcher": proxy_runtime.watcher_script(),
     "migration": migration.migration_script(

@@ -9,6 +9,7 @@ import pytest
 from components.app_service import monitor_seconds
 from config import parse
 from config.models import image_is_pinned
+from render import proxy_runtime
 from tests.helpers import run_with
 from tools import mockrun
 
@@ -207,7 +208,14 @@ def test_migration_runs_with_the_new_image_before_the_rollout(run):
 def test_proxy_config_travels_by_volume_and_reloads_without_a_restart(run):
     writer = next(r for r in run.resources if r.name == "proxy-nginx.conf")
     proxy = run.one(SERVICE, "proxy-service")
-    assert writer.urn in proxy.depends_on
+    # The running proxy judges each set: the writer runs after the service and waits for its verdict.
+    assert proxy.urn in writer.depends_on
+    files = {
+        path: base64.b64decode(data).decode()
+        for path, data in (line.split(" ") for line in writer.inputs["stdin"].splitlines())
+    }
+    assert f"want={proxy_runtime.set_digest(files)}\n" in writer.inputs["create"]
+    assert "include keel.d/*.conf;" in files["nginx.conf"]
     container = proxy.inputs["taskSpec"]["containerSpec"]
     assert container["commands"] == ["/bin/sh", "/usr/local/bin/keel-proxy"]
     assert any(m["target"] == "/etc/nginx/keel" and m["type"] == "volume" for m in container["mounts"])
