@@ -102,10 +102,11 @@ def file_config(
 
 
 def restart_policy(max_attempts: int = 0) -> docker.ServiceTaskSpecRestartPolicyArgs:
+    # "any", not "on-failure": swarmkit does not restart a task that exited 0, and a graceful stop
+    # exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher), so after a daemon
+    # restart such a service would stay down. Run-to-completion jobs set their own policy.
     # delay and window are explicit: left unset, the provider reports a perpetual diff.
-    return docker.ServiceTaskSpecRestartPolicyArgs(
-        condition="on-failure", delay="5s", window="120s", max_attempts=max_attempts
-    )
+    return docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s", window="120s", max_attempts=max_attempts)
 
 
 def networks(*network_ids: pulumi.Input[str]) -> list[docker.ServiceTaskSpecNetworksAdvancedArgs]:

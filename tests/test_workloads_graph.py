@@ -292,3 +292,24 @@ def test_no_secret_reaches_a_resource_in_plaintext(run):
 def _raw(stack: str) -> dict[str, str]:
     values, _ = mockrun.read_config_file(mockrun.stack_file(stack))
     return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("keel:")}
+
+
+def test_long_running_services_restart_on_any_exit_and_backup_jobs_never(run):
+    # swarmkit's "on-failure" leaves a task that exited 0 stopped (moby/swarmkit v2.1.2,
+    # manager/orchestrator/restart/restart.go, shouldRestart: TaskStateCompleted is not restarted),
+    # and a graceful stop exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher).
+    jobs = [s for s in services(run, "backup") if _run_to_completion(s)]
+    assert {s.name for s in jobs} == (
+        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill"}
+    )
+    for service in jobs:
+        assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "none", service.urn
+    long_running = [s for s in services(run) if s not in jobs]
+    assert {role(s) for s in long_running} >= {"app", "store", "proxy"}
+    for service in long_running:
+        assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "any", service.urn
+
+
+def _run_to_completion(service: mockrun.Registered) -> bool:
+    """A backup job: no replica until its scheduler (or an operator) starts one run."""
+    return service.inputs["mode"].get("replicated", {}).get("replicas") == 0
