@@ -46,8 +46,11 @@ apps = {
     for name, spec in cfg.apps().items()
 }
 proxy_name = f"{cfg.name_prefix}-proxy"
-# node-exporter's textfile collector: where backup runs leave their freshness metrics.
-textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled else None
+# node-exporter's textfile collector: where backup runs leave their freshness metrics, and where
+# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
+textfile_dir = (
+    f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled or cfg.host.provider == "hcloud" else None
+)
 
 if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(
