@@ -75,6 +75,7 @@ if cfg.observability.enabled:
         textfile_dir=textfile_dir,
         name_prefix=cfg.name_prefix,
         proxy_https_port=443,  # the proxy container's own port on the overlay, whatever it publishes
+        host=host,
         opts=on_host,
     )
 

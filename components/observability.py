@@ -32,16 +32,22 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import swarm
+from components.host import Host
 from config import capacity
 from config.loader import Stack
 from config.models import AppService, Logging, PostgresStore, RedisStore, Store
 from render import grafana as gf
 from render import nginx
 from render import observability as obs
+from render.data_volume import prepare_script
 
 ROLE_LABEL = "keel.role"
 ROLE = "observability"
 MIB = 1024 * 1024
+PROMETHEUS_OWNER = "65534:65534"
+"""prom/prometheus runs as nobody."""
+GRAFANA_OWNER = "472:0"
+"""grafana/grafana runs as uid 472, group root."""
 NODE_MOUNTS_EXCLUDE = "^/(dev|etc|proc|run|sys|textfile|var/lib/docker/.+)($|/)"
 """Mount points node-exporter leaves out (matched after the /host prefix is stripped).
 
@@ -122,11 +128,14 @@ class ObservabilityStack(pulumi.ComponentResource):
         textfile_dir: str | None,
         name_prefix: str,
         proxy_https_port: int | None = None,
+        host: Host | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``textfile_dir``: host directory node-exporter reads ``*.prom`` files from (the backup job
         writes there); None leaves the textfile collector off. ``proxy_https_port``: the port the
-        proxy's container listens on for HTTPS on the overlay (default proxy/https_port)."""
+        proxy's container listens on for HTTPS on the overlay (default proxy/https_port).
+        ``host``: where Prometheus' and Grafana's volumes live (under its data directory, the data
+        volume on hcloud); None keeps them in Docker's own storage."""
         cfg = stack.config
         # Validate (and render nothing) before registering anything: a config mistake leaves no trace.
         self.spec = obs.observability_spec(
@@ -150,7 +159,7 @@ class ObservabilityStack(pulumi.ComponentResource):
 
         receiver = spec.receiver
         self.egress_network = None
-        if receiver.kind != "none":
+        if spec.needs_egress:
             self.egress_network = docker.Network(
                 f"{name}-alerts-egress",
                 docker.NetworkArgs(
@@ -164,14 +173,10 @@ class ObservabilityStack(pulumi.ComponentResource):
             )
 
         # ---------------------------------------------------------------- prometheus
-        self.prometheus_volume = docker.Volume(
-            f"{name}-prometheus-data",
-            docker.VolumeArgs(
-                name=f"{name_prefix}-prometheus-data",
-                labels=[docker.VolumeLabelArgs(label=ROLE_LABEL, value=ROLE)],
-            ),
-            # Thirty days of metrics are not to be lost to a config change or a removed section.
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        # Thirty days of metrics, on the data volume (bounded by retention.size): the root disk
+        # must never fill, or Docker stops.
+        self.prometheus_volume = self._volume(
+            "prometheus-data", f"{name_prefix}-prometheus-data", PROMETHEUS_OWNER, images.prometheus_image, host
         )
         self._add(
             "prometheus",
@@ -204,6 +209,12 @@ class ObservabilityStack(pulumi.ComponentResource):
             alert_secrets.append(
                 self._secret("alert-webhook-url", stack.secrets[receiver.webhook_url_secret], obs.WEBHOOK_URL_FILE)
             )
+        if receiver.heartbeat_url_secret:
+            alert_secrets.append(
+                self._secret(
+                    "alert-heartbeat-url", stack.secrets[receiver.heartbeat_url_secret], obs.HEARTBEAT_URL_FILE
+                )
+            )
         self._add(
             "alertmanager",
             image=images.alertmanager_image,
@@ -234,6 +245,9 @@ class ObservabilityStack(pulumi.ComponentResource):
             password = _as_secret(generated.result)
         self.grafana_admin_password = password
         dashboards = gf.render_dashboards(spec)
+        grafana_volume = self._volume(
+            "grafana-data", f"{name_prefix}-grafana-data", GRAFANA_OWNER, images.grafana_image, host
+        )
         self._add(
             "grafana",
             image=images.grafana_image,
@@ -247,9 +261,13 @@ class ObservabilityStack(pulumi.ComponentResource):
                 ),
             ],
             secrets=[self._secret("grafana-admin-password", password, gf.ADMIN_PASSWORD_FILE)],
+            # Its database (users, sessions, preferences, dashboards saved in the UI) survives restarts.
+            mounts=[
+                docker.ServiceTaskSpecContainerSpecMountArgs(
+                    target=gf.DATA_DIR, source=grafana_volume.name, type="volume"
+                )
+            ],
             health=_wget(f"http://127.0.0.1:{obs.GRAFANA_PORT}/api/health"),
-            # Grafana writes its database and plugins under /var/lib/grafana; everything it
-            # needs is provisioned again at start, so that state is not kept on a volume.
             read_only=False,
         )
 
@@ -363,17 +381,35 @@ class ObservabilityStack(pulumi.ComponentResource):
         return nginx.NginxUpstream(name=upstream.service_name, servers=(server,))
 
     def nginx_routes(self) -> tuple[nginx.NginxRoute, ...]:
-        """The proxy's routes to Grafana: its own host or its sub path (passed unchanged), with
-        websockets (Grafana Live) and the login rate limit on the login form."""
-        upstream = self.grafana_upstream
-        prefix = upstream.path_prefix or "/"
-        name = upstream.service_name
-        return (
-            nginx.NginxRoute(path=prefix, upstream=name, host=upstream.host, websocket=True, max_body="10m"),
-            nginx.NginxRoute(path=f"{prefix}login", upstream=name, host=upstream.host, rate_limit="login"),
-        )
+        """The proxy's routes to Grafana (render.observability.grafana_routes)."""
+        return obs.grafana_routes(self.grafana_upstream)
 
     # ------------------------------------------------------------------ helpers
+
+    def _volume(self, part: str, volume_name: str, owner: str, image: str, host: Host | None) -> docker.Volume:
+        """A protected volume; on a host with a data directory, bind-backed there and owned by ``owner``."""
+        labels = [docker.VolumeLabelArgs(label=ROLE_LABEL, value=ROLE)]
+        protected = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
+        if host is None or host.data_dir is None:
+            return docker.Volume(
+                f"{self._name}-{part}", docker.VolumeArgs(name=volume_name, labels=labels), opts=protected
+            )
+        directory = f"{host.data_dir}/volumes/{volume_name}"
+        prepared = host.run(
+            f"{self._name}-{part}-dir",
+            create=prepare_script(directory=directory, owner=owner, image=image),
+            opts=self._child,
+        )
+        return docker.Volume(
+            f"{self._name}-{part}",
+            docker.VolumeArgs(
+                name=volume_name,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": directory},
+                labels=labels,
+            ),
+            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
+        )
 
     def _config(self, part: str, text: str, path: str) -> docker.ServiceTaskSpecContainerSpecConfigArgs:
         config = docker.ServiceConfig(

@@ -106,7 +106,9 @@ def restart_policy(max_attempts: int = 0) -> docker.ServiceTaskSpecRestartPolicy
     # exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher), so after a daemon
     # restart such a service would stay down. Run-to-completion jobs set their own policy.
     # delay and window are explicit: left unset, the provider reports a perpetual diff.
-    return docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s", window="120s", max_attempts=max_attempts)
+    return docker.ServiceTaskSpecRestartPolicyArgs(
+        condition="any", delay="5s", window="120s", max_attempts=max_attempts
+    )
 
 
 def networks(*network_ids: pulumi.Input[str]) -> list[docker.ServiceTaskSpecNetworksAdvancedArgs]:

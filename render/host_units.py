@@ -17,6 +17,9 @@ daemon upgrades and a slowly filling disk. Each is checked with `systemd-analyze
   job's image, built on the host and pullable from nowhere.
 - A timer turns /var/run/reboot-required (written by Ubuntu's update-notifier-common when an
   update needs a reboot) into a metric for node-exporter's textfile collector.
+- Another reports each long-running swarm service's running and desired task counts there: no
+  exporter has them (cAdvisor sees containers, not services), and the alert on a service
+  running fewer tasks than it should reads them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ DOCKER_UPGRADE = "keel-docker-upgrade"
 REBOOT_REQUIRED_SCRIPT = "/usr/local/sbin/keel-reboot-required"
 REBOOT_REQUIRED_FLAG = "/var/run/reboot-required"
 REBOOT_REQUIRED_METRIC = "keel_reboot_required"
+SWARM_REPORT = "keel-swarm-report"
+SWARM_REPORT_SCRIPT = f"/usr/local/sbin/{SWARM_REPORT}"
+SWARM_REPORT_FILE = "swarm-services.prom"
+TASKS_RUNNING_METRIC = "keel_swarm_service_tasks_running"
+TASKS_DESIRED_METRIC = "keel_swarm_service_tasks_desired"
 DOCKER_PACKAGES = ("docker.io", "containerd", "runc")
 """Upgraded together in the window; any of them restarts containers when it is upgraded."""
 DOCKER_UPGRADE_WINDOW = "Sun *-*-* 04:30:00 UTC"
@@ -136,6 +144,69 @@ mv -f "$target.tmp" "$target"
 """
 
 
+def swarm_report_units(metrics_dir: str) -> dict[str, str]:
+    service = f"""# Rendered by keel (render/host_units.py).
+[Unit]
+Description=Report running and desired tasks of every swarm service (for node-exporter)
+After=docker.service
+RequiresMountsFor={metrics_dir}
+
+[Service]
+Type=oneshot
+ExecStart={SWARM_REPORT_SCRIPT}
+"""
+    timer = """# Rendered by keel (render/host_units.py).
+[Unit]
+Description=Report swarm services every minute
+
+[Timer]
+OnBootSec=1min
+OnUnitActiveSec=1min
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+"""
+    return {f"{SWARM_REPORT}.service": service, f"{SWARM_REPORT}.timer": timer}
+
+
+def swarm_report_script(metrics_dir: str) -> str:
+    target = f"{metrics_dir}/{SWARM_REPORT_FILE}"
+    return f"""#!/bin/sh
+# Rendered by keel (render/host_units.py): running and desired tasks of each long-running swarm
+# service, for node-exporter's textfile collector ({target}), written whole and renamed.
+# When Docker does not answer, the file is left as it is: its age is what the alert then reads.
+set -eu
+target={shlex.quote(target)}
+# Run-to-completion jobs (restart condition none: the backup jobs) are left out: a finished run
+# shows 0 running of 1 desired until its scheduler scales the service back to 0.
+jobs=$(docker service ls --quiet | xargs -r docker service inspect \\
+  --format '{{{{.Spec.Name}}}} {{{{.Spec.TaskTemplate.RestartPolicy.Condition}}}}' | awk '$2 == "none" {{ print $1 }}')
+# REPLICAS is running/desired, for global services too ("0/1 (1/1 completed)" and
+# "(max 1 per node)" suffixes are ignored).
+services=$(docker service ls --format '{{{{.Name}}}} {{{{.Replicas}}}}')
+report() {{
+  printf '%s\\n' "$services" | while read -r name replicas _; do
+    [ -n "$name" ] || continue
+    if printf '%s\\n' "$jobs" | grep -qx "$name"; then continue; fi
+    running=${{replicas%%/*}}
+    desired=${{replicas#*/}}
+    if [ "$1" = running ]; then value=$running; else value=$desired; fi
+    echo "keel_swarm_service_tasks_$1{{service=\\"$name\\"}} $value"
+  done
+}}
+{{
+  echo "# HELP {TASKS_RUNNING_METRIC} Running tasks of a long-running swarm service."
+  echo "# TYPE {TASKS_RUNNING_METRIC} gauge"
+  report running
+  echo "# HELP {TASKS_DESIRED_METRIC} Tasks a long-running swarm service should run."
+  echo "# TYPE {TASKS_DESIRED_METRIC} gauge"
+  report desired
+}} > "$target.tmp"
+mv -f "$target.tmp" "$target"
+"""
+
+
 def docker_upgrade_units(window: str) -> dict[str, str]:
     packages = " ".join(DOCKER_PACKAGES)
     service = f"""# Rendered by keel (render/host_units.py).
@@ -187,7 +258,9 @@ def host_files(spec: HostUnitsSpec) -> dict[str, tuple[str, str]]:
     units = {**prune_units(spec.prune_schedule), **docker_upgrade_units(spec.upgrade_window)}
     if spec.metrics_dir is not None:
         units.update(reboot_required_units(spec.metrics_dir))
+        units.update(swarm_report_units(spec.metrics_dir))
         files[REBOOT_REQUIRED_SCRIPT] = ("0755", reboot_required_script(spec.metrics_dir))
+        files[SWARM_REPORT_SCRIPT] = ("0755", swarm_report_script(spec.metrics_dir))
     for name, text in units.items():
         files[f"{UNIT_DIR}/{name}"] = ("0644", text)
     return files
@@ -197,5 +270,5 @@ def timers(spec: HostUnitsSpec) -> list[str]:
     """The timers cloud-init enables."""
     names = [f"{PRUNE}.timer", f"{DOCKER_UPGRADE}.timer"]
     if spec.metrics_dir is not None:
-        names.append(f"{REBOOT_REQUIRED}.timer")
+        names += [f"{REBOOT_REQUIRED}.timer", f"{SWARM_REPORT}.timer"]
     return names

@@ -177,6 +177,7 @@ def test_timers_are_enabled_after_the_units_are_loaded():
             "keel-docker-prune.timer",
             "keel-docker-upgrade.timer",
             "keel-reboot-required.timer",
+            "keel-swarm-report.timer",
         ]
     )
     assert reload < enable
@@ -193,4 +194,5 @@ def test_a_host_without_data_volume_gets_no_docker_drop_in_nor_reboot_metric():
     paths = {f["path"] for f in doc["write_files"]}
     assert "/etc/systemd/system/docker.service.d/10-keel-data-volume.conf" not in paths
     assert "/etc/systemd/system/keel-reboot-required.timer" not in paths
+    assert "/etc/systemd/system/keel-swarm-report.timer" not in paths
     assert "/etc/systemd/system/keel-docker-prune.timer" in paths

@@ -10,7 +10,7 @@ from components.app_service import monitor_seconds
 from config import parse
 from config.models import image_is_pinned
 from render import proxy_runtime
-from tests.helpers import run_with
+from tests.helpers import parsed, run_with
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -313,3 +313,31 @@ def test_long_running_services_restart_on_any_exit_and_backup_jobs_never(run):
 def _run_to_completion(service: mockrun.Registered) -> bool:
     """A backup job: no replica until its scheduler (or an operator) starts one run."""
     return service.inputs["mode"].get("replicated", {}).get("replicas") == 0
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_prometheus_and_grafana_keep_their_data_on_the_data_volume(stack):
+    run = run_with(stack, {"keel:observability": {"enabled": True}})
+    assert run.error is None, run.error
+    for part, owner, image_key in (
+        ("prometheus-data", "65534:65534", "prometheus_image"),
+        ("grafana-data", "472:0", "grafana_image"),
+    ):
+        volume = run.one(VOLUME, f"observability-{part}")
+        directory = f"/mnt/data/volumes/shop-{part}"
+        assert volume.inputs["driverOpts"] == {"type": "none", "o": "bind", "device": directory}, volume.urn
+        assert volume.protect and volume.retain_on_delete, volume.urn
+        prepare = run.one("command:remote:Command", f"observability-{part}-dir")
+        assert prepare.urn in volume.depends_on
+        script = prepare.inputs["create"]
+        assert f"mkdir -p {directory}" in script and f"chown -R {owner} /volume" in script
+        image = getattr(parsed(stack).observability, image_key)
+        assert f"--entrypoint sh {image} -c" in script
+
+
+def test_prometheus_tsdb_is_bounded_by_a_share_of_the_data_volume():
+    run = run_with("prod", {"keel:observability": {"enabled": True}, "keel:host": {"data_volume_gib": 50}})
+    assert run.error is None, run.error
+    args = run.one(SERVICE, "observability-prometheus").inputs["taskSpec"]["containerSpec"]["args"]
+    assert "--storage.tsdb.retention.size=10GB" in args
+    assert "--storage.tsdb.retention.time=30d" in args

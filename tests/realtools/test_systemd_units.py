@@ -116,7 +116,8 @@ def test_every_rendered_unit_and_drop_in_passes_systemd_analyze_verify(tmp_path:
     assert sorted(names) == sorted(
         [
             "docker.service",
-            *(f"{base}.{kind}" for base in ("keel-docker-prune", "keel-docker-upgrade", "keel-reboot-required")
+            *(f"{base}.{kind}" for base in ("keel-docker-prune", "keel-docker-upgrade", "keel-reboot-required",
+                                             "keel-swarm-report")
               for kind in ("service", "timer")),
         ]
     )  # fmt: skip
@@ -169,5 +170,62 @@ def test_the_reboot_required_script_writes_the_metric_and_passes_shellcheck(tmp_
     assert "keel_reboot_required 0\n" in (tmp_path / "reboot-required.prom").read_text()
     (tmp_path / "reboot-required").write_text("*** System restart required ***\n")
     subprocess.run(["sh", str(path)], check=True, timeout=30)
-    assert "keel_reboot_required 1\n" in (tmp_path / "reboot-required.prom").read_text()
+    text = (tmp_path / "reboot-required.prom").read_text()
+    assert "keel_reboot_required 1\n" in text
     assert not (tmp_path / "reboot-required.prom.tmp").exists()
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+FAKE_DOCKER = """#!/bin/sh
+# `docker service ls/inspect` as a host with three services and one finished backup job answers.
+case "$1 $2" in
+  "service ls")
+    case "$*" in
+      *--quiet*) printf 'id-api\\nid-proxy\\nid-node\\nid-backup\\n' ;;
+      *) printf 'shop-api 2/3\\nshop-proxy 1/1\\nshop-node-exporter 1/1\\nshop-backup 0/1 (1/1 completed)\\n' ;;
+    esac ;;
+  "service inspect")
+    printf 'shop-api any\\nshop-proxy any\\nshop-node-exporter any\\nshop-backup none\\n' ;;
+  *) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_the_swarm_report_counts_long_running_services_only_and_promtool_reads_it(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    script = tmp_path / "keel-swarm-report"
+    script.write_text(host_units.swarm_report_script(str(tmp_path)))
+    check = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run(["sh", str(script)], check=True, timeout=30, env=env)
+    text = (tmp_path / host_units.SWARM_REPORT_FILE).read_text()
+    assert 'keel_swarm_service_tasks_running{service="shop-api"} 2\n' in text
+    assert 'keel_swarm_service_tasks_desired{service="shop-api"} 3\n' in text
+    assert 'keel_swarm_service_tasks_desired{service="shop-proxy"} 1\n' in text
+    assert "shop-backup" not in text  # a finished run-to-completion job is not a missing task
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (Debian package prometheus)"
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_swarm_report_keeps_the_last_file_when_docker_does_not_answer(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    previous = tmp_path / host_units.SWARM_REPORT_FILE
+    previous.write_text('keel_swarm_service_tasks_running{service="shop-api"} 3\n')
+    script = tmp_path / "keel-swarm-report"
+    script.write_text(host_units.swarm_report_script(str(tmp_path)))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(script)], timeout=30, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    # Untouched: its growing age is what SwarmReportStale alerts on.
+    assert previous.read_text() == 'keel_swarm_service_tasks_running{service="shop-api"} 3\n'
+    assert not (tmp_path / f"{host_units.SWARM_REPORT_FILE}.tmp").exists()
