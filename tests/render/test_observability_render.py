@@ -400,3 +400,13 @@ def test_prometheus_retention_is_bounded_by_time_and_by_a_share_of_the_data_volu
     assert f"--storage.tsdb.retention.size={max(1, int(prod.data_volume_gib * 0.2))}GB" in args
     dev = obs.prometheus_args(spec_of(stack_config("dev")))
     assert not any(a.startswith("--storage.tsdb.retention.size") for a in dev)
+
+
+def test_the_readme_lists_every_alert_rule():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| alert | fires when |") : readme.index("### When the monitoring itself is down")]
+    rules = yaml.safe_load(obs.render_alert_rules(spec_of(stack_config("prod", {"keel:backup": BACKUP}))))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["alert"] in table, f"README's alert table does not list {rule['alert']}"
