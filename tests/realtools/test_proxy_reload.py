@@ -206,7 +206,8 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
         (root / "certs").mkdir()
         env = {
             **os.environ,
-            "PATH": f"{tools}:{bin_dir}:{os.environ['PATH']}",
+            # Only busybox (the alpine image's userland), nginx and the stand-in docker: nothing else.
+            "PATH": f"{tools}:{bin_dir}",
             "KEEL_TEST_VOLUME": str(root / "volume"),
         }
         world = Proxy(root, free_port(), int(upstream.server_address[1]), env, upstream.started)  # type: ignore[attr-defined]
