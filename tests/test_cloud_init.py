@@ -181,6 +181,8 @@ def test_timers_are_enabled_after_the_units_are_loaded():
         ]
     )
     assert reload < enable
+    directories = next(i for i, c in enumerate(runcmd) if c[:2] == ["install", "-d"])
+    assert directories < enable, "the report timers write into the metrics directory at once"
 
 
 def test_docker_is_enabled_only_once_the_data_volume_is_mounted():
