@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -85,8 +86,9 @@ class Proxy:
     def volume(self) -> Path:
         return self.root / "volume"
 
-    def files(self, text: str, *, broken: bool = False) -> dict[str, str]:
-        """A set like the rendered one: a main file and an include with the site (broken: an unknown directive)."""
+    def files(self, text: str, *, broken: bool = False, also_listen: int | None = None) -> dict[str, str]:
+        """A set like the rendered one: a main file and an include with the site (broken: an
+        unknown directive; also_listen: a second port to bind)."""
         tmp = self.root
         main = f"""
 worker_processes 1;
@@ -106,6 +108,7 @@ http {{
         site = f"""
 server {{
     listen 127.0.0.1:{self.port};
+    {f"listen 127.0.0.1:{also_listen};" if also_listen else ""}
     location / {{ return 200 "{text}"; }}
     location /slow {{ proxy_pass http://127.0.0.1:{self.upstream_port}; proxy_read_timeout 10s; }}
     {"this_is_not_nginx on;" if broken else ""}
@@ -142,7 +145,9 @@ server {{
 
     def start(self) -> None:
         script = self.root / "keel-proxy"
-        script.write_text(watcher_script(conf_dir=str(self.volume), cert_dir=str(self.root / "certs"), poll_s=1))
+        script.write_text(
+            watcher_script(conf_dir=str(self.volume), cert_dir=str(self.root / "certs"), poll_s=1, load_timeout_s=10)
+        )
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(["sh", str(script)], env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -276,6 +281,25 @@ def test_a_refused_set_fails_the_deploy_and_a_restarted_proxy_serves_the_last_go
     assert result.returncode == 0, result.stdout + result.stderr + proxy.log.read_text()
     assert get(proxy.port) == "v3"
     assert proxy.applied() == set_digest(good)
+
+
+def test_a_set_that_passes_nginx_t_but_does_not_load_is_refused_and_rolled_back(serving_v1: Proxy):
+    proxy = serving_v1
+    v1 = proxy.applied()
+    # `nginx -t` does not bind; the reload does, and fails on a port another process holds:
+    # nginx then keeps its old workers, so no acknowledgement may be written.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bad = proxy.files("v2", also_listen=port)
+        result = proxy.deploy(bad)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"proxy refused configuration {set_digest(bad)}" in result.stderr
+    assert "accepted the configuration (nginx -t) but did not load it" in result.stderr
+    assert get(proxy.port) == "v1"
+    assert proxy.applied() == v1
+    assert proxy.current() == f"sets/{v1}"  # a restart still starts from what nginx runs
 
 
 def test_a_first_start_waits_for_a_set_nginx_accepts(proxy: Proxy):
