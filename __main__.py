@@ -54,8 +54,11 @@ apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-# node-exporter's textfile collector: where backup runs leave their freshness metrics.
-textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled else None
+# node-exporter's textfile collector: where backup runs leave their freshness metrics, and where
+# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
+textfile_dir = (
+    f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled or cfg.host.provider == "hcloud" else None
+)
 
 if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(

@@ -10,7 +10,7 @@ local: no VM; the local engine, put in swarm mode if it is not yet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,6 +23,7 @@ from components import swarm
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
+from render.data_volume import prepare_script
 
 WORLD = ("0.0.0.0/0", "::/0")
 # The label tools/ssh_window.py finds the CI firewall by (with `stack`).
@@ -395,6 +396,48 @@ class Host(pulumi.ComponentResource):
             )
             self._images[reference] = found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")
         return self._images[reference]
+
+    def data_volume(
+        self,
+        resource_name: str,
+        *,
+        volume_name: str,
+        labels: Mapping[str, str],
+        parent: pulumi.Resource,
+        owner: str | None = None,
+        image: str | None = None,
+    ) -> docker.Volume:
+        """A protected volume that is kept when removed from the program; on a host with a data
+        directory (the Hetzner Volume), bind-backed there so it outlives the server.
+
+        ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
+        not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
+        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
+        service's own entrypoint takes care of it (the official database images do).
+        """
+        protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+        volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]
+        if self.data_dir is None:
+            return docker.Volume(
+                resource_name, docker.VolumeArgs(name=volume_name, labels=volume_labels), opts=protected
+            )
+        # Docker needs the directory to exist before it can bind it.
+        directory = f"{self.data_dir}/volumes/{volume_name}"
+        prepared = self.run(
+            f"{resource_name}-dir",
+            create=prepare_script(directory=directory, owner=owner, image=image),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        return docker.Volume(
+            resource_name,
+            docker.VolumeArgs(
+                name=volume_name,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": directory},
+                labels=volume_labels,
+            ),
+            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
+        )
 
     def run(
         self,

@@ -114,31 +114,35 @@ class ProxyTier(pulumi.ComponentResource):
             }
         )
         self.nginx_conf = files.apply(lambda f: f["nginx.conf"])
-        conf_volume, writer = self._configuration(cfg, host, files)
-        self.service = self._nginx(cfg, networks, tls_files, conf_volume, depends_on=[writer])
+        conf_volume = docker.Volume(
+            f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
+        )
+        self.service = self._nginx(cfg, networks, tls_files, conf_volume)
+        self._write_configuration(cfg, host, conf_volume, files)
         self.register_outputs({"service_name": self.service_name, "urls": self.urls})
 
     # ------------------------------------------------------------------ nginx
 
-    def _configuration(
-        self, cfg: StackConfig, host: Host, files: pulumi.Output[dict[str, str]]
-    ) -> tuple[docker.Volume, pulumi.Resource]:
-        """The volume nginx reads its configuration from, and the step that writes a new one into it
-        and waits for the proxy's verdict (see render/proxy_runtime.py)."""
-        conf_volume = docker.Volume(
-            f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
-        )
-        writer = host.run(
+    def _write_configuration(
+        self, cfg: StackConfig, host: Host, conf_volume: docker.Volume, files: pulumi.Output[dict[str, str]]
+    ) -> pulumi.Resource:
+        """The step that stages a new configuration set in the proxy's volume and waits for the proxy's
+        verdict (see render/proxy_runtime.py). After the service: the running proxy tests each new
+        set and acknowledges it (or its refusal, which fails the deploy), and a changed image is
+        already the nginx that judges the set."""
+        return host.run(
             f"{self._name}-nginx.conf",
-            create=pulumi.Output.from_input(conf_volume.name).apply(
-                lambda volume: proxy_runtime.writer_script(
-                    volume=volume, image=cfg.proxy.image, service=self.service_name
+            create=pulumi.Output.all(conf_volume.name, files).apply(
+                lambda v: proxy_runtime.writer_script(
+                    volume=v[0],
+                    image=cfg.proxy.image,
+                    service=self.service_name,
+                    digest=proxy_runtime.set_digest(v[1]),
                 )
             ),
             stdin=files.apply(proxy_runtime.writer_stdin),
-            opts=self._child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
-        return conf_volume, writer
 
     def _nginx(
         self,
@@ -146,7 +150,6 @@ class ProxyTier(pulumi.ComponentResource):
         networks: Networks,
         tls_files: _TlsFiles,
         conf_volume: docker.Volume,
-        depends_on: Sequence[pulumi.Resource],
     ) -> docker.Service:
         proxy = cfg.proxy
         watcher = docker.ServiceConfig(
@@ -190,7 +193,7 @@ class ProxyTier(pulumi.ComponentResource):
             # Host-mode ports cannot be held by two tasks: the old one stops first. Changes to this
             # spec are rare on purpose; configuration changes are reloads.
             rollout=swarm.STOP_FIRST,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self._child,
         )
 
     def _tls(self, stack: Stack, networks: Networks, hostnames: list[str]) -> _TlsFiles:

@@ -637,6 +637,9 @@ class AlertReceiver(Model):
     smtp_username: str | None = None
     smtp_password_secret: SecretName | None = None
     webhook_url_secret: SecretName | None = None
+    heartbeat_url_secret: SecretName | None = None
+    """A dead-man's switch URL (healthchecks.io style), pinged about once a minute by the always-firing
+    Watchdog alert, whatever `kind` is: when the pings stop, the switch tells you monitoring is down."""
 
     @model_validator(mode="after")
     def _complete(self) -> AlertReceiver:

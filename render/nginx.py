@@ -172,8 +172,14 @@ class NginxRoute:
     websocket: bool = False
     max_body: str = "1m"
     strip_prefix: bool = False
+    csp: str | None = None
+    """This route's Content-Security-Policy; None: the site's. (Grafana needs its own inline boot script.)"""
 
     def __post_init__(self) -> None:
+        if self.csp is not None and _UNSAFE_IN_STRING.search(self.csp):
+            raise ValueError(
+                f"route {self.path}: csp: double quotes, backslashes, $ and control characters are not allowed"
+            )
         if not self.path.startswith("/") or _PATH_UNSAFE.search(self.path):
             raise ValueError(f"route path {self.path!r}: expected a URL path prefix such as /api/")
         if not _SIZE.match(self.max_body):

@@ -124,8 +124,14 @@ INVARIANT = "SELECT (SELECT count(*) FROM events) || ' ' || (SELECT n FROM tally
 
 
 def _sqlite(path: Path, sql: str) -> str:
+    # A busy timeout, as the writer has: while it switches the file to WAL (an exclusive lock),
+    # a reader without one fails at once with "database is locked".
     result = subprocess.run(
-        [require_tool("sqlite3"), str(path), sql], capture_output=True, text=True, timeout=60, check=False
+        [require_tool("sqlite3"), "-cmd", ".timeout 30000", str(path), sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

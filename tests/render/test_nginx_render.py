@@ -227,3 +227,18 @@ def test_config_refuses_proxy_settings_nginx_cannot_honour(proxy_fragment: dict[
     with pytest.raises(ConfigError) as error:
         parse(raw)
     assert message in str(error.value)
+
+
+def test_a_route_policy_replaces_the_sites_on_that_route_only():
+    site = NginxSite(
+        upstreams=(NginxUpstream("web", ("web:80",)), NginxUpstream("grafana", ("grafana:3100",))),
+        routes=(NginxRoute("/", "web"), NginxRoute("/grafana/", "grafana", csp="script-src 'self' 'unsafe-inline'")),
+    )
+    text = render_nginx_conf(site)
+    assert text.count(f'add_header Content-Security-Policy "{site.csp}" always;') == 1
+    assert text.count("add_header Content-Security-Policy \"script-src 'self' 'unsafe-inline'\" always;") == 1
+
+
+def test_a_route_policy_cannot_break_out_of_its_nginx_string():
+    with pytest.raises(ValueError, match="csp"):
+        NginxRoute("/grafana/", "grafana", csp='default-src "self"; return 200')
