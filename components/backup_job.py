@@ -54,9 +54,9 @@ TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
-MAX_RUN_S = 6 * 3600
-"""No run of a job lasts longer than this; a run that does is ended as hung."""
+MAX_RUN_S = bk.MAX_RUN_S
 DEFAULT_POSTGRES_IMAGE = PostgresStore(kind="postgres").image
+DEFAULT_REDIS_IMAGE = str(RedisStore.model_fields["image"].default)
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 # Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
@@ -157,7 +157,9 @@ class BackupJob(pulumi.ComponentResource):
 
         # ---- the image
         postgres_image = _newest_postgres_image([s.spec for s in backed_up.values()])
-        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": backup.image}
+        redis_images = [s.spec.image for s in backed_up.values() if isinstance(s.spec, RedisStore)]
+        redis_image = max(redis_images, key=_major_version, default=DEFAULT_REDIS_IMAGE)
+        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": backup.image, "REDIS_IMAGE": redis_image}
         dockerfile = (IMAGE_CONTEXT / "Dockerfile").read_text()
         tag = hashlib.sha256((dockerfile + repr(sorted(build_args.items()))).encode()).hexdigest()[:12]
         image = docker.RemoteImage(
@@ -237,7 +239,7 @@ class BackupJob(pulumi.ComponentResource):
             parent=self,
         )
         # A backup run may last until the next one is due (skip-running skips that one anyway).
-        backup_deadline_s = min(bk.schedule_interval_seconds(backup.schedule), MAX_RUN_S)
+        backup_deadline_s = self.spec.backup_deadline_s
         self.backup_service = job.service(
             f"{name}-backup", f"{prefix}-backup", "backup.sh", backup.schedule, backup_deadline_s
         )
@@ -310,6 +312,9 @@ class _JobParts:
                     container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                         image=self.image,
                         commands=["sh", f"{bk.SCRIPTS_DIR}/{script}"],
+                        # One hostname for the jobs of a node: restic's locks then tell this node's runs
+                        # (which take turns, see render.backup) from anyone else's.
+                        hostname=bk.JOB_HOSTNAME,
                         env={
                             "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
                             "KEEL_WORK_DIR": f"{CACHE_DIR}/work",

@@ -618,6 +618,10 @@ class BackupRepository(Model):
     secret_key_secret: SecretName = "backup_secret_key"
     password_secret: SecretName = "backup_password"
     region: str = "us-east-1"
+    initialise: bool = False
+    """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
+    on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
+    so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
 
 class Retention(Model):
