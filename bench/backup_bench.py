@@ -72,6 +72,8 @@ RAW_BUCKET = "raw"
 JOB_BUCKET = "keel-backups"
 RESTORE_FLAGS = "--clean --if-exists --no-owner --single-transaction --exit-on-error"
 REDIS_PASSWORD = "bench-redis-password"
+# The scripts need restic 0.17 or newer; .ci/run unpacks 0.18 here (tests/realtools/backup_helpers.py).
+RESTIC = os.environ.get("KEEL_RESTIC", "/opt/keel-ci/restic-0.18.0/usr/bin/restic")
 
 SCHEMA = """
 CREATE TABLE events (
@@ -187,6 +189,7 @@ class Bench:
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(self.root),
+            "RESTIC": RESTIC,
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
             "AWS_ACCESS_KEY_ID": S3_KEY,
             "AWS_SECRET_ACCESS_KEY": S3_SECRET,
@@ -250,7 +253,7 @@ def warm_tools(env: dict[str, str]) -> None:
     (Python's boto3 is thousands of files, restic one binary; a cold start would favour restic)."""
     for command in (
         [sys.executable, "-c", "import boto3, s3transfer.manager, bench.s3pipe"],
-        [require_tool("restic"), "version"],
+        [RESTIC, "version"],
         [require_tool("pg_restore"), "--version"],
         [require_tool("sqlite3"), "--version"],
         [require_tool("redis-cli"), "--version"],
@@ -274,6 +277,7 @@ def spec_for(**targets: object) -> BackupSpec:
         snapshot_host="bench",
         schedule="0 * * * *",
         retention=Retention(),
+        initialise=True,
         **targets,  # type: ignore[arg-type]
     )
 
@@ -477,7 +481,7 @@ def moto_version() -> str:
 
 
 def restic_version() -> str:
-    output = subprocess.run([require_tool("restic"), "version"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([RESTIC, "version"], capture_output=True, text=True, check=True).stdout
     return output.split()[1]
 
 

@@ -58,9 +58,9 @@ TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
-MAX_RUN_S = 6 * 3600
-"""No run of a job lasts longer than this; a run that does is ended as hung."""
+MAX_RUN_S = bk.MAX_RUN_S
 DEFAULT_POSTGRES_IMAGE = PostgresSpec(kind="postgres").image
+DEFAULT_REDIS_IMAGE = str(RedisSpec.model_fields["image"].default)
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
@@ -149,7 +149,7 @@ class BackupJob(pulumi.ComponentResource):
         )
         backup = cfg.backup
         # A backup run may last until the next one is due (skip-running skips that one anyway).
-        backup_deadline_s = min(bk.schedule_interval_seconds(backup.schedule), MAX_RUN_S)
+        backup_deadline_s = self.spec.backup_deadline_s
         self.backup_service = job.service(
             f"{name}-backup", names.backup, "backup.sh", backup.schedule, backup_deadline_s
         )
@@ -205,7 +205,11 @@ class BackupJob(pulumi.ComponentResource):
     def _image(self, cfg: StackConfig, backed_up: Mapping[str, StoreLike]) -> docker.RemoteImage:
         """The job image (restic, pg_dump and friends), built on the host from the pinned images."""
         postgres_image = _newest_postgres_image([s.spec for s in backed_up.values()])
-        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image}
+        # The drill checks RDB files with the stores' own Redis tools: an older redis-check-rdb
+        # cannot read a newer RDB format.
+        redis_images = [s.spec.image for s in backed_up.values() if isinstance(s.spec, RedisSpec)]
+        redis_image = max(redis_images, key=_major_version, default=DEFAULT_REDIS_IMAGE)
+        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image, "REDIS_IMAGE": redis_image}
         dockerfile = (PROJECT_ROOT / IMAGE_CONTEXT / "Dockerfile").read_text()
         tag = hashlib.sha256((dockerfile + repr(sorted(build_args.items()))).encode()).hexdigest()[:12]
         return docker.RemoteImage(
@@ -307,6 +311,9 @@ class _JobParts:
             replicas=0,
             image=self.image,
             command=["sh", f"{bk.SCRIPTS_DIR}/{script}"],
+            # One hostname for the jobs of a node: restic's locks then tell this node's runs (which
+            # take turns, see render.backup) from anyone else's.
+            hostname=bk.JOB_HOSTNAME,
             env={
                 "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
                 "KEEL_WORK_DIR": f"{CACHE_DIR}/work",

@@ -312,6 +312,7 @@ def service(
     ports: Sequence[docker.ServiceEndpointSpecPortArgs] = (),
     stop_signal: str | None = None,
     stop_grace_s: int = 30,
+    hostname: str | None = None,
     restart: Literal["any", "none"] = "any",
     logging: Logging = DEFAULT_LOGGING,
     labels: Mapping[str, str] | None = None,
@@ -347,6 +348,7 @@ def service(
         else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
         stop_signal=stop_signal,
         stop_grace_period=duration(stop_grace_s),
+        hostname=hostname,
     )
     mode = (
         docker.ServiceModeArgs(global_=True)

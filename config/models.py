@@ -687,6 +687,10 @@ class BackupRepository(Model):
     secret_key_secret: SecretName = "backup_secret_key"
     password_secret: SecretName = "backup_password"
     region: str = "us-east-1"
+    initialise: bool = False
+    """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
+    on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
+    so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
 
 class Retention(Model):
@@ -704,7 +708,7 @@ class BackupConfig(Model):
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
-    image: str = "restic/restic:0.17.3"
+    image: str = "restic/restic:0.18.0"
     scheduler_image: str = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
 
