@@ -456,7 +456,7 @@ class VolumeSpec(Model):
 
     kind: Literal["volume"]
     sqlite_files: list[str] = Field(default_factory=list)
-    """SQLite databases in this volume (relative paths), backed up with sqlite3 .backup."""
+    """SQLite databases in this volume (relative paths), copied consistently with VACUUM INTO."""
     backup: bool = True
     """Include the volume's files in backups (SQLite files are always backed up consistently)."""
 
