@@ -94,6 +94,10 @@ class ResourceModel:
     """Whether a replacement deletes the old resource first, given the new inputs."""
     on_create: Callable[[dict[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
     """Values Create stores that Update never writes (applied to the state of a new resource)."""
+    read_back: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """What Read stores for the whole resource beyond the per-property forms: the values the provider
+    or the API behind it fills in that the program never sends (defaults, normalised blocks).
+    Applied after Create and after Update, before the per-property ``read`` forms."""
     outputs: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     """Computed outputs the provider returns (addresses, ids), given the inputs and the resource name."""
     autonamed: tuple[str, ...] = ()
@@ -122,6 +126,8 @@ class ResourceModel:
                 stored[key] = f"{name}-{'0' * 7}"
         if self.on_create is not None:
             stored = self.on_create(stored, context or {})
+        if self.read_back is not None:
+            stored = self.read_back(stored)
         stored = self._read(stored, ())
         return self._with_outputs(stored, name)
 
@@ -137,10 +143,13 @@ class ResourceModel:
     def updated_state(self, prior: Mapping[str, Any], inputs: Mapping[str, Any], name: str = "") -> dict[str, Any]:
         """The state after an Update: what Read stores for the new inputs (Update adds nothing of
         its own), with the generated names and the outputs the resource already had."""
-        stored = self._read(json.loads(json.dumps(inputs)), ())
+        stored = json.loads(json.dumps(inputs))
         for key in self.autonamed:
             if stored.get(key) in (None, ""):
                 stored[key] = prior.get(key)
+        if self.read_back is not None:
+            stored = self.read_back(stored)
+        stored = self._read(stored, ())
         return self._with_outputs(stored, name)
 
     def _read(self, value: Any, path: Path) -> Any:
