@@ -29,7 +29,13 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
     "a registry token": (set(), set(), set()),
     "a new hostname": (
         {"proxy-nginx.conf", "proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
-        {"proxy-csr", "proxy-origin-cert", "proxy-tls.crt", "observability-blackbox-config", "observability-prometheus-config"},
+        {
+            "proxy-csr",
+            "proxy-origin-cert",
+            "proxy-tls.crt",
+            "observability-blackbox-config",
+            "observability-prometheus-config",
+        },
         {"proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
     ),
 }

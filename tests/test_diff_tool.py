@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("diff") / "repo"
     tree.mkdir()
-    archive = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    archive = subprocess.run(listing, cwd=ROOT, capture_output=True, check=True).stdout
     for name in archive.decode().split("\0"):
         if not name or not (ROOT / name).is_file():
             continue
@@ -49,7 +50,9 @@ def test_the_plan_names_each_changed_resource_field_and_rule_and_hides_secrets(r
     changed = original.replace(
         "resources: {memory_mb: 2048, memory_reservation_mb: 1024}",
         "resources: {memory_mb: 2304, memory_reservation_mb: 1024}",
-    ).replace("    api:\n      replicas: 3\n", "    api:\n      replicas: 3\n      secrets: {JWT_SECRET: jwt_secret_v2}\n")
+    ).replace(
+        "    api:\n      replicas: 3\n", "    api:\n      replicas: 3\n      secrets: {JWT_SECRET: jwt_secret_v2}\n", 1
+    )
     assert changed.count("2304") == 1 and "jwt_secret_v2" in changed
     stack.write_text(changed)
     try:
