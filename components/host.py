@@ -10,7 +10,7 @@ local: no VM; the local engine, put in swarm mode if it is not yet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,6 +23,7 @@ from components import swarm
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
+from render.data_volume import prepare_script
 
 WORLD = ("0.0.0.0/0", "::/0")
 # The label tools/ssh_window.py finds the CI firewall by (with `stack`).
@@ -99,6 +100,8 @@ class Host(pulumi.ComponentResource):
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
     ci_firewall: hcloud.Firewall | None
+    architecture: str
+    """The CPU architecture services are placed on (amd64, arm64)."""
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -127,6 +130,13 @@ class Host(pulumi.ComponentResource):
             docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
             for login in registries
         ]
+        self.architecture = spec.architecture
+        self._images: dict[str, pulumi.Output[str]] = {}
+        # Looks images up in their registries: no daemon, so no host to wait for (the provider
+        # connects to a daemon only when a resource needs one: internal/provider/config.go).
+        self._registry = docker.Provider(
+            f"{name}-registry", docker.ProviderArgs(registry_auth=registry_auth or None), opts=self._child
+        )
         if isinstance(spec, HcloudHostSpec):
             self._hcloud(spec, server_name, web_sources, registry_auth)
         else:
@@ -366,6 +376,67 @@ class Host(pulumi.ComponentResource):
             f"{self._name}-docker",
             docker.ProviderArgs(host=self.docker_host, registry_auth=registry_auth or None),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[swarm]),
+        )
+
+    def image(self, reference: str) -> pulumi.Output[str]:
+        """``reference`` pinned to the digest its tag names in the registry now (``name:tag@sha256:…``).
+
+        What a service is sent must be what the provider reads back: Create resolves a tag to
+        ``tag@digest`` itself (QueryRegistry, resource_docker_service_funcs.go; moby's client
+        resolveContainerSpecImage) and Update never does, so a tag sent as it is would show as a
+        change on the next preview and restart the service when applied. The lookup also makes a
+        tag that moved in its registry visible as a change before it is deployed. A reference that
+        already carries a digest is used as it is.
+        """
+        if "@sha256:" in reference:
+            return pulumi.Output.from_input(reference)
+        if reference not in self._images:
+            found = docker.get_registry_image_output(
+                name=reference, opts=pulumi.InvokeOutputOptions(provider=self._registry)
+            )
+            self._images[reference] = found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")
+        return self._images[reference]
+
+    def data_volume(
+        self,
+        resource_name: str,
+        *,
+        volume_name: str,
+        labels: Mapping[str, str],
+        parent: pulumi.Resource,
+        owner: str | None = None,
+        image: str | None = None,
+    ) -> docker.Volume:
+        """A protected volume that is kept when removed from the program; on a host with a data
+        directory (the Hetzner Volume), bind-backed there so it outlives the server.
+
+        ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
+        not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
+        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
+        service's own entrypoint takes care of it (the official database images do).
+        """
+        protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+        volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]
+        if self.data_dir is None:
+            return docker.Volume(
+                resource_name, docker.VolumeArgs(name=volume_name, labels=volume_labels), opts=protected
+            )
+        # Docker needs the directory to exist before it can bind it.
+        directory = f"{self.data_dir}/volumes/{volume_name}"
+        prepared = self.run(
+            f"{resource_name}-dir",
+            create=prepare_script(directory=directory, owner=owner, image=image),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        return docker.Volume(
+            resource_name,
+            docker.VolumeArgs(
+                name=volume_name,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": directory},
+                labels=volume_labels,
+            ),
+            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
         )
 
     def run(

@@ -306,11 +306,13 @@ def service(
     secrets: Sequence[docker.ServiceTaskSpecContainerSpecSecretArgs] = (),
     configs: Sequence[docker.ServiceTaskSpecContainerSpecConfigArgs] = (),
     mounts: Sequence[docker.ServiceTaskSpecContainerSpecMountArgs] = (),
+    architecture: str,
     networks: Sequence[Attachment] = (),
     constraints: Sequence[str] = (),
     ports: Sequence[docker.ServiceEndpointSpecPortArgs] = (),
     stop_signal: str | None = None,
     stop_grace_s: int = 30,
+    hostname: str | None = None,
     restart: Literal["any", "none"] = "any",
     logging: Logging = DEFAULT_LOGGING,
     labels: Mapping[str, str] | None = None,
@@ -322,7 +324,8 @@ def service(
     ``keel.service`` labels; ``replicas`` None runs one task on every node (global mode);
     ``health`` None disables the image's check, allowed only for images without a shell, and
     labels the service so the policy pack and TargetDown know Prometheus watches it instead.
-    ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD.
+    ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD; ``architecture``: the nodes'
+    CPU architecture (amd64, arm64), the only platform the service is placed on.
     """
     all_labels = {ROLE_LABEL: role, SERVICE_LABEL: part, **(labels or {})}
     if health is None:
@@ -345,6 +348,7 @@ def service(
         else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
         stop_signal=stop_signal,
         stop_grace_period=duration(stop_grace_s),
+        hostname=hostname,
     )
     mode = (
         docker.ServiceModeArgs(global_=True)
@@ -362,7 +366,13 @@ def service(
                 resources=task_resources(resources),
                 restart_policy=restart_policy(restart),
                 log_driver=log_driver(logging),
-                placement=docker.ServiceTaskSpecPlacementArgs(constraints=list(constraints)) if constraints else None,
+                placement=docker.ServiceTaskSpecPlacementArgs(
+                    constraints=list(constraints) or None,
+                    # Named here, so the daemon's client does not fill it in from the image's manifest
+                    # list on create only (moby client/service_create.go, resolveContainerSpecImage),
+                    # which the next preview would show as a change that restarts the service.
+                    platforms=[docker.ServiceTaskSpecPlacementPlatformArgs(architecture=architecture, os="linux")],
+                ),
                 networks_advanceds=[network.args() for network in networks] or None,
             ),
             endpoint_spec=docker.ServiceEndpointSpecArgs(mode="vip", ports=list(ports) or None),

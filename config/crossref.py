@@ -259,6 +259,8 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         value = getattr(obs.alerts, key) if key else None
         if value:
             refs.setdefault(value, f"observability/alerts/{key}")
+        if obs.alerts.heartbeat_url_secret:
+            refs.setdefault(obs.alerts.heartbeat_url_secret, "observability/alerts/heartbeat_url_secret")
     if cfg.backup.enabled and cfg.backup.repository is not None:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):

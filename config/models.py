@@ -8,6 +8,7 @@ span sections run once in ``config.crossref``. Units are in the field names (``_
 from __future__ import annotations
 
 import ipaddress
+import platform
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -83,6 +84,7 @@ def _parse_secret_ref(value: object) -> object:
 
 SecretRefField = Annotated[SecretRef, BeforeValidator(_parse_secret_ref), PlainSerializer(str)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+Architecture = Literal["amd64", "arm64"]
 NetworkName = Literal["public", "internal"]
 NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
 
@@ -205,6 +207,11 @@ class HcloudHostSpec(Model):
     def memory_mib(self) -> int:
         return catalogue.SERVER_TYPES[self.server_type].memory_mib
 
+    @property
+    def architecture(self) -> Architecture:
+        """The Docker platform architecture of the server type (services are placed on it)."""
+        return "arm64" if catalogue.SERVER_TYPES[self.server_type].arch == "arm" else "amd64"
+
 
 class LocalHostSpec(Model):
     """The local Docker engine (dev): no VM, no cloud account."""
@@ -216,6 +223,14 @@ class LocalHostSpec(Model):
     """Memory the capacity check budgets against on this machine."""
     data_dir: str | None = None
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
+    machine_architecture: Architecture | None = None
+    """The engine's CPU architecture; unset means this machine's (amd64 on x86-64, arm64 on ARM)."""
+
+    @property
+    def architecture(self) -> Architecture:
+        if self.machine_architecture is not None:
+            return self.machine_architecture
+        return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "amd64"
 
 
 HostSpec = Annotated[HcloudHostSpec | LocalHostSpec, Field(discriminator="provider")]
@@ -441,7 +456,7 @@ class VolumeSpec(Model):
 
     kind: Literal["volume"]
     sqlite_files: list[str] = Field(default_factory=list)
-    """SQLite databases in this volume (relative paths), backed up with sqlite3 .backup."""
+    """SQLite databases in this volume (relative paths), copied consistently with VACUUM INTO."""
     backup: bool = True
     """Include the volume's files in backups (SQLite files are always backed up consistently)."""
 
@@ -622,6 +637,9 @@ class AlertReceiver(Model):
     smtp_username: str | None = None
     smtp_password_secret: SecretName | None = None
     webhook_url_secret: SecretName | None = None
+    heartbeat_url_secret: SecretName | None = None
+    """A dead-man's switch URL (healthchecks.io style), pinged about once a minute by the always-firing
+    Watchdog alert, whatever `kind` is: when the pings stop, the switch tells you monitoring is down."""
 
     @model_validator(mode="after")
     def _complete(self) -> AlertReceiver:
@@ -669,6 +687,10 @@ class BackupRepository(Model):
     secret_key_secret: SecretName = "backup_secret_key"
     password_secret: SecretName = "backup_password"
     region: str = "us-east-1"
+    initialise: bool = False
+    """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
+    on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
+    so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
 
 class Retention(Model):
@@ -686,7 +708,7 @@ class BackupConfig(Model):
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
-    image: str = "restic/restic:0.17.3"
+    image: str = "restic/restic:0.18.0"
     scheduler_image: str = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
 

@@ -6,8 +6,11 @@ import json
 from dataclasses import dataclass
 
 from render import render_template
+from render.host_units import HostUnitsSpec, host_files, timers, unattended_upgrades_blacklist
 
 DATA_DIR = "/mnt/data"
+METRICS_DIR = f"{DATA_DIR}/metrics"
+"""node-exporter's textfile directory: the backup job's freshness and the reboot-required flag."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,9 @@ def volume_device(volume_id: int | str) -> str:
 
 
 def daemon_json(max_size: str, max_file: int) -> str:
-    # live-restore stays off: Docker refuses it in swarm mode.
+    # live-restore stays off: the daemon refuses swarm mode with it (moby v28.5.2,
+    # daemon/config/config_linux.go, IsSwarmCompatible). Daemon restarts are confined to the
+    # upgrade window instead (render/host_units.py).
     return json.dumps(
         {
             "log-driver": "json-file",
@@ -47,6 +52,9 @@ def daemon_json(max_size: str, max_file: int) -> str:
 
 
 def render_cloud_init(spec: CloudInitSpec) -> str:
+    units = HostUnitsSpec(
+        data_dir=DATA_DIR if spec.data_device else None, metrics_dir=METRICS_DIR if spec.data_device else None
+    )
     return render_template(
         "cloud-init.yaml.j2",
         deploy_user=spec.deploy_user,
@@ -61,4 +69,8 @@ def render_cloud_init(spec: CloudInitSpec) -> str:
         max_startups=spec.max_startups,
         automatic_reboot=spec.automatic_reboot,
         reboot_time=spec.reboot_time,
+        metrics_dir=METRICS_DIR,
+        host_files=host_files(units),
+        timers=timers(units),
+        upgrades_blacklist=unattended_upgrades_blacklist(),
     )

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from config.models import AlertReceiver, PostgresSpec, RedisSpec, StackConfig
+from config.models import AlertReceiver, HcloudHostSpec, PostgresSpec, RedisSpec, StackConfig
 from config.names import Names
 from render import render_template
 from render.backup import schedule_interval_seconds
+from render.cloud_init import DATA_DIR
+from render.nginx import NginxRoute
 
 # Ports inside the internal overlay network.
 PROMETHEUS_PORT = 9090
@@ -62,6 +64,21 @@ NGINXLOG_CONFIG_FILE = "/etc/prometheus-nginxlog-exporter.yml"
 SECRETS_DIR = "/run/secrets"
 SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/alert-smtp-password"
 WEBHOOK_URL_FILE = f"{SECRETS_DIR}/alert-webhook-url"
+HEARTBEAT_URL_FILE = f"{SECRETS_DIR}/alert-heartbeat-url"
+HEARTBEAT_INTERVAL = "1m"
+"""How often Alertmanager re-sends the Watchdog alert to the heartbeat URL (its repeat interval)."""
+TSDB_SHARE_OF_DATA_VOLUME = 0.2
+"""Prometheus' TSDB may take this share of the data volume (which also holds the stores)."""
+GRAFANA_CSP = (
+    "script-src 'self' 'unsafe-eval' 'unsafe-inline'; object-src 'none'; font-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline' blob:; img-src * data:; base-uri 'self'; connect-src 'self' grafana.com wss:; "
+    "manifest-src 'self'; media-src 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+"""The proxy's policy on Grafana's routes: Grafana's own default template (conf/defaults.ini,
+content_security_policy_template, v11.4.0) without the per-response nonce the proxy cannot know,
+so its inline boot script runs; plus frame-ancestors against clickjacking."""
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+"""The method label values the log exporter keeps; anything else counts as "other"."""
 
 NGINXLOG_NAMESPACE = "proxy"
 """Metric prefix of the access-log exporter: proxy_http_response_count_total{status, method}."""
@@ -162,6 +179,22 @@ class ObservabilitySpec:
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    data_mountpoint: str | None = None
+    """Where the data volume is mounted on the host (its own disk alert); None: no separate volume."""
+    data_volume_gib: int | None = None
+    """Size of the data volume, which bounds Prometheus' TSDB; None: unknown (no size bound)."""
+
+    @property
+    def tsdb_retention_size(self) -> str | None:
+        """Prometheus' --storage.tsdb.retention.size (its GB are GiB), a share of the data volume."""
+        if self.data_volume_gib is None:
+            return None
+        return f"{max(1, int(self.data_volume_gib * TSDB_SHARE_OF_DATA_VOLUME))}GB"
+
+    @property
+    def needs_egress(self) -> bool:
+        """Alertmanager talks to the outside: a receiver, or the heartbeat."""
+        return self.receiver.kind != "none" or self.receiver.heartbeat_url_secret is not None
 
     @property
     def postgres(self) -> tuple[StoreTarget, ...]:
@@ -221,6 +254,7 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
     hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
     probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
     https_port = proxy_https_port if proxy_https_port is not None else cfg.proxy.https_port
+    hcloud = cfg.host if isinstance(cfg.host, HcloudHostSpec) else None
     return ObservabilitySpec(
         environment=cfg.environment,
         names=names,
@@ -233,6 +267,8 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        data_mountpoint=DATA_DIR if hcloud else None,
+        data_volume_gib=hcloud.data_volume_gib if hcloud else None,
     )
 
 
@@ -254,12 +290,16 @@ def grafana_upstream(cfg: StackConfig, names: Names) -> GrafanaUpstream:
 
 
 def prometheus_args(spec: ObservabilitySpec) -> list[str]:
-    """Prometheus' command line; retention is a flag, not a config key."""
-    return [
+    """Prometheus' command line; retention is a flag, not a config key. Whichever of the time and
+    the size limit is reached first applies: the TSDB never outgrows its share of the data volume."""
+    args = [
         f"--config.file={PROMETHEUS_CONFIG_FILE}",
         "--storage.tsdb.path=/prometheus",
         f"--storage.tsdb.retention.time={spec.retention_days}d",
     ]
+    if spec.tsdb_retention_size is not None:
+        args.append(f"--storage.tsdb.retention.size={spec.tsdb_retention_size}")
+    return args
 
 
 def render_prometheus_yml(spec: ObservabilitySpec) -> str:
@@ -285,6 +325,7 @@ def render_alert_rules(spec: ObservabilitySpec) -> str:
         backup_interval_s=interval,
         backup_missing_for=_duration(2 * interval) if interval else None,
         cert_seconds=spec.thresholds.cert_days * 86400,
+        data_mountpoint=spec.data_mountpoint,
     )
 
 
@@ -309,6 +350,8 @@ def render_alertmanager_yml(spec: ObservabilitySpec) -> str:
         receiver_name={"none": "null", "email": "email", "webhook": "webhook"}[receiver.kind],
         smtp_password_file=SMTP_PASSWORD_FILE if receiver.smtp_password_secret else None,
         webhook_url_file=WEBHOOK_URL_FILE,
+        heartbeat_url_file=HEARTBEAT_URL_FILE if receiver.heartbeat_url_secret else None,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
         environment=spec.environment,
     )
 
@@ -327,7 +370,24 @@ def render_nginxlog_yml(spec: ObservabilitySpec) -> str:
         syslog_port=NGINXLOG_SYSLOG_PORT,
         namespace=NGINXLOG_NAMESPACE,
         tag=NGINXLOG_SYSLOG_TAG,
+        methods=HTTP_METHODS,
     )
+
+
+def grafana_routes(upstream: GrafanaUpstream) -> tuple[NginxRoute, ...]:
+    """The proxy's routes to Grafana, on its own host or its sub path (passed unchanged), all with
+    Grafana's CSP: the pages (websockets for Grafana Live), the login form (login rate limit),
+    and the HTTP API (api rate limit; Grafana Live's websocket is under it too)."""
+    prefix = upstream.path_prefix or "/"
+    name, host = upstream.service_name, upstream.host
+    return (
+        NginxRoute(path=prefix, upstream=name, host=host, websocket=True, max_body="10m", csp=GRAFANA_CSP),
+        NginxRoute(path=f"{prefix}login", upstream=name, host=host, rate_limit="login", csp=GRAFANA_CSP),
+        NginxRoute(
+            path=f"{prefix}api/", upstream=name, host=host, rate_limit="api", websocket=True, max_body="10m",
+            csp=GRAFANA_CSP,
+        ),
+    )  # fmt: skip
 
 
 def nginx_access_log_destination(spec: ObservabilitySpec) -> str:

@@ -200,3 +200,48 @@ def test_swarm_init_script_passes_shellcheck(tmp_path: Path):
 def test_data_directories_belong_to_the_deploy_user_who_creates_volume_dirs():
     runcmd = parsed(deploy_user="ops")["runcmd"]
     assert ["install", "-d", "-o", "ops", "-g", "ops", "-m", "0755", "/mnt/data/volumes", "/mnt/data/metrics"] in runcmd
+
+
+def test_docker_packages_are_held_out_of_unattended_upgrades_and_upgraded_in_their_window():
+    doc = parsed()
+    local = next(f["content"] for f in doc["write_files"] if f["path"].endswith("52unattended-upgrades-local"))
+    assert 'Unattended-Upgrade::Package-Blacklist { "^docker\\.io$"; "^containerd$"; "^runc$"; };' in local
+    units = {f["path"]: f["content"] for f in doc["write_files"]}
+    service = units["/etc/systemd/system/keel-docker-upgrade.service"]
+    assert "--only-upgrade -o Dpkg::Options::=--force-confold docker.io containerd runc" in service
+    timer = units["/etc/systemd/system/keel-docker-upgrade.timer"]
+    assert "OnCalendar=Sun *-*-* 04:30:00 UTC" in timer and "Persistent=false" in timer
+
+
+def test_timers_are_enabled_after_the_units_are_loaded():
+    runcmd = parsed()["runcmd"]
+    reload = runcmd.index(["systemctl", "daemon-reload"])
+    enable = runcmd.index(
+        [
+            "systemctl",
+            "enable",
+            "--now",
+            "keel-docker-prune.timer",
+            "keel-docker-upgrade.timer",
+            "keel-reboot-required.timer",
+            "keel-swarm-report.timer",
+        ]
+    )
+    assert reload < enable
+    directories = next(i for i, c in enumerate(runcmd) if c[:2] == ["install", "-d"])
+    assert directories < enable, "the report timers write into the metrics directory at once"
+
+
+def test_docker_is_enabled_only_once_the_data_volume_is_mounted():
+    runcmd = parsed()["runcmd"]
+    wait = next(i for i, c in enumerate(runcmd) if "mountpoint -q /mnt/data" in " ".join(map(str, c)))
+    assert wait < runcmd.index(["systemctl", "enable", "--now", "docker"])
+
+
+def test_a_host_without_data_volume_gets_no_docker_drop_in_nor_reboot_metric():
+    doc = parsed(data_device=None)
+    paths = {f["path"] for f in doc["write_files"]}
+    assert "/etc/systemd/system/docker.service.d/10-keel-data-volume.conf" not in paths
+    assert "/etc/systemd/system/keel-reboot-required.timer" not in paths
+    assert "/etc/systemd/system/keel-swarm-report.timer" not in paths
+    assert "/etc/systemd/system/keel-docker-prune.timer" in paths

@@ -143,7 +143,7 @@ def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(pr
 
 
 def test_docker_provider_host_comes_from_readiness_and_pins_host_key(prod):
-    provider = prod.one(DOCKER)
+    provider = prod.one(DOCKER, "host-docker")
     ready = prod.one(READY, "host-ready")
     assert provider.inputs["host"] == "ssh://deploy@198.51.100.10"
     # The provider's host is derived from the readiness command's output: it depends on it.
@@ -171,7 +171,7 @@ def test_dev_uses_the_local_engine_in_swarm_mode(dev):
     assert not dev.of_type(SERVER)
     swarm = dev.one("command:local:Command", "host-swarm")
     assert "docker swarm init" in swarm.inputs["create"]
-    provider = dev.one(DOCKER)
+    provider = dev.one(DOCKER, "host-docker")
     assert swarm.urn in provider.depends_on
     assert provider.inputs["host"] == "unix:///var/run/docker.sock"
 
@@ -179,7 +179,7 @@ def test_dev_uses_the_local_engine_in_swarm_mode(dev):
 def test_local_docker_host_setting_reaches_provider_and_swarm_command():
     run = run_with("dev", {"keel:host": {"docker_host": "unix:///run/user/1000/docker.sock"}})
     assert run.error is None, run.error
-    assert run.one(DOCKER).inputs["host"] == "unix:///run/user/1000/docker.sock"
+    assert run.one(DOCKER, "host-docker").inputs["host"] == "unix:///run/user/1000/docker.sock"
     assert run.one("command:local:Command", "host-swarm").inputs["environment"] == {
         "DOCKER_HOST": "unix:///run/user/1000/docker.sock"
     }

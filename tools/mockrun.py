@@ -23,9 +23,10 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from tools import readback
 
@@ -57,6 +58,10 @@ class Registered:
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
+    def secret_paths(self) -> set[str]:
+        """Property paths (as tools.readback.show_path prints them) whose values are Pulumi secrets."""
+        return set(_secret_leaves(self.raw_inputs, ""))
+
     def plaintext_strings(self) -> Iterator[tuple[str, str]]:
         """Every string leaf of the inputs that is not inside a Pulumi secret: (path, value)."""
         yield from _plain_leaves(self.raw_inputs, self.name)
@@ -70,6 +75,18 @@ def _unwrap_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_unwrap_secrets(item) for item in value]
     return value
+
+
+def _secret_leaves(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            yield path
+            return
+        for key, item in value.items():
+            yield from _secret_leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_leaves(item, f"{path}[{index}]")
 
 
 def _plain_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -127,27 +144,30 @@ class ProgramMocks(pulumi_mocks.Mocks):
     def __init__(self, prior: Mapping[str, readback.StateEntry] | None = None) -> None:
         self.prior = dict(prior or {})
         self.context: dict[str, Any] = {"built_images": set()}
-        self.current_urn = ""
-        self.current_ignore_changes: tuple[str, ...] = ()
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        typ = args.typ
-        if not readback.is_modelled(typ, bool(args.custom)):
-            return f"{args.name}-id", dict(args.inputs)
+        raise NotImplementedError("RecordingMonitor answers registrations with ProgramMocks.answer")
+
+    def answer(
+        self, urn: str, typ: str, name: str, raw: dict[str, Any], custom: bool, ignore_changes: tuple[str, ...]
+    ) -> tuple[str, dict[str, Any]]:
+        """The id and state the provider returns for one registration."""
+        if not readback.is_modelled(typ, custom):
+            return f"{name}-id", dict(raw)
         model = readback.model(typ)
-        inputs = _unwrap_secrets(args.inputs)
+        inputs = _unwrap_secrets(raw)
         if typ == "docker:index/remoteImage:RemoteImage" and inputs.get("build"):
             self.context["built_images"].add(inputs.get("name"))
-        entry = self.prior.get(self.current_urn)
+        entry = self.prior.get(urn)
         if entry is None:
-            return readback.resource_id(typ, args.name), model.state(inputs, args.name, self.context)
-        changes = model.diff(entry.state, inputs, self.current_ignore_changes)
+            return readback.resource_id(typ, name), model.state(inputs, name, self.context)
+        changes = model.diff(entry.state, inputs, ignore_changes)
         if not changes:
             return entry.id, entry.state
         if any(change.replaces for change in changes):
-            replacement = f"{args.name}-replacement"
+            replacement = f"{name}-replacement"
             return readback.resource_id(typ, replacement), model.state(inputs, replacement, self.context)
-        return entry.id, model.updated_state(entry.state, inputs, args.name)
+        return entry.id, model.updated_state(entry.state, inputs, name)
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
         answer = readback.CALLS.get(args.token)
@@ -165,14 +185,26 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
-        self.program_mocks.current_urn = self.make_urn(request.parent, request.type, request.name)
-        self.program_mocks.current_ignore_changes = tuple(request.ignoreChanges)
-        response = super().RegisterResource(request)
+        # The SDK's mock monitor, with the URN and options handed to the answer: registrations
+        # arrive on several threads at once, so nothing about one may be kept between calls.
+        urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return response
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        resource_id, state = self.program_mocks.answer(
+            urn,
+            request.type,
+            request.name,
+            rpc.deserialize_properties(request.object),
+            bool(request.custom),
+            tuple(request.ignoreChanges),
+        )
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
+        response = resource_pb2.RegisterResourceResponse(
+            urn=urn, id=resource_id, object=_sync_await(rpc.serialize_properties(state, {}))
+        )
         if request.additionalSecretOutputs:
             response = self._mark_secret_outputs(response, list(request.additionalSecretOutputs))
-        state = self.resources.get(response.urn)
         self.registered.append(
             Registered(
                 urn=response.urn,
@@ -189,7 +221,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 depends_on=list(request.dependencies),
                 delete_before_replace=request.deleteBeforeReplace,
                 id=response.id,
-                outputs=dict(state.state) if state else {},
+                outputs=dict(state),
             )
         )
         return response

@@ -94,6 +94,10 @@ class ResourceModel:
     """Whether a replacement deletes the old resource first, given the new inputs."""
     on_create: Callable[[dict[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
     """Values Create stores that Update never writes (applied to the state of a new resource)."""
+    read_back: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """What Read stores for the whole resource beyond the per-property forms: the values the provider
+    or the API behind it fills in that the program never sends (defaults, normalised blocks).
+    Applied after Create and after Update, before the per-property ``read`` forms."""
     outputs: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     """Computed outputs the provider returns (addresses, ids), given the inputs and the resource name."""
     autonamed: tuple[str, ...] = ()
@@ -122,6 +126,8 @@ class ResourceModel:
                 stored[key] = f"{name}-{'0' * 7}"
         if self.on_create is not None:
             stored = self.on_create(stored, context or {})
+        if self.read_back is not None:
+            stored = self.read_back(stored)
         stored = self._read(stored, ())
         return self._with_outputs(stored, name)
 
@@ -137,10 +143,13 @@ class ResourceModel:
     def updated_state(self, prior: Mapping[str, Any], inputs: Mapping[str, Any], name: str = "") -> dict[str, Any]:
         """The state after an Update: what Read stores for the new inputs (Update adds nothing of
         its own), with the generated names and the outputs the resource already had."""
-        stored = self._read(json.loads(json.dumps(inputs)), ())
+        stored = json.loads(json.dumps(inputs))
         for key in self.autonamed:
             if stored.get(key) in (None, ""):
                 stored[key] = prior.get(key)
+        if self.read_back is not None:
+            stored = self.read_back(stored)
+        stored = self._read(stored, ())
         return self._with_outputs(stored, name)
 
     def _read(self, value: Any, path: Path) -> Any:
@@ -261,6 +270,23 @@ class Plan:
     def empty(self) -> bool:
         return not (self.creates or self.deletes or self.updates or self.replaces)
 
+    def describe(self, secret_paths: Callable[[str], set[str]] | None = None) -> str:
+        """The plan as a preview prints it: one line per resource, then its changed fields with the
+        provider source behind each. ``secret_paths(urn)``: fields whose values are secret."""
+        lines = []
+        for kind, urn, changes in self.steps():
+            lines.append(f"{SYMBOLS[kind]} {kind:<7} {urn_name(urn)}")
+            hidden = secret_paths(urn) if secret_paths is not None else set()
+            for change in changes:
+                tail = "  (forces replacement)" if change.replaces else ""
+                old, new = (
+                    ("[secret]", "[secret]") if change.path in hidden else (_short(change.old), _short(change.new))
+                )
+                lines.append(f"      {change.path}: {old} => {new}{tail}")
+                if change.source:
+                    lines.append(f"          per {change.source}")
+        return "\n".join(lines) if lines else "no changes"
+
     def steps(self) -> Iterator[tuple[Literal["create", "update", "replace", "delete"], str, list[Change]]]:
         for urn in self.creates:
             yield "create", urn, []
@@ -270,3 +296,17 @@ class Plan:
             yield "replace", urn, changes
         for urn in self.deletes:
             yield "delete", urn, []
+
+
+SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
+
+
+def urn_name(urn: str) -> str:
+    """``type::name`` of a URN, the way a preview names a resource."""
+    parts = urn.split("::")
+    return f"{parts[-2].rsplit('$', 1)[-1]}::{parts[-1]}" if len(parts) >= 2 else urn
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
