@@ -111,7 +111,6 @@ class AppService(pulumi.ComponentResource):
             stop_signal=spec.stop_signal,
             stop_grace_s=spec.stop_grace_period_s,
             logging=spec.logging,
-            architecture=host.architecture,
             constraints=_constraints(spec),
             networks=[swarm.Attachment(_network_id(networks, net), aliases=(name,)) for net in spec.networks],
             rollout=rollout(spec),

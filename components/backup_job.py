@@ -145,7 +145,6 @@ class BackupJob(pulumi.ComponentResource):
             networks=[network.id, egress_network.id],
             depends_on=depends,
             parent=self,
-            architecture=host.architecture,
         )
         backup = cfg.backup
         # A backup run may last until the next one is due (skip-running skips that one anyway).
@@ -279,7 +278,6 @@ class _JobParts:
         networks: list[pulumi.Input[str]],
         depends_on: list[pulumi.Resource],
         parent: pulumi.Resource,
-        architecture: str,
     ) -> None:
         self.image = image
         self.secrets = secrets
@@ -288,7 +286,6 @@ class _JobParts:
         self.networks = networks
         self.depends_on = depends_on
         self.parent = parent
-        self.architecture = architecture
 
     def service(
         self, resource_name: str, service_name: str, script: str, schedule: str | None, deadline_s: int
@@ -338,7 +335,6 @@ class _JobParts:
             resources=Resources(memory_mb=JOB_MB),
             # Never restarted: a failed run waits for its next tick (and shows in the metrics).
             restart="none",
-            architecture=self.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(network) for network in self.networks],
             rollout=swarm.STOP_FIRST,
@@ -373,7 +369,6 @@ def _scheduler(
         stop_grace_s=10,
         resources=Resources(memory_mb=SCHEDULER_MB),
         # It drives services through the swarm API, which only managers answer.
-        architecture=host.architecture,
         constraints=[swarm.ON_MANAGER],
         rollout=swarm.STOP_FIRST,
         opts=pulumi.ResourceOptions(parent=parent),

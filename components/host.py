@@ -100,8 +100,6 @@ class Host(pulumi.ComponentResource):
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
     ci_firewall: hcloud.Firewall | None
-    architecture: str
-    """The CPU architecture services are placed on (amd64, arm64)."""
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -130,7 +128,6 @@ class Host(pulumi.ComponentResource):
             docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
             for login in registries
         ]
-        self.architecture = spec.architecture
         self._images: dict[str, pulumi.Output[str]] = {}
         # Looks images up in their registries: no daemon, so no host to wait for (the provider
         # connects to a daemon only when a resource needs one: internal/provider/config.go).

@@ -432,7 +432,6 @@ class ObservabilityStack(pulumi.ComponentResource):
             hardening=swarm.Hardening(read_only=read_only, cap_drop_all=False, user=user),
             resources=Resources(memory_mb=limit_mb),
             replicas=None if global_mode else 1,
-            architecture=self._host.architecture,
             networks=[swarm.Attachment(net.id) for net in (self._network, *extra_networks)],
             rollout=swarm.Rollout(order=order, delay_s=5),
             opts=self._child,

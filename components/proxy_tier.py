@@ -179,7 +179,6 @@ class ProxyTier(pulumi.ComponentResource):
             health=swarm.Health(swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10),
             resources=proxy.resources,
             logging=proxy.logging,
-            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id), swarm.Attachment(networks.internal.id)],
             ports=[
@@ -336,7 +335,6 @@ class ProxyTier(pulumi.ComponentResource):
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
-            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id)],
             rollout=swarm.STOP_FIRST,

@@ -135,7 +135,6 @@ class StatefulStore(pulumi.ComponentResource):
             stop_signal=stop_signal,
             stop_grace_s=stop_grace_s,
             logging=spec.logging,
-            architecture=self._host.architecture,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.internal.id, aliases=(name,))],
             # One task owns the data directory: the old one stops before the new one starts.

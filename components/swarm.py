@@ -30,6 +30,14 @@ HEALTH_BY_PROMETHEUS = "prometheus-target"
 # The node that holds the data volume: stores and the proxy (which publishes host ports) stay there.
 ON_MANAGER = "node.role==manager"
 
+CREATE_ONLY_FIELDS = ("taskSpec.placement.platforms",)
+"""Written by the provider's Create and never by its Update, so never a change to undo.
+
+Create passes QueryRegistry (kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_service_funcs.go),
+and the daemon's client then sets placement.platforms from the image's manifest list, over any
+platforms the service names (moby v28.5.2 client/service_create.go, resolveContainerSpecImage); the
+attribute is Optional, not Computed. Ignored, the state keeps the registry's platforms and an
+Update sends them back."""
 RESTART_DELAY_S = 5
 RESTART_WINDOW_S = 120
 """How long a restarted task must run before it counts as started (swarm's restart window)."""
@@ -306,7 +314,6 @@ def service(
     secrets: Sequence[docker.ServiceTaskSpecContainerSpecSecretArgs] = (),
     configs: Sequence[docker.ServiceTaskSpecContainerSpecConfigArgs] = (),
     mounts: Sequence[docker.ServiceTaskSpecContainerSpecMountArgs] = (),
-    architecture: str,
     networks: Sequence[Attachment] = (),
     constraints: Sequence[str] = (),
     ports: Sequence[docker.ServiceEndpointSpecPortArgs] = (),
@@ -324,8 +331,7 @@ def service(
     ``keel.service`` labels; ``replicas`` None runs one task on every node (global mode);
     ``health`` None disables the image's check, allowed only for images without a shell, and
     labels the service so the policy pack and TargetDown know Prometheus watches it instead.
-    ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD; ``architecture``: the nodes'
-    CPU architecture (amd64, arm64), the only platform the service is placed on.
+    ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD.
     """
     all_labels = {ROLE_LABEL: role, SERVICE_LABEL: part, **(labels or {})}
     if health is None:
@@ -366,13 +372,7 @@ def service(
                 resources=task_resources(resources),
                 restart_policy=restart_policy(restart),
                 log_driver=log_driver(logging),
-                placement=docker.ServiceTaskSpecPlacementArgs(
-                    constraints=list(constraints) or None,
-                    # Named here, so the daemon's client does not fill it in from the image's manifest
-                    # list on create only (moby client/service_create.go, resolveContainerSpecImage),
-                    # which the next preview would show as a change that restarts the service.
-                    platforms=[docker.ServiceTaskSpecPlacementPlatformArgs(architecture=architecture, os="linux")],
-                ),
+                placement=docker.ServiceTaskSpecPlacementArgs(constraints=list(constraints)) if constraints else None,
                 networks_advanceds=[network.args() for network in networks] or None,
             ),
             endpoint_spec=docker.ServiceEndpointSpecArgs(mode="vip", ports=list(ports) or None),
@@ -380,5 +380,5 @@ def service(
             rollback_config=rollout.rollback(),
             converge_config=rollout.converge(),
         ),
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=list(CREATE_ONLY_FIELDS))),
     )

@@ -8,7 +8,6 @@ span sections run once in ``config.crossref``. Units are in the field names (``_
 from __future__ import annotations
 
 import ipaddress
-import platform
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -84,7 +83,6 @@ def _parse_secret_ref(value: object) -> object:
 
 SecretRefField = Annotated[SecretRef, BeforeValidator(_parse_secret_ref), PlainSerializer(str)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-Architecture = Literal["amd64", "arm64"]
 NetworkName = Literal["public", "internal"]
 NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
 
@@ -207,11 +205,6 @@ class HcloudHostSpec(Model):
     def memory_mib(self) -> int:
         return catalogue.SERVER_TYPES[self.server_type].memory_mib
 
-    @property
-    def architecture(self) -> Architecture:
-        """The Docker platform architecture of the server type (services are placed on it)."""
-        return "arm64" if catalogue.SERVER_TYPES[self.server_type].arch == "arm" else "amd64"
-
 
 class LocalHostSpec(Model):
     """The local Docker engine (dev): no VM, no cloud account."""
@@ -223,14 +216,6 @@ class LocalHostSpec(Model):
     """Memory the capacity check budgets against on this machine."""
     data_dir: str | None = None
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
-    machine_architecture: Architecture | None = None
-    """The engine's CPU architecture; unset means this machine's (amd64 on x86-64, arm64 on ARM)."""
-
-    @property
-    def architecture(self) -> Architecture:
-        if self.machine_architecture is not None:
-            return self.machine_architecture
-        return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "amd64"
 
 
 HostSpec = Annotated[HcloudHostSpec | LocalHostSpec, Field(discriminator="provider")]

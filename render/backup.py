@@ -34,8 +34,8 @@ KEEL_SECRETS_DIR, KEEL_STORES_DIR, KEEL_TEXTFILE_DIR, KEEL_WORK_DIR, the tool na
 PG_DUMP, PG_DUMPALL, PG_RESTORE, PSQL, REDIS_CLI, SQLITE3), per store KEEL_HOST_<STORE>/KEEL_PORT_<STORE>,
 and the bounds KEEL_RETRY_LOCK, KEEL_PROBE_TIMEOUT_S and KEEL_JOB_LOCK_WAIT_S.
 
-The scripts need restic 0.17 or newer (the job image pins 0.18.0, the version the tests run): they rely on its exit codes
-(10 no repository, 11 locked, 12 wrong password), ``--retry-lock`` and ``--stdin-from-command``,
+The scripts need restic 0.17 or newer (the job image pins 0.18.0, the version the tests run): they
+rely on its exit codes (10 no repository, 11 locked, 12 wrong password), ``--retry-lock`` and ``--stdin-from-command``,
 and refuse an older restic with reason ``restic_too_old``.
 
 Locks: the jobs of one host (backup, check, drill) take turns on an flock of a file on the cache

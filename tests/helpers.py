@@ -96,7 +96,7 @@ class HostScaffold:
 
 def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str]) -> HostScaffold:
     """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
-    host = Host("host", spec=LocalHostSpec(provider="local", machine_architecture="amd64"), server_name="test")
+    host = Host("host", spec=LocalHostSpec(provider="local"), server_name="test")
     on_host = pulumi.ResourceOptions(provider=host.provider)
     network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
     stack = Stack(

@@ -566,8 +566,8 @@ def test_the_coverage_check_catches_an_unclassified_or_misformatted_property():
     class Sent:
         type = docker.SERVICE_TYPE
         name = "web"
-        inputs = service({"taskSpec.containerSpec.hostname": "web", "taskSpec.containerSpec.stopGracePeriod": "60s"})
+        inputs = service({"taskSpec.containerSpec.dir": "/srv", "taskSpec.containerSpec.stopGracePeriod": "60s"})
 
     problems = docker.coverage_problems([Sent()])
-    assert any("hostname: not classified" in problem for problem in problems)
+    assert any("dir: not classified" in problem for problem in problems)
     assert any("stopGracePeriod: sent as '60s', read back as '1m'" in problem for problem in problems)

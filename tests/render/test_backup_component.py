@@ -11,6 +11,7 @@ import pulumi
 import pulumi_docker as docker
 import pytest
 
+from components import swarm
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import parse
@@ -144,7 +145,7 @@ def test_what_the_scheduler_changes_on_each_run_is_not_drift(prod: Declared) -> 
         assert set(registered.ignore_changes) >= {"mode", "taskSpec.forceUpdate"}, registered.urn
     # The path names a real input (taskSpec.force_update, camelCase as the engine sees it).
     assert isinstance(docker.ServiceTaskSpecArgs.force_update, property)
-    assert prod.services()["shop-cronjob"].ignore_changes == []
+    assert prod.services()["shop-cronjob"].ignore_changes == list(swarm.CREATE_ONLY_FIELDS)
 
 
 def test_temporary_files_go_to_the_disk_cache_not_the_small_tmpfs(prod: Declared) -> None:

@@ -940,7 +940,18 @@ _SERVICE_PATHS: dict[str, tuple[str, str]] = {
     f"{CS}.image": (REFORMATTED, f"{MOBY_CLIENT} imageWithTagString; pinned by Create (resolveContainerSpecImage)"),
     **{
         f"{CS}.{key}": (AS_SENT, _CONTAINER)
-        for key in ("args.*", "commands.*", "capAdds.*", "capDrops.*", "env", "user", "stopSignal", "readOnly", "init")
+        for key in (
+            "args.*",
+            "commands.*",
+            "capAdds.*",
+            "capDrops.*",
+            "env",
+            "user",
+            "stopSignal",
+            "readOnly",
+            "init",
+            "hostname",
+        )
     },
     f"{CS}.stopGracePeriod": (REFORMATTED, f"{_CONTAINER} shortDur"),
     f"{CS}.healthcheck.tests.*": (AS_SENT, f"{STRUCTURES} flattenServiceHealthcheck"),
