@@ -47,6 +47,7 @@ from config import capacity
 from config.loader import Stack
 from config.models import BackupConfig, PostgresSpec, RedisSpec, Resources, StackConfig, StoreSpec, VolumeSpec
 from render import backup as bk
+from render import jobs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/backup/image"
@@ -145,6 +146,7 @@ class BackupJob(pulumi.ComponentResource):
             networks=[network.id, egress_network.id],
             depends_on=depends,
             parent=self,
+            host=host,
         )
         backup = cfg.backup
         # A backup run may last until the next one is due (skip-running skips that one anyway).
@@ -278,7 +280,9 @@ class _JobParts:
         networks: list[pulumi.Input[str]],
         depends_on: list[pulumi.Resource],
         parent: pulumi.Resource,
+        host: Host,
     ) -> None:
+        self.host = host
         self.image = image
         self.secrets = secrets
         self.configs = configs
@@ -298,6 +302,18 @@ class _JobParts:
                 "swarm.cronjob.skip-running": "true",
                 "swarm.cronjob.replicas": "1",
             }
+        # The job's spec, as far as an update would change it: the deploy waits for the job to be
+        # idle before it applies a new one (render/jobs.py).
+        fingerprint = pulumi.Output.all(
+            self.image,
+            *[secret.secret_id for secret in self.secrets],
+            *[config.config_id for config in self.configs],
+        ).apply(lambda ids: hashlib.sha256(repr([*ids, script, schedule, deadline_s]).encode()).hexdigest())
+        idle = self.host.run(
+            f"{resource_name}-idle",
+            create=fingerprint.apply(lambda digest: jobs.idle_script(service=service_name, fingerprint=digest)),
+            opts=pulumi.ResourceOptions(parent=self.parent, depends_on=self.depends_on),
+        )
         return swarm.service(
             resource_name,
             name=service_name,
@@ -337,12 +353,12 @@ class _JobParts:
             restart="none",
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(network) for network in self.networks],
-            rollout=swarm.STOP_FIRST,
+            rollout=swarm.JOB,
             # On every run the scheduler sets the replicas to 1 and TaskTemplate.ForceUpdate to the
             # service's version index (crazymax/swarm-cronjob internal/worker): neither is drift to
             # undo, or `preview --refresh --expect-no-changes` fails after the first run.
             opts=pulumi.ResourceOptions(
-                parent=self.parent, depends_on=self.depends_on, ignore_changes=list(SCHEDULER_OWNED_FIELDS)
+                parent=self.parent, depends_on=[*self.depends_on, idle], ignore_changes=list(SCHEDULER_OWNED_FIELDS)
             ),
         )
 

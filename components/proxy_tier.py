@@ -176,7 +176,12 @@ class ProxyTier(pulumi.ComponentResource):
             hardening=swarm.Hardening(cap_add=tuple(NGINX_CAPABILITIES)),
             stop_signal="SIGQUIT",
             stop_grace_s=30,
-            health=swarm.Health(swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10),
+            health=swarm.Health(
+                ("CMD-SHELL", proxy_runtime.health_command(swarm.http_probe(80, "/health")[1])),
+                interval_s=10,
+                timeout_s=5,
+                start_period_s=10,
+            ),
             resources=proxy.resources,
             logging=proxy.logging,
             constraints=[swarm.ON_MANAGER],
@@ -190,7 +195,8 @@ class ProxyTier(pulumi.ComponentResource):
                 ),
             ],
             # Host-mode ports cannot be held by two tasks: the old one stops first. Changes to this
-            # spec are rare on purpose; configuration changes are reloads.
+            # spec are rare on purpose; configuration changes are reloads. `pulumi up` waits for it
+            # (a rollback fails the run, before this run deletes secrets the old spec still names).
             rollout=swarm.STOP_FIRST,
             opts=self._child,
         )
@@ -336,12 +342,13 @@ class ProxyTier(pulumi.ComponentResource):
             mounts=[swarm.volume_mount(state.name, acme.STATE_DIR), swarm.volume_mount(certs.name, acme.CERT_DIR)],
             hardening=swarm.Hardening(read_only=False, cap_drop_all=False),
             health=swarm.Health(tuple(acme.health_command()), interval_s=300, start_period_s=600),
+            # Healthy only after its first check (start period 600 s, checked every 300 s).
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id)],
-            rollout=swarm.STOP_FIRST,
+            rollout=swarm.Rollout(order="stop-first", converge_timeout_s=1200),
             opts=child,
         )
 

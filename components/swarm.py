@@ -38,6 +38,7 @@ and the daemon's client then sets placement.platforms from the image's manifest 
 platforms the service names (moby v28.5.2 client/service_create.go, resolveContainerSpecImage); the
 attribute is Optional, not Computed. Ignored, the state keeps the registry's platforms and an
 Update sends them back."""
+DEFAULT_CONVERGE_S = 300
 RESTART_DELAY_S = 5
 RESTART_WINDOW_S = 120
 """How long a restarted task must run before it counts as started (swarm's restart window)."""
@@ -151,9 +152,11 @@ class Rollout:
     delay_s: int = 0
     monitor_s: int = 30
     max_failure_ratio: float = 0.0
-    converge_timeout_s: int | None = None
-    """When set, `pulumi up` waits (up to this long) for the tasks to run and pass their health
-    checks, and fails if the update rolled back."""
+    converge_timeout_s: int | None = DEFAULT_CONVERGE_S
+    """`pulumi up` waits (up to this long) for the tasks to run and pass their health checks, and
+    fails if the update rolled back; None (run-to-completion jobs only) does not wait. Without it
+    a rollback that swarm completes after `up` returns would leave a spec naming secrets and
+    configs the same `up` already deleted."""
 
     def update(self) -> docker.ServiceUpdateConfigArgs:
         return docker.ServiceUpdateConfigArgs(
@@ -183,6 +186,8 @@ class Rollout:
 
 START_FIRST = Rollout(order="start-first")
 STOP_FIRST = Rollout(order="stop-first")
+JOB = Rollout(order="stop-first", converge_timeout_s=None)
+"""Run-to-completion jobs (zero replicas until their scheduler starts them): nothing to wait for."""
 
 
 @dataclass(frozen=True)

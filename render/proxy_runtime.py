@@ -196,6 +196,14 @@ wait "$pid"
 """
 
 
+def health_command(probe: str, conf_dir: str = CONF_DIR) -> str:
+    """The proxy's health check: ``probe`` (an HTTP check of /health), except before the first
+    configuration set ever arrives, when there is nothing to serve yet and the task counts as
+    healthy. The writer stages that first set only once the service is up (and `pulumi up` waits
+    for services to converge), so an unhealthy task waiting for it would never get it."""
+    return f"[ -e {shlex.quote(conf_dir + '/' + CURRENT_LINK)} ] || exit 0; {probe}"
+
+
 def writer_stdin(files: Mapping[str, str]) -> str:
     """Lines `<path relative to the set> <base64 content>`."""
     for path in files:

@@ -148,6 +148,18 @@ def test_what_the_scheduler_changes_on_each_run_is_not_drift(prod: Declared) -> 
     assert prod.services()["shop-cronjob"].ignore_changes == list(swarm.CREATE_ONLY_FIELDS)
 
 
+def test_a_job_changes_only_once_no_run_of_it_is_in_progress(prod: Declared) -> None:
+    # Its replicas are ignored (the scheduler's), so an update sends the state's: zero would end a
+    # run in progress. A host step waits for the job to be idle whenever its spec changes.
+    by_urn = {r.urn: r for r in prod.resources}
+    for service in ("shop-backup", "shop-backup-check", "shop-backup-drill"):
+        registered = prod.services()[service]
+        idle = [by_urn[urn] for urn in registered.depends_on if by_urn.get(urn) and urn.endswith("-idle")]
+        assert len(idle) == 1, registered.urn
+        script = idle[0].inputs["create"]
+        assert f"service={service}" in script and "desired-state=running" in script
+
+
 def test_temporary_files_go_to_the_disk_cache_not_the_small_tmpfs(prod: Declared) -> None:
     # restic writes its 16 MiB pack files (one per S3 connection) and check's fresh cache to
     # TMPDIR; the 16 MiB /tmp tmpfs would end the first real dump with "no space left on device".
