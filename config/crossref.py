@@ -173,10 +173,21 @@ def _tls_and_dns(cfg: StackConfig) -> list[str]:
 
 def _schedules(cfg: StackConfig) -> list[str]:
     out = []
-    for key in ("schedule", "check_schedule"):
-        value = getattr(cfg.backup, key)
+    pitr = cfg.backup.pitr
+    for key, value in (
+        ("schedule", cfg.backup.schedule),
+        ("check_schedule", cfg.backup.check_schedule),
+        ("pitr/full_schedule", pitr.full_schedule),
+        ("pitr/diff_schedule", pitr.diff_schedule),
+        ("pitr/drill_schedule", pitr.drill_schedule),
+    ):
         if not croniter.is_valid(value) or len(value.split()) != 5:
             out.append(f"backup/{key}: found {show(value)}; expected a 5-field cron expression such as '0 * * * *'")
+    if pitr.enabled and not cfg.backup.enabled:
+        out.append(
+            "backup/pitr/enabled: is true but backup/enabled is false; point-in-time recovery archives to the "
+            "backup repository's bucket and runs beside the backup jobs: enable backups too"
+        )
     return out
 
 
@@ -265,4 +276,7 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):
             refs.setdefault(getattr(repo, key), f"backup/repository/{key}")
+        if cfg.pitr_stores():
+            for key in ("access_key_secret", "secret_key_secret", "cipher_secret"):
+                refs.setdefault(getattr(cfg.backup.pitr, key), f"backup/pitr/{key}")
     return refs
