@@ -26,7 +26,8 @@ from pathlib import Path
 from config.models import PostgresStore, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, render_backup_scripts
 from render.postgres import render_postgresql_conf
-from tests.realtools.pg_helpers import Postgres, postgres_server, require_tool
+from tests.realtools.pg_helpers import Postgres, postgres_server
+from tools.prereqs import need
 
 TARGET_BYTES = 1024**3
 BATCH_ROWS = 1_000_000
@@ -99,7 +100,7 @@ def main() -> None:
             rows, size, generation_s = _generate(server)
             print(f"generated {rows} rows, database {size / 1024**3:.2f} GiB in {generation_s:.1f}s", flush=True)
             env = server.env()
-            pg_dump, pg_restore = require_tool("pg_dump"), require_tool("pg_restore")
+            pg_dump, pg_restore = need("pg_dump"), need("pg_restore")
             connection = ["--host", "127.0.0.1", "--port", str(server.port), "--username", "app", "--no-password"]
             expected = _fingerprint(server, "bench")
 

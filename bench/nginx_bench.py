@@ -41,6 +41,7 @@ from tests.realtools.nginx_harness import (
     wheel_nginx,
     work_dir,
 )
+from tools.prereqs import need
 
 ROUNDS = 3
 ROUND_S = 3
@@ -65,7 +66,7 @@ def run_wrk(port: int, seconds: int, *, keepalive: bool = True) -> WrkResult:
     close = [] if keepalive else ["-H", "Connection: close"]
     output = subprocess.run(
         [
-            "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+            need("wrk"), "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
             "-H", f"Host: {HOST}", *close, f"https://{LOOPBACK}:{port}/",
         ],
         capture_output=True, text=True, timeout=seconds + 30, check=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from render.cloud_init import CloudInitSpec, render_cloud_init, volume_device
+from tests.tool_requirements import require_tool
 from tools import mockrun
 
 GOLDEN = Path(__file__).parent / "golden" / "cloud-init"
@@ -39,8 +39,7 @@ def test_user_data_matches_golden(stack: str):
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_user_data_passes_cloud_init_schema(stack: str, tmp_path: Path):
-    tool = shutil.which("cloud-init")
-    assert tool, "cloud-init is not installed (Debian package cloud-init; .ci/run installs it)"
+    tool = require_tool("cloud-init")
     path = tmp_path / "user-data.yaml"
     path.write_text(user_data(stack))
     result = subprocess.run([tool, "schema", "--config-file", str(path)], capture_output=True, text=True, check=False)
@@ -52,7 +51,9 @@ def test_schema_check_catches_a_broken_document(tmp_path: Path):
     """The schema step can fail: a wrong type is reported."""
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nssh_pwauth: [not, a, boolean]\npackages: 3\n")
-    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [require_tool("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
     assert result.returncode != 0
 
 
@@ -146,7 +147,7 @@ def test_swarm_init_script_passes_shellcheck(tmp_path: Path):
     script = next(f["content"] for f in parsed()["write_files"] if f["path"] == "/usr/local/sbin/swarm-init")
     path = tmp_path / "swarm-init"
     path.write_text(script)
-    result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    result = subprocess.run([require_tool("shellcheck"), str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

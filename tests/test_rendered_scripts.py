@@ -10,6 +10,7 @@ import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
 from render import acme, migration, proxy_runtime
+from tests.tool_requirements import require_root, require_tool
 
 SCRIPTS = {
     "proxy-writer": proxy_runtime.writer_script(
@@ -37,7 +38,7 @@ SCRIPTS = {
 def test_script_passes_shellcheck(name: str, tmp_path: Path):
     path = tmp_path / name
     path.write_text(SCRIPTS[name])
-    result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    result = subprocess.run([require_tool("shellcheck"), "-s", "sh", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -95,7 +96,7 @@ exec sh -c "$script"
 
 def test_volume_owner_script_hands_a_root_owned_volume_to_the_app_user(tmp_path: Path):
     """What a fresh volume looks like (root, 0755) becomes writable by the app's uid, contents included."""
-    assert os.geteuid() == 0, "this test chowns files to another user: run it as root (as CI does)"
+    require_root()
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "docker").write_text(FAKE_DOCKER_RUN_C)

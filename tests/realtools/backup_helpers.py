@@ -8,11 +8,20 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pg_helpers import require_tool
-
 from render.backup import BackupSpec, env_suffix, render_backup_scripts
+from tests.tool_requirements import require_tool
+from tools import prereqs
 
 SNAPSHOT_HOST = "keel-test"
+# The scripts' own hooks for their tools (common.sh): given the paths tools/prereqs.py finds.
+TOOL_VARIABLES = {
+    "RESTIC": "restic",
+    "PG_DUMP": "pg_dump",
+    "PG_RESTORE": "pg_restore",
+    "PSQL": "psql",
+    "REDIS_CLI": "redis-cli",
+    "SQLITE3": "sqlite3",
+}
 
 
 @dataclass
@@ -48,6 +57,10 @@ class BackupWorld:
             "KEEL_SCRIPTS_DIR": str(self.scripts),
             "KEEL_RUN_STARTED_FILE": str(self.root / "run-started"),
         }
+        for variable, tool in TOOL_VARIABLES.items():
+            found = prereqs.find(tool)
+            if found is not None:
+                env[variable] = found
         for store, port in self.ports.items():
             env[f"KEEL_HOST_{env_suffix(store)}"] = "127.0.0.1"
             env[f"KEEL_PORT_{env_suffix(store)}"] = str(port)

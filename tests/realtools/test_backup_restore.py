@@ -11,13 +11,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from backup_helpers import SNAPSHOT_HOST, backup_world, busybox_userland
-from pg_helpers import postgres_server, redis_server, require_tool
+from pg_helpers import postgres_server, redis_server
 
 from config.models import PostgresStore, RedisStore, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget, job_health_command
 from render.postgres import render_postgresql_conf
 from render.redis import redis_acl, render_redis_conf
+from tests.tool_requirements import require_tool
+
+pytestmark = pytest.mark.requires_tool("restic")
 
 ORDERS = """
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
@@ -49,6 +53,7 @@ def _spec(**stores: object) -> BackupSpec:
     )
 
 
+@pytest.mark.requires_tool("pg_dump", "pg_restore", "psql")
 def test_postgres_backup_survives_a_dropped_database_and_a_failed_run(tmp_path: Path) -> None:
     store = PostgresStore(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
     with postgres_server(tmp_path, render_postgresql_conf(store)) as server:
@@ -131,6 +136,7 @@ def _sqlite(path: Path, sql: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.requires_tool("sqlite3")
 def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
     world = backup_world(tmp_path / "backup", spec)
@@ -175,6 +181,7 @@ def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -
     assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
 
 
+@pytest.mark.requires_tool("redis-server", "redis-cli")
 def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path) -> None:
     password = "redis-test-password"
     spec = _spec(redis=(RedisTarget(name="cache", host="cache.internal"),))
@@ -265,6 +272,7 @@ def test_unreachable_repository_marks_every_store_failed(tmp_path: Path) -> None
         assert metrics[f'keel_backup_last_success_timestamp_seconds{{store="{store}"}}'] == 0
 
 
+@pytest.mark.requires_tool("promtool")
 def test_textfile_passes_promtool_lint(tmp_path: Path) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files"),))
     world = backup_world(tmp_path / "backup", spec)
@@ -281,6 +289,7 @@ def test_textfile_passes_promtool_lint(tmp_path: Path) -> None:
     assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom"]
 
 
+@pytest.mark.requires_tool("busybox", "sqlite3")
 def test_scripts_run_with_the_job_images_busybox_shell_and_tools(tmp_path: Path) -> None:
     # The job image is alpine-based: sh, sed, awk, date, mktemp and find are busybox's, not dash
     # and GNU coreutils as on this machine.

