@@ -17,6 +17,9 @@ changes rarely, and nginx's configuration does not live in it:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import shlex
 
 CONF_DIR = "/etc/nginx/keel"
@@ -27,6 +30,7 @@ INCLUDE_DIR = f"{CONF_DIR}/keel.d"
 WATCHER_PATH = "/usr/local/bin/keel-proxy"
 POLL_S = 5
 ACK_TIMEOUT_S = 90
+_WRITER_MOUNT = re.compile(r"docker run --rm -i --network none -v ('[^']*'|\S+):/conf ")
 
 
 def conf_digest_command(conf_dir: str = CONF_DIR) -> str:
@@ -71,9 +75,27 @@ wait "$pid"
 
 def writer_stdin(files: dict[str, str]) -> str:
     """Lines `<path relative to CONF_DIR> <base64 content>`."""
-    import base64
-
     return "".join(f"{path} {base64.b64encode(text.encode()).decode()}\n" for path, text in sorted(files.items()))
+
+
+def read_writer_stdin(stdin: str) -> dict[str, str] | None:
+    """The files a `writer_stdin` text carries (path -> text), or None for text of another form."""
+    files: dict[str, str] = {}
+    for line in stdin.splitlines():
+        path, space, data = line.partition(" ")
+        if not path or not space or " " in data:
+            return None
+        try:
+            files[path] = base64.b64decode(data, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return files or None
+
+
+def writer_volume(script: str) -> str | None:
+    """The volume a `writer_script` writes into, or None for another script."""
+    found = _WRITER_MOUNT.search(script)
+    return shlex.split(found.group(1))[0] if found else None
 
 
 def writer_script(*, volume: str, image: str, service: str, ack_timeout_s: int = ACK_TIMEOUT_S) -> str:

@@ -121,3 +121,18 @@ def test_only_numeric_users_get_their_volumes_chowned():
     assert numeric_owner("1000") == "1000:1000"
     assert numeric_owner("node") is None
     assert numeric_owner(None) is None
+
+
+def test_proxy_writer_stdin_reads_back_into_its_files_and_nothing_else_does():
+    files = {"nginx.conf": "http {\n}\n", "keel.d/status.conf": "", "keel.d/site.conf": "server {}"}
+    assert proxy_runtime.read_writer_stdin(proxy_runtime.writer_stdin(files)) == files
+    assert proxy_runtime.read_writer_stdin("#!/bin/sh\necho hi\n") is None
+    assert proxy_runtime.read_writer_stdin("nginx.conf not*base64\n") is None
+    assert proxy_runtime.read_writer_stdin("") is None
+
+
+def test_proxy_writer_script_names_the_volume_it_writes_into():
+    for volume in ("shop-proxy-conf", "odd volume"):
+        script = proxy_runtime.writer_script(volume=volume, image="nginx:1.28.0-alpine", service="shop-proxy")
+        assert proxy_runtime.writer_volume(script) == volume
+    assert proxy_runtime.writer_volume(SCRIPTS["migration"]) is None

@@ -104,6 +104,8 @@ class Run:
     outputs: dict[str, Any]
     error: BaseException | None
     logs: list[str]
+    secret_values: list[str] = field(default_factory=list)
+    """Every secret the run handled as a whole value: config secrets and the keys and passwords the mocks made."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -160,6 +162,11 @@ def _key_pair(seed_text: str) -> tuple[str, str, str]:
 class ProgramMocks(pulumi_mocks.Mocks):
     """Plausible provider outputs for every resource type the program uses."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+        """The private keys and passwords handed out, so a render can redact them wherever they land."""
+
     @staticmethod
     def _numeric_id(name: str) -> str:
         # Derived from the name, not the registration order, so rendered files are stable.
@@ -180,6 +187,7 @@ class ProgramMocks(pulumi_mocks.Mocks):
         if typ == "tls:index/privateKey:PrivateKey":
             private_openssh, public, pem = _key_pair(args.name)
             state.update(privateKeyOpenssh=private_openssh, publicKeyOpenssh=public, privateKeyPem=pem)
+            self.secrets += [private_openssh, pem]
         elif typ == "tls:index/certRequest:CertRequest":
             state["certRequestPem"] = (
                 f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n-----END CERTIFICATE REQUEST-----\n"
@@ -193,6 +201,7 @@ class ProgramMocks(pulumi_mocks.Mocks):
             state.setdefault("stderr", "")
         elif typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "mock-generated-" + hashlib.sha256(args.name.encode()).hexdigest()[:24]
+            self.secrets.append(state["result"])
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
@@ -340,8 +349,10 @@ def run(
         resolved = await pulumi.Output.from_input(exported).future()
         outputs.update(resolved or {})
 
-    resources, error = declare(program, stack=stack, preview=preview, logs=logs)
-    return Run(stack=stack, resources=resources, outputs=outputs, error=error, logs=logs)
+    mocks = ProgramMocks()
+    resources, error = declare(program, stack=stack, preview=preview, logs=logs, mocks=mocks)
+    secret_values = [values[key] for key in secrets if key in values] + mocks.secrets
+    return Run(stack, resources, outputs, error, logs, secret_values)
 
 
 def declare(
@@ -350,13 +361,14 @@ def declare(
     stack: str = "test",
     preview: bool = False,
     logs: list[str] | None = None,
+    mocks: ProgramMocks | None = None,
 ) -> tuple[list[Registered], BaseException | None]:
     """Run `program` (anything that declares resources) under the mock runtime.
 
     Returns what it registered and the error it raised, if any (the registrations made before
     the error are kept: tests use them to prove nothing was registered).
     """
-    monitor = RecordingMonitor(ProgramMocks())
+    monitor = RecordingMonitor(mocks or ProgramMocks())
     pulumi_mocks.set_mocks(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs or [])
     )

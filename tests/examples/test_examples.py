@@ -24,6 +24,7 @@ from tests.examples.example_helpers import (
     nginx_conf,
     stack_config,
 )
+from tests.helpers import check_render_is_readable
 from tests.policy.test_policy_stacks import as_policy_resources, describe
 from tests.realtools.nginx_harness import (
     LOOPBACK,
@@ -51,12 +52,13 @@ def test_example_is_a_single_self_contained_prod_stack_file(name):
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_renders_offline(name, tmp_path):
-    out = tmp_path / name
-    assert render.main([name, "--config-file", str(config_file(name)), "--out", str(out)]) == 0
-    files = {path.name for path in (out / "files").iterdir()}
-    assert {"host-server.cloud-init.yaml", "proxy-nginx.conf"} <= files
-    assert (out / "resources.yaml").stat().st_size > 0 and (out / "outputs.json").stat().st_size > 0
+def test_example_renders_offline_as_readable_files(name, tmp_path):
+    run = example_run(name)
+    render.write(run, tmp_path)
+    check_render_is_readable(run, tmp_path)
+    assert (tmp_path / "files" / "host" / "cloud-init.yaml").read_text().startswith("#cloud-config")
+    assert [p.name for p in (tmp_path / "files").glob("*/etc/nginx/keel/nginx.conf")] == ["nginx.conf"]
+    assert (tmp_path / "outputs.json").stat().st_size > 0
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
