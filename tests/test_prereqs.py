@@ -90,11 +90,11 @@ def test_a_missing_tool_skips_and_under_ci_fails(monkeypatch):
 def test_a_root_only_test_skips_for_other_users_and_fails_under_ci(monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=r"^missing: root"):
-        require_root()
+    with pytest.raises(pytest.skip.Exception, match=r"^missing: root \(it binds port 80; run make test as root"):
+        require_root("it binds port 80")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
-        require_root()
+        require_root("it binds port 80")
 
 
 def _machine_without(monkeypatch: pytest.MonkeyPatch, *absent: str) -> None:

@@ -96,7 +96,7 @@ exec sh -c "$script"
 
 def test_volume_owner_script_hands_a_root_owned_volume_to_the_app_user(tmp_path: Path):
     """What a fresh volume looks like (root, 0755) becomes writable by the app's uid, contents included."""
-    require_root()
+    require_root("this test chowns files to another user")
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "docker").write_text(FAKE_DOCKER_RUN_C)

@@ -26,7 +26,7 @@ SKIP_PREFIX = "missing: "
 """Every skip for a missing tool starts with this, then the tool's name (the summary parses it)."""
 _SKIPPED_FOR = re.compile(re.escape(SKIP_PREFIX) + r"(\S+)")
 ROOT_REQUIREMENT = "root"
-"""Not a tool: a test that must run as root (it chowns files to other users) is skipped the same way."""
+"""Not a tool: a test that must run as root is skipped (or failed) the same way."""
 
 
 def _unmet(name: str, why: str) -> NoReturn:
@@ -45,9 +45,10 @@ def require_tool(name: str) -> str:
     return found
 
 
-def require_root() -> None:
+def require_root(why: str) -> None:
+    """Skips the test (fails it under CI=true) for a user who is not root; ``why`` says what needs root."""
     if os.geteuid() != 0:
-        _unmet(ROOT_REQUIREMENT, "this test chowns files to other users; run make test as root, as CI does")
+        _unmet(ROOT_REQUIREMENT, f"{why}; run make test as root, as CI does")
 
 
 def skipped_by_tool(reports: Iterable[pytest.TestReport]) -> dict[str, list[str]]:

@@ -35,6 +35,7 @@ from tests.realtools.nginx_harness import (
     wheel_nginx,
     work_dir,
 )
+from tests.tool_requirements import require_root
 from tools import render
 
 
@@ -85,6 +86,7 @@ def test_real_nginx_accepts_the_examples_exact_nginx_conf(name):
     """`nginx -t` (nginx 1.31, which parses what the 1.28 image does) on the text the proxy gets;
     only what exists inside the container alone is swapped: the worker user, the certificate
     paths, and the log exporter's name (nginx resolves a syslog server when it loads)."""
+    require_root("nginx -t binds the production ports (80, 443) and creates /var/run/nginx.pid")
     text = nginx_conf(example_run(name))
     with work_dir(f"keel-example-{name}-") as directory:
         pki = make_pki(directory, ["example.test"])
