@@ -63,6 +63,10 @@ def test_every_config_is_a_readable_file_and_no_base64_or_secret_is_left(stack: 
     assert run.error is None, run.error
     render.write(run, tmp_path)
     check_render_is_readable(run, tmp_path)
+    # Where each file goes does not depend on the order the program registered resources in.
+    written = render.shipped_files(run).files
+    run.resources.reverse()
+    assert render.shipped_files(run).files == written
 
 
 def test_render_reports_a_config_error_without_traceback(tmp_path: Path):

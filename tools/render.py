@@ -44,18 +44,18 @@ SERVER = "hcloud:index/server:Server"
 HOST_DIR = "host"
 
 
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(mockrun.SECRET_SIG) == mockrun.SECRET_VALUE
+
+
 def redact(value: Any) -> Any:
+    if _is_secret(value):
+        return REDACTED
     if isinstance(value, dict):
-        if value.get(mockrun.SECRET_SIG) == mockrun.SECRET_VALUE:
-            return REDACTED
         return {key: redact(item) for key, item in value.items()}
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
-
-
-def _is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(mockrun.SECRET_SIG) == mockrun.SECRET_VALUE
 
 
 @dataclass
@@ -75,8 +75,11 @@ class Shipped:
 
 
 def _mounts(run: mockrun.Run) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(swarm service name, container spec) of every service, in registration order."""
-    for service in run.of_type(SERVICE):
+    """(swarm service name, container spec) of every service, shortest name first (`shop-backup`
+    before `shop-backup-check`): a file several services mount is written once, under the first,
+    whatever order the program registered them in."""
+    services = sorted(run.of_type(SERVICE), key=lambda service: (len(service.inputs["name"]), service.inputs["name"]))
+    for service in services:
         yield service.inputs["name"], service.inputs.get("taskSpec", {}).get("containerSpec", {})
 
 
@@ -85,7 +88,7 @@ def _in_container(service: str, path: str) -> str:
 
 
 def _config_paths(run: mockrun.Run) -> dict[str, str]:
-    """ServiceConfig id -> where its file lands: the first service that mounts it, at its file name."""
+    """ServiceConfig id -> where its file lands: in the first service that mounts it, at its file name."""
     paths: dict[str, str] = {}
     for service, spec in _mounts(run):
         for mounted in spec.get("configs") or []:
@@ -94,7 +97,7 @@ def _config_paths(run: mockrun.Run) -> dict[str, str]:
 
 
 def _volume_targets(run: mockrun.Run) -> dict[str, str]:
-    """Docker volume name -> where it is mounted: the first service that mounts it, at its target."""
+    """Docker volume name -> where it is mounted: in the first service that mounts it, at its target."""
     targets: dict[str, str] = {}
     for service, spec in _mounts(run):
         for mount in spec.get("mounts") or []:

@@ -95,7 +95,7 @@ def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
     process = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         # The watcher records the digest it loaded only after starting nginx, which may answer first.
-        assert wait_for(lambda: _answers(port) and _applied(conf_dir) != ""), "nginx did not start"
+        assert wait_for(lambda: _answers(port) and _recorded(conf_dir) != ""), "nginx did not start"
         yield conf_dir, port, upstream_port
     finally:
         process.send_signal(signal.SIGTERM)
@@ -107,8 +107,9 @@ def proxy(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
         upstream.shutdown()
 
 
-def _applied(conf_dir: Path) -> str:
-    path = conf_dir / ".applied"
+def _recorded(conf_dir: Path, name: str = ".applied") -> str:
+    """What the watcher recorded in conf_dir/name (written after its other records), or ""."""
+    path = conf_dir / name
     return path.read_text().strip() if path.is_file() else ""
 
 
@@ -125,7 +126,7 @@ def test_a_changed_configuration_is_reloaded_and_acknowledged(proxy):
     before = (conf_dir / ".applied").read_text()
     (conf_dir / "nginx.conf").write_text(conf(conf_dir.parent, port, upstream, "v2"))
     assert wait_for(lambda: get(port) == "v2"), "the new configuration was not loaded"
-    assert wait_for(lambda: (conf_dir / ".applied").read_text() != before)
+    assert wait_for(lambda: _recorded(conf_dir) not in ("", before.strip()))
     assert not (conf_dir / ".error").exists()
 
 
@@ -144,8 +145,6 @@ def test_an_in_flight_request_survives_the_reload(proxy):
 def test_a_broken_configuration_is_refused_and_the_old_one_keeps_serving(proxy):
     conf_dir, port, _ = proxy
     (conf_dir / "nginx.conf").write_text("events {}\nhttp { this is not nginx; }\n")
-    assert wait_for(lambda: (conf_dir / ".error").exists()), "the broken configuration was not reported"
-    assert "unknown directive" in (conf_dir / ".error").read_text()
     digest = subprocess.run(
         f"find {conf_dir} -type f -name '*.conf' | sort | xargs cat | md5sum | cut -d' ' -f1",
         shell=True,
@@ -153,7 +152,9 @@ def test_a_broken_configuration_is_refused_and_the_old_one_keeps_serving(proxy):
         text=True,
         check=True,
     ).stdout.strip()
-    assert (conf_dir / ".rejected").read_text().strip() == digest
+    # The watcher writes .error, then .rejected: once .rejected names this digest, .error is complete.
+    assert wait_for(lambda: _recorded(conf_dir, ".rejected") == digest), "the broken configuration was not reported"
+    assert "unknown directive" in (conf_dir / ".error").read_text()
     assert get(port) == "v1"
 
 
