@@ -129,9 +129,12 @@ INVARIANT = "SELECT (SELECT count(*) FROM events) || ' ' || (SELECT n FROM tally
 
 
 def _sqlite(path: Path, sql: str) -> str:
+    # A busy timeout: the writer locks the file while it sets up WAL and its tables, and a probe
+    # that meets that lock must wait for it rather than fail ("database is locked").
     result = subprocess.run(
-        [require_tool("sqlite3"), str(path), sql], capture_output=True, text=True, timeout=60, check=False
-    )
+        [require_tool("sqlite3"), "-cmd", ".timeout 10000", str(path), sql],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
