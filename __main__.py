@@ -22,7 +22,7 @@ import pulumi
 import config
 from components.app_service import AppService
 from components.backup_job import BackupJob
-from components.host import Host, monthly_cost
+from components.host import Host, RegistryLogin, monthly_cost
 from components.networks import Networks
 from components.observability import ObservabilityStack
 from components.proxy_tier import ProxyTier, web_sources
@@ -33,10 +33,19 @@ from config.catalogue import PRICES_RECORDED_ON
 stack = config.load()
 cfg = stack.config
 
-host = Host("host", spec=cfg.host, server_name=f"{cfg.name_prefix}-{stack.name}", web_sources=web_sources(cfg))
+host = Host(
+    "host",
+    spec=cfg.host,
+    server_name=cfg.names.server(stack.name),
+    web_sources=web_sources(cfg),
+    registries=[
+        RegistryLogin(server=r.server, username=r.username, password=stack.secrets[r.password_secret])
+        for r in cfg.registries()
+    ],
+)
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
-networks = Networks("networks", name_prefix=cfg.name_prefix, opts=on_host)
+networks = Networks("networks", names=cfg.names, opts=on_host)
 stores = {
     name: StatefulStore(name, spec=spec, stack=stack, host=host, networks=networks, opts=on_host)
     for name, spec in cfg.stores().items()
@@ -45,18 +54,20 @@ apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-proxy_name = f"{cfg.name_prefix}-proxy"
-# node-exporter's textfile collector: where backup runs leave their freshness metrics.
-textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled else None
+# node-exporter's textfile collector: where backup runs leave their freshness metrics, and where
+# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
+textfile_dir = (
+    f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled or cfg.host.provider == "hcloud" else None
+)
 
 if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(
         "backup",
         stack=stack,
+        host=host,
         stores=stores,
         network=networks.internal,
         textfile_dir=textfile_dir,
-        host=host,
         opts=on_host,
     )
 
@@ -65,12 +76,10 @@ if cfg.observability.enabled:
     observability = ObservabilityStack(
         "observability",
         stack=stack,
-        apps=apps,
+        host=host,
         stores=stores,
-        proxy_service_name=proxy_name,
         network=networks.internal,
         textfile_dir=textfile_dir,
-        name_prefix=cfg.name_prefix,
         proxy_https_port=443,  # the proxy container's own port on the overlay, whatever it publishes
         opts=on_host,
     )

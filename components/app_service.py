@@ -23,8 +23,7 @@ from components.host import Host
 from components.networks import Networks
 from components.stateful_store import StatefulStore
 from config.loader import Stack
-from config.models import STORE_REF, STORE_URL_REF
-from config.models import AppService as AppSpec
+from config.models import AppSpec, SecretRef
 from render.migration import migration_script, migration_stdin
 
 SECRETS_DIR = "/run/secrets"
@@ -65,7 +64,7 @@ class AppService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("keel:index:AppService", name, {}, opts)
         self.spec = spec
-        self.service_name = f"{stack.config.name_prefix}-{name}"
+        self.service_name = stack.config.names.app(name)
         child = pulumi.ResourceOptions(parent=self)
 
         values = {env: _secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
@@ -79,16 +78,6 @@ class AppService(pulumi.ComponentResource):
         if spec.file_env:
             env.update({f"{key}_FILE": f"{SECRETS_DIR}/{secret_file_name(key)}" for key in spec.secrets})
 
-        network_ids = {"public": networks.public.id, "internal": networks.internal.id}
-        mounts = [
-            docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=stores[volume].volume.name, target=path)  # type: ignore[union-attr]
-            for path, volume in sorted(spec.volumes.items())
-        ]
-        mounts += [docker.ServiceTaskSpecContainerSpecMountArgs(type="tmpfs", target=path) for path in spec.tmpfs]
-        constraints = list(spec.constraints)
-        if spec.volumes and swarm.ON_MANAGER not in constraints:
-            constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
-
         registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
@@ -99,75 +88,46 @@ class AppService(pulumi.ComponentResource):
                 self._migration(name, spec, env, values, registry_password, networks, host, depends=list(depends))
             )
 
-        monitor = f"{monitor_seconds(spec)}s"
-        self.service = docker.Service(
+        self.service = swarm.service(
             f"{name}-service",
-            docker.ServiceArgs(
-                name=self.service_name,
-                labels=swarm.labels("app", name),
-                mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
-                auth=docker.ServiceAuthArgs(
-                    server_address=spec.registry.server, username=spec.registry.username, password=registry_password
-                )
-                if spec.registry is not None
-                else None,
-                task_spec=docker.ServiceTaskSpecArgs(
-                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                        image=spec.image,
-                        commands=spec.command,
-                        args=spec.args,
-                        env=env,
-                        user=spec.user,
-                        read_only=spec.read_only,
-                        cap_drops=["ALL"],
-                        cap_adds=spec.cap_add or None,
-                        init=spec.init,
-                        stop_grace_period=f"{spec.stop_grace_period_s}s",
-                        stop_signal=spec.stop_signal,
-                        healthcheck=swarm.check(spec.health, spec.port),
-                        mounts=mounts or None,
-                        secrets=[
-                            docker.ServiceTaskSpecContainerSpecSecretArgs(
-                                secret_id=secret.id,
-                                secret_name=secret.name,
-                                file_name=f"{SECRETS_DIR}/{secret_file_name(env_name)}",
-                                file_mode=0o444,
-                            )
-                            for env_name, secret in secrets.items()
-                        ]
-                        or None,
-                    ),
-                    resources=swarm.resources(spec.resources),
-                    restart_policy=swarm.restart_policy(),
-                    log_driver=swarm.log_driver(spec.logging),
-                    placement=docker.ServiceTaskSpecPlacementArgs(constraints=constraints) if constraints else None,
-                    networks_advanceds=[
-                        docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_ids[net], aliases=[name])
-                        for net in spec.networks
-                    ],
-                ),
-                update_config=docker.ServiceUpdateConfigArgs(
-                    order="start-first",
-                    failure_action="rollback",
-                    parallelism=spec.rollout.parallelism,
-                    delay=f"{spec.rollout.delay_s}s",
-                    monitor=monitor,
-                    max_failure_ratio=str(spec.rollout.max_failure_ratio),
-                ),
-                rollback_config=docker.ServiceRollbackConfigArgs(
-                    order="start-first",
-                    failure_action="pause",
-                    parallelism=spec.rollout.parallelism,
-                    delay="0s",
-                    monitor=monitor,
-                    max_failure_ratio=str(spec.rollout.max_failure_ratio),
-                ),
-                # `pulumi up` waits for the rollout; a rollback makes the run fail.
-                converge_config=docker.ServiceConvergeConfigArgs(delay="5s", timeout=_converge_timeout(spec)),
+            name=self.service_name,
+            role="app",
+            part=name,
+            image=host.image(spec.image),
+            command=spec.command,
+            args=spec.args,
+            env=env,
+            hardening=swarm.Hardening(
+                read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
             ),
+            secrets=[
+                swarm.secret_file(secret, f"{SECRETS_DIR}/{secret_file_name(env_name)}")
+                for env_name, secret in secrets.items()
+            ],
+            mounts=self._mounts(spec, stores),
+            health=swarm.app_health(spec.health, spec.port),
+            resources=spec.resources,
+            replicas=spec.replicas,
+            stop_signal=spec.stop_signal,
+            stop_grace_s=spec.stop_grace_period_s,
+            logging=spec.logging,
+            constraints=_constraints(spec),
+            networks=[swarm.Attachment(_network_id(networks, net), aliases=(name,)) for net in spec.networks],
+            rollout=rollout(spec),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
         self.register_outputs({"service_name": self.service_name})
+
+    @staticmethod
+    def _mounts(
+        spec: AppSpec, stores: Mapping[str, StatefulStore]
+    ) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
+        mounts = []
+        for path, volume_store in sorted(spec.volumes.items()):
+            volume = stores[volume_store].volume
+            assert volume is not None  # guaranteed by config.crossref: apps mount `volume` stores
+            mounts.append(swarm.volume_mount(volume.name, path))
+        return mounts + [swarm.tmpfs_mount(path) for path in spec.tmpfs]
 
     def _migration(
         self,
@@ -190,13 +150,13 @@ class AppService(pulumi.ComponentResource):
         )
         stdin: pulumi.Output[str] = pulumi.Output.secret(content.apply(str))
         network = "public" if "internal" not in spec.networks else "internal"
-        script = pulumi.Output.from_input(
-            networks.internal.name if network == "internal" else networks.public.name
-        ).apply(
-            lambda network_name: migration_script(
-                image=spec.image,
+        network_name = networks.internal.name if network == "internal" else networks.public.name
+        # The exact image the service will run: the tag pinned to its digest.
+        script = pulumi.Output.all(network_name, host.image(spec.image)).apply(
+            lambda values: migration_script(
+                image=values[1],
                 command=spec.migration.command,  # type: ignore[union-attr]
-                network=network_name,
+                network=values[0],
                 env=env,
                 user=spec.user,
                 timeout_s=spec.migration.timeout_s,  # type: ignore[union-attr]
@@ -261,20 +221,36 @@ echo "{volume} belongs to {owner}"
 """
 
 
-def _secret_value(ref: str, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
-    if ref.startswith(STORE_URL_REF):
-        store = stores[ref[len(STORE_URL_REF) :]]
-        assert store.connection_url is not None  # guaranteed by config.crossref
-        return store.connection_url
-    if ref.startswith(STORE_REF):
-        store = stores[ref[len(STORE_REF) :]]
-        value = store.url if store.url is not None else store.password
-        assert value is not None  # guaranteed by config.crossref
-        return value
-    return stack.secrets[ref]
+def _secret_value(ref: SecretRef, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
+    if ref.source == "secret":
+        return stack.secrets[ref.name]
+    store = stores[ref.name]
+    value = store.connection_url if ref.source == "store-url" else (store.url or store.password)
+    assert value is not None  # guaranteed by config.crossref: the store has a password or URL
+    return value
 
 
-def _converge_timeout(spec: AppSpec) -> str:
-    per_batch = monitor_seconds(spec) + spec.rollout.delay_s + 60
+def rollout(spec: AppSpec) -> swarm.Rollout:
+    """Start-first, rolled back on failure; `pulumi up` waits for it (a rollback fails the run)."""
+    monitor = monitor_seconds(spec)
+    per_batch = monitor + spec.rollout.delay_s + 60
     batches = max(1, -(-spec.replicas // spec.rollout.parallelism))
-    return f"{per_batch * batches + 120}s"
+    return swarm.Rollout(
+        order="start-first",
+        parallelism=spec.rollout.parallelism,
+        delay_s=spec.rollout.delay_s,
+        monitor_s=monitor,
+        max_failure_ratio=spec.rollout.max_failure_ratio,
+        converge_timeout_s=per_batch * batches + 120,
+    )
+
+
+def _constraints(spec: AppSpec) -> list[str]:
+    constraints = list(spec.constraints)
+    if spec.volumes and swarm.ON_MANAGER not in constraints:
+        constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
+    return constraints
+
+
+def _network_id(networks: Networks, role: str) -> pulumi.Output[str]:
+    return {"public": networks.public.id, "internal": networks.internal.id}[role]

@@ -45,28 +45,31 @@ from components import swarm
 from components.host import Host
 from config import capacity
 from config.loader import Stack
-from config.models import BackupConfig, PostgresStore, RedisStore, Store, VolumeStore
+from config.models import BackupConfig, PostgresSpec, RedisSpec, Resources, StackConfig, StoreSpec, VolumeSpec
 from render import backup as bk
 
-IMAGE_CONTEXT = Path(__file__).resolve().parent.parent / "render" / "templates" / "backup" / "image"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_CONTEXT = "render/templates/backup/image"
+"""Relative to the project directory, where Pulumi runs the program: the provider stores the
+build context as given and replaces the image when it changes (``build.context`` is ForceNew), so
+an absolute path would rebuild it from every other checkout."""
 CACHE_DIR = "/cache"
 TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
-MAX_RUN_S = 6 * 3600
-"""No run of a job lasts longer than this; a run that does is ended as hung."""
-DEFAULT_POSTGRES_IMAGE = PostgresStore(kind="postgres").image
+MAX_RUN_S = bk.MAX_RUN_S
+DEFAULT_POSTGRES_IMAGE = PostgresSpec(kind="postgres").image
+DEFAULT_REDIS_IMAGE = str(RedisSpec.model_fields["image"].default)
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
-# Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 
 
 class StoreLike(Protocol):
     """What BackupJob reads from a StatefulStore."""
 
-    spec: Store
+    spec: StoreSpec
     service_name: str
     volume: docker.Volume | None
     password: pulumi.Output[str] | None
@@ -98,74 +101,122 @@ class BackupJob(pulumi.ComponentResource):
         stores: Mapping[str, StoreLike],
         network: docker.Network,
         textfile_dir: str,
+        host: Host,
         egress_network: docker.Network | None = None,
-        host: Host | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``stores``: store name -> StatefulStore; ``network``: the internal network the stores
         are on; ``textfile_dir``: host directory of node-exporter's textfile collector;
-        ``egress_network``: a network with a way out to S3 (default: one created here);
-        ``host``: the Host, used to create ``textfile_dir`` before the jobs mount it (without it the
-        directory must exist)."""
+        ``host``: the Host the jobs run on (it also creates ``textfile_dir`` before they mount it);
+        ``egress_network``: a network with a way out to S3 (default: one created here)."""
         super().__init__("keel:index:BackupJob", name, {}, opts)
         cfg = stack.config
-        backup = cfg.backup
-        if backup.repository is None:
-            raise ValueError("backup/repository: is required when backups are enabled")
-        prefix = cfg.name_prefix
-        child = pulumi.ResourceOptions(parent=self)
+        names = cfg.names
+        self._name = name
+        self._child = pulumi.ResourceOptions(parent=self)
         backed_up = {n: s for n, s in stores.items() if _backed_up(s.spec)}
         self.spec = bk.backup_spec(
             cfg, stack_name=stack.name, service_names={n: s.service_name for n, s in backed_up.items()}
         )
         self.repository = self.spec.repository
 
-        # ---- secrets: the repository's password and S3 keys, and each store's password file
+        image = self._image(cfg, backed_up)
+        self.image = image.name
+        if egress_network is None:
+            # The stores' internal network has no way out, and restic must reach S3.
+            egress_network = docker.Network(
+                f"{name}-egress",
+                docker.NetworkArgs(
+                    name=names.backup_egress_network,
+                    driver="overlay",
+                    attachable=False,
+                    labels=[docker.NetworkLabelArgs(label="keel.managed", value="true")],
+                ),
+                opts=self._child,
+            )
+        depends: list[pulumi.Resource] = [
+            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child)
+        ]
+        job = _JobParts(
+            image=image.name,
+            secrets=self._secrets(stack, backed_up),
+            configs=self._scripts(),
+            mounts=self._mounts(names.backup_cache_volume, textfile_dir, backed_up),
+            networks=[network.id, egress_network.id],
+            depends_on=depends,
+            parent=self,
+        )
+        backup = cfg.backup
+        # A backup run may last until the next one is due (skip-running skips that one anyway).
+        backup_deadline_s = self.spec.backup_deadline_s
+        self.backup_service = job.service(
+            f"{name}-backup", names.backup, "backup.sh", backup.schedule, backup_deadline_s
+        )
+        self.check_service = job.service(
+            f"{name}-check", names.backup_check, "check.sh", backup.check_schedule, MAX_RUN_S
+        )
+        self.drill_service = job.service(f"{name}-drill", names.backup_drill, "drill.sh", None, MAX_RUN_S)
+        self.drill_command = f"docker service update --force --replicas 1 {names.backup_drill}"
+        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, host, self)
+
+        self.register_outputs(
+            {
+                "image": self.image,
+                "repository": self.repository,
+                "drill_command": self.drill_command,
+                "backup_service": self.backup_service.name,
+            }
+        )
+
+    # ------------------------------------------------------------------ parts
+
+    def _secrets(
+        self, stack: Stack, backed_up: Mapping[str, StoreLike]
+    ) -> list[docker.ServiceTaskSpecContainerSpecSecretArgs]:
+        """The repository's password and S3 keys, and each store's password file."""
+        repository = stack.config.backup.repository
+        assert repository is not None  # guaranteed by the config model when backups are enabled
         secrets = [
-            self._secret(f"{name}-{file_name}", stack.secrets[key], file_name, child)
+            self._secret(f"{self._name}-{file_name}", stack.secrets[key], file_name, self._child)
             for key, file_name in (
-                (backup.repository.password_secret, "restic-password"),
-                (backup.repository.access_key_secret, "s3-access-key"),
-                (backup.repository.secret_key_secret, "s3-secret-key"),
+                (repository.password_secret, "restic-password"),
+                (repository.access_key_secret, "s3-access-key"),
+                (repository.secret_key_secret, "s3-secret-key"),
             )
         ]
         for store_name, store in backed_up.items():
             if store.password_secret is not None:
                 secrets.append(
-                    docker.ServiceTaskSpecContainerSpecSecretArgs(
-                        secret_id=store.password_secret.id,
-                        secret_name=store.password_secret.name,
-                        file_name=f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}",
-                        file_mode=0o400,
-                    )
+                    swarm.secret_file(store.password_secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400)
                 )
+        return secrets
 
-        # ---- scripts: immutable configs, autonamed so a change rolls the jobs to new ones
+    def _scripts(self) -> list[docker.ServiceTaskSpecContainerSpecConfigArgs]:
+        """Immutable configs, autonamed so a change rolls the jobs to new ones."""
         configs = []
         for script_name, text in bk.render_backup_scripts(self.spec).items():
             config = docker.ServiceConfig(
-                f"{name}-{script_name}", docker.ServiceConfigArgs(data=swarm.b64(text)), opts=child
+                f"{self._name}-{script_name}", docker.ServiceConfigArgs(data=swarm.b64(text)), opts=self._child
             )
-            configs.append(
-                docker.ServiceTaskSpecContainerSpecConfigArgs(
-                    config_id=config.id,
-                    config_name=config.name,
-                    file_name=f"{bk.SCRIPTS_DIR}/{script_name}",
-                    file_mode=0o555,
-                )
-            )
+            configs.append(swarm.file_config(config, f"{bk.SCRIPTS_DIR}/{script_name}", 0o555))
+        return configs
 
-        # ---- the image
+    def _image(self, cfg: StackConfig, backed_up: Mapping[str, StoreLike]) -> docker.RemoteImage:
+        """The job image (restic, pg_dump and friends), built on the host from the pinned images."""
         postgres_image = _newest_postgres_image([s.spec for s in backed_up.values()])
-        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": backup.image}
-        dockerfile = (IMAGE_CONTEXT / "Dockerfile").read_text()
+        # The drill checks RDB files with the stores' own Redis tools: an older redis-check-rdb
+        # cannot read a newer RDB format.
+        redis_images = [s.spec.image for s in backed_up.values() if isinstance(s.spec, RedisSpec)]
+        redis_image = max(redis_images, key=_major_version, default=DEFAULT_REDIS_IMAGE)
+        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image, "REDIS_IMAGE": redis_image}
+        dockerfile = (PROJECT_ROOT / IMAGE_CONTEXT / "Dockerfile").read_text()
         tag = hashlib.sha256((dockerfile + repr(sorted(build_args.items()))).encode()).hexdigest()[:12]
-        image = docker.RemoteImage(
-            f"{name}-image",
+        return docker.RemoteImage(
+            f"{self._name}-image",
             docker.RemoteImageArgs(
-                name=f"{prefix}-backup:{tag}",
+                name=cfg.names.backup_image(tag),
                 build=docker.RemoteImageBuildArgs(
-                    context=str(IMAGE_CONTEXT),
+                    context=IMAGE_CONTEXT,
                     dockerfile="Dockerfile",
                     build_args=build_args,
                     # The /build API call on the provider's own connection, which streams this
@@ -177,85 +228,32 @@ class BackupJob(pulumi.ComponentResource):
                 ),
                 keep_locally=True,
             ),
-            opts=child,
+            opts=self._child,
         )
-        self.image = image.name
 
-        # ---- networks, scratch space, the textfile directory
-        if egress_network is None:
-            egress_network = docker.Network(
-                f"{name}-egress",
-                docker.NetworkArgs(
-                    name=f"{prefix}-backup-egress",
-                    driver="overlay",
-                    attachable=False,
-                    labels=[docker.NetworkLabelArgs(label="keel.managed", value="true")],
-                ),
-                opts=child,
-            )
+    def _mounts(
+        self, cache_volume: str, textfile_dir: str, backed_up: Mapping[str, StoreLike]
+    ) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
         # restic's cache (index and tree blobs) and the scratch space for copies and drills: on
         # disk, not tmpfs, because a tmpfs is charged to the job's memory limit.
         cache = docker.Volume(
-            f"{name}-cache",
-            docker.VolumeArgs(
-                name=f"{prefix}-backup-cache", labels=[docker.VolumeLabelArgs(label="keel.role", value="backup")]
-            ),
-            opts=child,
+            f"{self._name}-cache",
+            docker.VolumeArgs(name=cache_volume, labels=[docker.VolumeLabelArgs(label="keel.role", value="backup")]),
+            opts=self._child,
         )
-        depends: list[pulumi.Resource] = []
-        if host is not None:
-            depends.append(host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=child))
-
         mounts = [
-            docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=cache.name, target=CACHE_DIR),
-            docker.ServiceTaskSpecContainerSpecMountArgs(type="bind", source=textfile_dir, target=TEXTFILE_TARGET),
-            docker.ServiceTaskSpecContainerSpecMountArgs(
-                type="tmpfs",
-                target="/tmp",
-                tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=16 * swarm.MIB),
-            ),
+            swarm.volume_mount(cache.name, CACHE_DIR),
+            swarm.bind_mount(textfile_dir, TEXTFILE_TARGET, read_only=False),
+            swarm.tmpfs_mount("/tmp", 16),
         ]
         for store_name, store in backed_up.items():
-            if isinstance(store.spec, (RedisStore, VolumeStore)) and store.volume is not None:
-                writable = isinstance(store.spec, VolumeStore) and bool(store.spec.sqlite_files)
+            if isinstance(store.spec, (RedisSpec, VolumeSpec)) and store.volume is not None:
+                # Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
+                writable = isinstance(store.spec, VolumeSpec) and bool(store.spec.sqlite_files)
                 mounts.append(
-                    docker.ServiceTaskSpecContainerSpecMountArgs(
-                        type="volume",
-                        source=store.volume.name,
-                        target=f"{bk.STORES_DIR}/{store_name}",
-                        read_only=not writable,
-                    )
+                    swarm.volume_mount(store.volume.name, f"{bk.STORES_DIR}/{store_name}", read_only=not writable)
                 )
-
-        job = _JobParts(
-            image=image.name,
-            secrets=secrets,
-            configs=configs,
-            mounts=mounts,
-            networks=[network.id, egress_network.id],
-            depends_on=depends,
-            parent=self,
-        )
-        # A backup run may last until the next one is due (skip-running skips that one anyway).
-        backup_deadline_s = min(bk.schedule_interval_seconds(backup.schedule), MAX_RUN_S)
-        self.backup_service = job.service(
-            f"{name}-backup", f"{prefix}-backup", "backup.sh", backup.schedule, backup_deadline_s
-        )
-        self.check_service = job.service(
-            f"{name}-check", f"{prefix}-backup-check", "check.sh", backup.check_schedule, MAX_RUN_S
-        )
-        self.drill_service = job.service(f"{name}-drill", f"{prefix}-backup-drill", "drill.sh", None, MAX_RUN_S)
-        self.drill_command = f"docker service update --force --replicas 1 {prefix}-backup-drill"
-        self.scheduler_service = _scheduler(f"{name}-scheduler", f"{prefix}-cronjob", backup, self)
-
-        self.register_outputs(
-            {
-                "image": self.image,
-                "repository": self.repository,
-                "drill_command": self.drill_command,
-                "backup_service": self.backup_service.name,
-            }
-        )
+        return mounts
 
     @staticmethod
     def _secret(
@@ -292,66 +290,54 @@ class _JobParts:
     def service(
         self, resource_name: str, service_name: str, script: str, schedule: str | None, deadline_s: int
     ) -> docker.Service:
-        labels = swarm.labels("backup", service_name)
+        labels = {}
         if schedule is not None:
-            labels += [
-                docker.ServiceLabelArgs(label="swarm.cronjob.enable", value="true"),
-                docker.ServiceLabelArgs(label="swarm.cronjob.schedule", value=schedule),
-                docker.ServiceLabelArgs(label="swarm.cronjob.skip-running", value="true"),
-                docker.ServiceLabelArgs(label="swarm.cronjob.replicas", value="1"),
-            ]
-        return docker.Service(
+            labels = {
+                "swarm.cronjob.enable": "true",
+                "swarm.cronjob.schedule": schedule,
+                "swarm.cronjob.skip-running": "true",
+                "swarm.cronjob.replicas": "1",
+            }
+        return swarm.service(
             resource_name,
-            docker.ServiceArgs(
-                name=service_name,
-                labels=labels,
-                mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=0)),
-                task_spec=docker.ServiceTaskSpecArgs(
-                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                        image=self.image,
-                        commands=["sh", f"{bk.SCRIPTS_DIR}/{script}"],
-                        env={
-                            "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
-                            "KEEL_WORK_DIR": f"{CACHE_DIR}/work",
-                            # restic writes its pack files (16 MiB each, one per S3 connection) and
-                            # check's fresh cache to TMPDIR, sqlite3 its temporary tables: on the
-                            # disk volume, not in the 16 MiB /tmp tmpfs (ENOSPC on the first dump).
-                            "TMPDIR": f"{CACHE_DIR}/work",
-                            "KEEL_SCRIPTS_DIR": bk.SCRIPTS_DIR,
-                            "TZ": "UTC",
-                        },
-                        secrets=self.secrets,
-                        configs=self.configs,
-                        mounts=self.mounts,
-                        # Unhealthy once the run outlives its deadline: swarm then ends a hung run
-                        # (see render.backup.job_health_command).
-                        healthcheck=swarm.healthcheck(
-                            bk.job_health_command(deadline_s), interval_s=60, timeout_s=10, start_period_s=30, retries=3
-                        ),
-                        read_only=True,
-                        # Root, to read volumes owned by other uids, but with only file capabilities.
-                        cap_drops=["ALL"],
-                        cap_adds=JOB_CAPABILITIES,
-                        init=True,
-                        stop_grace_period="60s",
-                    ),
-                    resources=docker.ServiceTaskSpecResourcesArgs(
-                        limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=JOB_MB * swarm.MIB),
-                        reservation=docker.ServiceTaskSpecResourcesReservationArgs(
-                            memory_bytes=JOB_MB // 2 * swarm.MIB
-                        ),
-                    ),
-                    # Never restarted: a failed run waits for its next tick (and shows in the metrics).
-                    restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
-                        condition="none", delay="5s", window="0s", max_attempts=0
-                    ),
-                    log_driver=docker.ServiceTaskSpecLogDriverArgs(
-                        name="json-file", options={"max-size": "10m", "max-file": "3"}
-                    ),
-                    placement=docker.ServiceTaskSpecPlacementArgs(constraints=[swarm.ON_MANAGER]),
-                    networks_advanceds=swarm.networks(*self.networks),
-                ),
+            name=service_name,
+            role="backup",
+            part=service_name,
+            labels=labels,
+            # Zero replicas: the scheduler scales the job to one on its schedule.
+            replicas=0,
+            image=self.image,
+            command=["sh", f"{bk.SCRIPTS_DIR}/{script}"],
+            # One hostname for the jobs of a node: restic's locks then tell this node's runs (which
+            # take turns, see render.backup) from anyone else's.
+            hostname=bk.JOB_HOSTNAME,
+            env={
+                "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
+                "KEEL_WORK_DIR": f"{CACHE_DIR}/work",
+                # restic writes its pack files (16 MiB each, one per S3 connection) and check's
+                # fresh cache to TMPDIR, sqlite3 its temporary tables: on the disk volume, not in
+                # the 16 MiB /tmp tmpfs (ENOSPC on the first dump).
+                "TMPDIR": f"{CACHE_DIR}/work",
+                "KEEL_SCRIPTS_DIR": bk.SCRIPTS_DIR,
+                "TZ": "UTC",
+            },
+            secrets=self.secrets,
+            configs=self.configs,
+            mounts=self.mounts,
+            # Unhealthy once the run outlives its deadline: swarm then ends a hung run
+            # (see render.backup.job_health_command).
+            health=swarm.Health(
+                tuple(bk.job_health_command(deadline_s)), interval_s=60, timeout_s=10, start_period_s=30
             ),
+            # Root, to read volumes owned by other uids, but with only file capabilities.
+            hardening=swarm.Hardening(cap_add=tuple(JOB_CAPABILITIES), init=True),
+            stop_grace_s=60,
+            resources=Resources(memory_mb=JOB_MB),
+            # Never restarted: a failed run waits for its next tick (and shows in the metrics).
+            restart="none",
+            constraints=[swarm.ON_MANAGER],
+            networks=[swarm.Attachment(network) for network in self.networks],
+            rollout=swarm.STOP_FIRST,
             # On every run the scheduler sets the replicas to 1 and TaskTemplate.ForceUpdate to the
             # service's version index (crazymax/swarm-cronjob internal/worker): neither is drift to
             # undo, or `preview --refresh --expect-no-changes` fails after the first run.
@@ -361,61 +347,43 @@ class _JobParts:
         )
 
 
-def _scheduler(resource_name: str, service_name: str, backup: BackupConfig, parent: pulumi.Resource) -> docker.Service:
-    return docker.Service(
+def _scheduler(
+    resource_name: str, service_name: str, backup: BackupConfig, host: Host, parent: pulumi.Resource
+) -> docker.Service:
+    return swarm.service(
         resource_name,
-        docker.ServiceArgs(
-            name=service_name,
-            labels=swarm.labels("backup", service_name),
-            mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
-            task_spec=docker.ServiceTaskSpecArgs(
-                container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                    image=backup.scheduler_image,
-                    env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false"},
-                    mounts=[
-                        docker.ServiceTaskSpecContainerSpecMountArgs(
-                            type="bind", source="/var/run/docker.sock", target="/var/run/docker.sock"
-                        )
-                    ],
-                    # Alive and holding the Docker socket it schedules through. Whether it actually
-                    # schedules is what the backup-age alert watches.
-                    healthcheck=swarm.healthcheck(
-                        ["CMD-SHELL", "test -S /var/run/docker.sock && pgrep -x swarm-cronjob >/dev/null"],
-                        interval_s=60,
-                        timeout_s=10,
-                        start_period_s=10,
-                        retries=3,
-                    ),
-                    read_only=True,
-                    stop_grace_period="10s",
-                ),
-                resources=docker.ServiceTaskSpecResourcesArgs(
-                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=SCHEDULER_MB * swarm.MIB),
-                    reservation=docker.ServiceTaskSpecResourcesReservationArgs(
-                        memory_bytes=SCHEDULER_MB // 2 * swarm.MIB
-                    ),
-                ),
-                restart_policy=swarm.restart_policy(),
-                log_driver=docker.ServiceTaskSpecLogDriverArgs(
-                    name="json-file", options={"max-size": "10m", "max-file": "3"}
-                ),
-                # It drives services through the swarm API, which only managers answer.
-                placement=docker.ServiceTaskSpecPlacementArgs(constraints=[swarm.ON_MANAGER]),
-            ),
+        name=service_name,
+        role="backup",
+        part=service_name,
+        image=host.image(backup.scheduler_image),
+        env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false"},
+        mounts=[swarm.bind_mount("/var/run/docker.sock", "/var/run/docker.sock", read_only=False)],
+        # Alive and holding the Docker socket it schedules through. Whether it actually schedules
+        # is what the backup-age alert watches.
+        health=swarm.Health(
+            ("CMD-SHELL", "test -S /var/run/docker.sock && pgrep -x swarm-cronjob >/dev/null"),
+            interval_s=60,
+            start_period_s=10,
         ),
+        hardening=swarm.Hardening(cap_drop_all=False),
+        stop_grace_s=10,
+        resources=Resources(memory_mb=SCHEDULER_MB),
+        # It drives services through the swarm API, which only managers answer.
+        constraints=[swarm.ON_MANAGER],
+        rollout=swarm.STOP_FIRST,
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
 
-def _backed_up(spec: Store) -> bool:
-    if isinstance(spec, (PostgresStore, RedisStore)):
+def _backed_up(spec: StoreSpec) -> bool:
+    if isinstance(spec, (PostgresSpec, RedisSpec)):
         return True
-    return isinstance(spec, VolumeStore) and (spec.backup or bool(spec.sqlite_files))
+    return isinstance(spec, VolumeSpec) and (spec.backup or bool(spec.sqlite_files))
 
 
-def _newest_postgres_image(specs: list[Store]) -> str:
+def _newest_postgres_image(specs: list[StoreSpec]) -> str:
     """The postgres image with the highest major version: its pg_dump can dump every older server."""
-    images = [s.image for s in specs if isinstance(s, PostgresStore)]
+    images = [s.image for s in specs if isinstance(s, PostgresSpec)]
     if not images:
         return DEFAULT_POSTGRES_IMAGE
     return max(images, key=_major_version)

@@ -9,7 +9,9 @@ local: no VM; the local engine, put in swarm mode if it is not yet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
@@ -17,11 +19,16 @@ import pulumi_docker as docker
 import pulumi_hcloud as hcloud
 import pulumi_tls as tls
 
+from components import swarm
 from config import catalogue
-from config.models import HcloudHost, LocalHost
+from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
+from render.data_volume import prepare_script
 
 WORLD = ("0.0.0.0/0", "::/0")
+# The label tools/ssh_window.py finds the CI firewall by (with `stack`).
+CI_FIREWALL_LABEL = "keel-role"
+CI_FIREWALL_ROLE = "ci-ssh"
 
 READINESS_SCRIPT = """set -u
 rc=0
@@ -92,6 +99,7 @@ class Host(pulumi.ComponentResource):
     data_dir: str | None
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
+    ci_firewall: hcloud.Firewall | None
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -99,21 +107,37 @@ class Host(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        spec: HcloudHost | LocalHost,
+        spec: HcloudHostSpec | LocalHostSpec,
         server_name: str,
         web_sources: pulumi.Input[Sequence[str]] = WORLD,
+        registries: Sequence[RegistryLogin] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``web_sources``: CIDRs admitted to 80/443 (the world, or Cloudflare's ranges when proxied)."""
+        """``web_sources``: CIDRs admitted to 80/443 (the world, or Cloudflare's ranges when proxied);
+        ``registries``: private registries the Docker provider logs in to (service creates and
+        updates use them: a credential on the provider is rotated without touching any service)."""
         super().__init__("keel:index:Host", name, {}, opts)
+        self._name = name
+        self._child = pulumi.ResourceOptions(parent=self)
         self.server = None
         self.firewall = None
+        self.ci_firewall = None
         self._connection = None
         self._local_env = None
-        if isinstance(spec, HcloudHost):
-            self._hcloud(name, spec, server_name, web_sources)
+        registry_auth = [
+            docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
+            for login in registries
+        ]
+        self._images: dict[str, pulumi.Output[str]] = {}
+        # Looks images up in their registries: no daemon, so no host to wait for (the provider
+        # connects to a daemon only when a resource needs one: internal/provider/config.go).
+        self._registry = docker.Provider(
+            f"{name}-registry", docker.ProviderArgs(registry_auth=registry_auth or None), opts=self._child
+        )
+        if isinstance(spec, HcloudHostSpec):
+            self._hcloud(spec, server_name, web_sources, registry_auth)
         else:
-            self._local(name, spec)
+            self._local(spec, registry_auth)
         self.register_outputs(
             {
                 "ipv4": self.ipv4,
@@ -126,24 +150,88 @@ class Host(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ hcloud
 
-    def _hcloud(self, name: str, spec: HcloudHost, server_name: str, web_sources: pulumi.Input[Sequence[str]]) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(
-            parent=self, protect=spec.delete_protection, retain_on_delete=spec.delete_protection
-        )
+    def _hcloud(
+        self,
+        spec: HcloudHostSpec,
+        server_name: str,
+        web_sources: pulumi.Input[Sequence[str]],
+        registry_auth: list[docker.ProviderRegistryAuthArgs],
+    ) -> None:
         labels = {"managed-by": "pulumi", "stack": pulumi.get_stack()}
-
         ssh_keys = [
             hcloud.SshKey(
-                f"{name}-admin-{index}",
+                f"{self._name}-admin-{index}",
                 hcloud.SshKeyArgs(name=f"{server_name}-admin-{index}", public_key=key, labels=labels),
-                opts=child,
+                opts=self._child,
             )
             for index, key in enumerate(spec.admin_ssh_keys)
         ]
+        self.firewall = self._firewall(spec, server_name, web_sources, labels)
+        # CI's way in: no declared rules; a deploy job adds its runner's /32 on port 22 through the
+        # Hetzner API for the job's duration (tools/ssh_window.py). The provider reads rules back on
+        # refresh (terraform-provider-hcloud internal/firewall/resource.go, getFirewallAttributes), so
+        # ignoring them keeps those short-lived rules from ever being drift.
+        self.ci_firewall = hcloud.Firewall(
+            f"{self._name}-ci-ssh",
+            hcloud.FirewallArgs(name=f"{server_name}-ci-ssh", labels={**labels, CI_FIREWALL_LABEL: CI_FIREWALL_ROLE}),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["rules"]),
+        )
+        ipv4, ipv6 = (self._primary_ip(spec, server_name, family, labels) for family in ("ipv4", "ipv6"))
+        volume = self._data_volume(spec, server_name, labels)
+        host_key = tls.PrivateKey(f"{self._name}-host-key", tls.PrivateKeyArgs(algorithm="ED25519"), opts=self._child)
+        self.server = self._server(spec, server_name, labels, ssh_keys, ipv4, ipv6, volume, host_key)
+        attachment = hcloud.VolumeAttachment(
+            f"{self._name}-data-attachment",
+            hcloud.VolumeAttachmentArgs(
+                volume_id=volume.id.apply(int), server_id=self.server.id.apply(int), automount=False
+            ),
+            opts=self._child,
+        )
 
-        self.firewall = hcloud.Firewall(
-            f"{name}-firewall",
+        public_key = host_key.public_key_openssh.apply(lambda k: " ".join(k.split()[:2]))
+        self.ipv4 = ipv4.ip_address
+        self.ipv6 = ipv6.ip_address.apply(server_ipv6)
+        self.known_hosts = pulumi.Output.concat(self.ipv4, " ", public_key)
+        self.data_dir = DATA_DIR
+        self.ssh_command = pulumi.Output.concat("ssh ", spec.deploy_user, "@", self.ipv4)
+        self._connection = command.remote.ConnectionArgs(
+            host=self.ipv4,
+            user=spec.deploy_user,
+            host_key=public_key,
+            dial_error_limit=40,
+            per_dial_timeout=20,
+        )
+        ready = command.remote.Command(
+            f"{self._name}-ready",
+            command.remote.CommandArgs(
+                connection=self._connection,
+                create=READINESS_SCRIPT,
+                # A new server (or a re-attached volume) must be waited for again.
+                triggers=[self.server.id, attachment.id],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        )
+        self._ready: pulumi.Resource = ready
+        # Deriving the host from the readiness output keeps every Docker call waiting until the
+        # host is ready; while the IP is unknown (first preview) the engine skips the provider.
+        self.docker_host = pulumi.Output.all(ready.stdout, self.ipv4).apply(
+            lambda values: f"ssh://{spec.deploy_user}@{values[1]}"
+        )
+        self.provider = docker.Provider(
+            f"{self._name}-docker",
+            docker.ProviderArgs(
+                host=self.docker_host,
+                ssh_opts=pulumi.Output.all(self.ipv4, public_key).apply(lambda v: ssh_options(v[0], v[1])),
+                registry_auth=registry_auth or None,
+            ),
+            opts=self._child,
+        )
+
+    def _firewall(
+        self, spec: HcloudHostSpec, server_name: str, web_sources: pulumi.Input[Sequence[str]], labels: dict[str, str]
+    ) -> hcloud.Firewall:
+        return hcloud.Firewall(
+            f"{self._name}-firewall",
             hcloud.FirewallArgs(
                 name=f"{server_name}-firewall",
                 labels=labels,
@@ -166,49 +254,67 @@ class Host(pulumi.ComponentResource):
                     ),
                 ],
             ),
-            opts=child,
+            opts=self._child,
         )
 
-        # Primary IPs outlive the server (auto_delete off), so a replaced server keeps its address
-        # and DNS does not move.
-        ipv4 = hcloud.PrimaryIp(
-            f"{name}-ipv4",
+    def _primary_ip(
+        self, spec: HcloudHostSpec, server_name: str, family: str, labels: dict[str, str]
+    ) -> hcloud.PrimaryIp:
+        """A primary IP that outlives the server (auto_delete off): a replaced server keeps its
+        address and DNS does not move. No ``assignee_type``: without ``assignee_id`` the provider
+        warns "Unused Attribute" on every run (internal/primaryip/resource.go, ValidateConfig); the
+        server's public_net assigns it."""
+        return hcloud.PrimaryIp(
+            f"{self._name}-{family}",
             hcloud.PrimaryIpArgs(
-                name=f"{server_name}-ipv4", type="ipv4", location=spec.location, assignee_type="server",
-                auto_delete=False, delete_protection=spec.delete_protection, labels=labels,
+                name=f"{server_name}-{family}",
+                type=family,
+                location=spec.location,
+                auto_delete=False,
+                delete_protection=spec.delete_protection,
+                labels=labels,
             ),
-            opts=keep,
-        )  # fmt: skip
-        ipv6 = hcloud.PrimaryIp(
-            f"{name}-ipv6",
-            hcloud.PrimaryIpArgs(
-                name=f"{server_name}-ipv6", type="ipv6", location=spec.location, assignee_type="server",
-                auto_delete=False, delete_protection=spec.delete_protection, labels=labels,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=spec.delete_protection, retain_on_delete=spec.delete_protection
             ),
-            opts=keep,
-        )  # fmt: skip
+        )
 
-        volume = hcloud.Volume(
-            f"{name}-data",
+    def _data_volume(self, spec: HcloudHostSpec, server_name: str, labels: dict[str, str]) -> hcloud.Volume:
+        return hcloud.Volume(
+            f"{self._name}-data",
             hcloud.VolumeArgs(
-                name=f"{server_name}-data", size=spec.data_volume_gib, location=spec.location, format="ext4",
-                automount=False, delete_protection=spec.delete_protection, labels=labels,
+                name=f"{server_name}-data",
+                size=spec.data_volume_gib,
+                location=spec.location,
+                format="ext4",
+                automount=False,
+                delete_protection=spec.delete_protection,
+                labels=labels,
             ),
             # The data volume is protected whatever the stack says: it holds the databases.
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
-        )  # fmt: skip
+        )
 
-        host_key = tls.PrivateKey(f"{name}-host-key", tls.PrivateKeyArgs(algorithm="ED25519"), opts=child)
-
+    def _server(
+        self,
+        spec: HcloudHostSpec,
+        server_name: str,
+        labels: dict[str, str],
+        ssh_keys: list[hcloud.SshKey],
+        ipv4: hcloud.PrimaryIp,
+        ipv6: hcloud.PrimaryIp,
+        volume: hcloud.Volume,
+        host_key: tls.PrivateKey,
+    ) -> hcloud.Server:
+        assert self.firewall is not None and self.ci_firewall is not None
         # The user data carries the host's private key: keep it secret whatever the inputs say.
-        user_data = pulumi.Output.all(
+        rendered: pulumi.Output[str] = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh, ipv4.ip_address, volume.id
         ).apply(
             lambda values: render_cloud_init(
                 CloudInitSpec(
                     deploy_user=spec.deploy_user,
                     admin_ssh_keys=tuple(spec.admin_ssh_keys),
-                    admin_cidrs=tuple(spec.admin_cidrs),
                     host_private_key=values[0],
                     host_public_key=values[1],
                     advertise_addr=values[2],
@@ -217,17 +323,16 @@ class Host(pulumi.ComponentResource):
                 )
             )
         )
-        user_data = pulumi.Output.secret(user_data)
-
-        self.server = hcloud.Server(
-            f"{name}-server",
+        user_data = swarm.as_secret(rendered)
+        return hcloud.Server(
+            f"{self._name}-server",
             hcloud.ServerArgs(
                 name=server_name,
                 server_type=spec.server_type,
                 location=spec.location,
                 image=spec.image,
                 ssh_keys=[key.id for key in ssh_keys],
-                firewall_ids=[self.firewall.id.apply(int)],
+                firewall_ids=[self.firewall.id.apply(int), self.ci_firewall.id.apply(int)],
                 public_nets=[
                     hcloud.ServerPublicNetArgs(
                         ipv4_enabled=True, ipv4=ipv4.id.apply(int), ipv6_enabled=True, ipv6=ipv6.id.apply(int)
@@ -246,60 +351,12 @@ class Host(pulumi.ComponentResource):
             ),
         )
 
-        attachment = hcloud.VolumeAttachment(
-            f"{name}-data-attachment",
-            hcloud.VolumeAttachmentArgs(
-                volume_id=volume.id.apply(int), server_id=self.server.id.apply(int), automount=False
-            ),
-            opts=child,
-        )
-
-        public_key = host_key.public_key_openssh.apply(lambda k: " ".join(k.split()[:2]))
-        self.ipv4 = ipv4.ip_address
-        self.ipv6 = ipv6.ip_address.apply(lambda net: net.split("/")[0] + "1" if net.endswith("::/64") else net)
-        self.known_hosts = pulumi.Output.concat(self.ipv4, " ", public_key)
-
-        self._connection = command.remote.ConnectionArgs(
-            host=self.ipv4,
-            user=spec.deploy_user,
-            host_key=public_key,
-            dial_error_limit=40,
-            per_dial_timeout=20,
-        )
-        ready = command.remote.Command(
-            f"{name}-ready",
-            command.remote.CommandArgs(
-                connection=self._connection,
-                create=READINESS_SCRIPT,
-                # A new server (or a re-attached volume) must be waited for again.
-                triggers=[self.server.id, attachment.id],
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
-        )
-
-        self._ready: pulumi.Resource = ready
-        self.data_dir = DATA_DIR
-        self.ssh_command = pulumi.Output.concat("ssh ", spec.deploy_user, "@", self.ipv4)
-        # Deriving the host from the readiness output keeps every Docker call waiting until the
-        # host is ready; while the IP is unknown (first preview) the engine skips the provider.
-        self.docker_host = pulumi.Output.all(ready.stdout, self.ipv4).apply(
-            lambda values: f"ssh://{spec.deploy_user}@{values[1]}"
-        )
-        self.provider = docker.Provider(
-            f"{name}-docker",
-            docker.ProviderArgs(
-                host=self.docker_host,
-                ssh_opts=pulumi.Output.all(self.ipv4, public_key).apply(lambda v: ssh_options(v[0], v[1])),
-            ),
-            opts=child,
-        )
-
     # ------------------------------------------------------------------ local
 
-    def _local(self, name: str, spec: LocalHost) -> None:
+    def _local(self, spec: LocalHostSpec, registry_auth: list[docker.ProviderRegistryAuthArgs]) -> None:
         env = {"DOCKER_HOST": spec.docker_host} if spec.docker_host else None
         swarm = command.local.Command(
-            f"{name}-swarm",
+            f"{self._name}-swarm",
             command.local.CommandArgs(create=LOCAL_SWARM_SCRIPT, environment=env),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -313,9 +370,70 @@ class Host(pulumi.ComponentResource):
         default = spec.docker_host or "unix:///var/run/docker.sock"
         self.docker_host = swarm.stdout.apply(lambda _: default)
         self.provider = docker.Provider(
-            f"{name}-docker",
-            docker.ProviderArgs(host=self.docker_host),
+            f"{self._name}-docker",
+            docker.ProviderArgs(host=self.docker_host, registry_auth=registry_auth or None),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[swarm]),
+        )
+
+    def image(self, reference: str) -> pulumi.Output[str]:
+        """``reference`` pinned to the digest its tag names in the registry now (``name:tag@sha256:…``).
+
+        What a service is sent must be what the provider reads back: Create resolves a tag to
+        ``tag@digest`` itself (QueryRegistry, resource_docker_service_funcs.go; moby's client
+        resolveContainerSpecImage) and Update never does, so a tag sent as it is would show as a
+        change on the next preview and restart the service when applied. The lookup also makes a
+        tag that moved in its registry visible as a change before it is deployed. A reference that
+        already carries a digest is used as it is.
+        """
+        if "@sha256:" in reference:
+            return pulumi.Output.from_input(reference)
+        if reference not in self._images:
+            found = docker.get_registry_image_output(
+                name=reference, opts=pulumi.InvokeOutputOptions(provider=self._registry)
+            )
+            self._images[reference] = found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")
+        return self._images[reference]
+
+    def data_volume(
+        self,
+        resource_name: str,
+        *,
+        volume_name: str,
+        labels: Mapping[str, str],
+        parent: pulumi.Resource,
+        owner: str | None = None,
+        image: str | None = None,
+    ) -> docker.Volume:
+        """A protected volume that is kept when removed from the program; on a host with a data
+        directory (the Hetzner Volume), bind-backed there so it outlives the server.
+
+        ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
+        not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
+        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
+        service's own entrypoint takes care of it (the official database images do).
+        """
+        protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+        volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]
+        if self.data_dir is None:
+            return docker.Volume(
+                resource_name, docker.VolumeArgs(name=volume_name, labels=volume_labels), opts=protected
+            )
+        # Docker needs the directory to exist before it can bind it.
+        directory = f"{self.data_dir}/volumes/{volume_name}"
+        prepared = self.run(
+            f"{resource_name}-dir",
+            create=prepare_script(directory=directory, owner=owner, image=image),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        return docker.Volume(
+            resource_name,
+            docker.VolumeArgs(
+                name=volume_name,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": directory},
+                labels=volume_labels,
+            ),
+            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
         )
 
     def run(
@@ -346,7 +464,27 @@ class Host(pulumi.ComponentResource):
         )
 
 
-def monthly_cost(spec: HcloudHost | LocalHost) -> float:
-    if isinstance(spec, LocalHost):
+def server_ipv6(address: str) -> str:
+    """The server's IPv6 address in its primary IP's /64: the network address plus one.
+
+    The hcloud provider reads a primary IPv6's ``ip_address`` as the network address without a
+    prefix (``2a01:4f8:c0c:1234::``; internal/primaryip/model.go, FromAPI: ``hc.IP.String()``), and
+    Hetzner gives the server ``::1`` of that network. A prefix, if some version adds one, is dropped.
+    """
+    network = ipaddress.IPv6Network(address if "/" in address else f"{address}/64", strict=False)
+    return str(network.network_address + 1)
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """A private registry the Docker provider logs in to; ``password`` is a Pulumi secret."""
+
+    server: str
+    username: str
+    password: pulumi.Input[str]
+
+
+def monthly_cost(spec: HcloudHostSpec | LocalHostSpec) -> float:
+    if isinstance(spec, LocalHostSpec):
         return 0.0
     return catalogue.monthly_cost_eur(spec.server_type, spec.data_volume_gib, spec.backups)

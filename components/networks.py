@@ -11,6 +11,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from config.names import Names
+
 
 class Networks(pulumi.ComponentResource):
     """Outputs: ``public`` and ``internal`` (docker.Network; reference them by ``id``)."""
@@ -18,19 +20,19 @@ class Networks(pulumi.ComponentResource):
     public: docker.Network
     internal: docker.Network
 
-    def __init__(self, name: str, *, name_prefix: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, *, names: Names, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("keel:index:Networks", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [docker.NetworkLabelArgs(label="keel.managed", value="true")]
         self.public = docker.Network(
             f"{name}-public",
-            docker.NetworkArgs(name=f"{name_prefix}-public", driver="overlay", attachable=True, labels=labels),
+            docker.NetworkArgs(name=names.network("public"), driver="overlay", attachable=True, labels=labels),
             opts=child,
         )
         self.internal = docker.Network(
             f"{name}-internal",
             docker.NetworkArgs(
-                name=f"{name_prefix}-internal", driver="overlay", attachable=True, internal=True, labels=labels
+                name=names.network("internal"), driver="overlay", attachable=True, internal=True, labels=labels
             ),
             opts=child,
         )

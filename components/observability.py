@@ -23,25 +23,27 @@ disabled explicitly and their liveness is watched by Prometheus (TargetDown/Targ
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Literal, Protocol
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
 from components import swarm
+from components.host import Host
 from config import capacity
 from config.loader import Stack
-from config.models import AppService, Logging, PostgresStore, RedisStore, Store
+from config.models import PostgresSpec, RedisSpec, Resources, StoreSpec
 from render import grafana as gf
 from render import nginx
 from render import observability as obs
 
-ROLE_LABEL = "keel.role"
 ROLE = "observability"
-MIB = 1024 * 1024
+PROMETHEUS_OWNER = "65534:65534"
+"""prom/prometheus runs as nobody."""
+GRAFANA_OWNER = "472:0"
+"""grafana/grafana runs as uid 472, group root."""
 NODE_MOUNTS_EXCLUDE = "^/(dev|etc|proc|run|sys|textfile|var/lib/docker/.+)($|/)"
 """Mount points node-exporter leaves out (matched after the /host prefix is stripped).
 
@@ -53,21 +55,11 @@ the disk alert would fire once per copy.
 """
 
 
-class AppLike(Protocol):
-    """What the stack needs of an AppService component."""
-
-    @property
-    def spec(self) -> AppService: ...
-
-    @property
-    def service_name(self) -> str: ...
-
-
 class StoreLike(Protocol):
     """What the stack needs of a StatefulStore component."""
 
     @property
-    def spec(self) -> Store: ...
+    def spec(self) -> StoreSpec: ...
 
     @property
     def service_name(self) -> str: ...
@@ -77,15 +69,6 @@ class StoreLike(Protocol):
 
     @property
     def password_secret(self) -> docker.Secret | None: ...
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _as_secret(value: pulumi.Output[str]) -> pulumi.Output[str]:
-    """The value, marked secret whatever its source (Output.secret's stub types it too loosely for mypy)."""
-    return cast(pulumi.Output[str], pulumi.Output.secret(cast(Any, value)))
 
 
 def _wget(url: str) -> list[str]:
@@ -115,67 +98,61 @@ class ObservabilityStack(pulumi.ComponentResource):
         name: str,
         *,
         stack: Stack,
-        apps: Mapping[str, AppLike],
+        host: Host,
         stores: Mapping[str, StoreLike],
-        proxy_service_name: str,
         network: docker.Network,
         textfile_dir: str | None,
-        name_prefix: str,
         proxy_https_port: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``textfile_dir``: host directory node-exporter reads ``*.prom`` files from (the backup job
+        """``stores``: store name -> StatefulStore (their exporters read the password secrets);
+        ``textfile_dir``: host directory node-exporter reads ``*.prom`` files from (the backup job
         writes there); None leaves the textfile collector off. ``proxy_https_port``: the port the
         proxy's container listens on for HTTPS on the overlay (default proxy/https_port)."""
-        cfg = stack.config
-        # Validate (and render nothing) before registering anything: a config mistake leaves no trace.
-        self.spec = obs.observability_spec(
-            cfg,
-            name_prefix=name_prefix,
-            proxy_service_name=proxy_service_name,
-            app_service_names={key: app.service_name for key, app in apps.items()},
-            store_service_names={key: store.service_name for key, store in stores.items()},
-            proxy_https_port=proxy_https_port,
-        )
         super().__init__("keel:index:ObservabilityStack", name, {}, opts)
+        cfg = stack.config
+        self.spec = obs.observability_spec(cfg, proxy_https_port=proxy_https_port)
         self._name = name
+        self._host = host
         self._network = network
+        self._images = cfg.observability
         self._child = pulumi.ResourceOptions(parent=self)
-        spec = self.spec
-        images = cfg.observability
-        self.grafana_upstream = spec.grafana
-        self.access_log_syslog_target = spec.syslog_target
-        self.proxy_access_log = obs.nginx_access_log_destination(spec)
+        self.grafana_upstream = self.spec.grafana
+        self.access_log_syslog_target = self.spec.syslog_target
+        self.proxy_access_log = obs.nginx_access_log_destination(self.spec)
         self.services = {}
 
-        receiver = spec.receiver
-        self.egress_network = None
-        if receiver.kind != "none":
-            self.egress_network = docker.Network(
-                f"{name}-alerts-egress",
-                docker.NetworkArgs(
-                    name=f"{name_prefix}-alerts-egress",
-                    driver="overlay",
-                    internal=False,
-                    attachable=False,
-                    labels=[docker.NetworkLabelArgs(label=ROLE_LABEL, value=ROLE)],
-                ),
-                opts=self._child,
-            )
+        self._prometheus()
+        self._alertmanager(stack)
+        self._grafana(stack)
+        self._host_exporters(textfile_dir)
+        self._proxy_exporters()
+        self._store_exporters(stores)
+        self.register_outputs(
+            {
+                "grafana_admin_password": self.grafana_admin_password,
+                "grafana_url": self.grafana_upstream.root_url,
+                "access_log_syslog_target": self.access_log_syslog_target,
+            }
+        )
 
-        # ---------------------------------------------------------------- prometheus
-        self.prometheus_volume = docker.Volume(
-            f"{name}-prometheus-data",
-            docker.VolumeArgs(
-                name=f"{name_prefix}-prometheus-data",
-                labels=[docker.VolumeLabelArgs(label=ROLE_LABEL, value=ROLE)],
-            ),
-            # Thirty days of metrics are not to be lost to a config change or a removed section.
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+    # ------------------------------------------------------------------ parts
+
+    def _prometheus(self) -> None:
+        spec = self.spec
+        # Thirty days of metrics, on the data volume (bounded by retention.size): the root disk
+        # must never fill, or Docker stops.
+        self.prometheus_volume = self._host.data_volume(
+            f"{self._name}-prometheus-data",
+            volume_name=spec.names.prometheus_volume,
+            labels={swarm.ROLE_LABEL: ROLE},
+            owner=PROMETHEUS_OWNER,
+            image=self._images.prometheus_image,
+            parent=self,
         )
         self._add(
             "prometheus",
-            image=images.prometheus_image,
+            image=self._images.prometheus_image,
             args=obs.prometheus_args(spec),
             configs=[
                 self._config("prometheus-config", obs.render_prometheus_yml(spec), obs.PROMETHEUS_CONFIG_FILE),
@@ -185,28 +162,45 @@ class ObservabilityStack(pulumi.ComponentResource):
                     f"{obs.PROMETHEUS_CONFIG_DIR}/{obs.RULES_FILE}",
                 ),
             ],
-            mounts=[
-                docker.ServiceTaskSpecContainerSpecMountArgs(
-                    target="/prometheus", source=self.prometheus_volume.name, type="volume"
-                )
-            ],
+            mounts=[swarm.volume_mount(self.prometheus_volume.name, "/prometheus")],
             health=_wget(f"http://127.0.0.1:{obs.PROMETHEUS_PORT}/-/healthy"),
             # Two Prometheus processes cannot share one TSDB directory: stop the old task first.
             order="stop-first",
         )
 
-        # ---------------------------------------------------------------- alertmanager
-        alert_secrets = []
+    def _alertmanager(self, stack: Stack) -> None:
+        receiver = self.spec.receiver
+        self.egress_network = None
+        if self.spec.needs_egress:
+            # The internal network has no way out; alert delivery needs one.
+            self.egress_network = docker.Network(
+                f"{self._name}-alerts-egress",
+                docker.NetworkArgs(
+                    name=self.spec.names.alerts_egress_network,
+                    driver="overlay",
+                    internal=False,
+                    attachable=False,
+                    labels=[docker.NetworkLabelArgs(label=swarm.ROLE_LABEL, value=ROLE)],
+                ),
+                opts=self._child,
+            )
+        secrets = []
         if receiver.kind == "email" and receiver.smtp_password_secret:
             smtp_password = stack.secrets[receiver.smtp_password_secret]
-            alert_secrets.append(self._secret("alert-smtp-password", smtp_password, obs.SMTP_PASSWORD_FILE))
+            secrets.append(self._secret("alert-smtp-password", smtp_password, obs.SMTP_PASSWORD_FILE))
         if receiver.kind == "webhook" and receiver.webhook_url_secret:
-            alert_secrets.append(
+            secrets.append(
                 self._secret("alert-webhook-url", stack.secrets[receiver.webhook_url_secret], obs.WEBHOOK_URL_FILE)
+            )
+        if receiver.heartbeat_url_secret:
+            secrets.append(
+                self._secret(
+                    "alert-heartbeat-url", stack.secrets[receiver.heartbeat_url_secret], obs.HEARTBEAT_URL_FILE
+                )
             )
         self._add(
             "alertmanager",
-            image=images.alertmanager_image,
+            image=self._images.alertmanager_image,
             args=[
                 f"--config.file={obs.ALERTMANAGER_CONFIG_FILE}",
                 "--storage.path=/alertmanager",
@@ -214,29 +208,41 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "--cluster.listen-address=",
             ],
             configs=[
-                self._config("alertmanager-config", obs.render_alertmanager_yml(spec), obs.ALERTMANAGER_CONFIG_FILE)
+                self._config(
+                    "alertmanager-config", obs.render_alertmanager_yml(self.spec), obs.ALERTMANAGER_CONFIG_FILE
+                )
             ],
-            secrets=alert_secrets,
-            mounts=[_tmpfs("/alertmanager")],
+            secrets=secrets,
+            mounts=[swarm.tmpfs_mount("/alertmanager", 64)],
             health=_wget(f"http://127.0.0.1:{obs.ALERTMANAGER_PORT}/-/healthy"),
             extra_networks=[self.egress_network] if self.egress_network is not None else [],
         )
 
-        # ---------------------------------------------------------------- grafana
-        if images.grafana_admin_password_secret:
-            password = _as_secret(stack.secrets[images.grafana_admin_password_secret])
+    def _grafana(self, stack: Stack) -> None:
+        spec = self.spec
+        configured = self._images.grafana_admin_password_secret
+        if configured:
+            password = swarm.as_secret(stack.secrets[configured])
         else:
             generated = random.RandomPassword(
-                f"{name}-grafana-admin-password",
+                f"{self._name}-grafana-admin-password",
                 random.RandomPasswordArgs(length=32, special=False),
                 opts=self._child,
             )
-            password = _as_secret(generated.result)
+            password = swarm.as_secret(generated.result)
         self.grafana_admin_password = password
         dashboards = gf.render_dashboards(spec)
+        volume = self._host.data_volume(
+            f"{self._name}-grafana-data",
+            volume_name=spec.names.grafana_volume,
+            labels={swarm.ROLE_LABEL: ROLE},
+            owner=GRAFANA_OWNER,
+            image=self._images.grafana_image,
+            parent=self,
+        )
         self._add(
             "grafana",
-            image=images.grafana_image,
+            image=self._images.grafana_image,
             env=gf.grafana_env(spec),
             configs=[
                 self._config("grafana-datasources", gf.render_datasources(spec), gf.DATASOURCES_FILE),
@@ -247,21 +253,22 @@ class ObservabilityStack(pulumi.ComponentResource):
                 ),
             ],
             secrets=[self._secret("grafana-admin-password", password, gf.ADMIN_PASSWORD_FILE)],
+            # Its database (users, sessions, preferences, dashboards saved in the UI) survives restarts.
+            mounts=[swarm.volume_mount(volume.name, gf.DATA_DIR)],
             health=_wget(f"http://127.0.0.1:{obs.GRAFANA_PORT}/api/health"),
-            # Grafana writes its database and plugins under /var/lib/grafana; everything it
-            # needs is provisioned again at start, so that state is not kept on a volume.
             read_only=False,
         )
 
-        # ---------------------------------------------------------------- host and containers
-        node_mounts = [_bind("/", "/host", propagation="rslave")]
+    def _host_exporters(self, textfile_dir: str | None) -> None:
+        """node-exporter and cAdvisor, one task on every node."""
+        node_mounts = [swarm.bind_mount("/", "/host", propagation="rslave")]
         node_args = ["--path.rootfs=/host", f"--collector.filesystem.mount-points-exclude={NODE_MOUNTS_EXCLUDE}"]
         if textfile_dir is not None:
-            node_mounts.append(_bind(textfile_dir, "/textfile"))
+            node_mounts.append(swarm.bind_mount(textfile_dir, "/textfile"))
             node_args.append("--collector.textfile.directory=/textfile")
         self._add(
             "node-exporter",
-            image=images.node_exporter_image,
+            image=self._images.node_exporter_image,
             args=node_args,
             mounts=node_mounts,
             health=_wget(f"http://127.0.0.1:{obs.NODE_EXPORTER_PORT}/"),
@@ -269,7 +276,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         )
         self._add(
             "cadvisor",
-            image=images.cadvisor_image,
+            image=self._images.cadvisor_image,
             args=[
                 "--docker_only=true",
                 "--housekeeping_interval=30s",
@@ -281,48 +288,54 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "perf_event,process,referenced_memory,resctrl,sched,tcp,udp",
             ],
             mounts=[
-                _bind("/", "/rootfs"),
-                _bind("/var/run", "/var/run"),
-                _bind("/sys", "/sys"),
-                _bind("/var/lib/docker", "/var/lib/docker"),
-                _bind("/dev/disk", "/dev/disk"),
+                swarm.bind_mount("/", "/rootfs"),
+                swarm.bind_mount("/var/run", "/var/run"),
+                swarm.bind_mount("/sys", "/sys"),
+                swarm.bind_mount("/var/lib/docker", "/var/lib/docker"),
+                swarm.bind_mount("/dev/disk", "/dev/disk"),
             ],
             health=_wget(f"http://127.0.0.1:{obs.CADVISOR_PORT}/healthz"),
             global_mode=True,
             user="0:0",
         )
 
-        # ---------------------------------------------------------------- the proxy
+    def _proxy_exporters(self) -> None:
+        """stub_status counts, status codes from the access log, and the certificate's expiry.
+
+        The first two images are built FROM scratch (no shell to probe with): Prometheus'
+        TargetDown watches them instead."""
+        spec = self.spec
         self._add(
             "nginx-exporter",
-            image=images.nginx_exporter_image,
+            image=self._images.nginx_exporter_image,
             args=[f"--nginx.scrape-uri={spec.nginx_scrape_uri}", f"--web.listen-address=:{obs.NGINX_EXPORTER_PORT}"],
             health=None,
         )
         self._add(
             "nginxlog-exporter",
-            image=images.nginxlog_exporter_image,
+            image=self._images.nginxlog_exporter_image,
             args=[f"-config-file={obs.NGINXLOG_CONFIG_FILE}"],
             configs=[self._config("nginxlog-config", obs.render_nginxlog_yml(spec), obs.NGINXLOG_CONFIG_FILE)],
             health=None,
         )
         self._add(
             "blackbox-exporter",
-            image=images.blackbox_exporter_image,
+            image=self._images.blackbox_exporter_image,
             args=[f"--config.file={obs.BLACKBOX_CONFIG_FILE}"],
             configs=[self._config("blackbox-config", obs.render_blackbox_yml(spec), obs.BLACKBOX_CONFIG_FILE)],
             health=_wget(f"http://127.0.0.1:{obs.BLACKBOX_PORT}/-/healthy"),
         )
 
-        # ---------------------------------------------------------------- stores
-        for target in spec.stores:
+    def _store_exporters(self, stores: Mapping[str, StoreLike]) -> None:
+        images = self._images
+        for target in self.spec.stores:
             store = stores[target.name]
             password_file = f"{obs.SECRETS_DIR}/{target.name}-password"
             secrets = []
             if store.password_secret is not None:
-                secrets.append(_mount_secret(store.password_secret, password_file))
+                secrets.append(swarm.secret_file(store.password_secret, password_file))
             part = f"{target.name}-exporter"
-            if isinstance(store.spec, PostgresStore):
+            if isinstance(store.spec, PostgresSpec):
                 self._add(
                     part,
                     image=images.postgres_exporter_image,
@@ -336,7 +349,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                     health=_wget(f"http://127.0.0.1:{obs.POSTGRES_EXPORTER_PORT}/"),
                     memory_mb=capacity.POSTGRES_EXPORTER_MB,
                 )
-            elif isinstance(store.spec, RedisStore):
+            elif isinstance(store.spec, RedisSpec):
                 self._add(
                     part,
                     image=images.redis_exporter_image,
@@ -348,14 +361,6 @@ class ObservabilityStack(pulumi.ComponentResource):
                     memory_mb=capacity.REDIS_EXPORTER_MB,
                 )
 
-        self.register_outputs(
-            {
-                "grafana_admin_password": self.grafana_admin_password,
-                "grafana_url": self.grafana_upstream.root_url,
-                "access_log_syslog_target": self.access_log_syslog_target,
-            }
-        )
-
     def nginx_upstream(self) -> nginx.NginxUpstream:
         """The upstream the proxy adds for Grafana (every task, re-resolved at run time)."""
         upstream = self.grafana_upstream
@@ -363,15 +368,8 @@ class ObservabilityStack(pulumi.ComponentResource):
         return nginx.NginxUpstream(name=upstream.service_name, servers=(server,))
 
     def nginx_routes(self) -> tuple[nginx.NginxRoute, ...]:
-        """The proxy's routes to Grafana: its own host or its sub path (passed unchanged), with
-        websockets (Grafana Live) and the login rate limit on the login form."""
-        upstream = self.grafana_upstream
-        prefix = upstream.path_prefix or "/"
-        name = upstream.service_name
-        return (
-            nginx.NginxRoute(path=prefix, upstream=name, host=upstream.host, websocket=True, max_body="10m"),
-            nginx.NginxRoute(path=f"{prefix}login", upstream=name, host=upstream.host, rate_limit="login"),
-        )
+        """The proxy's routes to Grafana (render.observability.grafana_routes)."""
+        return obs.grafana_routes(self.grafana_upstream)
 
     # ------------------------------------------------------------------ helpers
 
@@ -379,24 +377,22 @@ class ObservabilityStack(pulumi.ComponentResource):
         config = docker.ServiceConfig(
             f"{self._name}-{part}",
             docker.ServiceConfigArgs(
-                data=_b64(text), labels=[docker.ServiceConfigLabelArgs(label=ROLE_LABEL, value=ROLE)]
+                data=swarm.b64(text), labels=[docker.ServiceConfigLabelArgs(label=swarm.ROLE_LABEL, value=ROLE)]
             ),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
         )
-        return docker.ServiceTaskSpecContainerSpecConfigArgs(
-            config_id=config.id, config_name=config.name, file_name=path, file_mode=0o444
-        )
+        return swarm.file_config(config, path)
 
     def _secret(self, part: str, value: pulumi.Output[str], path: str) -> docker.ServiceTaskSpecContainerSpecSecretArgs:
         secret = docker.Secret(
             f"{self._name}-{part}",
             docker.SecretArgs(
-                data=_as_secret(value).apply(_b64),
-                labels=[docker.SecretLabelArgs(label=ROLE_LABEL, value=ROLE)],
+                data=swarm.secret_data(value),
+                labels=[docker.SecretLabelArgs(label=swarm.ROLE_LABEL, value=ROLE)],
             ),
             opts=self._child,
         )
-        return _mount_secret(secret, path)
+        return swarm.secret_file(secret, path)
 
     def _add(
         self,
@@ -412,101 +408,33 @@ class ObservabilityStack(pulumi.ComponentResource):
         mounts: Sequence[docker.ServiceTaskSpecContainerSpecMountArgs] = (),
         memory_mb: int | None = None,
         global_mode: bool = False,
-        order: str = "start-first",
+        order: Literal["start-first", "stop-first"] = "start-first",
         read_only: bool = True,
         user: str | None = None,
         extra_networks: Sequence[docker.Network] = (),
     ) -> docker.Service:
+        """One monitoring service; ``health`` None is for images without a shell (Prometheus'
+        TargetDown watches them instead)."""
         limit_mb = memory_mb if memory_mb is not None else capacity.OBSERVABILITY_LIMITS_MB[part]
-        logging = Logging()
-        service_name = f"{self.spec.names.prefix}-{part}"
-        healthcheck = (
-            docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-                tests=health, interval="30s", timeout="5s", retries=3, start_period="30s"
-            )
-            if health is not None
-            else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"])
-        )
-        service = docker.Service(
+        service = swarm.service(
             f"{self._name}-{part}",
-            docker.ServiceArgs(
-                name=service_name,
-                labels=[
-                    docker.ServiceLabelArgs(label=ROLE_LABEL, value=ROLE),
-                    *(
-                        []
-                        if health is not None
-                        # No shell in the image to probe with: Prometheus' TargetDown watches it.
-                        else [docker.ServiceLabelArgs(label=swarm.HEALTH_LABEL, value=swarm.HEALTH_BY_PROMETHEUS)]
-                    ),
-                ],
-                mode=docker.ServiceModeArgs(global_=True)
-                if global_mode
-                else docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
-                task_spec=docker.ServiceTaskSpecArgs(
-                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                        image=image,
-                        args=list(args) if args is not None else None,
-                        commands=list(commands) if commands is not None else None,
-                        env=dict(env) if env else None,
-                        configs=list(configs) or None,
-                        secrets=list(secrets) or None,
-                        mounts=list(mounts) or None,
-                        healthcheck=healthcheck,
-                        read_only=read_only,
-                        user=user,
-                        stop_grace_period="30s",
-                    ),
-                    resources=docker.ServiceTaskSpecResourcesArgs(
-                        limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=limit_mb * MIB),
-                        reservation=docker.ServiceTaskSpecResourcesReservationArgs(memory_bytes=limit_mb // 2 * MIB),
-                    ),
-                    restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
-                        condition="any", delay="5s", window="30s", max_attempts=0
-                    ),
-                    log_driver=docker.ServiceTaskSpecLogDriverArgs(
-                        name="json-file", options={"max-size": logging.max_size, "max-file": str(logging.max_file)}
-                    ),
-                    networks_advanceds=[
-                        docker.ServiceTaskSpecNetworksAdvancedArgs(id=net.id)
-                        for net in (self._network, *extra_networks)
-                    ],
-                ),
-                endpoint_spec=docker.ServiceEndpointSpecArgs(mode="vip"),
-                update_config=docker.ServiceUpdateConfigArgs(
-                    parallelism=1, delay="5s", order=order, failure_action="rollback", monitor="30s"
-                ),
-                rollback_config=docker.ServiceRollbackConfigArgs(
-                    parallelism=1, delay="5s", order=order, failure_action="pause", monitor="30s"
-                ),
-            ),
+            name=self.spec.names.of(part),
+            role=ROLE,
+            part=part,
+            image=self._host.image(image),
+            args=args,
+            command=commands,
+            env=env,
+            configs=configs,
+            secrets=secrets,
+            mounts=mounts,
+            health=swarm.Health(tuple(health), timeout_s=5) if health is not None else None,
+            hardening=swarm.Hardening(read_only=read_only, cap_drop_all=False, user=user),
+            resources=Resources(memory_mb=limit_mb),
+            replicas=None if global_mode else 1,
+            networks=[swarm.Attachment(net.id) for net in (self._network, *extra_networks)],
+            rollout=swarm.Rollout(order=order, delay_s=5),
             opts=self._child,
         )
         self.services[part] = service
         return service
-
-
-def _bind(source: str, target: str, *, propagation: str | None = None) -> docker.ServiceTaskSpecContainerSpecMountArgs:
-    return docker.ServiceTaskSpecContainerSpecMountArgs(
-        target=target,
-        source=source,
-        type="bind",
-        read_only=True,
-        bind_options=docker.ServiceTaskSpecContainerSpecMountBindOptionsArgs(propagation=propagation)
-        if propagation
-        else None,
-    )
-
-
-def _tmpfs(target: str) -> docker.ServiceTaskSpecContainerSpecMountArgs:
-    return docker.ServiceTaskSpecContainerSpecMountArgs(
-        target=target,
-        type="tmpfs",
-        tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=64 * MIB),
-    )
-
-
-def _mount_secret(secret: docker.Secret, path: str) -> docker.ServiceTaskSpecContainerSpecSecretArgs:
-    return docker.ServiceTaskSpecContainerSpecSecretArgs(
-        secret_id=secret.id, secret_name=secret.name, file_name=path, file_mode=0o444
-    )

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_cloudflare as cloudflare
@@ -77,56 +78,29 @@ class ProxyTier(pulumi.ComponentResource):
         ``extra_access_logs``: more destinations of its access log (the log exporter)."""
         super().__init__("keel:index:ProxyTier", name, {}, opts)
         cfg = stack.config
-        proxy = cfg.proxy
-        prefix = cfg.name_prefix
-        self.service_name = f"{prefix}-{name}"
-        child = pulumi.ResourceOptions(parent=self)
+        names = cfg.names
+        self.service_name = names.proxy
+        self._name = name
+        self._host = host
+        self._child = pulumi.ResourceOptions(parent=self)
         hostnames = cfg.dns.all_hostnames if cfg.dns else []
-        port_suffix = "" if proxy.https_port == 443 else f":{proxy.https_port}"
+        port_suffix = "" if cfg.proxy.https_port == 443 else f":{cfg.proxy.https_port}"
         self.urls = [f"https://{h}{port_suffix}/" for h in hostnames] or [f"https://localhost{port_suffix}/"]
 
         if cfg.dns is not None:
-            self._dns(name, cfg, host)
-
-        acme_mode = proxy.tls.mode == "acme"
-        secrets: list[docker.ServiceTaskSpecContainerSpecSecretArgs] = []
-        mounts: list[docker.ServiceTaskSpecContainerSpecMountArgs] = []
-        if acme_mode:
-            certs = docker.Volume(f"{name}-certs", docker.VolumeArgs(name=f"{prefix}-{name}-certs"), opts=child)
-            self._acme(name, stack, networks, certs)
-            mounts.append(
-                docker.ServiceTaskSpecContainerSpecMountArgs(
-                    type="volume", source=certs.name, target=proxy_runtime.CERT_DIR, read_only=True
-                )
-            )
-            cert_path, key_path = f"{proxy_runtime.CERT_DIR}/tls.crt", f"{proxy_runtime.CERT_DIR}/tls.key"
-        else:
-            certificate, key = self._certificate(name, cfg, hostnames)
-            for file_name, data in ((CERT_SECRET_PATH, certificate), (KEY_SECRET_PATH, key)):
-                secret = docker.Secret(
-                    f"{name}-{file_name.rsplit('/', 1)[-1]}",
-                    docker.SecretArgs(data=swarm.secret_data(data)),
-                    opts=child,
-                )
-                secrets.append(
-                    docker.ServiceTaskSpecContainerSpecSecretArgs(
-                        secret_id=secret.id, secret_name=secret.name, file_name=file_name, file_mode=0o400
-                    )
-                )
-            cert_path, key_path = CERT_SECRET_PATH, KEY_SECRET_PATH
-
-        apps = cfg.apps()
+            self._dns(cfg, host)
+        tls_files = self._tls(stack, networks, hostnames)
         site = pulumi.Output.from_input(cloudflare_cidrs(cfg)).apply(
             lambda cidrs: nginx.site_from_config(
-                proxy,
-                apps,
+                cfg.proxy,
+                cfg.apps(),
                 server_names=hostnames,
                 cloudflare_cidrs=cidrs,
-                docker_service_name=lambda service: f"{prefix}-{service}",
+                docker_service_name=names.app,
                 extra_upstreams=extra_upstreams,
                 extra_routes=extra_routes,
-                certificate_path=cert_path,
-                certificate_key_path=key_path,
+                certificate_path=tls_files.certificate_path,
+                certificate_key_path=tls_files.key_path,
                 include_glob=f"{proxy_runtime.INCLUDE_DIR}/*.conf",
                 extra_access_logs=tuple(extra_access_logs),
                 # IPv6 only when AAAA records send visitors there.
@@ -140,83 +114,118 @@ class ProxyTier(pulumi.ComponentResource):
             }
         )
         self.nginx_conf = files.apply(lambda f: f["nginx.conf"])
+        conf_volume = docker.Volume(
+            f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
+        )
+        self.service = self._nginx(cfg, networks, tls_files, conf_volume)
+        self._write_configuration(cfg, host, conf_volume, files)
+        self.register_outputs({"service_name": self.service_name, "urls": self.urls})
 
-        conf_volume = docker.Volume(f"{name}-conf", docker.VolumeArgs(name=f"{prefix}-{name}-conf"), opts=child)
-        writer = host.run(
-            f"{name}-nginx.conf",
-            create=pulumi.Output.from_input(conf_volume.name).apply(
-                lambda volume: proxy_runtime.writer_script(volume=volume, image=proxy.image, service=self.service_name)
+    # ------------------------------------------------------------------ nginx
+
+    def _write_configuration(
+        self, cfg: StackConfig, host: Host, conf_volume: docker.Volume, files: pulumi.Output[dict[str, str]]
+    ) -> pulumi.Resource:
+        """The step that stages a new configuration set in the proxy's volume and waits for the proxy's
+        verdict (see render/proxy_runtime.py). After the service: the running proxy tests each new
+        set and acknowledges it (or its refusal, which fails the deploy), and a changed image is
+        already the nginx that judges the set."""
+        return host.run(
+            f"{self._name}-nginx.conf",
+            create=pulumi.Output.all(conf_volume.name, files).apply(
+                lambda v: proxy_runtime.writer_script(
+                    volume=v[0],
+                    image=cfg.proxy.image,
+                    service=self.service_name,
+                    digest=proxy_runtime.set_digest(v[1]),
+                )
             ),
             stdin=files.apply(proxy_runtime.writer_stdin),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
+
+    def _nginx(
+        self,
+        cfg: StackConfig,
+        networks: Networks,
+        tls_files: _TlsFiles,
+        conf_volume: docker.Volume,
+    ) -> docker.Service:
+        proxy = cfg.proxy
         watcher = docker.ServiceConfig(
-            f"{name}-keel-proxy",
+            f"{self._name}-keel-proxy",
             docker.ServiceConfigArgs(data=swarm.b64(proxy_runtime.watcher_script())),
-            opts=child,
+            opts=self._child,
         )
-        mounts += [
-            docker.ServiceTaskSpecContainerSpecMountArgs(
-                type="volume", source=conf_volume.name, target=proxy_runtime.CONF_DIR
-            ),
-            _tmpfs("/var/cache/nginx"),
-            _tmpfs("/var/run"),
-            _tmpfs("/tmp"),
-        ]
-        self.service = docker.Service(
-            f"{name}-service",
-            docker.ServiceArgs(
-                name=self.service_name,
-                labels=swarm.labels("proxy", name),
-                mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
-                endpoint_spec=docker.ServiceEndpointSpecArgs(
-                    ports=[
-                        docker.ServiceEndpointSpecPortArgs(
-                            target_port=80, published_port=proxy.http_port, publish_mode="host", protocol="tcp"
-                        ),
-                        docker.ServiceEndpointSpecPortArgs(
-                            target_port=443, published_port=proxy.https_port, publish_mode="host", protocol="tcp"
-                        ),
-                    ]
+        return swarm.service(
+            f"{self._name}-service",
+            name=self.service_name,
+            role="proxy",
+            part=self._name,
+            image=self._host.image(proxy.image),
+            command=["/bin/sh", proxy_runtime.WATCHER_PATH],
+            configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
+            secrets=tls_files.secrets,
+            mounts=[
+                *tls_files.mounts,
+                swarm.volume_mount(conf_volume.name, proxy_runtime.CONF_DIR),
+                swarm.tmpfs_mount("/var/cache/nginx"),
+                swarm.tmpfs_mount("/var/run"),
+                swarm.tmpfs_mount("/tmp"),
+            ],
+            hardening=swarm.Hardening(cap_add=tuple(NGINX_CAPABILITIES)),
+            stop_signal="SIGQUIT",
+            stop_grace_s=30,
+            health=swarm.Health(swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10),
+            resources=proxy.resources,
+            logging=proxy.logging,
+            constraints=[swarm.ON_MANAGER],
+            networks=[swarm.Attachment(networks.public.id), swarm.Attachment(networks.internal.id)],
+            ports=[
+                docker.ServiceEndpointSpecPortArgs(
+                    target_port=80, published_port=proxy.http_port, publish_mode="host", protocol="tcp"
                 ),
-                task_spec=docker.ServiceTaskSpecArgs(
-                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                        image=proxy.image,
-                        commands=["/bin/sh", proxy_runtime.WATCHER_PATH],
-                        configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
-                        secrets=secrets or None,
-                        mounts=mounts,
-                        read_only=True,
-                        cap_drops=["ALL"],
-                        cap_adds=NGINX_CAPABILITIES,
-                        stop_signal="SIGQUIT",
-                        stop_grace_period="30s",
-                        healthcheck=swarm.healthcheck(
-                            swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10, retries=3
-                        ),
-                    ),
-                    resources=swarm.resources(proxy.resources),
-                    restart_policy=swarm.restart_policy(),
-                    log_driver=swarm.log_driver(proxy.logging),
-                    placement=docker.ServiceTaskSpecPlacementArgs(constraints=[swarm.ON_MANAGER]),
-                    networks_advanceds=swarm.networks(networks.public.id, networks.internal.id),
+                docker.ServiceEndpointSpecPortArgs(
+                    target_port=443, published_port=proxy.https_port, publish_mode="host", protocol="tcp"
                 ),
-                # Host-mode ports cannot be held by two tasks: the old one stops first. Changes
-                # to this spec are rare on purpose; configuration changes are reloads.
-                update_config=docker.ServiceUpdateConfigArgs(
-                    order="stop-first", failure_action="rollback", monitor="30s", parallelism=1, delay="0s"
-                ),
-                rollback_config=docker.ServiceRollbackConfigArgs(order="stop-first", monitor="30s", parallelism=1),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
+            ],
+            # Host-mode ports cannot be held by two tasks: the old one stops first. Changes to this
+            # spec are rare on purpose; configuration changes are reloads.
+            rollout=swarm.STOP_FIRST,
+            opts=self._child,
         )
-        self.register_outputs({"service_name": self.service_name, "urls": self.urls})
+
+    def _tls(self, stack: Stack, networks: Networks, hostnames: list[str]) -> _TlsFiles:
+        """Where nginx finds its certificate: swarm secrets made by Pulumi, or (acme) a volume the
+        renewal service writes into."""
+        cfg = stack.config
+        if cfg.proxy.tls.mode == "acme":
+            certs = docker.Volume(
+                f"{self._name}-certs", docker.VolumeArgs(name=cfg.names.proxy_certs_volume), opts=self._child
+            )
+            self._acme(stack, networks, certs)
+            return _TlsFiles(
+                certificate_path=f"{proxy_runtime.CERT_DIR}/tls.crt",
+                key_path=f"{proxy_runtime.CERT_DIR}/tls.key",
+                mounts=(swarm.volume_mount(certs.name, proxy_runtime.CERT_DIR, read_only=True),),
+            )
+        certificate, key = self._certificate(cfg, hostnames)
+        secrets = []
+        for file_name, data in ((CERT_SECRET_PATH, certificate), (KEY_SECRET_PATH, key)):
+            secret = docker.Secret(
+                f"{self._name}-{file_name.rsplit('/', 1)[-1]}",
+                docker.SecretArgs(data=swarm.secret_data(data)),
+                opts=self._child,
+            )
+            secrets.append(swarm.secret_file(secret, file_name, 0o400))
+        return _TlsFiles(certificate_path=CERT_SECRET_PATH, key_path=KEY_SECRET_PATH, secrets=tuple(secrets))
 
     # ------------------------------------------------------------------ DNS and TLS
 
-    def _dns(self, name: str, cfg: StackConfig, host: Host) -> None:
+    def _dns(self, cfg: StackConfig, host: Host) -> None:
         assert cfg.dns is not None
-        child = pulumi.ResourceOptions(parent=self)
+        name = self._name
+        child = self._child
         for hostname in cfg.dns.all_hostnames:
             records = [("A", host.ipv4)] + ([("AAAA", host.ipv6)] if cfg.dns.ipv6 else [])
             for record_type, address in records:
@@ -240,10 +249,9 @@ class ProxyTier(pulumi.ComponentResource):
                 opts=child,
             )
 
-    def _certificate(
-        self, name: str, cfg: StackConfig, hostnames: list[str]
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        child = pulumi.ResourceOptions(parent=self)
+    def _certificate(self, cfg: StackConfig, hostnames: list[str]) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        name = self._name
+        child = self._child
         key = tls.PrivateKey(f"{name}-tls-key", tls.PrivateKeyArgs(algorithm="ECDSA", ecdsa_curve="P256"), opts=child)
         names = hostnames or ["localhost"]
         if cfg.proxy.tls.mode == "cloudflare-origin":
@@ -282,14 +290,15 @@ class ProxyTier(pulumi.ComponentResource):
         )
         return cert.cert_pem, key.private_key_pem
 
-    def _acme(self, name: str, stack: Stack, networks: Networks, certs: docker.Volume) -> None:
+    def _acme(self, stack: Stack, networks: Networks, certs: docker.Volume) -> None:
         cfg = stack.config
         assert cfg.dns is not None
+        name = self._name
         tls_cfg = cfg.proxy.tls
-        child = pulumi.ResourceOptions(parent=self)
+        child = self._child
         state = docker.Volume(
             f"{name}-acme-state",
-            docker.VolumeArgs(name=f"{cfg.name_prefix}-{name}-acme"),
+            docker.VolumeArgs(name=cfg.names.acme_state_volume),
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         token = docker.Secret(
@@ -311,43 +320,33 @@ class ProxyTier(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        docker.Service(
+        swarm.service(
             f"{name}-acme",
-            docker.ServiceArgs(
-                name=f"{cfg.name_prefix}-{name}-acme",
-                labels=swarm.labels("proxy", f"{name}-acme"),
-                mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
-                task_spec=docker.ServiceTaskSpecArgs(
-                    container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                        image=tls_cfg.acme_image,
-                        commands=["/bin/sh", acme.SCRIPT_PATH],
-                        configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
-                        secrets=[
-                            docker.ServiceTaskSpecContainerSpecSecretArgs(
-                                secret_id=token.id, secret_name=token.name, file_name=acme.TOKEN_PATH, file_mode=0o400
-                            )
-                        ],
-                        mounts=[
-                            docker.ServiceTaskSpecContainerSpecMountArgs(
-                                type="volume", source=state.name, target=acme.STATE_DIR
-                            ),
-                            docker.ServiceTaskSpecContainerSpecMountArgs(
-                                type="volume", source=certs.name, target=acme.CERT_DIR
-                            ),
-                        ],
-                        healthcheck=swarm.healthcheck(acme.health_command(), interval_s=300, start_period_s=600),
-                        stop_grace_period="10s",
-                    ),
-                    resources=swarm.resources(tls_cfg.acme_resources),
-                    restart_policy=swarm.restart_policy(),
-                    log_driver=swarm.log_driver(cfg.proxy.logging),
-                    placement=docker.ServiceTaskSpecPlacementArgs(constraints=[swarm.ON_MANAGER]),
-                    networks_advanceds=swarm.networks(networks.public.id),
-                ),
-            ),
+            name=cfg.names.acme,
+            role="proxy",
+            part=f"{name}-acme",
+            image=self._host.image(tls_cfg.acme_image),
+            command=["/bin/sh", acme.SCRIPT_PATH],
+            configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
+            secrets=[swarm.secret_file(token, acme.TOKEN_PATH, 0o400)],
+            mounts=[swarm.volume_mount(state.name, acme.STATE_DIR), swarm.volume_mount(certs.name, acme.CERT_DIR)],
+            hardening=swarm.Hardening(read_only=False, cap_drop_all=False),
+            health=swarm.Health(tuple(acme.health_command()), interval_s=300, start_period_s=600),
+            stop_grace_s=10,
+            resources=tls_cfg.acme_resources,
+            logging=cfg.proxy.logging,
+            constraints=[swarm.ON_MANAGER],
+            networks=[swarm.Attachment(networks.public.id)],
+            rollout=swarm.STOP_FIRST,
             opts=child,
         )
 
 
-def _tmpfs(target: str) -> docker.ServiceTaskSpecContainerSpecMountArgs:
-    return docker.ServiceTaskSpecContainerSpecMountArgs(type="tmpfs", target=target)
+@dataclass(frozen=True)
+class _TlsFiles:
+    """The certificate and key paths nginx reads, and what puts them there."""
+
+    certificate_path: str
+    key_path: str
+    secrets: tuple[docker.ServiceTaskSpecContainerSpecSecretArgs, ...] = ()
+    mounts: tuple[docker.ServiceTaskSpecContainerSpecMountArgs, ...] = ()

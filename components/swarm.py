@@ -1,9 +1,20 @@
-"""Building blocks every swarm service shares, so each component declares them the same way."""
+"""The one way a swarm service is declared here, and the parts every service shares.
+
+``service()`` holds every default a service gets in this project: json-file log rotation, a
+restart policy, memory limit and reservation, a health check (or an explicit, labelled
+exemption), role labels, explicit update and rollback configuration, networks by id, and
+durations written the way the docker provider reads them back. Components say only what
+differs (image, command, files, mounts, hardening, rollout order), so the defaults cannot
+drift apart between them.
+"""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import pulumi
 import pulumi_docker as docker
@@ -12,29 +23,227 @@ from config.models import HealthCheck, Logging, Resources
 
 MIB = 1024 * 1024
 ROLE_LABEL = "keel.role"
+SERVICE_LABEL = "keel.service"
 # For images built FROM scratch, which cannot run a probe: liveness comes from Prometheus.
 HEALTH_LABEL = "keel.health"
 HEALTH_BY_PROMETHEUS = "prometheus-target"
-# For the scheduled backup jobs: run-to-completion tasks, watched by the backup-age alerts.
-HEALTH_BY_BACKUP_FRESHNESS = "backup-freshness"
 # The node that holds the data volume: stores and the proxy (which publishes host ports) stay there.
 ON_MANAGER = "node.role==manager"
+
+CREATE_ONLY_FIELDS = ("taskSpec.placement.platforms",)
+"""Written by the provider's Create and never by its Update, so never a change to undo.
+
+Create passes QueryRegistry (kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_service_funcs.go),
+and the daemon's client then sets placement.platforms from the image's manifest list, over any
+platforms the service names (moby v28.5.2 client/service_create.go, resolveContainerSpecImage); the
+attribute is Optional, not Computed. Ignored, the state keeps the registry's platforms and an
+Update sends them back."""
+RESTART_DELAY_S = 5
+RESTART_WINDOW_S = 120
+"""How long a restarted task must run before it counts as started (swarm's restart window)."""
+DEFAULT_LOGGING = Logging()
+
+
+def duration(seconds: int) -> str:
+    """``seconds`` as the docker provider stores a duration, so what is sent equals what is read back.
+
+    kreuzwerker/terraform-provider-docker v4.5.0, internal/provider/resource_docker_service_structures.go,
+    ``shortDur``: Go's ``time.Duration.String()`` with a trailing ``m0s`` and then ``h0m`` trimmed.
+    60 -> "1m", 135 -> "2m15s", 3600 -> "1h", 3605 -> "1h0m5s"; no DiffSuppressFunc on any duration.
+    """
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        text = f"{hours}h{minutes}m{secs}s"
+    elif minutes:
+        text = f"{minutes}m{secs}s"
+    else:
+        text = f"{secs}s"
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def failure_ratio(ratio: float) -> str:
+    """``max_failure_ratio`` as the provider reads it back: ``strconv.FormatFloat(v, 'f', 1, 64)``
+    (resource_docker_service_structures.go, flattenServiceUpdateOrRollbackConfig). The config
+    allows one decimal only, so nothing is rounded away here."""
+    return f"{ratio:.1f}"
 
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def as_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The value, marked secret whatever its source (Output.secret's stub types it too loosely for mypy)."""
+    return cast(pulumi.Output[str], pulumi.Output.secret(cast(Any, value)))
+
+
 def secret_data(value: pulumi.Input[str]) -> pulumi.Output[str]:
     """docker.Secret wants base64; the result stays a Pulumi secret."""
-    return pulumi.Output.secret(pulumi.Output.from_input(value).apply(b64))
+    return as_secret(pulumi.Output.from_input(value).apply(b64))
 
 
-def labels(role: str, service: str) -> list[docker.ServiceLabelArgs]:
-    return [
-        docker.ServiceLabelArgs(label=ROLE_LABEL, value=role),
-        docker.ServiceLabelArgs(label="keel.service", value=service),
-    ]
+# ----------------------------------------------------------------------------- parts
+
+
+@dataclass(frozen=True)
+class Health:
+    """A swarm health check: ``test`` is ``("CMD", ...)`` or ``("CMD-SHELL", "...")``."""
+
+    test: tuple[str, ...]
+    interval_s: int = 30
+    timeout_s: int = 10
+    start_period_s: int = 30
+    retries: int = 3
+
+    def args(self) -> docker.ServiceTaskSpecContainerSpecHealthcheckArgs:
+        return docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+            tests=list(self.test),
+            interval=duration(self.interval_s),
+            timeout=duration(self.timeout_s),
+            start_period=duration(self.start_period_s),
+            retries=self.retries,
+        )
+
+
+def http_probe(port: int, path: str) -> tuple[str, ...]:
+    """An HTTP probe run inside the container: wget (busybox, alpine) or curl, whichever exists.
+
+    The URL reaches the shell as one single-quoted word (``shlex.quote``); config/ also refuses
+    any path that is not plain URL text.
+    """
+    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
+    return ("CMD-SHELL", f"wget -q -O /dev/null {url} 2>/dev/null || curl -fsS -o /dev/null {url} || exit 1")
+
+
+def app_health(spec: HealthCheck, port: int | None) -> Health:
+    if spec.command is not None:
+        test: tuple[str, ...] = ("CMD", *spec.command)
+    else:
+        assert spec.http_path is not None and port is not None  # guaranteed by the config model
+        test = http_probe(port, spec.http_path)
+    return Health(
+        test,
+        interval_s=spec.interval_s,
+        timeout_s=spec.timeout_s,
+        start_period_s=spec.start_period_s,
+        retries=spec.retries,
+    )
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How swarm replaces a service's tasks, and whether `pulumi up` waits for it.
+
+    start-first: the new task runs and passes its health check before the old one stops (apps).
+    stop-first: one task owns something (a data directory, a host port): the old one stops first.
+    A failed update rolls back by itself; a failed rollback pauses for a human.
+    """
+
+    order: Literal["start-first", "stop-first"]
+    parallelism: int = 1
+    delay_s: int = 0
+    monitor_s: int = 30
+    max_failure_ratio: float = 0.0
+    converge_timeout_s: int | None = None
+    """When set, `pulumi up` waits (up to this long) for the tasks to run and pass their health
+    checks, and fails if the update rolled back."""
+
+    def update(self) -> docker.ServiceUpdateConfigArgs:
+        return docker.ServiceUpdateConfigArgs(
+            order=self.order,
+            failure_action="rollback",
+            parallelism=self.parallelism,
+            delay=duration(self.delay_s),
+            monitor=duration(self.monitor_s),
+            max_failure_ratio=failure_ratio(self.max_failure_ratio),
+        )
+
+    def rollback(self) -> docker.ServiceRollbackConfigArgs:
+        return docker.ServiceRollbackConfigArgs(
+            order=self.order,
+            failure_action="pause",
+            parallelism=self.parallelism,
+            delay=duration(0),
+            monitor=duration(self.monitor_s),
+            max_failure_ratio=failure_ratio(self.max_failure_ratio),
+        )
+
+    def converge(self) -> docker.ServiceConvergeConfigArgs | None:
+        if self.converge_timeout_s is None:
+            return None
+        return docker.ServiceConvergeConfigArgs(delay=duration(5), timeout=duration(self.converge_timeout_s))
+
+
+START_FIRST = Rollout(order="start-first")
+STOP_FIRST = Rollout(order="stop-first")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A network the service joins (by id: a name makes the provider replace it on every run),
+    and the extra DNS names it answers to there."""
+
+    network_id: pulumi.Input[str]
+    aliases: tuple[str, ...] = ()
+
+    def args(self) -> docker.ServiceTaskSpecNetworksAdvancedArgs:
+        return docker.ServiceTaskSpecNetworksAdvancedArgs(id=self.network_id, aliases=list(self.aliases) or None)
+
+
+def volume_mount(
+    source: pulumi.Input[str], target: str, *, read_only: bool = False
+) -> docker.ServiceTaskSpecContainerSpecMountArgs:
+    return docker.ServiceTaskSpecContainerSpecMountArgs(
+        type="volume", source=source, target=target, read_only=read_only
+    )
+
+
+def bind_mount(
+    source: str, target: str, *, read_only: bool = True, propagation: str | None = None
+) -> docker.ServiceTaskSpecContainerSpecMountArgs:
+    return docker.ServiceTaskSpecContainerSpecMountArgs(
+        type="bind",
+        source=source,
+        target=target,
+        read_only=read_only,
+        bind_options=docker.ServiceTaskSpecContainerSpecMountBindOptionsArgs(propagation=propagation)
+        if propagation
+        else None,
+    )
+
+
+def tmpfs_mount(target: str, size_mb: int | None = None) -> docker.ServiceTaskSpecContainerSpecMountArgs:
+    """A tmpfs (Docker mounts it noexec, nosuid, nodev); its pages count against the memory limit."""
+    return docker.ServiceTaskSpecContainerSpecMountArgs(
+        type="tmpfs",
+        target=target,
+        tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=size_mb * MIB)
+        if size_mb is not None
+        else None,
+    )
+
+
+def secret_file(secret: docker.Secret, path: str, mode: int = 0o444) -> docker.ServiceTaskSpecContainerSpecSecretArgs:
+    """Mount a swarm secret as the file ``path`` inside the task."""
+    return docker.ServiceTaskSpecContainerSpecSecretArgs(
+        secret_id=secret.id, secret_name=secret.name, file_name=path, file_mode=mode
+    )
+
+
+def file_config(
+    config: docker.ServiceConfig, path: str, mode: int = 0o444
+) -> docker.ServiceTaskSpecContainerSpecConfigArgs:
+    """Mount a swarm config as the file ``path`` inside the task."""
+    return docker.ServiceTaskSpecContainerSpecConfigArgs(
+        config_id=config.id, config_name=config.name, file_name=path, file_mode=mode
+    )
 
 
 def log_driver(logging: Logging) -> docker.ServiceTaskSpecLogDriverArgs:
@@ -43,7 +252,7 @@ def log_driver(logging: Logging) -> docker.ServiceTaskSpecLogDriverArgs:
     )
 
 
-def resources(spec: Resources) -> docker.ServiceTaskSpecResourcesArgs:
+def task_resources(spec: Resources) -> docker.ServiceTaskSpecResourcesArgs:
     return docker.ServiceTaskSpecResourcesArgs(
         limits=docker.ServiceTaskSpecResourcesLimitsArgs(
             memory_bytes=spec.memory_mb * MIB,
@@ -56,59 +265,120 @@ def resources(spec: Resources) -> docker.ServiceTaskSpecResourcesArgs:
     )
 
 
-def healthcheck(
-    tests: Sequence[str], *, interval_s: int = 30, timeout_s: int = 10, start_period_s: int = 30, retries: int = 3
-) -> docker.ServiceTaskSpecContainerSpecHealthcheckArgs:
-    return docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-        tests=list(tests),
-        interval=f"{interval_s}s",
-        timeout=f"{timeout_s}s",
-        start_period=f"{start_period_s}s",
-        retries=retries,
-    )
-
-
-def http_probe(port: int, path: str) -> list[str]:
-    """An HTTP health probe run inside the container: wget (busybox, alpine) or curl, whichever exists."""
-    url = f"http://127.0.0.1:{port}{path}"
-    return [
-        "CMD-SHELL",
-        f"wget -q -O /dev/null '{url}' 2>/dev/null || curl -fsS -o /dev/null '{url}' || exit 1",
-    ]
-
-
-def check(spec: HealthCheck, port: int | None) -> docker.ServiceTaskSpecContainerSpecHealthcheckArgs:
-    if spec.command is not None:
-        tests = ["CMD", *spec.command]
-    else:
-        assert spec.http_path is not None and port is not None  # guaranteed by the config model
-        tests = http_probe(port, spec.http_path)
-    return healthcheck(
-        tests,
-        interval_s=spec.interval_s,
-        timeout_s=spec.timeout_s,
-        start_period_s=spec.start_period_s,
-        retries=spec.retries,
-    )
-
-
-def file_config(
-    config: docker.ServiceConfig, path: str, mode: int = 0o444
-) -> docker.ServiceTaskSpecContainerSpecConfigArgs:
-    """Mount a swarm config as the file `path` inside the task."""
-    return docker.ServiceTaskSpecContainerSpecConfigArgs(
-        config_id=config.id, config_name=config.name, file_name=path, file_mode=mode
-    )
-
-
-def restart_policy(max_attempts: int = 0) -> docker.ServiceTaskSpecRestartPolicyArgs:
+def restart_policy(condition: Literal["any", "none"]) -> docker.ServiceTaskSpecRestartPolicyArgs:
+    """``any``: a long-running task comes back after any exit, a clean one included (a graceful
+    stop exits 0, and swarm does not restart ``on-failure`` tasks that exited 0: after a daemon
+    restart they would stay down). ``none``: run-to-completion jobs, started by their scheduler."""
     # delay and window are explicit: left unset, the provider reports a perpetual diff.
     return docker.ServiceTaskSpecRestartPolicyArgs(
-        condition="on-failure", delay="5s", window="120s", max_attempts=max_attempts
+        condition=condition,
+        delay=duration(RESTART_DELAY_S),
+        window=duration(RESTART_WINDOW_S if condition == "any" else 0),
+        max_attempts=0,
     )
 
 
-def networks(*network_ids: pulumi.Input[str]) -> list[docker.ServiceTaskSpecNetworksAdvancedArgs]:
-    # By id: a network named by its name makes the provider replace the service on every run
-    # (and `name` is deprecated in pulumi-docker 5).
-    return [docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_id) for network_id in network_ids]
+@dataclass(frozen=True)
+class Hardening:
+    """What a container may do beyond running its process."""
+
+    read_only: bool = True
+    """A read-only root filesystem (writable paths are volumes or tmpfs)."""
+    cap_drop_all: bool = True
+    cap_add: tuple[str, ...] = ()
+    user: str | None = None
+    """uid:gid; None keeps the image's own USER."""
+    init: bool | None = None
+    """Docker's tiny init as PID 1 (reaps zombies, forwards signals); None leaves the daemon's default."""
+
+
+LOCKED = Hardening()
+"""Read-only root, no capabilities, the image's user."""
+
+
+def service(
+    resource_name: str,
+    *,
+    name: str,
+    role: str,
+    part: str,
+    image: pulumi.Input[str],
+    resources: Resources,
+    health: Health | None,
+    rollout: Rollout,
+    hardening: Hardening = LOCKED,
+    replicas: int | None = 1,
+    command: Sequence[str] | None = None,
+    args: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[docker.ServiceTaskSpecContainerSpecSecretArgs] = (),
+    configs: Sequence[docker.ServiceTaskSpecContainerSpecConfigArgs] = (),
+    mounts: Sequence[docker.ServiceTaskSpecContainerSpecMountArgs] = (),
+    networks: Sequence[Attachment] = (),
+    constraints: Sequence[str] = (),
+    ports: Sequence[docker.ServiceEndpointSpecPortArgs] = (),
+    stop_signal: str | None = None,
+    stop_grace_s: int = 30,
+    hostname: str | None = None,
+    restart: Literal["any", "none"] = "any",
+    logging: Logging = DEFAULT_LOGGING,
+    labels: Mapping[str, str] | None = None,
+    opts: pulumi.ResourceOptions | None = None,
+) -> docker.Service:
+    """Declare one swarm service with every house default.
+
+    ``name``: the swarm service (and DNS) name; ``role``/``part``: its ``keel.role`` and
+    ``keel.service`` labels; ``replicas`` None runs one task on every node (global mode);
+    ``health`` None disables the image's check, allowed only for images without a shell, and
+    labels the service so the policy pack and TargetDown know Prometheus watches it instead.
+    ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD.
+    """
+    all_labels = {ROLE_LABEL: role, SERVICE_LABEL: part, **(labels or {})}
+    if health is None:
+        all_labels[HEALTH_LABEL] = HEALTH_BY_PROMETHEUS
+    container = docker.ServiceTaskSpecContainerSpecArgs(
+        image=image,
+        commands=list(command) if command is not None else None,
+        args=list(args) if args is not None else None,
+        env=dict(env) if env else None,
+        user=hardening.user,
+        read_only=hardening.read_only,
+        cap_drops=["ALL"] if hardening.cap_drop_all else None,
+        cap_adds=list(hardening.cap_add) or None,
+        init=hardening.init,
+        secrets=list(secrets) or None,
+        configs=list(configs) or None,
+        mounts=list(mounts) or None,
+        healthcheck=health.args()
+        if health is not None
+        else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
+        stop_signal=stop_signal,
+        stop_grace_period=duration(stop_grace_s),
+        hostname=hostname,
+    )
+    mode = (
+        docker.ServiceModeArgs(global_=True)
+        if replicas is None
+        else docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=replicas))
+    )
+    return docker.Service(
+        resource_name,
+        docker.ServiceArgs(
+            name=name,
+            labels=[docker.ServiceLabelArgs(label=key, value=value) for key, value in all_labels.items()],
+            mode=mode,
+            task_spec=docker.ServiceTaskSpecArgs(
+                container_spec=container,
+                resources=task_resources(resources),
+                restart_policy=restart_policy(restart),
+                log_driver=log_driver(logging),
+                placement=docker.ServiceTaskSpecPlacementArgs(constraints=list(constraints)) if constraints else None,
+                networks_advanceds=[network.args() for network in networks] or None,
+            ),
+            endpoint_spec=docker.ServiceEndpointSpecArgs(mode="vip", ports=list(ports) or None),
+            update_config=rollout.update(),
+            rollback_config=rollout.rollback(),
+            converge_config=rollout.converge(),
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=list(CREATE_ONLY_FIELDS))),
+    )

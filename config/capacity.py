@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import AppService, ExternalStore, PostgresStore, RedisStore, StackConfig, VolumeStore
+from config.models import AppSpec, ExternalSpec, PostgresSpec, RedisSpec, StackConfig, VolumeSpec
 
 MAX_SHARE = 0.90
 
@@ -75,22 +75,22 @@ def budget(cfg: StackConfig) -> Budget:
         lines.append(BudgetLine("acme", cfg.proxy.tls.acme_resources.memory_mb))
     headroom = 0
     for name, service in cfg.services.items():
-        if isinstance(service, AppService):
+        if isinstance(service, AppSpec):
             lines.append(BudgetLine(name, service.resources.memory_mb * service.replicas))
             if service.replicas:
                 # start-first runs `parallelism` new tasks beside the old ones during a rollout.
                 headroom = max(headroom, service.resources.memory_mb * service.rollout.parallelism)
-        elif isinstance(service, (PostgresStore, RedisStore)):
+        elif isinstance(service, (PostgresSpec, RedisSpec)):
             lines.append(BudgetLine(name, service.resources.memory_mb))
-        elif isinstance(service, (VolumeStore, ExternalStore)):
+        elif isinstance(service, (VolumeSpec, ExternalSpec)):
             continue
     if cfg.observability.enabled:
         for part, limit in OBSERVABILITY_LIMITS_MB.items():
             lines.append(BudgetLine(part, limit))
         for name, service in cfg.services.items():
-            if isinstance(service, PostgresStore):
+            if isinstance(service, PostgresSpec):
                 lines.append(BudgetLine(f"{name}-exporter", POSTGRES_EXPORTER_MB))
-            elif isinstance(service, RedisStore):
+            elif isinstance(service, RedisSpec):
                 lines.append(BudgetLine(f"{name}-exporter", REDIS_EXPORTER_MB))
     if cfg.backup.enabled:
         lines.append(BudgetLine("backup", BACKUP_MB))

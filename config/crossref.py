@@ -9,24 +9,21 @@ from croniter import croniter
 from config import capacity
 from config.errors import ConfigError, key_path, show
 from config.models import (
-    STORE_REF,
-    STORE_URL_REF,
-    AppService,
-    ExternalStore,
-    HcloudHost,
-    LocalHost,
-    PostgresStore,
-    RedisStore,
+    AppSpec,
+    ExternalSpec,
+    HcloudHostSpec,
+    LocalHostSpec,
+    PostgresSpec,
+    RedisSpec,
+    RegistryAuth,
     StackConfig,
-    VolumeStore,
+    VolumeSpec,
     image_is_pinned,
 )
 
 
 def check(cfg: StackConfig) -> None:
     """Raise one ConfigError listing every cross-reference problem, or return."""
-    from render.observability import observability_problems  # render imports config: import late
-
     problems: list[str] = []
     problems += _routes(cfg)
     problems += _volumes(cfg)
@@ -35,7 +32,8 @@ def check(cfg: StackConfig) -> None:
     problems += _redis_versions(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
-    problems += observability_problems(cfg)
+    problems += _metrics_paths(cfg)
+    problems += _registries(cfg)
     if not problems:
         problems += _capacity(cfg)
     if problems:
@@ -52,7 +50,7 @@ def _routes(cfg: StackConfig) -> list[str]:
         if target is None:
             known = ", ".join(sorted(apps)) or "none defined"
             out.append(f"{where}/service: {show(route.service)} is not a service; expected one of {known}")
-        elif not isinstance(target, AppService):
+        elif not isinstance(target, AppSpec):
             out.append(
                 f"{where}/service: {show(route.service)} is a {target.kind} store; "
                 "expected an app service (stores are never exposed through the proxy)"
@@ -69,7 +67,7 @@ def _routes(cfg: StackConfig) -> list[str]:
 
 def _volumes(cfg: StackConfig) -> list[str]:
     out = []
-    volume_stores = {n for n, s in cfg.services.items() if isinstance(s, VolumeStore)}
+    volume_stores = {n for n, s in cfg.services.items() if isinstance(s, VolumeSpec)}
     for name, app in cfg.apps().items():
         for mount, volume in app.volumes.items():
             if volume not in volume_stores:
@@ -83,17 +81,16 @@ def _volumes(cfg: StackConfig) -> list[str]:
 
 def _store_refs(cfg: StackConfig) -> list[str]:
     out = []
-    with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresStore, RedisStore, ExternalStore))}
+    with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresSpec, RedisSpec, ExternalSpec))}
     for name, app in cfg.apps().items():
         for env, ref in app.secrets.items():
-            prefix = next((p for p in (STORE_REF, STORE_URL_REF) if ref.startswith(p)), None)
-            if prefix is not None and ref[len(prefix) :] not in with_secret:
+            if ref.store is not None and ref.store not in with_secret:
                 known = (
-                    ", ".join(f"{prefix}{n}" for n in sorted(with_secret))
+                    ", ".join(f"{ref.source}:{n}" for n in sorted(with_secret))
                     or "none (no postgres, redis or external store)"
                 )
                 out.append(
-                    f"services/{name}/secrets/{env}: {show(ref)} names no store with a password or URL; "
+                    f"services/{name}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
                     f"expected one of {known}"
                 )
     return out
@@ -107,7 +104,7 @@ def _images(cfg: StackConfig) -> list[str]:
     if cfg.proxy.tls.mode == "acme":
         images.append(("proxy/tls/acme_image", cfg.proxy.tls.acme_image))
     for name, service in cfg.services.items():
-        if isinstance(service, (AppService, PostgresStore, RedisStore)):
+        if isinstance(service, (AppSpec, PostgresSpec, RedisSpec)):
             images.append((f"services/{name}/image", service.image))
     if cfg.observability.enabled:
         for key in type(cfg.observability).model_fields:
@@ -133,7 +130,7 @@ MIN_REDIS_MAJOR = 7
 def _redis_versions(cfg: StackConfig) -> list[str]:
     out = []
     for name, service in cfg.services.items():
-        if not isinstance(service, RedisStore):
+        if not isinstance(service, RedisSpec):
             continue
         tag = service.image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
         major = re.match(r"^([0-9]+)", tag)
@@ -161,7 +158,7 @@ def _tls_and_dns(cfg: StackConfig) -> list[str]:
             'proxy/tls/mode: "self-signed" fails Cloudflare\'s strict SSL mode for proxied records; '
             "expected cloudflare-origin (or acme)"
         )
-    if cfg.dns is not None and isinstance(cfg.host, LocalHost):
+    if cfg.dns is not None and isinstance(cfg.host, LocalHostSpec):
         out.append("dns: a local host has no public address to point records at; remove dns or use provider hcloud")
     grafana = cfg.observability.grafana_host
     if cfg.observability.enabled and grafana is not None:
@@ -183,11 +180,51 @@ def _schedules(cfg: StackConfig) -> list[str]:
     return out
 
 
+def _metrics_paths(cfg: StackConfig) -> list[str]:
+    """An app's metrics are scraped only with monitoring on, on its port, over the internal network."""
+    problems: list[str] = []
+    if not cfg.observability.enabled:
+        return problems
+    for name, app in cfg.apps().items():
+        if app.metrics_path is None:
+            continue
+        where = f"services/{name}/metrics_path"
+        if not app.metrics_path.startswith("/"):
+            problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
+        if app.port is None:
+            problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
+        if "internal" not in app.networks:
+            problems.append(
+                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
+                f"add internal to services/{name}/networks"
+            )
+    return problems
+
+
+def _registries(cfg: StackConfig) -> list[str]:
+    """One login per registry: the Docker provider holds it, so two apps cannot pull from one
+    server with different credentials."""
+    problems = []
+    first: dict[str, tuple[str, RegistryAuth]] = {}
+    for name, app in cfg.apps().items():
+        if app.registry is None:
+            continue
+        owner, login = first.setdefault(app.registry.server, (name, app.registry))
+        if login != app.registry:
+            problems.append(
+                f"services/{name}/registry: logs in to {show(login.server)} as {show(app.registry.username)} "
+                f"with {show(app.registry.password_secret)}, but services/{owner}/registry uses "
+                f"{show(login.username)} with {show(login.password_secret)}; "
+                "expected one username and password_secret per registry server"
+            )
+    return problems
+
+
 def _capacity(cfg: StackConfig) -> list[str]:
     plan = capacity.budget(cfg)
     if plan.total_mb <= plan.allowed_mb:
         return []
-    where = "host/server_type" if isinstance(cfg.host, HcloudHost) else "host/memory_mib"
+    where = "host/server_type" if isinstance(cfg.host, HcloudHostSpec) else "host/memory_mib"
     biggest = sorted(plan.lines, key=lambda line: -line.memory_mb)[:3]
     detail = ", ".join(f"{line.name} {line.memory_mb}" for line in biggest)
     return [
@@ -201,15 +238,15 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
     """Every secret the config names -> the key path that names it."""
     refs: dict[str, str] = {}
     for name, service in cfg.services.items():
-        if isinstance(service, AppService):
-            for env, secret in service.secrets.items():
-                if not secret.startswith((STORE_REF, STORE_URL_REF)):
-                    refs.setdefault(secret, f"services/{name}/secrets/{env}")
+        if isinstance(service, AppSpec):
+            for env, ref in service.secrets.items():
+                if ref.source == "secret":
+                    refs.setdefault(ref.name, f"services/{name}/secrets/{env}")
             if service.registry is not None:
                 refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")
-        elif isinstance(service, (PostgresStore, RedisStore)) and service.password_secret:
+        elif isinstance(service, (PostgresSpec, RedisSpec)) and service.password_secret:
             refs.setdefault(service.password_secret, f"services/{name}/password_secret")
-        elif isinstance(service, ExternalStore):
+        elif isinstance(service, ExternalSpec):
             refs.setdefault(service.url_secret, f"services/{name}/url_secret")
     if cfg.proxy.tls.mode == "acme":
         refs.setdefault(cfg.proxy.tls.acme_dns_token_secret, "proxy/tls/acme_dns_token_secret")
@@ -222,6 +259,8 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         value = getattr(obs.alerts, key) if key else None
         if value:
             refs.setdefault(value, f"observability/alerts/{key}")
+        if obs.alerts.heartbeat_url_secret:
+            refs.setdefault(obs.alerts.heartbeat_url_secret, "observability/alerts/heartbeat_url_secret")
     if cfg.backup.enabled and cfg.backup.repository is not None:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from config import crossref
 from config.errors import ConfigError, from_validation_error, show
-from config.models import SECTIONS, SERVICE_KINDS, LocalHost, SecretRule, StackConfig
+from config.models import SECTIONS, SERVICE_KINDS, LocalHostSpec, SecretRule, StackConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCALAR_SECTIONS = ("environment", "name_prefix", "base")
@@ -208,7 +208,7 @@ def _secret_in_env(full_key: str) -> bool:
 
 def _provider_credentials(cfg: StackConfig) -> None:
     needed = []
-    if not isinstance(cfg.host, LocalHost):
+    if not isinstance(cfg.host, LocalHostSpec):
         needed.append(("hcloud:token", "HCLOUD_TOKEN"))
     if cfg.dns is not None:
         needed.append(("cloudflare:apiToken", "CLOUDFLARE_API_TOKEN"))

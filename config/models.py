@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from config import catalogue
 from config.errors import KeyPathError, show
+from config.names import Names
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -27,10 +39,49 @@ PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 STORE_REF = "store:"
 STORE_URL_REF = "store-url:"
-# What an app's secret may name: a config secret, `store:<name>`, the password of a
-# postgres/redis store (generated or configured) or the URL of an external one, or
-# `store-url:<name>`, a store's whole connection URL with the password in it (DATABASE_URL).
-SecretRef = Annotated[str, Field(pattern=r"^((store|store-url):[a-z][a-z0-9-]{0,30}|[a-z][a-z0-9_-]{0,62})$")]
+_SECRET_REF = re.compile(r"(?:(store|store-url):([a-z][a-z0-9-]{0,30})|([a-z][a-z0-9_-]{0,62}))")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """What an app's secret names, parsed once at load.
+
+    ``secret``: a config secret of that name; ``store``: the password of a postgres/redis store
+    (generated or configured) or the URL of an external one (written ``store:<name>``);
+    ``store-url``: a store's whole connection URL with the password in it, for DATABASE_URL
+    (written ``store-url:<name>``).
+    """
+
+    source: Literal["secret", "store", "store-url"]
+    name: str
+
+    def __str__(self) -> str:
+        return self.name if self.source == "secret" else f"{self.source}:{self.name}"
+
+    @property
+    def store(self) -> str | None:
+        """The store it names, if any."""
+        return None if self.source == "secret" else self.name
+
+
+def _parse_secret_ref(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    match = _SECRET_REF.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"found {show(value)}; expected a secret name (lower-case letters, digits, _ and -), "
+            "store:<store name> or store-url:<store name>"
+        )
+    prefix, store, secret = match.groups()
+    if prefix == "store-url":
+        return SecretRef(source="store-url", name=store)
+    if prefix == "store":
+        return SecretRef(source="store", name=store)
+    return SecretRef(source="secret", name=secret)
+
+
+SecretRefField = Annotated[SecretRef, BeforeValidator(_parse_secret_ref), PlainSerializer(str)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NetworkName = Literal["public", "internal"]
 NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
@@ -70,7 +121,7 @@ def image_is_pinned(image: str) -> bool:
 # ----------------------------------------------------------------------------- host
 
 
-class HcloudHost(Model):
+class HcloudHostSpec(Model):
     """A Hetzner Cloud VM running Docker in swarm mode."""
 
     provider: Literal["hcloud"]
@@ -140,7 +191,7 @@ class HcloudHost(Model):
         return out
 
     @model_validator(mode="after")
-    def _type_sold_here(self) -> HcloudHost:
+    def _type_sold_here(self) -> HcloudHostSpec:
         server = catalogue.SERVER_TYPES[self.server_type]
         if self.location not in server.locations:
             raise KeyPathError(
@@ -155,7 +206,7 @@ class HcloudHost(Model):
         return catalogue.SERVER_TYPES[self.server_type].memory_mib
 
 
-class LocalHost(Model):
+class LocalHostSpec(Model):
     """The local Docker engine (dev): no VM, no cloud account."""
 
     provider: Literal["local"]
@@ -167,7 +218,7 @@ class LocalHost(Model):
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
 
 
-Host = Annotated[HcloudHost | LocalHost, Field(discriminator="provider")]
+HostSpec = Annotated[HcloudHostSpec | LocalHostSpec, Field(discriminator="provider")]
 
 # ----------------------------------------------------------------------------- dns
 
@@ -297,7 +348,7 @@ class Migration(Model):
 # ----------------------------------------------------------------------------- services
 
 
-class AppService(Model):
+class AppSpec(Model):
     """A stateless application service: one swarm service with N replicas."""
 
     kind: Literal["app"] = "app"
@@ -308,7 +359,7 @@ class AppService(Model):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
-    secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretRefField] = Field(default_factory=dict)
     """Env name -> secret name, store:<name> for a store's password (URL for external stores), or
     store-url:<name> for its connection URL (postgresql://user:password@db:5432/database,
     redis://:password@cache:6379/0). Mounted at /run/secrets/<env name lower-cased>; see file_env."""
@@ -348,13 +399,13 @@ class AppService(Model):
         return volumes
 
     @model_validator(mode="after")
-    def _http_health_needs_port(self) -> AppService:
+    def _http_health_needs_port(self) -> AppSpec:
         if self.health.http_path and self.port is None:
             raise KeyPathError("port", "is required when health/http_path is set (the probe calls that port)")
         return self
 
 
-class PostgresStore(Model):
+class PostgresSpec(Model):
     """PostgreSQL (official image), tuned from its memory limit."""
 
     kind: Literal["postgres"]
@@ -370,7 +421,7 @@ class PostgresStore(Model):
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
 
 
-class RedisStore(Model):
+class RedisSpec(Model):
     """Redis (official image) with AOF persistence and a bounded memory."""
 
     kind: Literal["redis"]
@@ -385,17 +436,17 @@ class RedisStore(Model):
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
 
 
-class VolumeStore(Model):
+class VolumeSpec(Model):
     """A plain protected data volume (SQLite files, uploads, logs)."""
 
     kind: Literal["volume"]
     sqlite_files: list[str] = Field(default_factory=list)
-    """SQLite databases in this volume (relative paths), backed up with sqlite3 .backup."""
+    """SQLite databases in this volume (relative paths), copied consistently with VACUUM INTO."""
     backup: bool = True
     """Include the volume's files in backups (SQLite files are always backed up consistently)."""
 
 
-class ExternalStore(Model):
+class ExternalSpec(Model):
     """A managed database outside the host (Neon, Supabase, RDS): a secret URL, no container."""
 
     kind: Literal["external"]
@@ -409,16 +460,16 @@ def _service_kind(value: object) -> str:
     return str(getattr(value, "kind", "app"))
 
 
-Service = Annotated[
-    Annotated[AppService, Tag("app")]
-    | Annotated[PostgresStore, Tag("postgres")]
-    | Annotated[RedisStore, Tag("redis")]
-    | Annotated[VolumeStore, Tag("volume")]
-    | Annotated[ExternalStore, Tag("external")],
+ServiceSpec = Annotated[
+    Annotated[AppSpec, Tag("app")]
+    | Annotated[PostgresSpec, Tag("postgres")]
+    | Annotated[RedisSpec, Tag("redis")]
+    | Annotated[VolumeSpec, Tag("volume")]
+    | Annotated[ExternalSpec, Tag("external")],
     Discriminator(_service_kind),
 ]
 SERVICE_KINDS = frozenset({"app", "postgres", "redis", "volume", "external"})
-Store = PostgresStore | RedisStore | VolumeStore | ExternalStore
+StoreSpec = PostgresSpec | RedisSpec | VolumeSpec | ExternalSpec
 
 # ----------------------------------------------------------------------------- proxy
 
@@ -571,6 +622,9 @@ class AlertReceiver(Model):
     smtp_username: str | None = None
     smtp_password_secret: SecretName | None = None
     webhook_url_secret: SecretName | None = None
+    heartbeat_url_secret: SecretName | None = None
+    """A dead-man's switch URL (healthchecks.io style), pinged about once a minute by the always-firing
+    Watchdog alert, whatever `kind` is: when the pings stop, the switch tells you monitoring is down."""
 
     @model_validator(mode="after")
     def _complete(self) -> AlertReceiver:
@@ -618,6 +672,10 @@ class BackupRepository(Model):
     secret_key_secret: SecretName = "backup_secret_key"
     password_secret: SecretName = "backup_password"
     region: str = "us-east-1"
+    initialise: bool = False
+    """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
+    on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
+    so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
 
 class Retention(Model):
@@ -635,7 +693,7 @@ class BackupConfig(Model):
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
-    image: str = "restic/restic:0.17.3"
+    image: str = "restic/restic:0.18.0"
     scheduler_image: str = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
 
@@ -676,20 +734,34 @@ class StackConfig(Model):
     environment: Literal["dev", "staging", "prod"] = "prod"
     name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,20}$")] = "app"
     """Prefix of every Docker object name (services, networks, volumes)."""
-    host: Host
+    host: HostSpec
     dns: DnsConfig | None = None
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
-    services: dict[Name, Service] = Field(default_factory=dict)
+    services: dict[Name, ServiceSpec] = Field(default_factory=dict)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     secret_rules: dict[SecretName, SecretRule] = Field(default_factory=dict)
     """Secret name -> rule its value must meet (e.g. JWT secrets of at least 32 characters)."""
 
-    def apps(self) -> dict[str, AppService]:
-        return {n: s for n, s in self.services.items() if isinstance(s, AppService)}
+    @property
+    def names(self) -> Names:
+        """Every Docker object name this stack derives from name_prefix."""
+        return Names(self.name_prefix)
 
-    def stores(self) -> dict[str, Store]:
-        return {n: s for n, s in self.services.items() if not isinstance(s, AppService)}
+    def apps(self) -> dict[str, AppSpec]:
+        return {n: s for n, s in self.services.items() if isinstance(s, AppSpec)}
+
+    def registries(self) -> list[RegistryAuth]:
+        """The private registries the apps pull from, each once (crossref refuses two credentials
+        for one server)."""
+        found: dict[str, RegistryAuth] = {}
+        for app in self.apps().values():
+            if app.registry is not None:
+                found.setdefault(app.registry.server, app.registry)
+        return [found[server] for server in sorted(found)]
+
+    def stores(self) -> dict[str, StoreSpec]:
+        return {n: s for n, s in self.services.items() if not isinstance(s, AppSpec)}
 
 
 SECTIONS = (

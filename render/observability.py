@@ -29,13 +29,14 @@ with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from config.errors import ConfigError
-from config.models import AlertReceiver, AppService, PostgresStore, RedisStore, StackConfig
+from config.models import AlertReceiver, HcloudHostSpec, PostgresSpec, RedisSpec, StackConfig
+from config.names import Names
 from render import render_template
 from render.backup import schedule_interval_seconds
+from render.cloud_init import DATA_DIR
+from render.nginx import NginxRoute
 
 # Ports inside the internal overlay network.
 PROMETHEUS_PORT = 9090
@@ -63,6 +64,21 @@ NGINXLOG_CONFIG_FILE = "/etc/prometheus-nginxlog-exporter.yml"
 SECRETS_DIR = "/run/secrets"
 SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/alert-smtp-password"
 WEBHOOK_URL_FILE = f"{SECRETS_DIR}/alert-webhook-url"
+HEARTBEAT_URL_FILE = f"{SECRETS_DIR}/alert-heartbeat-url"
+HEARTBEAT_INTERVAL = "1m"
+"""How often Alertmanager re-sends the Watchdog alert to the heartbeat URL (its repeat interval)."""
+TSDB_SHARE_OF_DATA_VOLUME = 0.2
+"""Prometheus' TSDB may take this share of the data volume (which also holds the stores)."""
+GRAFANA_CSP = (
+    "script-src 'self' 'unsafe-eval' 'unsafe-inline'; object-src 'none'; font-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline' blob:; img-src * data:; base-uri 'self'; connect-src 'self' grafana.com wss:; "
+    "manifest-src 'self'; media-src 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+"""The proxy's policy on Grafana's routes: Grafana's own default template (conf/defaults.ini,
+content_security_policy_template, v11.4.0) without the per-response nonce the proxy cannot know,
+so its inline boot script runs; plus frame-ancestors against clickjacking."""
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+"""The method label values the log exporter keeps; anything else counts as "other"."""
 
 NGINXLOG_NAMESPACE = "proxy"
 """Metric prefix of the access-log exporter: proxy_http_response_count_total{status, method}."""
@@ -87,51 +103,6 @@ class AlertThresholds:
     A rollout starts one new task per slot, a rollout and its rollback two, so three is a loop.
     """
     task_starts_window: str = "30m"
-
-
-@dataclass(frozen=True)
-class ServiceNames:
-    """Swarm service names (and so DNS names on the overlay) of the monitoring services."""
-
-    prefix: str
-
-    def _of(self, part: str) -> str:
-        return f"{self.prefix}-{part}"
-
-    @property
-    def prometheus(self) -> str:
-        return self._of("prometheus")
-
-    @property
-    def alertmanager(self) -> str:
-        return self._of("alertmanager")
-
-    @property
-    def grafana(self) -> str:
-        return self._of("grafana")
-
-    @property
-    def node_exporter(self) -> str:
-        return self._of("node-exporter")
-
-    @property
-    def cadvisor(self) -> str:
-        return self._of("cadvisor")
-
-    @property
-    def nginx_exporter(self) -> str:
-        return self._of("nginx-exporter")
-
-    @property
-    def nginxlog_exporter(self) -> str:
-        return self._of("nginxlog-exporter")
-
-    @property
-    def blackbox_exporter(self) -> str:
-        return self._of("blackbox-exporter")
-
-    def store_exporter(self, store: str) -> str:
-        return self._of(f"{store}-exporter")
 
 
 @dataclass(frozen=True)
@@ -196,7 +167,7 @@ class ObservabilitySpec:
     """Everything the monitoring files are rendered from."""
 
     environment: str
-    names: ServiceNames
+    names: Names
     retention_days: int
     proxy_service_name: str
     proxy_https_port: int
@@ -208,6 +179,22 @@ class ObservabilitySpec:
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    data_mountpoint: str | None = None
+    """Where the data volume is mounted on the host (its own disk alert); None: no separate volume."""
+    data_volume_gib: int | None = None
+    """Size of the data volume, which bounds Prometheus' TSDB; None: unknown (no size bound)."""
+
+    @property
+    def tsdb_retention_size(self) -> str | None:
+        """Prometheus' --storage.tsdb.retention.size (its GB are GiB), a share of the data volume."""
+        if self.data_volume_gib is None:
+            return None
+        return f"{max(1, int(self.data_volume_gib * TSDB_SHARE_OF_DATA_VOLUME))}GB"
+
+    @property
+    def needs_egress(self) -> bool:
+        """Alertmanager talks to the outside: a receiver, or the heartbeat."""
+        return self.receiver.kind != "none" or self.receiver.heartbeat_url_secret is not None
 
     @property
     def postgres(self) -> tuple[StoreTarget, ...]:
@@ -246,64 +233,33 @@ class ObservabilitySpec:
         return tuple(jobs)
 
 
-def observability_problems(cfg: StackConfig) -> list[str]:
-    """Config mistakes only monitoring cares about, as ``key/path: message`` lines."""
-    problems: list[str] = []
-    if not cfg.observability.enabled:
-        return problems
-    for name, app in cfg.apps().items():
-        if app.metrics_path is None:
-            continue
-        where = f"services/{name}/metrics_path"
-        if not app.metrics_path.startswith("/"):
-            problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
-        if app.port is None:
-            problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
-        if "internal" not in app.networks:
-            problems.append(
-                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
-                f"add internal to services/{name}/networks"
-            )
-    return problems
-
-
-def observability_spec(
-    cfg: StackConfig,
-    *,
-    name_prefix: str,
-    proxy_service_name: str,
-    app_service_names: Mapping[str, str],
-    store_service_names: Mapping[str, str],
-    proxy_https_port: int | None = None,
-) -> ObservabilitySpec:
-    """The spec of a stack. Service names are those the app and store components chose.
+def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None) -> ObservabilitySpec:
+    """What a stack's monitoring watches, and how it is reached.
 
     ``proxy_https_port`` is the port the proxy's container listens on for HTTPS inside the
     overlay; default proxy/https_port.
     """
-    problems = observability_problems(cfg)
-    if problems:
-        raise ConfigError(problems)
     obs = cfg.observability
-    names = ServiceNames(name_prefix)
+    names = cfg.names
     apps = tuple(
-        AppTarget(name, app_service_names[name], app.port, app.metrics_path)
+        AppTarget(name, names.app(name), app.port, app.metrics_path)
         for name, app in sorted(cfg.apps().items())
-        if isinstance(app, AppService) and app.metrics_path and app.port is not None and app.replicas > 0
+        if app.metrics_path and app.port is not None and app.replicas > 0
     )
     stores = tuple(
-        StoreTarget(name, store.kind, store_service_names[name], names.store_exporter(name))
+        StoreTarget(name, store.kind, names.store(name), names.store_exporter(name))
         for name, store in sorted(cfg.stores().items())
-        if isinstance(store, (PostgresStore, RedisStore))
+        if isinstance(store, (PostgresSpec, RedisSpec))
     )
     hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
     probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
     https_port = proxy_https_port if proxy_https_port is not None else cfg.proxy.https_port
+    hcloud = cfg.host if isinstance(cfg.host, HcloudHostSpec) else None
     return ObservabilitySpec(
         environment=cfg.environment,
         names=names,
         retention_days=obs.retention_days,
-        proxy_service_name=proxy_service_name,
+        proxy_service_name=names.proxy,
         proxy_https_port=https_port,
         probes=probes,
         apps=apps,
@@ -311,10 +267,12 @@ def observability_spec(
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        data_mountpoint=DATA_DIR if hcloud else None,
+        data_volume_gib=hcloud.data_volume_gib if hcloud else None,
     )
 
 
-def grafana_upstream(cfg: StackConfig, names: ServiceNames) -> GrafanaUpstream:
+def grafana_upstream(cfg: StackConfig, names: Names) -> GrafanaUpstream:
     """Grafana on observability/grafana_host, else under /grafana/ on the first public hostname."""
     host = cfg.observability.grafana_host
     if host is not None:
@@ -332,12 +290,16 @@ def grafana_upstream(cfg: StackConfig, names: ServiceNames) -> GrafanaUpstream:
 
 
 def prometheus_args(spec: ObservabilitySpec) -> list[str]:
-    """Prometheus' command line; retention is a flag, not a config key."""
-    return [
+    """Prometheus' command line; retention is a flag, not a config key. Whichever of the time and
+    the size limit is reached first applies: the TSDB never outgrows its share of the data volume."""
+    args = [
         f"--config.file={PROMETHEUS_CONFIG_FILE}",
         "--storage.tsdb.path=/prometheus",
         f"--storage.tsdb.retention.time={spec.retention_days}d",
     ]
+    if spec.tsdb_retention_size is not None:
+        args.append(f"--storage.tsdb.retention.size={spec.tsdb_retention_size}")
+    return args
 
 
 def render_prometheus_yml(spec: ObservabilitySpec) -> str:
@@ -363,6 +325,7 @@ def render_alert_rules(spec: ObservabilitySpec) -> str:
         backup_interval_s=interval,
         backup_missing_for=_duration(2 * interval) if interval else None,
         cert_seconds=spec.thresholds.cert_days * 86400,
+        data_mountpoint=spec.data_mountpoint,
     )
 
 
@@ -387,6 +350,8 @@ def render_alertmanager_yml(spec: ObservabilitySpec) -> str:
         receiver_name={"none": "null", "email": "email", "webhook": "webhook"}[receiver.kind],
         smtp_password_file=SMTP_PASSWORD_FILE if receiver.smtp_password_secret else None,
         webhook_url_file=WEBHOOK_URL_FILE,
+        heartbeat_url_file=HEARTBEAT_URL_FILE if receiver.heartbeat_url_secret else None,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
         environment=spec.environment,
     )
 
@@ -405,7 +370,24 @@ def render_nginxlog_yml(spec: ObservabilitySpec) -> str:
         syslog_port=NGINXLOG_SYSLOG_PORT,
         namespace=NGINXLOG_NAMESPACE,
         tag=NGINXLOG_SYSLOG_TAG,
+        methods=HTTP_METHODS,
     )
+
+
+def grafana_routes(upstream: GrafanaUpstream) -> tuple[NginxRoute, ...]:
+    """The proxy's routes to Grafana, on its own host or its sub path (passed unchanged), all with
+    Grafana's CSP: the pages (websockets for Grafana Live), the login form (login rate limit),
+    and the HTTP API (api rate limit; Grafana Live's websocket is under it too)."""
+    prefix = upstream.path_prefix or "/"
+    name, host = upstream.service_name, upstream.host
+    return (
+        NginxRoute(path=prefix, upstream=name, host=host, websocket=True, max_body="10m", csp=GRAFANA_CSP),
+        NginxRoute(path=f"{prefix}login", upstream=name, host=host, rate_limit="login", csp=GRAFANA_CSP),
+        NginxRoute(
+            path=f"{prefix}api/", upstream=name, host=host, rate_limit="api", websocket=True, max_body="10m",
+            csp=GRAFANA_CSP,
+        ),
+    )  # fmt: skip
 
 
 def nginx_access_log_destination(spec: ObservabilitySpec) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import PostgresStore
+from config.models import PostgresSpec
 from render import render_template
 
 PORT = 5432
@@ -66,7 +66,7 @@ def postgres_tuning(memory_mb: int, max_connections: int) -> PostgresTuning:
     )
 
 
-def render_postgresql_conf(store: PostgresStore) -> str:
+def render_postgresql_conf(store: PostgresSpec) -> str:
     """The complete postgresql.conf for ``store`` (mounted at CONFIG_PATH)."""
     tuning = postgres_tuning(store.resources.memory_mb, store.max_connections)
     return render_template("postgresql.conf.j2", tuning=tuning, port=PORT)
@@ -78,7 +78,7 @@ def postgres_command(config_path: str = CONFIG_PATH) -> list[str]:
     return ["postgres", "-c", f"config_file={config_path}"]
 
 
-def postgres_health_command(store: PostgresStore, port: int = PORT) -> list[str]:
+def postgres_health_command(store: PostgresSpec, port: int = PORT) -> list[str]:
     """A swarm health check: ready only when the server accepts TCP connections for the app database.
 
     TCP on 127.0.0.1 rather than the socket, because during first-start initialisation the

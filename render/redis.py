@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from config.models import RedisStore
+from config.models import RedisSpec
 from render import render_template
 
 PORT = 6379
@@ -44,7 +44,7 @@ class RedisSettings:
     eviction_policy: str
 
 
-def redis_settings(store: RedisStore) -> RedisSettings:
+def redis_settings(store: RedisSpec) -> RedisSettings:
     """Memory settings for ``store``: maxmemory is MAXMEMORY_SHARE of its limit, in bytes."""
     limit_bytes = store.resources.memory_mb * 1024 * 1024
     return RedisSettings(
@@ -54,7 +54,7 @@ def redis_settings(store: RedisStore) -> RedisSettings:
     )
 
 
-def render_redis_conf(store: RedisStore, *, acl_path: str | None = ACL_PATH, data_dir: str = DATA_DIR) -> str:
+def render_redis_conf(store: RedisSpec, *, acl_path: str | None = ACL_PATH, data_dir: str = DATA_DIR) -> str:
     """The complete redis.conf for ``store``; ``acl_path`` None renders a server without a password.
 
     ``data_dir`` is the official image's /data unless a test runs the file elsewhere (Redis

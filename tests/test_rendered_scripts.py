@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
-from render import acme, migration, proxy_runtime
+from render import acme, data_volume, host_units, migration, proxy_runtime
 from tests.tool_requirements import require_root, require_tool
 
 SCRIPTS = {
     "proxy-writer": proxy_runtime.writer_script(
-        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy"
+        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy", digest="0" * 64
     ),
     "proxy-watcher": proxy_runtime.watcher_script(),
     "migration": migration.migration_script(
@@ -28,6 +28,11 @@ SCRIPTS = {
         registry_username="bot",
     ),
     "volume-owner": volume_owner_script(volume="shop-uploads-data", owner="10001:10001", image="nginx:1.28.0-alpine"),
+    "data-volume": data_volume.prepare_script(
+        directory="/mnt/data/volumes/shop-prometheus-data", owner="65534:65534", image="prom/prometheus:v3.1.0"
+    ),
+    "reboot-required": host_units.reboot_required_script("/mnt/data/metrics"),
+    "swarm-report": host_units.swarm_report_script("/mnt/data/metrics"),
     "acme": acme.renewal_script(
         domains=["example.com", "www.example.com"], email="ops@example.com", zone_id="0" * 32, staging=False
     ),
@@ -128,11 +133,25 @@ def test_proxy_writer_stdin_reads_back_into_its_files_and_nothing_else_does():
     assert proxy_runtime.read_writer_stdin(proxy_runtime.writer_stdin(files)) == files
     assert proxy_runtime.read_writer_stdin("#!/bin/sh\necho hi\n") is None
     assert proxy_runtime.read_writer_stdin("nginx.conf not*base64\n") is None
+    assert proxy_runtime.read_writer_stdin("../nginx.conf aGk=\n") is None
     assert proxy_runtime.read_writer_stdin("") is None
 
 
-def test_proxy_writer_script_names_the_volume_it_writes_into():
+def test_proxy_writer_reads_back_into_the_set_it_stages_and_the_volume_it_writes_into():
+    files = {"nginx.conf": "http {\n  include keel.d/*.conf;\n}\n", "keel.d/site.conf": "server {}\n"}
+    digest = proxy_runtime.set_digest(files)
     for volume in ("shop-proxy-conf", "odd volume"):
-        script = proxy_runtime.writer_script(volume=volume, image="nginx:1.28.0-alpine", service="shop-proxy")
-        assert proxy_runtime.writer_volume(script) == volume
-    assert proxy_runtime.writer_volume(SCRIPTS["migration"]) is None
+        script = proxy_runtime.writer_script(volume=volume, image="nginx:1.28.0-alpine", service="p", digest=digest)
+        staged = proxy_runtime.read_writer(script, proxy_runtime.writer_stdin(files))
+        assert staged == proxy_runtime.StagedSet(volume=volume, digest=digest, files=files)
+    stdin = proxy_runtime.writer_stdin(files)
+    assert proxy_runtime.read_writer(SCRIPTS["migration"], stdin) is None
+    assert proxy_runtime.read_writer(script, "jwt_secret czNjcmV0\n") is None
+
+
+def test_proxy_writer_whose_files_miss_the_digest_it_waits_for_is_an_error():
+    """stage_script would refuse such a set on the host; the render says so instead of showing it."""
+    files = {"nginx.conf": "http {}\n"}
+    script = proxy_runtime.writer_script(volume="v", image="nginx:1.28.0-alpine", service="p", digest="0" * 64)
+    with pytest.raises(ValueError, match=r"digest [0-9a-f]{64}, but waits for 0{64}"):
+        proxy_runtime.read_writer(script, proxy_runtime.writer_stdin(files))

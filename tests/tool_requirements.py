@@ -69,6 +69,6 @@ def summary_line(skipped: dict[str, list[str]]) -> str:
     for name, tests in sorted(skipped.items()):
         files = sorted({test.split("::", 1)[0] for test in tests})
         parts.append(f"{name}: {len(tests)} test{'' if len(tests) == 1 else 's'} in {', '.join(files)}")
-    packages = prereqs.apt_packages(prereqs.BY_NAME[name] for name in skipped if name in prereqs.BY_NAME)
-    fix = f" -- to run them: sudo apt-get install {' '.join(packages)} (make test does it as root)" if packages else ""
+    hint = prereqs.fix_hint(prereqs.BY_NAME[name] for name in skipped if name in prereqs.BY_NAME)
+    fix = f" -- to run them: {hint} (make test does it as root)" if hint else ""
     return f"skipped for missing tools: {'; '.join(parts)}{fix}"

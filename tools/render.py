@@ -139,17 +139,19 @@ def shipped_files(run: mockrun.Run) -> Shipped:
 
 
 def _command_files(shipped: Shipped, command: mockrun.Registered, volume_targets: dict[str, str]) -> None:
-    """A command that ships files through its stdin (the proxy's configuration writer): each file
-    lands in the volume it writes into, so under the service that mounts that volume."""
+    """A command that ships files through its stdin. The proxy's configuration writer stages a set
+    in the proxy's volume and points `staged` at it: its files land under `staged/` where that
+    volume is mounted (a path that stays put from one render to the next, unlike the set's
+    digest, which resources.yaml records)."""
     stdin = command.inputs["stdin"]
-    files = proxy_runtime.read_writer_stdin(stdin)
-    if files is None:
+    staged = proxy_runtime.read_writer(command.inputs.get("create", ""), stdin)
+    if staged is None:
         shipped.references[command.urn, "stdin"] = {"file": shipped.add(f"commands/{command.name}.stdin", stdin)}
         return
-    volume = proxy_runtime.writer_volume(command.inputs.get("create", "")) or command.name
-    base = volume_targets.get(volume, f"volumes/{volume}")
+    base = f"{volume_targets.get(staged.volume, f'volumes/{staged.volume}')}/{proxy_runtime.STAGED_LINK}"
     shipped.references[command.urn, "stdin"] = {
-        "files": [shipped.add(f"{base}/{path}", text) for path, text in sorted(files.items())]
+        "files": [shipped.add(f"{base}/{path}", text) for path, text in sorted(staged.files.items())],
+        "set": f"{proxy_runtime.SETS_DIR}/{staged.digest}",
     }
 
 

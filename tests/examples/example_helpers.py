@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import re
+import shlex
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,7 @@ def health(svc: mockrun.Registered) -> dict[str, Any]:
 
 def probe_url(svc: mockrun.Registered) -> str:
     """The URL an HTTP health probe (swarm.http_probe) calls."""
-    found = re.search(r"'(http://[^']+)'", " ".join(health(svc)["tests"]))
-    assert found, f"{svc.urn}: no HTTP probe in {health(svc)['tests']}"
-    return found.group(1)
+    words = shlex.split(health(svc)["tests"][-1])
+    urls = [word for word in words if word.startswith("http://")]
+    assert urls, f"{svc.urn}: no HTTP probe in {health(svc)['tests']}"
+    return urls[0]

@@ -63,7 +63,7 @@ def test_backend_runs_in_production_on_3000_behind_the_proxy(run, conf):
     assert container(backend)["env"]["NODE_ENV"] == "production"
     assert "server tasks.almeyo-backend:3000 resolve" in conf
     assert "server tasks.almeyo-frontend:80 resolve" in conf
-    assert backend.inputs.get("endpointSpec") is None, "only the proxy publishes ports"
+    assert not backend.inputs["endpointSpec"].get("ports"), "only the proxy publishes ports"
 
 
 def test_backend_volumes_are_mounted_at_the_documented_paths(run):

@@ -58,7 +58,7 @@ def test_example_renders_offline_as_readable_files(name, tmp_path):
     render.write(run, tmp_path)
     check_render_is_readable(run, tmp_path)
     assert (tmp_path / "files" / "host" / "cloud-init.yaml").read_text().startswith("#cloud-config")
-    assert [p.name for p in (tmp_path / "files").glob("*/etc/nginx/keel/nginx.conf")] == ["nginx.conf"]
+    assert [p.name for p in (tmp_path / "files").glob("*/etc/nginx/keel/staged/nginx.conf")] == ["nginx.conf"]
     assert (tmp_path / "outputs.json").stat().st_size > 0
 
 

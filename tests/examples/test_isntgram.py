@@ -3,12 +3,13 @@ Cloudflare in front, /health checks, on the cheapest server that fits."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from config import capacity, catalogue
-from config.models import HcloudHost
+from config.models import HcloudHostSpec
 from tests.examples.example_helpers import (
     SECRET,
     SERVICE,
@@ -24,6 +25,7 @@ from tests.examples.example_helpers import (
     service,
     stack_config,
 )
+from tests.helpers import tag_of
 from tools import mockrun
 
 NAME = "isntgram"
@@ -37,20 +39,27 @@ def run() -> mockrun.Run:
 
 @pytest.mark.parametrize("app", ["web", "api"])
 def test_images_come_from_ghcr_tagged_by_commit_sha(run, app):
-    image = container(service(run, app))["image"]
+    image = tag_of(container(service(run, app))["image"])
     match = SHA_TAG.match(image)
     assert match and match.group(1) == app, image
 
 
-@pytest.mark.parametrize("app", ["web", "api"])
-def test_ghcr_is_logged_in_with_the_token_as_a_secret(run, app):
-    svc = service(run, app)
-    assert svc.inputs["auth"] == {
-        "serverAddress": "ghcr.io",
-        "username": "isntgram-deploy",
-        "password": "placeholder-secret-ghcr_token-0123456789abcdef0123456789",
-    }
-    assert is_pulumi_secret(svc, "auth", "password"), f"{svc.urn}: the registry token is not a Pulumi secret"
+def test_ghcr_is_logged_in_once_on_the_docker_provider_with_the_token_as_a_secret(run):
+    # On the provider, not in each service's `auth`: that block is ForceNew in the docker provider
+    # (kreuzwerker/terraform-provider-docker v4.5.0, internal/provider/resource_docker_service.go),
+    # so a rotated token would delete and recreate the services; the provider's registry_auth is
+    # used for every service without one (resource_docker_service_funcs.go, retrieveAndMarshalAuth).
+    provider = run.one("pulumi:providers:docker", "host-docker")
+    assert json.loads(provider.inputs["registryAuth"]) == [
+        {
+            "address": "ghcr.io",
+            "username": "isntgram-deploy",
+            "password": "placeholder-secret-ghcr_token-0123456789abcdef0123456789",
+        }
+    ]
+    assert is_pulumi_secret(provider, "registryAuth"), "the registry token is not a Pulumi secret"
+    for app in ("web", "api"):
+        assert "auth" not in service(run, app).inputs
 
 
 @pytest.mark.parametrize(("app", "port"), [("web", 3000), ("api", 3001)])
@@ -98,7 +107,7 @@ def test_tls_is_automatic_with_a_cloudflare_origin_certificate(run):
 
 
 def test_only_cloudflare_reaches_the_web_ports(run):
-    firewall = run.one("hcloud:index/firewall:Firewall")
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
     web_rules = [r for r in firewall.inputs["rules"] if r.get("port") in ("80", "443")]
     assert web_rules, firewall.inputs["rules"]
     for rule in web_rules:
@@ -115,7 +124,7 @@ def test_paths_route_to_web_and_api(run):
 
 def test_the_server_is_the_cheapest_current_type_that_fits_the_budget():
     cfg = stack_config(NAME)
-    assert isinstance(cfg.host, HcloudHost)
+    assert isinstance(cfg.host, HcloudHostSpec)
     needed_mb = capacity.budget(cfg).total_mb
     fitting = [
         t

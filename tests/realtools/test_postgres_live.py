@@ -6,12 +6,12 @@ from pathlib import Path
 
 from pg_helpers import postgres_server
 
-from config.models import PostgresStore, Resources
+from config.models import PostgresSpec, Resources
 from render.postgres import postgres_tuning, render_postgresql_conf
 
 
-def _store(memory_mb: int, max_connections: int = 100) -> PostgresStore:
-    return PostgresStore(kind="postgres", resources=Resources(memory_mb=memory_mb), max_connections=max_connections)
+def _store(memory_mb: int, max_connections: int = 100) -> PostgresSpec:
+    return PostgresSpec(kind="postgres", resources=Resources(memory_mb=memory_mb), max_connections=max_connections)
 
 
 def test_server_starts_with_rendered_config_and_runs_its_memory_tuning(tmp_path: Path) -> None:

@@ -8,20 +8,18 @@ from pathlib import Path
 
 from pg_helpers import free_port, redis_server
 
-from config.models import RedisStore
+from config.models import RedisSpec
 from render.redis import redis_acl, redis_health_command, render_redis_conf
 from tests.tool_requirements import require_tool
 
 PASSWORD = "correct-horse-battery-staple"
 
 
-def _store(memory_mb: int = 256, policy: str = "allkeys-lru") -> RedisStore:
-    return RedisStore.model_validate(
-        {"kind": "redis", "resources": {"memory_mb": memory_mb}, "eviction_policy": policy}
-    )
+def _store(memory_mb: int = 256, policy: str = "allkeys-lru") -> RedisSpec:
+    return RedisSpec.model_validate({"kind": "redis", "resources": {"memory_mb": memory_mb}, "eviction_policy": policy})
 
 
-def _config(store: RedisStore) -> Callable[[str], str]:
+def _config(store: RedisSpec) -> Callable[[str], str]:
     return lambda data_dir: render_redis_conf(store, data_dir=data_dir)
 
 

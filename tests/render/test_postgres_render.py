@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from config.models import PostgresStore, Resources
+from config.models import PostgresSpec, Resources
 from render.postgres import postgres_health_command, postgres_tuning, render_postgresql_conf
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores"
 
 
-def _store(memory_mb: int, max_connections: int = 100) -> PostgresStore:
-    return PostgresStore(kind="postgres", resources=Resources(memory_mb=memory_mb), max_connections=max_connections)
+def _store(memory_mb: int, max_connections: int = 100) -> PostgresSpec:
+    return PostgresSpec(kind="postgres", resources=Resources(memory_mb=memory_mb), max_connections=max_connections)
 
 
 @pytest.mark.parametrize("memory_mb", [1024, 2048])
@@ -63,7 +63,7 @@ def test_dev_shm_is_sized_for_parallel_queries() -> None:
 
 
 def test_health_check_asks_pg_isready_over_tcp_for_the_app_database() -> None:
-    store = PostgresStore(kind="postgres", database="shop", user="shop")
+    store = PostgresSpec(kind="postgres", database="shop", user="shop")
     assert postgres_health_command(store) == [
         "CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432", "-U", "shop", "-d", "shop",
     ]  # fmt: skip

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from config.models import RedisStore
+from config.models import RedisSpec
 from render.redis import redis_acl, redis_health_command, redis_settings, render_redis_conf
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores"
 
 
-def _store(memory_mb: int = 256, policy: str = "allkeys-lru") -> RedisStore:
-    return RedisStore.model_validate(
-        {"kind": "redis", "resources": {"memory_mb": memory_mb}, "eviction_policy": policy}
-    )
+def _store(memory_mb: int = 256, policy: str = "allkeys-lru") -> RedisSpec:
+    return RedisSpec.model_validate({"kind": "redis", "resources": {"memory_mb": memory_mb}, "eviction_policy": policy})
 
 
 def test_rendered_config_matches_golden() -> None:
