@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 STACK ?= dev
 VENV_STAMP = .venv/.installed
 
-.PHONY: up render test setup lint typecheck unit e2e bench clean
+.PHONY: up render diff test setup lint typecheck unit e2e bench clean
 
 # A virtualenv with the pinned dependencies, rebuilt when the requirement files change.
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -20,8 +20,14 @@ up: $(VENV_STAMP)
 render: $(VENV_STAMP)
 	@$(PYTHON) -m tools.render $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
 
+# The plan between the stack at BASE (a git revision) and the working tree, without credentials.
+diff: $(VENV_STAMP)
+	@test -n "$(BASE)" || { echo "usage: make diff BASE=<git revision> [STACK=prod] [CONFIG_FILE=...]" >&2; exit 2; }
+	@$(PYTHON) -m tools.diff --base $(BASE) $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
+
 # The tools the tests drive (tools/prereqs.py): installed where this user can (root or passwordless
-# sudo; apt-get, npm ci), otherwise named, and their tests skipped. System python3: runs before .venv.
+# sudo; apt-get, a newer Debian release's package unpacked, npm ci), otherwise named, and their
+# tests skipped. System python3: runs before .venv.
 setup:
 	@python3 -m tools.prereqs install
 

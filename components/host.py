@@ -162,7 +162,11 @@ class Host(pulumi.ComponentResource):
             hcloud.SshKey(
                 f"{self._name}-admin-{index}",
                 hcloud.SshKeyArgs(name=f"{server_name}-admin-{index}", public_key=key, labels=labels),
-                opts=self._child,
+                # A new key replaces the old one (public_key forces it), and a Plugin Framework
+                # resource is created before the old one is deleted, which Hetzner refuses for the
+                # same name (uniqueness_error). Deleting first is safe: the server reads its keys
+                # only when it is created (its ssh_keys are ignored), and cloud-init installed them.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             for index, key in enumerate(spec.admin_ssh_keys)
         ]
@@ -267,7 +271,9 @@ class Host(pulumi.ComponentResource):
         return hcloud.PrimaryIp(
             f"{self._name}-{family}",
             hcloud.PrimaryIpArgs(
-                name=f"{server_name}-{family}",
+                # The location in the name: moving to another location creates the new IP (under its
+                # own name) before the old one is deleted, which the same name would not allow.
+                name=f"{server_name}-{family}-{spec.location}",
                 type=family,
                 location=spec.location,
                 auto_delete=False,

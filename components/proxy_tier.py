@@ -268,7 +268,11 @@ class ProxyTier(pulumi.ComponentResource):
                 f"{name}-origin-cert",
                 cloudflare.OriginCaCertificateArgs(
                     csr=csr.cert_request_pem,
-                    hostnames=names,
+                    # Sorted, as Cloudflare's API returns them: Read stores the API's order and the
+                    # list forces replacement (internal/services/origin_ca_certificate; upstream
+                    # issue cloudflare/terraform-provider-cloudflare#6239), so another order would
+                    # issue a new certificate on every run.
+                    hostnames=sorted(names),
                     request_type="origin-ecc",
                     requested_validity=ORIGIN_CA_VALIDITY_DAYS,
                 ),

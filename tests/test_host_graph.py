@@ -84,6 +84,17 @@ def test_primary_ips_outlive_the_server(prod):
     assert nets["ipv4"] and nets["ipv6"] and ids
 
 
+def test_replacements_that_would_reuse_a_name_cannot_happen(prod):
+    # SshKey and PrimaryIp are Plugin Framework resources: a replacement is created before the old
+    # one is deleted (pulumi-terraform-bridge v3.136.0 pkg/pf/tfbridge/provider_diff.go), and
+    # Hetzner refuses a second object of the same name. A new admin key deletes the old one first;
+    # an IP's name carries its location (the only input that replaces it, with its type).
+    for key in prod.of_type("hcloud:index/sshKey:SshKey"):
+        assert key.delete_before_replace, key.urn
+    names = {ip.inputs["name"] for ip in prod.of_type(PRIMARY_IP)}
+    assert names == {"shop-prod-ipv4-fsn1", "shop-prod-ipv6-fsn1"}
+
+
 def test_firewall_admits_ssh_only_from_admin_cidrs(prod):
     rules = {rule["port"]: rule for rule in prod.one(FIREWALL, "host-firewall").inputs["rules"] if rule.get("port")}
     assert rules["22"]["sourceIps"] == ["203.0.113.0/28", "2001:db8:1::/48"]

@@ -254,6 +254,14 @@ def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
     assert origin.inputs["requestType"] == "origin-ecc"
 
 
+def test_origin_certificate_hostnames_are_sent_sorted_as_cloudflare_returns_them():
+    # Read stores the API's order and `hostnames` forces replacement: another order would issue a
+    # new certificate (and restart the proxy) on every run (cloudflare/terraform-provider-cloudflare#6239).
+    run = run_with("prod", {"keel:dns": {"hostnames": ["www.example.com", "example.com"]}})
+    origin = run.one("cloudflare:index/originCaCertificate:OriginCaCertificate")
+    assert origin.inputs["hostnames"] == ["example.com", "www.example.com"]
+
+
 def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
     run = mockrun.run("prod")
     firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")

