@@ -16,15 +16,21 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pg_helpers import PG_BIN, PG_USER, require_tool
+from pg_helpers import PG_USER
 from s3_harness import S3Server
 
 from render import pitr
+from tests.tool_requirements import require_tool
 
 
 def pgbackrest() -> str:
-    """Debian's pgbackrest; a missing one fails the test (CI installs it)."""
+    """Debian's pgbackrest (tools/prereqs.py installs it; a machine without it skips)."""
     return require_tool("pgbackrest")
+
+
+def pg_bin() -> str:
+    """The server's binaries (pg_ctl), which Debian keeps off PATH."""
+    return os.path.dirname(require_tool("pg_ctl"))
 
 
 @dataclass
@@ -98,7 +104,7 @@ def pitr_world(s3: S3Server, *, path: str, archive_timeout_s: int = 10) -> PitrW
     for path_ in [root, *root.rglob("*")]:
         shutil.chown(path_, user=PG_USER)
     world.env = {
-        "PATH": f"{PG_BIN}:{os.environ['PATH']}",
+        "PATH": f"{pg_bin()}:{os.path.dirname(pgbackrest())}:{os.environ['PATH']}",
         "HOME": str(root),
         "TZ": "UTC",
         "PGBACKREST_CONFIG": str(config_dir / "pgbackrest.conf"),
