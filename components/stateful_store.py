@@ -9,6 +9,7 @@ the manager node (the one that holds the data volume) and are reachable by their
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pulumi
@@ -18,6 +19,7 @@ import pulumi_random as random
 from components import swarm
 from components.host import Host
 from components.networks import Networks
+from components.pitr import PitrArchive
 from config.loader import Stack
 from config.models import ExternalSpec, PostgresSpec, RedisSpec, StoreSpec
 from render import postgres as pg
@@ -27,6 +29,15 @@ POSTGRES_DATA = "/var/lib/postgresql/data"
 POSTGRES_PASSWORD_FILE = "/run/secrets/postgres-password"
 # First start includes initdb (postgres) or an AOF load (redis) plus the health start period.
 STORE_CONVERGE_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class PitrWiring:
+    """What a store whose WAL is archived needs from the stack: a way out to S3, and where its
+    jobs leave metrics for node-exporter."""
+
+    egress_network: docker.Network
+    textfile_dir: str
 
 
 class StatefulStore(pulumi.ComponentResource):
@@ -52,8 +63,10 @@ class StatefulStore(pulumi.ComponentResource):
         stack: Stack,
         host: Host,
         networks: Networks,
+        pitr: PitrWiring | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``pitr``: given when the stack archives WAL (cfg.pitr_stores()); stores it names get a PitrArchive."""
         super().__init__("keel:index:StatefulStore", name, {}, opts)
         names = stack.config.names
         self.spec = spec
@@ -66,6 +79,7 @@ class StatefulStore(pulumi.ComponentResource):
         self.connection_url = None
         self._child = pulumi.ResourceOptions(parent=self)
         self._host = host
+        self.pitr: PitrArchive | None = None
 
         if isinstance(spec, ExternalSpec):
             self.url = stack.secrets[spec.url_secret]
@@ -73,9 +87,22 @@ class StatefulStore(pulumi.ComponentResource):
         else:
             # On the data disk: the store's data outlives the server (the resource name is the one
             # the volume always had: renaming it would create an empty volume beside the data).
-            self.volume = host.data_volume(
-                f"{name}-data", volume_name=names.store_volume(name), labels={"keel.store": name}, parent=self
-            )
+            generation = spec.volume_generation if isinstance(spec, PostgresSpec) else 0
+            self.volume = self._generation(name, stack, generation, protect=True)
+            restore_volume = None
+            if isinstance(spec, PostgresSpec):
+                if generation > 0:
+                    # The volume it ran on before a restore was swapped in: kept, and no longer
+                    # protected, so the next swap can drop it from the program (not from the disk).
+                    self._generation(name, stack, generation - 1, protect=False)
+                if spec.restore_to is not None:
+                    restore_volume = self._generation(name, stack, generation + 1, protect=False)
+                if pitr is not None and name in stack.config.pitr_stores():
+                    self.pitr = PitrArchive(
+                        f"{name}-pitr", store=name, spec=spec, stack=stack, host=host,
+                        egress_network=pitr.egress_network, internal_network=networks.internal,
+                        textfile_dir=pitr.textfile_dir, opts=self._child,
+                    )  # fmt: skip
             if isinstance(spec, (PostgresSpec, RedisSpec)):
                 self.password = self._password(name, spec, stack)
                 self.password_secret = docker.Secret(
@@ -84,12 +111,29 @@ class StatefulStore(pulumi.ComponentResource):
                 self.connection_url = connection_url(spec, name, self.password)
             if isinstance(spec, PostgresSpec):
                 self.service = self._postgres(name, spec, networks)
+                if self.pitr is not None:
+                    assert self.password_secret is not None
+                    self.pitr.jobs(
+                        data_volume=self.volume, password_secret=self.password_secret, store_service=self.service,
+                        restore_volume=restore_volume,
+                    )  # fmt: skip
             elif isinstance(spec, RedisSpec):
                 self.service = self._redis(name, spec, networks)
 
         self.register_outputs({"service_name": self.service_name})
 
     # ------------------------------------------------------------------ parts
+
+    def _generation(self, name: str, stack: Stack, generation: int, *, protect: bool) -> docker.Volume:
+        # On the data disk: the store's data outlives the server (generation 0's resource name is the
+        # one the volume always had: renaming it would create an empty volume beside the data).
+        return self._host.data_volume(
+            f"{name}-data" + (f"-g{generation}" if generation else ""),
+            volume_name=stack.config.names.store_volume(name, generation),
+            labels={"keel.store": name},
+            parent=self,
+            protect=protect,
+        )
 
     def _password(self, name: str, spec: PostgresSpec | RedisSpec, stack: Stack) -> pulumi.Output[str]:
         if spec.password_secret:
@@ -105,7 +149,7 @@ class StatefulStore(pulumi.ComponentResource):
         spec: PostgresSpec | RedisSpec,
         networks: Networks,
         *,
-        image: str,
+        image: pulumi.Input[str],
         args: list[str],
         health: swarm.Health,
         secrets: list[docker.ServiceTaskSpecContainerSpecSecretArgs],
@@ -114,6 +158,7 @@ class StatefulStore(pulumi.ComponentResource):
         stop_signal: str | None,
         stop_grace_s: int,
         env: dict[str, str] | None = None,
+        extra_networks: list[pulumi.Input[str]] | None = None,
     ) -> docker.Service:
         assert self.volume is not None
         return swarm.service(
@@ -121,7 +166,7 @@ class StatefulStore(pulumi.ComponentResource):
             name=self.service_name,
             role="store",
             part=name,
-            image=self._host.image(image),
+            image=image,
             # `args`, not `command`: swarm's Command replaces the image's ENTRYPOINT, and the official
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
             args=args,
@@ -136,7 +181,10 @@ class StatefulStore(pulumi.ComponentResource):
             stop_grace_s=stop_grace_s,
             logging=spec.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.internal.id, aliases=(name,))],
+            networks=[
+                swarm.Attachment(networks.internal.id, aliases=(name,)),
+                *[swarm.Attachment(network) for network in extra_networks or []],
+            ],
             # One task owns the data directory: the old one stops before the new one starts.
             # A swarm task counts as running only once its health check passes, so waiting for
             # convergence means apps and migrations that depend on the store find it accepting
@@ -151,9 +199,12 @@ class StatefulStore(pulumi.ComponentResource):
 
     def _postgres(self, name: str, spec: PostgresSpec, networks: Networks) -> docker.Service:
         tuning = pg.postgres_tuning(spec.resources.memory_mb, spec.max_connections)
+        parts = self.pitr.store_parts() if self.pitr is not None else None
         conf = docker.ServiceConfig(
             f"{name}-postgresql.conf",
-            docker.ServiceConfigArgs(data=swarm.b64(pg.render_postgresql_conf(spec))),
+            docker.ServiceConfigArgs(
+                data=swarm.b64(parts.postgresql_conf if parts else pg.render_postgresql_conf(spec))
+            ),
             opts=self._child,
         )
         assert self.password_secret is not None
@@ -161,7 +212,8 @@ class StatefulStore(pulumi.ComponentResource):
             name,
             spec,
             networks,
-            image=spec.image,
+            # With archiving: the same official image plus pgBackRest, built on the host.
+            image=parts.image if parts else self._host.image(spec.image),
             args=pg.postgres_command(),
             env={
                 "POSTGRES_DB": spec.database,
@@ -172,13 +224,19 @@ class StatefulStore(pulumi.ComponentResource):
             },
             # Read by the entrypoint after it drops to the postgres user, whose uid differs between
             # the alpine and debian images; the file exists only inside this task.
-            secrets=[swarm.secret_file(self.password_secret, POSTGRES_PASSWORD_FILE)],
-            configs=[swarm.file_config(conf, pg.CONFIG_PATH)],
+            secrets=[
+                swarm.secret_file(self.password_secret, POSTGRES_PASSWORD_FILE),
+                *(parts.secrets if parts else []),
+            ],
+            configs=[swarm.file_config(conf, pg.CONFIG_PATH), *(parts.configs if parts else [])],
             mounts=[
                 swarm.tmpfs_mount("/dev/shm", tuning.shm_size_mb),
-                swarm.tmpfs_mount("/var/run/postgresql", 16),
+                # Archived: the socket directory is a volume the base-backup jobs share (pgBackRest
+                # reaches the server through it).
+                parts.socket_mount if parts else swarm.tmpfs_mount("/var/run/postgresql", 16),
                 swarm.tmpfs_mount("/tmp", 64),
             ],
+            extra_networks=[parts.network] if parts else None,
             health=swarm.Health(
                 tuple(pg.postgres_health_command(spec)), interval_s=10, timeout_s=5, start_period_s=60, retries=5
             ),
@@ -202,7 +260,7 @@ class StatefulStore(pulumi.ComponentResource):
             name,
             spec,
             networks,
-            image=spec.image,
+            image=self._host.image(spec.image),
             # `args` keeps the official entrypoint, which hands /data to the redis user and drops root.
             args=rd.redis_command(),
             secrets=[

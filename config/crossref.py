@@ -32,6 +32,7 @@ def check(cfg: StackConfig) -> None:
     problems += _redis_versions(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
+    problems += _pitr(cfg)
     problems += _metrics_paths(cfg)
     problems += _registries(cfg)
     if not problems:
@@ -188,6 +189,18 @@ def _schedules(cfg: StackConfig) -> list[str]:
             "backup/pitr/enabled: is true but backup/enabled is false; point-in-time recovery archives to the "
             "backup repository's bucket and runs beside the backup jobs: enable backups too"
         )
+    return out
+
+
+def _pitr(cfg: StackConfig) -> list[str]:
+    out = []
+    archived = cfg.pitr_stores()
+    for name, spec in cfg.services.items():
+        if isinstance(spec, PostgresSpec) and spec.restore_to is not None and name not in archived:
+            out.append(
+                f"services/{name}/restore_to: found {show(spec.restore_to)} but the store's WAL is not archived "
+                f"(backup/pitr/enabled, services/{name}/pitr); expected point-in-time recovery on for a restore"
+            )
     return out
 
 
