@@ -27,6 +27,7 @@ import pulumi_docker as docker
 
 from components import swarm
 from components.host import Host
+from config import capacity
 from config.loader import Stack
 from config.models import PostgresSpec, Resources
 from render import backup as bk
@@ -38,10 +39,8 @@ IMAGE_CONTEXT = "render/templates/pitr/image"
 DATA_MOUNT = "/var/lib/postgresql/data"
 """Where the store's volume is mounted, in the store and in the jobs (pgBackRest checks that
 pg1-path is the running server's data_directory)."""
-JOB_MB = 128
-"""Each job's limit: pgBackRest with process-max=2 and a drill's PostgreSQL with 32 MiB of
-shared_buffers (config.capacity counts it)."""
-HEARTBEAT_MB = 16
+JOB_MB = capacity.PITR_JOB_MB
+HEARTBEAT_MB = capacity.PITR_HEARTBEAT_MB
 JOB_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETUID", "SETGID")
 RESTORE_DEADLINE_S = 6 * 3600
 
@@ -196,14 +195,18 @@ class PitrArchive(pulumi.ComponentResource):
             env={"TZ": "UTC"},
             secrets=[password],
             configs=self._scripts,
-            mounts=[swarm.tmpfs_mount("/tmp", 1)],
+            # It also writes the archiver's state for the archive-lag alerts.
+            mounts=[
+                swarm.tmpfs_mount("/tmp", 1),
+                swarm.bind_mount(self._textfile_dir, pitr.TEXTFILE_DIR, read_only=False),
+            ],
             health=swarm.Health(tuple(pitr.heartbeat_health_command()), interval_s=30, timeout_s=5, start_period_s=120),
             # The image's root without capabilities: reads its password file (root's, 0400), nothing more.
             hardening=swarm.LOCKED,
             resources=Resources(memory_mb=HEARTBEAT_MB),
             networks=[swarm.Attachment(self._internal.id)],
             rollout=swarm.STOP_FIRST,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, textfile]),
         )
         for kind, schedule in (("full", spec.full_schedule), ("diff", spec.diff_schedule)):
             self.backup_services[kind] = self._job(

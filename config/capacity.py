@@ -32,6 +32,11 @@ OBSERVABILITY_LIMITS_MB = {
 POSTGRES_EXPORTER_MB = 32
 REDIS_EXPORTER_MB = 24
 BACKUP_MB = 256
+PITR_JOB_MB = 128
+"""A point-in-time job's limit (pgBackRest with process-max=2, or the drill's PostgreSQL with 32 MiB of
+shared_buffers); one runs at a time per store (their schedules do not overlap by default)."""
+PITR_HEARTBEAT_MB = 16
+"""The heartbeat writer (a shell loop and psql). archive-push itself runs in the store, within its limit."""
 
 
 @dataclass(frozen=True)
@@ -94,4 +99,6 @@ def budget(cfg: StackConfig) -> Budget:
                 lines.append(BudgetLine(f"{name}-exporter", REDIS_EXPORTER_MB))
     if cfg.backup.enabled:
         lines.append(BudgetLine("backup", BACKUP_MB))
+    for name in cfg.pitr_stores():
+        lines.append(BudgetLine(f"{name}-pitr", PITR_JOB_MB + PITR_HEARTBEAT_MB))
     return Budget(tuple(lines), headroom, cfg.host.memory_mib)

@@ -178,6 +178,8 @@ class ObservabilitySpec:
     grafana: GrafanaUpstream
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
+    pitr: bool = False
+    """Whether a PostgreSQL store's WAL is archived (its alerts and dashboard panel)."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     data_mountpoint: str | None = None
     """Where the data volume is mounted on the host (its own disk alert); None: no separate volume."""
@@ -267,6 +269,7 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        pitr=bool(cfg.pitr_stores()),
         data_mountpoint=DATA_DIR if hcloud else None,
         data_volume_gib=hcloud.data_volume_gib if hcloud else None,
     )

@@ -114,6 +114,10 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
             assert metrics['keel_pitr_drill_target_timestamp_seconds{store="db"}'] == drill_target
             assert metrics['keel_pitr_rpo_target_seconds{store="db"}'] == 60
             assert not any(world.scratch.iterdir()), "the drill leaves its scratch space empty"
+            # The heartbeat wrote the archiver's state: archived recently, nothing waiting.
+            archiver = world.metrics("archiver")
+            assert time.time() - archiver['keel_pitr_archive_last_success_timestamp_seconds{store="db"}'] < 120
+            assert archiver['keel_pitr_archive_timeout_seconds{store="db"}'] == 10
         finally:
             beats.terminate()
             beats.wait(timeout=30)
@@ -159,3 +163,56 @@ def _client_as(s3: S3Server, user: str) -> Any:
         "s3", endpoint_url=s3.direct_endpoint, region_name="us-east-1", aws_access_key_id=access,
         aws_secret_access_key=secret, verify=str(s3.ca_file),
     )  # fmt: skip
+
+
+def _archiver_after_a_beat(world: PitrWorld, port: int) -> dict[str, float]:
+    beat = _heartbeats(world, port, count=1)
+    output = beat.communicate(timeout=60)[0]
+    assert beat.returncode == 0, output
+    return world.metrics("archiver")
+
+
+def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drains(
+    tmp_path: Path, s3: S3Server, world: PitrWorld
+) -> None:
+    conf = pitr.render_postgresql_conf(STORE, world.spec)
+
+    def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
+        # pgBackRest retries a refused connection until io-timeout (60 s by default) runs out.
+        return {**server_env(world, data, sock, port, ""), "PGBACKREST_IO_TIMEOUT": "5"}
+
+    with postgres_server(tmp_path, conf, server_env=env_of) as server:
+        world.env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)
+        (world.secrets / "db-password").write_text(server.password)
+        shutil.chown(world.secrets / "db-password", user=PG_USER)
+        server.psql("CREATE DATABASE shop")
+        created = world.pgbackrest("stanza-create")
+        assert created.returncode == 0, created.stdout + created.stderr
+        _wait_archived(server)
+        failed_before = int(server.psql("SELECT failed_count FROM pg_stat_archiver"))
+        s3.relay.down()
+        try:
+            server.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n", database="shop")
+            segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
+            deadline = time.monotonic() + ARCHIVE_DEADLINE_S
+            while int(server.psql("SELECT failed_count FROM pg_stat_archiver")) == failed_before:
+                assert time.monotonic() < deadline, server.psql("SELECT * FROM pg_stat_archiver")
+                time.sleep(0.2)
+            down = _archiver_after_a_beat(world, server.port)
+            assert down['keel_pitr_archive_pending_segments{store="db"}'] >= 1
+            assert down['keel_pitr_archive_failed_total{store="db"}'] >= 1
+            assert down['keel_pitr_archive_last_failure_timestamp_seconds{store="db"}'] > 0
+            assert server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment
+        finally:
+            s3.relay.up()
+        # Once the archive answers again, PostgreSQL retries the segments it kept.
+        deadline = time.monotonic() + ARCHIVE_DEADLINE_S
+        while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+            assert time.monotonic() < deadline, server.psql("SELECT * FROM pg_stat_archiver")
+            time.sleep(0.2)
+        drained = _archiver_after_a_beat(world, server.port)
+        assert drained['keel_pitr_archive_pending_segments{store="db"}'] == 0
+        assert (
+            drained['keel_pitr_archive_last_success_timestamp_seconds{store="db"}']
+            > down['keel_pitr_archive_last_success_timestamp_seconds{store="db"}']
+        )
