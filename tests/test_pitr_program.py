@@ -11,6 +11,7 @@ import pytest
 from config import ConfigError
 from tests.helpers import run_with
 from tools import mockrun
+from tools import pitr as pitr_tool
 
 SERVICE = "docker:index/service:Service"
 CONFIG = "docker:index/serviceConfig:ServiceConfig"
@@ -183,3 +184,13 @@ def test_bad_pitr_config_fails_with_its_key_path_before_any_resource(fragment: d
     assert isinstance(run.error, ConfigError), run.error
     assert str(run.error) == expected
     assert run.resources == []
+
+
+def test_the_expiry_configuration_is_printed_for_the_place_that_may_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pitr_tool.main(["expire-config", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "pgbackrest --config=expire-db.conf --stanza=db expire" in out
+    assert "repo1-path=/shop/prod/pitr\n" in out and "repo1-retention-full=14\n" in out
+    assert "repo1-s3-key" not in out
+    assert pitr_tool.main(["expire-config", "staging"]) == 2
+    assert "archives no PostgreSQL store" in capsys.readouterr().err

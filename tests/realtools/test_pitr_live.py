@@ -134,11 +134,24 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
     shutil.chown(restored, user=PG_USER)
     try:
         when = target.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        result = world.run("pitr-restore.sh", str(restored / "data"), when, timeout_s=600)
+        # As the restore job fills the next volume generation: checked while held in recovery.
+        result = world.run("pitr-restore.sh", str(restored / "data"), when, "keep-archiving", timeout_s=600)
         assert result.returncode == 0, result.stderr
         assert "restored and verified: database shop with 1 tables" in result.stderr
+        assert not (restored / "keel-verify").exists()
+        # Swapped in: it promotes as the store, archiving, so its new timeline reaches the archive
+        # (else a later restore would follow the old timeline past the fork).
         with postgres_server(tmp_path, conf, server_env=env_of, data_dir=restored / "data") as again:
+            deadline = time.monotonic() + ARCHIVE_DEADLINE_S
+            while again.psql("SELECT pg_is_in_recovery()") != "f":
+                assert time.monotonic() < deadline, again.log_file.read_text()
+                time.sleep(0.2)
             rows = again.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders", database="shop")
+            assert again.psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)") == "00000002"
+            history = world.spec.repository.path.strip("/") + "/archive/db/"
+            while not any(key.endswith("/00000002.history") for key in s3.objects(history)):
+                assert time.monotonic() < deadline, again.psql("SELECT * FROM pg_stat_archiver")
+                time.sleep(0.2)
         assert rows == ",".join(str(row) for row, at in written if at <= target) == ",".join(map(str, range(1, 28)))
 
         # Expiry, as the scheduled workflow runs it: the rendered expire config and a key that may delete.
