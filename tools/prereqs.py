@@ -137,6 +137,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("pg_isready", "postgresql-client", "waiting for the live PostgreSQL"),
     Tool("psql", "postgresql-client", "queries against the live PostgreSQL"),
     Tool("pg_dump", "postgresql-client", "PostgreSQL backups"),
+    Tool("pg_basebackup", "postgresql-client", "the point-in-time benchmark's raw side (python -m bench pitr)"),
     Tool("pg_dumpall", "postgresql-client", "PostgreSQL backups (roles)"),
     Tool("pg_restore", "postgresql-client", "PostgreSQL restores"),
     Tool("systemd-analyze", "systemd", "systemd-analyze verify of the host's units"),
