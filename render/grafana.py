@@ -105,7 +105,7 @@ def render_dashboards(spec: ObservabilitySpec) -> dict[str, str]:
     """File name (under DASHBOARDS_DIR) -> dashboard JSON."""
     boards = [_host(spec), _containers(), _proxy()]
     if spec.postgres:
-        boards.append(_postgres())
+        boards.append(_postgres(spec))
     if spec.redis:
         boards.append(_redis())
     return {f"{board['uid'].removeprefix('keel-')}.json": json.dumps(board, indent=2) + "\n" for board in boards}
@@ -262,7 +262,33 @@ def _proxy() -> dict[str, Any]:
     )
 
 
-def _postgres() -> dict[str, Any]:
+def _pitr_panels() -> list[dict[str, Any]]:
+    """What each point-in-time drill achieved against the targets (a month: drills are daily), and
+    how far the WAL archive is behind now."""
+    drills = _panel(
+        "Point-in-time drills: recovery point and time",
+        [
+            Query("keel_pitr_drill_rpo_seconds", "{{store}} RPO achieved"),
+            Query("keel_pitr_rpo_target_seconds", "{{store}} RPO target"),
+            Query("keel_pitr_drill_rto_seconds", "{{store}} RTO achieved"),
+            Query("keel_pitr_rto_target_seconds", "{{store}} RTO target"),
+        ],
+        "s",
+    )
+    drills["timeFrom"] = "30d"
+    lag = _panel(
+        "WAL archive lag", [Query("time() - keel_pitr_archive_last_success_timestamp_seconds", "{{store}}")], "s"
+    )
+    # 16 MiB segments that archive_command has not taken yet, on the data disk.
+    waiting = _panel(
+        "WAL waiting to be archived",
+        [Query("keel_pitr_archive_pending_segments * 16 * 1024 * 1024", "{{store}}")],
+        "bytes",
+    )
+    return [drills, lag, waiting]
+
+
+def _postgres(spec: ObservabilitySpec) -> dict[str, Any]:
     return _dashboard(
         "keel-postgres",
         "PostgreSQL",
@@ -284,6 +310,7 @@ def _postgres() -> dict[str, Any]:
             ),
             _panel("Locks", [Query("sum by (job, mode) (pg_locks_count)", "{{job}} {{mode}}")], "short"),
             _panel("Database size", [Query("pg_database_size_bytes", "{{job}} {{datname}}")], "bytes"),
+            *(_pitr_panels() if spec.pitr else []),
         ],
     )
 
