@@ -45,7 +45,13 @@ class Networks(pulumi.ComponentResource):
         if egress:
             self.egress = docker.Network(
                 f"{name}-pitr-egress",
-                docker.NetworkArgs(name=names.pitr_egress_network, driver="overlay", attachable=False, labels=labels),
+                docker.NetworkArgs(
+                    name=names.pitr_egress_network,
+                    driver="overlay",
+                    attachable=False,
+                    # The only non-internal network a store may join (policy/rules.py, stores-on-internal-networks).
+                    labels=[*labels, docker.NetworkLabelArgs(label="keel.wal-archive", value="egress")],
+                ),
                 opts=child,
             )
         self.register_outputs({"public": self.public.id, "internal": self.internal.id})

@@ -159,6 +159,7 @@ class StatefulStore(pulumi.ComponentResource):
         stop_grace_s: int,
         env: dict[str, str] | None = None,
         extra_networks: list[pulumi.Input[str]] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> docker.Service:
         assert self.volume is not None
         return swarm.service(
@@ -190,6 +191,7 @@ class StatefulStore(pulumi.ComponentResource):
             # convergence means apps and migrations that depend on the store find it accepting
             # connections, on the first deploy too.
             rollout=swarm.Rollout(order="stop-first", converge_timeout_s=STORE_CONVERGE_TIMEOUT_S),
+            labels=labels,
             opts=self._child,
         )
 
@@ -237,6 +239,7 @@ class StatefulStore(pulumi.ComponentResource):
                 swarm.tmpfs_mount("/tmp", 64),
             ],
             extra_networks=[parts.network] if parts else None,
+            labels={"keel.wal-archive": "true"} if parts else None,
             health=swarm.Health(
                 tuple(pg.postgres_health_command(spec)), interval_s=10, timeout_s=5, start_period_s=60, retries=5
             ),
