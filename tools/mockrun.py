@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from config import yamlfile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "keel"
@@ -250,12 +251,22 @@ def stack_file(stack: str) -> Path:
     return ROOT / f"Pulumi.{stack}.yaml"
 
 
+class StackFileError(Exception):
+    """A stack file Pulumi itself would refuse to read (the program never runs)."""
+
+
 def read_config_file(path: Path) -> tuple[dict[str, str], list[str]]:
     """A Pulumi stack YAML as the language host hands it to the program: key -> string value.
 
-    Values written `{secure: ...}` become placeholders marked secret.
+    Values written `{secure: ...}` become placeholders marked secret. Read as Pulumi's own reader
+    (go-yaml v3) reads it: a key written twice is an error, and aliases expand only so far.
     """
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yamlfile.load(path.read_bytes(), allow_aliases=True) or {}
+    except yamlfile.YamlFileError as error:
+        raise StackFileError(f"{path.name}: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
+        raise StackFileError(f"{path.name}: expected a mapping with a config: mapping")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (data.get("config") or {}).items():
@@ -315,7 +326,10 @@ def run(
     `overrides` replace whole config keys ("keel:host": {...}); `secret_keys` marks extra keys
     secret. With `fill_secrets`, named secrets that are not set get placeholder values.
     """
-    values, secrets = read_config_file(config_file or stack_file(stack))
+    try:
+        values, secrets = read_config_file(config_file or stack_file(stack))
+    except StackFileError as refused:
+        return Run(stack=stack, resources=[], outputs={}, error=refused, logs=[])
     for key, value in (overrides or {}).items():
         if value is None:
             values.pop(key, None)
