@@ -45,7 +45,7 @@ def migration_script(
             f'rm -rf "$dir"\' EXIT\n'
         )
     return f"""#!/bin/sh
-# Migration for {image}: runs once before the rollout; failure stops the deploy.
+# The migration of one app: runs once before the rollout; failure stops the deploy.
 set -eu
 umask 077
 dir=$(mktemp -d)
@@ -66,5 +66,5 @@ chmod 0755 "$dir" "$dir/secrets"
   --mount "type=bind,source=$dir/secrets,target=/run/secrets,readonly" \\
   {env_flags} \\
   {q(image)} {" ".join(q(part) for part in command)}
-echo "migration of {image} succeeded"
+echo {q(f"migration of {image} succeeded")}
 """

@@ -31,15 +31,19 @@ ACK_TIMEOUT_S = 90
 
 def conf_digest_command(conf_dir: str = CONF_DIR) -> str:
     """Shell that prints one digest of every *.conf under conf_dir (names and contents)."""
-    return f"find {conf_dir} -type f -name '*.conf' | sort | xargs cat | md5sum | cut -d' ' -f1"
+    return f"find {shlex.quote(conf_dir)} -type f -name '*.conf' | sort | xargs cat | md5sum | cut -d' ' -f1"
 
 
 def watcher_script(conf_dir: str = CONF_DIR, cert_dir: str = CERT_DIR, poll_s: int = POLL_S) -> str:
-    main = f"{conf_dir}/nginx.conf"
+    q = shlex.quote
+    digest = conf_digest_command(conf_dir)
+    main = q(f"{conf_dir}/nginx.conf")
+    cert_dir = q(cert_dir)
+    conf_dir = q(conf_dir)
     return f"""#!/bin/sh
 # PID 1 of the proxy task: runs nginx and reloads it, gracefully, when its files change.
 set -u
-conf_digest() {{ {conf_digest_command(conf_dir)}; }}
+conf_digest() {{ {digest}; }}
 cert_digest() {{ find {cert_dir} -type f 2>/dev/null | sort | xargs -r cat | md5sum | cut -d' ' -f1; }}
 nginx -c {main} -g 'daemon off;' &
 pid=$!
@@ -89,9 +93,9 @@ def writer_script(*, volume: str, image: str, service: str, ack_timeout_s: int =
         "done; " + conf_digest_command("/conf")
     )
     return f"""#!/bin/sh
-# Ship a new proxy configuration into {volume}; the proxy reloads itself (see keel-proxy).
+# Ship a new proxy configuration into its volume; the proxy reloads itself (see keel-proxy).
 set -eu
-want=$(docker run --rm -i --network none -v {q(volume)}:/conf --entrypoint sh {q(image)} -c {q(inner)})
+want=$(docker run --rm -i --network none -v {q(volume + ":/conf")} --entrypoint sh {q(image)} -c {q(inner)})
 task=$(docker ps -q --filter label=com.docker.swarm.service.name={q(service)} | head -n 1)
 if [ -z "$task" ]; then
   echo "proxy not running yet: it starts with configuration $want"
