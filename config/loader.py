@@ -190,9 +190,11 @@ def _decode(key: str, text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ConfigError.at(key, f"nests more than {MAX_DEPTH} levels deep; expected a stack config") from None
-    except (ValueError, TypeError):
-        # ValueError: JSONDecodeError, and int() refusing more than 4300 digits.
+    except (json.JSONDecodeError, TypeError):
         raise ConfigError.at(key, f"found {show(text)}; expected a mapping of keys to values") from None
+    except ValueError:
+        # int() refuses more than 4300 digits; nothing in a stack is that large.
+        raise ConfigError.at(key, "holds a number of over 4300 digits; expected a stack config") from None
 
 
 def _check_service_kinds(services: Any) -> None:
@@ -295,6 +297,11 @@ def _secrets(project: str, cfg: StackConfig, raw: dict[str, str]) -> dict[str, p
             problems.append(
                 f"{name}: is stored in plaintext but {where} needs a secret; "
                 f"run: pulumi config set --secret {name} <value>"
+            )
+        elif not str(raw[name]):
+            # An empty password would be a Redis ACL without a password, a database no one can log in to.
+            problems.append(
+                f"{name}: is empty but {where} needs a value; run: pulumi config set --secret {name} <value>"
             )
     for name, rule in sorted(cfg.secret_rules.items()):
         if name not in refs:

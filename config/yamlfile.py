@@ -94,15 +94,17 @@ def _check_bracket_depth(text: str) -> None:
     """
     depth = 0
     line = 1
-    for char in text:
+    line_start = 0
+    for offset, char in enumerate(text):
         if char in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                raise YamlFileError(f"opens more than {MAX_DEPTH} nested [ or {{", line, 0)
+                raise YamlFileError(f"opens more than {MAX_DEPTH} nested [ or {{", line, offset - line_start + 1)
         elif char in "]}":
             depth = max(0, depth - 1)
         elif char == "\n":
             line += 1
+            line_start = offset + 1
 
 
 @dataclass
@@ -169,6 +171,11 @@ def _check_events(text: str, *, allow_aliases: bool) -> None:
                     frames[-1].size += size
     except yaml.MarkedYAMLError as error:
         raise _marked(error) from None
+    except yaml.reader.ReaderError as error:
+        code = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "?")
+        raise YamlFileError(
+            f"holds a control character YAML does not allow (U+{code:04X}, character {error.position + 1})"
+        ) from None
     except yaml.YAMLError:
         raise YamlFileError("is not valid YAML") from None
 

@@ -38,11 +38,13 @@ def migration_script(
     user_flag = f"--user {q(user)} " if user else ""
     login = ""
     if registry_server and registry_username:
+        # The trap's text is evaluated again when it fires: it names the server by variable only.
         login = (
+            f"registry={q(registry_server)}\n"
             f'base64 -d < "$dir/.registry" | docker login --username {q(registry_username)} '
-            f"--password-stdin {q(registry_server)} >/dev/null\n"
-            f'trap \'docker rm -f "$container" >/dev/null 2>&1; docker logout {q(registry_server)} >/dev/null 2>&1; '
-            f'rm -rf "$dir"\' EXIT\n'
+            '--password-stdin "$registry" >/dev/null\n'
+            'trap \'docker rm -f "$container" >/dev/null 2>&1; docker logout "$registry" >/dev/null 2>&1; '
+            'rm -rf "$dir"\' EXIT\n'
         )
     return f"""#!/bin/sh
 # The migration of one app: runs once before the rollout; failure stops the deploy.

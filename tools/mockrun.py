@@ -303,6 +303,8 @@ def placeholder_secrets(values: dict[str, str]) -> tuple[dict[str, str], list[st
     extra: dict[str, str] = {}
     for name in crossref.referenced_secrets(cfg):
         key = f"{PROJECT}:{name}"
+        if name in config_package.loader.RESERVED:
+            continue  # a secret named like a section: the loader says so; a placeholder would hide it
         if key not in values:
             extra[key] = f"placeholder-secret-{name}-0123456789abcdef0123456789"
     if cfg.host.provider == "hcloud" and "hcloud:token" not in values:
@@ -371,8 +373,9 @@ def declare(
     the error are kept: tests use them to prove nothing was registered).
     """
     monitor = RecordingMonitor(ProgramMocks())
+    sink = logs if logs is not None else []
     pulumi_mocks.set_mocks(
-        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs or [])
+        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(sink)
     )
     error: BaseException | None = None
     try:
