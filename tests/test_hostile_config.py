@@ -96,6 +96,16 @@ def cron(value: str) -> str:
     )
 
 
+def csp_problem(value: str) -> str:
+    names = {'"': "a double quote", "\\": "a backslash", "$": "a $"}
+    for char in value:
+        if char in names:
+            return names[char]
+        if not " " <= char <= "~":
+            return "a control character" if char.isascii() else "a non-ASCII character"
+    raise AssertionError(f"{value!r} has no character the policy refuses")
+
+
 def pattern(regex: str) -> Callable[[str], str]:
     return lambda value: f"found {shown(value)}; expected text matching {regex}"
 
@@ -175,6 +185,22 @@ FIELDS: list[Field] = [
         wrap=lambda v: v + ".example.com" if v.startswith("x") else v,
     ),
     Field("proxy image", "prod", "proxy/image", lambda v: {"keel:proxy": {"image": v}}, found(IMAGE), "nginx:1.28.0"),
+    Field(
+        "content security policy",
+        "dev",
+        "proxy/csp",
+        lambda v: {"keel:proxy": {"csp": v}},
+        lambda v: (
+            f"found a policy of {len(v)} characters; expected at most 4096"
+            if len(v) > 4096
+            else f"found {csp_problem(v)} in the policy; expected a Content-Security-Policy of printable ASCII "
+            "without double quotes, backslashes or $ (use single quotes: 'self')"
+        ),
+        "default-src 'self'",
+        wrap=lambda v: "default-src 'self' " + v,
+        # Written inside a double-quoted nginx string: ; { } ' and ` are text there.
+        accepts=("single quote", "backticks", "semicolon", "brace"),
+    ),
     Field(
         "trusted proxy",
         "prod",
