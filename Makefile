@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 STACK ?= dev
 VENV_STAMP = .venv/.installed
 
-.PHONY: up render test lint typecheck unit e2e bench clean
+.PHONY: up render diff test lint typecheck unit e2e bench clean
 
 # A virtualenv with the pinned dependencies, rebuilt when the requirement files change.
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -19,6 +19,11 @@ up: $(VENV_STAMP)
 # Write what a stack declares (resources, inputs, every rendered file) to build/$(STACK)/.
 render: $(VENV_STAMP)
 	@$(PYTHON) -m tools.render $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
+
+# The plan between the stack at BASE (a git revision) and the working tree, without credentials.
+diff: $(VENV_STAMP)
+	@test -n "$(BASE)" || { echo "usage: make diff BASE=<git revision> [STACK=prod] [CONFIG_FILE=...]" >&2; exit 2; }
+	@$(PYTHON) -m tools.diff --base $(BASE) $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
 
 lint: $(VENV_STAMP)
 	$(PYTHON) -m ruff check .

@@ -54,17 +54,20 @@ apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-# node-exporter's textfile collector: where backup runs leave their freshness metrics.
-textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled else None
+# node-exporter's textfile collector: where backup runs leave their freshness metrics, and where
+# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
+textfile_dir = (
+    f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled or cfg.host.provider == "hcloud" else None
+)
 
 if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(
         "backup",
         stack=stack,
+        host=host,
         stores=stores,
         network=networks.internal,
         textfile_dir=textfile_dir,
-        host=host,
         opts=on_host,
     )
 
@@ -73,6 +76,7 @@ if cfg.observability.enabled:
     observability = ObservabilityStack(
         "observability",
         stack=stack,
+        host=host,
         stores=stores,
         network=networks.internal,
         textfile_dir=textfile_dir,

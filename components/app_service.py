@@ -93,7 +93,7 @@ class AppService(pulumi.ComponentResource):
             name=self.service_name,
             role="app",
             part=name,
-            image=spec.image,
+            image=host.image(spec.image),
             command=spec.command,
             args=spec.args,
             env=env,
@@ -150,13 +150,13 @@ class AppService(pulumi.ComponentResource):
         )
         stdin: pulumi.Output[str] = pulumi.Output.secret(content.apply(str))
         network = "public" if "internal" not in spec.networks else "internal"
-        script = pulumi.Output.from_input(
-            networks.internal.name if network == "internal" else networks.public.name
-        ).apply(
-            lambda network_name: migration_script(
-                image=spec.image,
+        network_name = networks.internal.name if network == "internal" else networks.public.name
+        # The exact image the service will run: the tag pinned to its digest.
+        script = pulumi.Output.all(network_name, host.image(spec.image)).apply(
+            lambda values: migration_script(
+                image=values[1],
                 command=spec.migration.command,  # type: ignore[union-attr]
-                network=network_name,
+                network=values[0],
                 env=env,
                 user=spec.user,
                 timeout_s=spec.migration.timeout_s,  # type: ignore[union-attr]

@@ -47,6 +47,7 @@ from config import capacity
 from config.loader import Stack
 from config.models import BackupConfig, PostgresSpec, RedisSpec, Resources, StackConfig, StoreSpec, VolumeSpec
 from render import backup as bk
+from render import jobs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/backup/image"
@@ -58,9 +59,9 @@ TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
-MAX_RUN_S = 6 * 3600
-"""No run of a job lasts longer than this; a run that does is ended as hung."""
+MAX_RUN_S = bk.MAX_RUN_S
 DEFAULT_POSTGRES_IMAGE = PostgresSpec(kind="postgres").image
+DEFAULT_REDIS_IMAGE = str(RedisSpec.model_fields["image"].default)
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
@@ -101,15 +102,14 @@ class BackupJob(pulumi.ComponentResource):
         stores: Mapping[str, StoreLike],
         network: docker.Network,
         textfile_dir: str,
+        host: Host,
         egress_network: docker.Network | None = None,
-        host: Host | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``stores``: store name -> StatefulStore; ``network``: the internal network the stores
         are on; ``textfile_dir``: host directory of node-exporter's textfile collector;
-        ``egress_network``: a network with a way out to S3 (default: one created here);
-        ``host``: the Host, used to create ``textfile_dir`` before the jobs mount it (without it the
-        directory must exist)."""
+        ``host``: the Host the jobs run on (it also creates ``textfile_dir`` before they mount it);
+        ``egress_network``: a network with a way out to S3 (default: one created here)."""
         super().__init__("keel:index:BackupJob", name, {}, opts)
         cfg = stack.config
         names = cfg.names
@@ -135,11 +135,9 @@ class BackupJob(pulumi.ComponentResource):
                 ),
                 opts=self._child,
             )
-        depends: list[pulumi.Resource] = []
-        if host is not None:
-            depends.append(
-                host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child)
-            )
+        depends: list[pulumi.Resource] = [
+            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child)
+        ]
         job = _JobParts(
             image=image.name,
             secrets=self._secrets(stack, backed_up),
@@ -148,10 +146,11 @@ class BackupJob(pulumi.ComponentResource):
             networks=[network.id, egress_network.id],
             depends_on=depends,
             parent=self,
+            host=host,
         )
         backup = cfg.backup
         # A backup run may last until the next one is due (skip-running skips that one anyway).
-        backup_deadline_s = min(bk.schedule_interval_seconds(backup.schedule), MAX_RUN_S)
+        backup_deadline_s = self.spec.backup_deadline_s
         self.backup_service = job.service(
             f"{name}-backup", names.backup, "backup.sh", backup.schedule, backup_deadline_s
         )
@@ -160,7 +159,7 @@ class BackupJob(pulumi.ComponentResource):
         )
         self.drill_service = job.service(f"{name}-drill", names.backup_drill, "drill.sh", None, MAX_RUN_S)
         self.drill_command = f"docker service update --force --replicas 1 {names.backup_drill}"
-        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, self)
+        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, host, self)
 
         self.register_outputs(
             {
@@ -207,7 +206,11 @@ class BackupJob(pulumi.ComponentResource):
     def _image(self, cfg: StackConfig, backed_up: Mapping[str, StoreLike]) -> docker.RemoteImage:
         """The job image (restic, pg_dump and friends), built on the host from the pinned images."""
         postgres_image = _newest_postgres_image([s.spec for s in backed_up.values()])
-        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image}
+        # The drill checks RDB files with the stores' own Redis tools: an older redis-check-rdb
+        # cannot read a newer RDB format.
+        redis_images = [s.spec.image for s in backed_up.values() if isinstance(s.spec, RedisSpec)]
+        redis_image = max(redis_images, key=_major_version, default=DEFAULT_REDIS_IMAGE)
+        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image, "REDIS_IMAGE": redis_image}
         dockerfile = (PROJECT_ROOT / IMAGE_CONTEXT / "Dockerfile").read_text()
         tag = hashlib.sha256((dockerfile + repr(sorted(build_args.items()))).encode()).hexdigest()[:12]
         return docker.RemoteImage(
@@ -277,7 +280,9 @@ class _JobParts:
         networks: list[pulumi.Input[str]],
         depends_on: list[pulumi.Resource],
         parent: pulumi.Resource,
+        host: Host,
     ) -> None:
+        self.host = host
         self.image = image
         self.secrets = secrets
         self.configs = configs
@@ -297,6 +302,18 @@ class _JobParts:
                 "swarm.cronjob.skip-running": "true",
                 "swarm.cronjob.replicas": "1",
             }
+        # The job's spec, as far as an update would change it: the deploy waits for the job to be
+        # idle before it applies a new one (render/jobs.py).
+        fingerprint = pulumi.Output.all(
+            self.image,
+            *[secret.secret_id for secret in self.secrets],
+            *[config.config_id for config in self.configs],
+        ).apply(lambda ids: hashlib.sha256(repr([*ids, script, schedule, deadline_s]).encode()).hexdigest())
+        idle = self.host.run(
+            f"{resource_name}-idle",
+            create=fingerprint.apply(lambda digest: jobs.idle_script(service=service_name, fingerprint=digest)),
+            opts=pulumi.ResourceOptions(parent=self.parent, depends_on=self.depends_on),
+        )
         return swarm.service(
             resource_name,
             name=service_name,
@@ -307,6 +324,9 @@ class _JobParts:
             replicas=0,
             image=self.image,
             command=["sh", f"{bk.SCRIPTS_DIR}/{script}"],
+            # One hostname for the jobs of a node: restic's locks then tell this node's runs (which
+            # take turns, see render.backup) from anyone else's.
+            hostname=bk.JOB_HOSTNAME,
             env={
                 "RESTIC_CACHE_DIR": f"{CACHE_DIR}/restic",
                 "KEEL_WORK_DIR": f"{CACHE_DIR}/work",
@@ -333,23 +353,25 @@ class _JobParts:
             restart="none",
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(network) for network in self.networks],
-            rollout=swarm.STOP_FIRST,
+            rollout=swarm.JOB,
             # On every run the scheduler sets the replicas to 1 and TaskTemplate.ForceUpdate to the
             # service's version index (crazymax/swarm-cronjob internal/worker): neither is drift to
             # undo, or `preview --refresh --expect-no-changes` fails after the first run.
             opts=pulumi.ResourceOptions(
-                parent=self.parent, depends_on=self.depends_on, ignore_changes=list(SCHEDULER_OWNED_FIELDS)
+                parent=self.parent, depends_on=[*self.depends_on, idle], ignore_changes=list(SCHEDULER_OWNED_FIELDS)
             ),
         )
 
 
-def _scheduler(resource_name: str, service_name: str, backup: BackupConfig, parent: pulumi.Resource) -> docker.Service:
+def _scheduler(
+    resource_name: str, service_name: str, backup: BackupConfig, host: Host, parent: pulumi.Resource
+) -> docker.Service:
     return swarm.service(
         resource_name,
         name=service_name,
         role="backup",
         part=service_name,
-        image=backup.scheduler_image,
+        image=host.image(backup.scheduler_image),
         env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false"},
         mounts=[swarm.bind_mount("/var/run/docker.sock", "/var/run/docker.sock", read_only=False)],
         # Alive and holding the Docker socket it schedules through. Whether it actually schedules

@@ -10,7 +10,7 @@ local: no VM; the local engine, put in swarm mode if it is not yet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,8 +23,12 @@ from components import swarm
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
+from render.data_volume import prepare_script
 
 WORLD = ("0.0.0.0/0", "::/0")
+# The label tools/ssh_window.py finds the CI firewall by (with `stack`).
+CI_FIREWALL_LABEL = "keel-role"
+CI_FIREWALL_ROLE = "ci-ssh"
 
 READINESS_SCRIPT = """set -u
 rc=0
@@ -95,6 +99,7 @@ class Host(pulumi.ComponentResource):
     data_dir: str | None
     server: hcloud.Server | None
     firewall: hcloud.Firewall | None
+    ci_firewall: hcloud.Firewall | None
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
 
@@ -116,12 +121,19 @@ class Host(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         self.server = None
         self.firewall = None
+        self.ci_firewall = None
         self._connection = None
         self._local_env = None
         registry_auth = [
             docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
             for login in registries
         ]
+        self._images: dict[str, pulumi.Output[str]] = {}
+        # Looks images up in their registries: no daemon, so no host to wait for (the provider
+        # connects to a daemon only when a resource needs one: internal/provider/config.go).
+        self._registry = docker.Provider(
+            f"{name}-registry", docker.ProviderArgs(registry_auth=registry_auth or None), opts=self._child
+        )
         if isinstance(spec, HcloudHostSpec):
             self._hcloud(spec, server_name, web_sources, registry_auth)
         else:
@@ -150,11 +162,24 @@ class Host(pulumi.ComponentResource):
             hcloud.SshKey(
                 f"{self._name}-admin-{index}",
                 hcloud.SshKeyArgs(name=f"{server_name}-admin-{index}", public_key=key, labels=labels),
-                opts=self._child,
+                # A new key replaces the old one (public_key forces it), and a Plugin Framework
+                # resource is created before the old one is deleted, which Hetzner refuses for the
+                # same name (uniqueness_error). Deleting first is safe: the server reads its keys
+                # only when it is created (its ssh_keys are ignored), and cloud-init installed them.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             for index, key in enumerate(spec.admin_ssh_keys)
         ]
         self.firewall = self._firewall(spec, server_name, web_sources, labels)
+        # CI's way in: no declared rules; a deploy job adds its runner's /32 on port 22 through the
+        # Hetzner API for the job's duration (tools/ssh_window.py). The provider reads rules back on
+        # refresh (terraform-provider-hcloud internal/firewall/resource.go, getFirewallAttributes), so
+        # ignoring them keeps those short-lived rules from ever being drift.
+        self.ci_firewall = hcloud.Firewall(
+            f"{self._name}-ci-ssh",
+            hcloud.FirewallArgs(name=f"{server_name}-ci-ssh", labels={**labels, CI_FIREWALL_LABEL: CI_FIREWALL_ROLE}),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["rules"]),
+        )
         ipv4, ipv6 = (self._primary_ip(spec, server_name, family, labels) for family in ("ipv4", "ipv6"))
         volume = self._data_volume(spec, server_name, labels)
         host_key = tls.PrivateKey(f"{self._name}-host-key", tls.PrivateKeyArgs(algorithm="ED25519"), opts=self._child)
@@ -246,7 +271,9 @@ class Host(pulumi.ComponentResource):
         return hcloud.PrimaryIp(
             f"{self._name}-{family}",
             hcloud.PrimaryIpArgs(
-                name=f"{server_name}-{family}",
+                # The location in the name: moving to another location creates the new IP (under its
+                # own name) before the old one is deleted, which the same name would not allow.
+                name=f"{server_name}-{family}-{spec.location}",
                 type=family,
                 location=spec.location,
                 auto_delete=False,
@@ -285,7 +312,7 @@ class Host(pulumi.ComponentResource):
         volume: hcloud.Volume,
         host_key: tls.PrivateKey,
     ) -> hcloud.Server:
-        assert self.firewall is not None
+        assert self.firewall is not None and self.ci_firewall is not None
         # The user data carries the host's private key: keep it secret whatever the inputs say.
         rendered: pulumi.Output[str] = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh, ipv4.ip_address, volume.id
@@ -294,7 +321,6 @@ class Host(pulumi.ComponentResource):
                 CloudInitSpec(
                     deploy_user=spec.deploy_user,
                     admin_ssh_keys=tuple(spec.admin_ssh_keys),
-                    admin_cidrs=tuple(spec.admin_cidrs),
                     host_private_key=values[0],
                     host_public_key=values[1],
                     advertise_addr=values[2],
@@ -312,7 +338,7 @@ class Host(pulumi.ComponentResource):
                 location=spec.location,
                 image=spec.image,
                 ssh_keys=[key.id for key in ssh_keys],
-                firewall_ids=[self.firewall.id.apply(int)],
+                firewall_ids=[self.firewall.id.apply(int), self.ci_firewall.id.apply(int)],
                 public_nets=[
                     hcloud.ServerPublicNetArgs(
                         ipv4_enabled=True, ipv4=ipv4.id.apply(int), ipv6_enabled=True, ipv6=ipv6.id.apply(int)
@@ -353,6 +379,67 @@ class Host(pulumi.ComponentResource):
             f"{self._name}-docker",
             docker.ProviderArgs(host=self.docker_host, registry_auth=registry_auth or None),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[swarm]),
+        )
+
+    def image(self, reference: str) -> pulumi.Output[str]:
+        """``reference`` pinned to the digest its tag names in the registry now (``name:tag@sha256:…``).
+
+        What a service is sent must be what the provider reads back: Create resolves a tag to
+        ``tag@digest`` itself (QueryRegistry, resource_docker_service_funcs.go; moby's client
+        resolveContainerSpecImage) and Update never does, so a tag sent as it is would show as a
+        change on the next preview and restart the service when applied. The lookup also makes a
+        tag that moved in its registry visible as a change before it is deployed. A reference that
+        already carries a digest is used as it is.
+        """
+        if "@sha256:" in reference:
+            return pulumi.Output.from_input(reference)
+        if reference not in self._images:
+            found = docker.get_registry_image_output(
+                name=reference, opts=pulumi.InvokeOutputOptions(provider=self._registry)
+            )
+            self._images[reference] = found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")
+        return self._images[reference]
+
+    def data_volume(
+        self,
+        resource_name: str,
+        *,
+        volume_name: str,
+        labels: Mapping[str, str],
+        parent: pulumi.Resource,
+        owner: str | None = None,
+        image: str | None = None,
+    ) -> docker.Volume:
+        """A protected volume that is kept when removed from the program; on a host with a data
+        directory (the Hetzner Volume), bind-backed there so it outlives the server.
+
+        ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
+        not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
+        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
+        service's own entrypoint takes care of it (the official database images do).
+        """
+        protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+        volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]
+        if self.data_dir is None:
+            return docker.Volume(
+                resource_name, docker.VolumeArgs(name=volume_name, labels=volume_labels), opts=protected
+            )
+        # Docker needs the directory to exist before it can bind it.
+        directory = f"{self.data_dir}/volumes/{volume_name}"
+        prepared = self.run(
+            f"{resource_name}-dir",
+            create=prepare_script(directory=directory, owner=owner, image=image),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        return docker.Volume(
+            resource_name,
+            docker.VolumeArgs(
+                name=volume_name,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": directory},
+                labels=volume_labels,
+            ),
+            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
         )
 
     def run(

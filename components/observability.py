@@ -31,6 +31,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import swarm
+from components.host import Host
 from config import capacity
 from config.loader import Stack
 from config.models import PostgresSpec, RedisSpec, Resources, StoreSpec
@@ -39,6 +40,10 @@ from render import nginx
 from render import observability as obs
 
 ROLE = "observability"
+PROMETHEUS_OWNER = "65534:65534"
+"""prom/prometheus runs as nobody."""
+GRAFANA_OWNER = "472:0"
+"""grafana/grafana runs as uid 472, group root."""
 NODE_MOUNTS_EXCLUDE = "^/(dev|etc|proc|run|sys|textfile|var/lib/docker/.+)($|/)"
 """Mount points node-exporter leaves out (matched after the /host prefix is stripped).
 
@@ -93,6 +98,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         name: str,
         *,
         stack: Stack,
+        host: Host,
         stores: Mapping[str, StoreLike],
         network: docker.Network,
         textfile_dir: str | None,
@@ -107,6 +113,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         cfg = stack.config
         self.spec = obs.observability_spec(cfg, proxy_https_port=proxy_https_port)
         self._name = name
+        self._host = host
         self._network = network
         self._images = cfg.observability
         self._child = pulumi.ResourceOptions(parent=self)
@@ -133,14 +140,15 @@ class ObservabilityStack(pulumi.ComponentResource):
 
     def _prometheus(self) -> None:
         spec = self.spec
-        self.prometheus_volume = docker.Volume(
+        # Thirty days of metrics, on the data volume (bounded by retention.size): the root disk
+        # must never fill, or Docker stops.
+        self.prometheus_volume = self._host.data_volume(
             f"{self._name}-prometheus-data",
-            docker.VolumeArgs(
-                name=spec.names.prometheus_volume,
-                labels=[docker.VolumeLabelArgs(label=swarm.ROLE_LABEL, value=ROLE)],
-            ),
-            # Thirty days of metrics are not to be lost to a config change or a removed section.
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            volume_name=spec.names.prometheus_volume,
+            labels={swarm.ROLE_LABEL: ROLE},
+            owner=PROMETHEUS_OWNER,
+            image=self._images.prometheus_image,
+            parent=self,
         )
         self._add(
             "prometheus",
@@ -163,7 +171,7 @@ class ObservabilityStack(pulumi.ComponentResource):
     def _alertmanager(self, stack: Stack) -> None:
         receiver = self.spec.receiver
         self.egress_network = None
-        if receiver.kind != "none":
+        if self.spec.needs_egress:
             # The internal network has no way out; alert delivery needs one.
             self.egress_network = docker.Network(
                 f"{self._name}-alerts-egress",
@@ -183,6 +191,12 @@ class ObservabilityStack(pulumi.ComponentResource):
         if receiver.kind == "webhook" and receiver.webhook_url_secret:
             secrets.append(
                 self._secret("alert-webhook-url", stack.secrets[receiver.webhook_url_secret], obs.WEBHOOK_URL_FILE)
+            )
+        if receiver.heartbeat_url_secret:
+            secrets.append(
+                self._secret(
+                    "alert-heartbeat-url", stack.secrets[receiver.heartbeat_url_secret], obs.HEARTBEAT_URL_FILE
+                )
             )
         self._add(
             "alertmanager",
@@ -218,6 +232,14 @@ class ObservabilityStack(pulumi.ComponentResource):
             password = swarm.as_secret(generated.result)
         self.grafana_admin_password = password
         dashboards = gf.render_dashboards(spec)
+        volume = self._host.data_volume(
+            f"{self._name}-grafana-data",
+            volume_name=spec.names.grafana_volume,
+            labels={swarm.ROLE_LABEL: ROLE},
+            owner=GRAFANA_OWNER,
+            image=self._images.grafana_image,
+            parent=self,
+        )
         self._add(
             "grafana",
             image=self._images.grafana_image,
@@ -231,9 +253,9 @@ class ObservabilityStack(pulumi.ComponentResource):
                 ),
             ],
             secrets=[self._secret("grafana-admin-password", password, gf.ADMIN_PASSWORD_FILE)],
+            # Its database (users, sessions, preferences, dashboards saved in the UI) survives restarts.
+            mounts=[swarm.volume_mount(volume.name, gf.DATA_DIR)],
             health=_wget(f"http://127.0.0.1:{obs.GRAFANA_PORT}/api/health"),
-            # Grafana writes its database and plugins under /var/lib/grafana; everything it
-            # needs is provisioned again at start, so that state is not kept on a volume.
             read_only=False,
         )
 
@@ -346,15 +368,8 @@ class ObservabilityStack(pulumi.ComponentResource):
         return nginx.NginxUpstream(name=upstream.service_name, servers=(server,))
 
     def nginx_routes(self) -> tuple[nginx.NginxRoute, ...]:
-        """The proxy's routes to Grafana: its own host or its sub path (passed unchanged), with
-        websockets (Grafana Live) and the login rate limit on the login form."""
-        upstream = self.grafana_upstream
-        prefix = upstream.path_prefix or "/"
-        name = upstream.service_name
-        return (
-            nginx.NginxRoute(path=prefix, upstream=name, host=upstream.host, websocket=True, max_body="10m"),
-            nginx.NginxRoute(path=f"{prefix}login", upstream=name, host=upstream.host, rate_limit="login"),
-        )
+        """The proxy's routes to Grafana (render.observability.grafana_routes)."""
+        return obs.grafana_routes(self.grafana_upstream)
 
     # ------------------------------------------------------------------ helpers
 
@@ -406,7 +421,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             name=self.spec.names.of(part),
             role=ROLE,
             part=part,
-            image=image,
+            image=self._host.image(image),
             args=args,
             command=commands,
             env=env,

@@ -81,6 +81,7 @@ class ProxyTier(pulumi.ComponentResource):
         names = cfg.names
         self.service_name = names.proxy
         self._name = name
+        self._host = host
         self._child = pulumi.ResourceOptions(parent=self)
         hostnames = cfg.dns.all_hostnames if cfg.dns else []
         port_suffix = "" if cfg.proxy.https_port == 443 else f":{cfg.proxy.https_port}"
@@ -113,31 +114,35 @@ class ProxyTier(pulumi.ComponentResource):
             }
         )
         self.nginx_conf = files.apply(lambda f: f["nginx.conf"])
-        conf_volume, writer = self._configuration(cfg, host, files)
-        self.service = self._nginx(cfg, networks, tls_files, conf_volume, depends_on=[writer])
+        conf_volume = docker.Volume(
+            f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
+        )
+        self.service = self._nginx(cfg, networks, tls_files, conf_volume)
+        self._write_configuration(cfg, host, conf_volume, files)
         self.register_outputs({"service_name": self.service_name, "urls": self.urls})
 
     # ------------------------------------------------------------------ nginx
 
-    def _configuration(
-        self, cfg: StackConfig, host: Host, files: pulumi.Output[dict[str, str]]
-    ) -> tuple[docker.Volume, pulumi.Resource]:
-        """The volume nginx reads its configuration from, and the step that writes a new one into it
-        and waits for the proxy's verdict (see render/proxy_runtime.py)."""
-        conf_volume = docker.Volume(
-            f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
-        )
-        writer = host.run(
+    def _write_configuration(
+        self, cfg: StackConfig, host: Host, conf_volume: docker.Volume, files: pulumi.Output[dict[str, str]]
+    ) -> pulumi.Resource:
+        """The step that stages a new configuration set in the proxy's volume and waits for the proxy's
+        verdict (see render/proxy_runtime.py). After the service: the running proxy tests each new
+        set and acknowledges it (or its refusal, which fails the deploy), and a changed image is
+        already the nginx that judges the set."""
+        return host.run(
             f"{self._name}-nginx.conf",
-            create=pulumi.Output.from_input(conf_volume.name).apply(
-                lambda volume: proxy_runtime.writer_script(
-                    volume=volume, image=cfg.proxy.image, service=self.service_name
+            create=pulumi.Output.all(conf_volume.name, files).apply(
+                lambda v: proxy_runtime.writer_script(
+                    volume=v[0],
+                    image=cfg.proxy.image,
+                    service=self.service_name,
+                    digest=proxy_runtime.set_digest(v[1]),
                 )
             ),
             stdin=files.apply(proxy_runtime.writer_stdin),
-            opts=self._child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
-        return conf_volume, writer
 
     def _nginx(
         self,
@@ -145,7 +150,6 @@ class ProxyTier(pulumi.ComponentResource):
         networks: Networks,
         tls_files: _TlsFiles,
         conf_volume: docker.Volume,
-        depends_on: Sequence[pulumi.Resource],
     ) -> docker.Service:
         proxy = cfg.proxy
         watcher = docker.ServiceConfig(
@@ -158,7 +162,7 @@ class ProxyTier(pulumi.ComponentResource):
             name=self.service_name,
             role="proxy",
             part=self._name,
-            image=proxy.image,
+            image=self._host.image(proxy.image),
             command=["/bin/sh", proxy_runtime.WATCHER_PATH],
             configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
             secrets=tls_files.secrets,
@@ -172,7 +176,12 @@ class ProxyTier(pulumi.ComponentResource):
             hardening=swarm.Hardening(cap_add=tuple(NGINX_CAPABILITIES)),
             stop_signal="SIGQUIT",
             stop_grace_s=30,
-            health=swarm.Health(swarm.http_probe(80, "/health"), interval_s=10, timeout_s=5, start_period_s=10),
+            health=swarm.Health(
+                ("CMD-SHELL", proxy_runtime.health_command(swarm.http_probe(80, "/health")[1])),
+                interval_s=10,
+                timeout_s=5,
+                start_period_s=10,
+            ),
             resources=proxy.resources,
             logging=proxy.logging,
             constraints=[swarm.ON_MANAGER],
@@ -186,9 +195,10 @@ class ProxyTier(pulumi.ComponentResource):
                 ),
             ],
             # Host-mode ports cannot be held by two tasks: the old one stops first. Changes to this
-            # spec are rare on purpose; configuration changes are reloads.
+            # spec are rare on purpose; configuration changes are reloads. `pulumi up` waits for it
+            # (a rollback fails the run, before this run deletes secrets the old spec still names).
             rollout=swarm.STOP_FIRST,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self._child,
         )
 
     def _tls(self, stack: Stack, networks: Networks, hostnames: list[str]) -> _TlsFiles:
@@ -264,7 +274,11 @@ class ProxyTier(pulumi.ComponentResource):
                 f"{name}-origin-cert",
                 cloudflare.OriginCaCertificateArgs(
                     csr=csr.cert_request_pem,
-                    hostnames=names,
+                    # Sorted, as Cloudflare's API returns them: Read stores the API's order and the
+                    # list forces replacement (internal/services/origin_ca_certificate; upstream
+                    # issue cloudflare/terraform-provider-cloudflare#6239), so another order would
+                    # issue a new certificate on every run.
+                    hostnames=sorted(names),
                     request_type="origin-ecc",
                     requested_validity=ORIGIN_CA_VALIDITY_DAYS,
                 ),
@@ -321,19 +335,20 @@ class ProxyTier(pulumi.ComponentResource):
             name=cfg.names.acme,
             role="proxy",
             part=f"{name}-acme",
-            image=tls_cfg.acme_image,
+            image=self._host.image(tls_cfg.acme_image),
             command=["/bin/sh", acme.SCRIPT_PATH],
             configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
             secrets=[swarm.secret_file(token, acme.TOKEN_PATH, 0o400)],
             mounts=[swarm.volume_mount(state.name, acme.STATE_DIR), swarm.volume_mount(certs.name, acme.CERT_DIR)],
             hardening=swarm.Hardening(read_only=False, cap_drop_all=False),
             health=swarm.Health(tuple(acme.health_command()), interval_s=300, start_period_s=600),
+            # Healthy only after its first check (start period 600 s, checked every 300 s).
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
             constraints=[swarm.ON_MANAGER],
             networks=[swarm.Attachment(networks.public.id)],
-            rollout=swarm.STOP_FIRST,
+            rollout=swarm.Rollout(order="stop-first", converge_timeout_s=1200),
             opts=child,
         )
 

@@ -9,7 +9,6 @@ the manager node (the one that holds the data volume) and are reachable by their
 
 from __future__ import annotations
 
-import shlex
 from urllib.parse import quote
 
 import pulumi
@@ -66,12 +65,17 @@ class StatefulStore(pulumi.ComponentResource):
         self.url = None
         self.connection_url = None
         self._child = pulumi.ResourceOptions(parent=self)
+        self._host = host
 
         if isinstance(spec, ExternalSpec):
             self.url = stack.secrets[spec.url_secret]
             self.connection_url = self.url
         else:
-            self.volume = self._volume(name, names.store_volume(name), host)
+            # On the data disk: the store's data outlives the server (the resource name is the one
+            # the volume always had: renaming it would create an empty volume beside the data).
+            self.volume = host.data_volume(
+                f"{name}-data", volume_name=names.store_volume(name), labels={"keel.store": name}, parent=self
+            )
             if isinstance(spec, (PostgresSpec, RedisSpec)):
                 self.password = self._password(name, spec, stack)
                 self.password_secret = docker.Secret(
@@ -86,29 +90,6 @@ class StatefulStore(pulumi.ComponentResource):
         self.register_outputs({"service_name": self.service_name})
 
     # ------------------------------------------------------------------ parts
-
-    def _volume(self, name: str, volume_name: str, host: Host) -> docker.Volume:
-        protected = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
-        labels = [docker.VolumeLabelArgs(label="keel.store", value=name)]
-        if host.data_dir is None:
-            return docker.Volume(f"{name}-data", docker.VolumeArgs(name=volume_name, labels=labels), opts=protected)
-        # A bind-backed local volume on the data disk; Docker needs the directory to exist first.
-        directory = f"{host.data_dir}/volumes/{volume_name}"
-        prepared = host.run(
-            f"{name}-data-dir",
-            create=f"mkdir -p {shlex.quote(directory)} && echo {shlex.quote(directory)}",
-            opts=self._child,
-        )
-        return docker.Volume(
-            f"{name}-data",
-            docker.VolumeArgs(
-                name=volume_name,
-                driver="local",
-                driver_opts={"type": "none", "o": "bind", "device": directory},
-                labels=labels,
-            ),
-            opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=[prepared])),
-        )
 
     def _password(self, name: str, spec: PostgresSpec | RedisSpec, stack: Stack) -> pulumi.Output[str]:
         if spec.password_secret:
@@ -140,7 +121,7 @@ class StatefulStore(pulumi.ComponentResource):
             name=self.service_name,
             role="store",
             part=name,
-            image=image,
+            image=self._host.image(image),
             # `args`, not `command`: swarm's Command replaces the image's ENTRYPOINT, and the official
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
             args=args,

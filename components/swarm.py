@@ -30,6 +30,15 @@ HEALTH_BY_PROMETHEUS = "prometheus-target"
 # The node that holds the data volume: stores and the proxy (which publishes host ports) stay there.
 ON_MANAGER = "node.role==manager"
 
+CREATE_ONLY_FIELDS = ("taskSpec.placement.platforms",)
+"""Written by the provider's Create and never by its Update, so never a change to undo.
+
+Create passes QueryRegistry (kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_service_funcs.go),
+and the daemon's client then sets placement.platforms from the image's manifest list, over any
+platforms the service names (moby v28.5.2 client/service_create.go, resolveContainerSpecImage); the
+attribute is Optional, not Computed. Ignored, the state keeps the registry's platforms and an
+Update sends them back."""
+DEFAULT_CONVERGE_S = 300
 RESTART_DELAY_S = 5
 RESTART_WINDOW_S = 120
 """How long a restarted task must run before it counts as started (swarm's restart window)."""
@@ -143,9 +152,11 @@ class Rollout:
     delay_s: int = 0
     monitor_s: int = 30
     max_failure_ratio: float = 0.0
-    converge_timeout_s: int | None = None
-    """When set, `pulumi up` waits (up to this long) for the tasks to run and pass their health
-    checks, and fails if the update rolled back."""
+    converge_timeout_s: int | None = DEFAULT_CONVERGE_S
+    """`pulumi up` waits (up to this long) for the tasks to run and pass their health checks, and
+    fails if the update rolled back; None (run-to-completion jobs only) does not wait. Without it
+    a rollback that swarm completes after `up` returns would leave a spec naming secrets and
+    configs the same `up` already deleted."""
 
     def update(self) -> docker.ServiceUpdateConfigArgs:
         return docker.ServiceUpdateConfigArgs(
@@ -175,6 +186,8 @@ class Rollout:
 
 START_FIRST = Rollout(order="start-first")
 STOP_FIRST = Rollout(order="stop-first")
+JOB = Rollout(order="stop-first", converge_timeout_s=None)
+"""Run-to-completion jobs (zero replicas until their scheduler starts them): nothing to wait for."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +324,7 @@ def service(
     ports: Sequence[docker.ServiceEndpointSpecPortArgs] = (),
     stop_signal: str | None = None,
     stop_grace_s: int = 30,
+    hostname: str | None = None,
     restart: Literal["any", "none"] = "any",
     logging: Logging = DEFAULT_LOGGING,
     labels: Mapping[str, str] | None = None,
@@ -345,6 +359,7 @@ def service(
         else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=["NONE"]),
         stop_signal=stop_signal,
         stop_grace_period=duration(stop_grace_s),
+        hostname=hostname,
     )
     mode = (
         docker.ServiceModeArgs(global_=True)
@@ -370,5 +385,5 @@ def service(
             rollback_config=rollout.rollback(),
             converge_config=rollout.converge(),
         ),
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=list(CREATE_ONLY_FIELDS))),
     )

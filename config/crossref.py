@@ -21,8 +21,10 @@ from config.models import (
 )
 from config.names import Names
 
-# Where Grafana is served when observability/grafana_host is unset (render.observability shares it).
+# Where Grafana is served when observability/grafana_host is unset, and the routes the proxy adds
+# for it under that prefix (render.observability.grafana_routes; a test keeps the two in step).
 GRAFANA_PATH = "/grafana/"
+GRAFANA_SUBPATHS = ("", "login", "api/")
 # The ports the Hetzner firewall keel declares opens to the web (components/host.py, _firewall).
 HCLOUD_WEB_PORTS = (80, 443)
 # Ports Cloudflare's proxy forwards to an origin (developers.cloudflare.com, Fundamentals,
@@ -93,7 +95,7 @@ def _generated_routes(cfg: StackConfig) -> list[str]:
     out = []
     grafana = obs.grafana_host
     prefix = "/" if grafana is not None else GRAFANA_PATH
-    taken = {(grafana, prefix), (grafana, f"{prefix}login")}
+    taken = {(grafana, prefix + subpath) for subpath in GRAFANA_SUBPATHS}
     for index, route in enumerate(cfg.proxy.routes):
         if (route.host, route.path) in taken:
             where = f" on {route.host}" if route.host else ""
@@ -434,6 +436,8 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         value = getattr(obs.alerts, key) if key else None
         if value:
             refs.setdefault(value, f"observability/alerts/{key}")
+        if obs.alerts.heartbeat_url_secret:
+            refs.setdefault(obs.alerts.heartbeat_url_secret, "observability/alerts/heartbeat_url_secret")
     if cfg.backup.enabled and cfg.backup.repository is not None:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):

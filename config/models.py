@@ -678,7 +678,7 @@ class VolumeSpec(Model):
 
     kind: Literal["volume"]
     sqlite_files: list[str] = Field(default_factory=list, max_length=50)
-    """SQLite databases in this volume (paths relative to it), backed up with VACUUM INTO."""
+    """SQLite databases in this volume (paths relative to it), copied consistently with VACUUM INTO."""
     backup: bool = True
     """Include the volume's files in backups (SQLite files are always backed up consistently)."""
 
@@ -892,6 +892,9 @@ class AlertReceiver(Model):
     smtp_username: str | None = None
     smtp_password_secret: SecretName | None = None
     webhook_url_secret: SecretName | None = None
+    heartbeat_url_secret: SecretName | None = None
+    """A dead-man's switch URL (healthchecks.io style), pinged about once a minute by the always-firing
+    Watchdog alert, whatever `kind` is: when the pings stop, the switch tells you monitoring is down."""
 
     @model_validator(mode="after")
     def _complete(self) -> AlertReceiver:
@@ -962,6 +965,10 @@ class BackupRepository(Model):
     secret_key_secret: SecretName = "backup_secret_key"
     password_secret: SecretName = "backup_password"
     region: str = "us-east-1"
+    initialise: bool = False
+    """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
+    on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
+    so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
     @field_validator("endpoint")
     @classmethod
@@ -1029,7 +1036,7 @@ class BackupConfig(Model):
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
-    image: Image = "restic/restic:0.17.3"
+    image: Image = "restic/restic:0.18.0"
     scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
 

@@ -102,6 +102,10 @@ class Names:
         return self.of("prometheus-data")
 
     @property
+    def grafana_volume(self) -> str:
+        return self.of("grafana-data")
+
+    @property
     def alertmanager(self) -> str:
         return self.of("alertmanager")
 

@@ -2,7 +2,8 @@
 
 Scripts (POSIX sh, shellcheck-clean), all mounted side by side in SCRIPTS_DIR:
 
-- ``common.sh``: restic environment, repository initialisation, the Prometheus textfile writer;
+- ``common.sh``: restic environment, the job lock, opening the repository (probe, lock healing,
+  initialisation only when allowed), failure reasons, the Prometheus textfile writer;
 - ``backup.sh``: the entry point of one scheduled run; backs up every store, then ``forget.sh``;
 - ``forget.sh``: retention (``restic forget --keep-* --prune``);
 - ``check.sh``: ``restic check`` on its own schedule;
@@ -14,11 +15,15 @@ What each store kind becomes in the repository (one snapshot per item, tagged ``
 ``store=<name>`` and ``kind=<kind>``, taken with a fixed ``--host`` so retention groups stay
 stable across containers):
 
-- postgres: ``pg_dump -Fc -Z0`` streamed into ``restic backup --stdin`` as ``/<store>.pgdump``
-  (restic compresses and deduplicates; pg_dump's own compression would defeat deduplication);
+- postgres: ``pg_dump -Fc -Z0`` streamed into ``restic backup --stdin-from-command`` as
+  ``/<store>.pgdump`` (restic compresses and deduplicates; pg_dump's own compression would defeat
+  deduplication; restic makes no snapshot when pg_dump fails), after the roles, which pg_dump
+  leaves out (``pg_dumpall --roles-only``), as ``/<store>.roles.sql`` (kind ``postgres-roles``);
 - redis: ``BGSAVE``, wait until it has finished, then the RDB file as ``/<store>.rdb``;
 - sqlite: ``VACUUM INTO`` a temporary copy (never a raw copy of a live file), checked with
-  ``PRAGMA integrity_check``, as ``/<store>/<relative path>``. Not ``.backup``: the online backup
+  ``PRAGMA integrity_check``, as ``/<store>+<relative path with "/" as "+">`` (a flat name: restic
+  0.18.0 cannot name stdin with directories, #5324; restores also find the older
+  ``/<store>/<relative path>``). Not ``.backup``: the online backup
   API starts over whenever another connection writes, and under a steady writer it took 6 to
   14 s (finishing only when the writer paused) where VACUUM INTO took 0.1 s;
 - volume files: the directory, without its SQLite files (they are in their own snapshots).
@@ -26,12 +31,30 @@ stable across containers):
 Everything the scripts touch comes from environment variables with defaults for the backup
 container, so the same scripts run on a test machine: RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE,
 KEEL_SECRETS_DIR, KEEL_STORES_DIR, KEEL_TEXTFILE_DIR, KEEL_WORK_DIR, the tool names (RESTIC,
-PG_DUMP, PG_RESTORE, PSQL, REDIS_CLI, SQLITE3) and per store KEEL_HOST_<STORE>/KEEL_PORT_<STORE>.
+PG_DUMP, PG_DUMPALL, PG_RESTORE, PSQL, REDIS_CLI, SQLITE3), per store KEEL_HOST_<STORE>/KEEL_PORT_<STORE>,
+and the bounds KEEL_RETRY_LOCK, KEEL_PROBE_TIMEOUT_S and KEEL_JOB_LOCK_WAIT_S.
+
+The scripts need restic 0.17 or newer (the job image pins 0.18.0, the version the tests run): they
+rely on its exit codes (10 no repository, 11 locked, 12 wrong password), ``--retry-lock`` and ``--stdin-from-command``,
+and refuse an older restic with reason ``restic_too_old``.
+
+Locks: the jobs of one host (backup, check, drill) take turns on an flock of a file on the cache
+volume they share, and all run with one container hostname per node (JOB_HOSTNAME). So while a
+job holds that flock, a restic lock carrying its own hostname can only have been left by a run that
+died (killed at its deadline, OOM, node restart): it is removed before any restic command that
+locks. Locks of other hosts (an operator's restore) are removed only once restic finds them stale,
+and are otherwise waited for, for at most KEEL_RETRY_LOCK.
 
 Metrics (node-exporter textfile collector; a contract with the alert rules):
 ``keel_backup_last_success_timestamp_seconds{store}``, ``keel_backup_last_run_timestamp_seconds{store}``,
-``keel_backup_last_run_success{store}``, ``keel_backup_last_run_duration_seconds{store}``,
-``keel_backup_schedule_interval_seconds``; ``restic check`` and the drill write their own files.
+``keel_backup_last_run_success{store[,reason]}``, ``keel_backup_last_run_duration_seconds{store}``,
+``keel_backup_schedule_interval_seconds``, ``keel_backup_retention_last_run_success{[reason]}``,
+``keel_backup_retention_last_success_timestamp_seconds`` and, while a run is unfinished,
+``keel_backup_run_deadline_timestamp_seconds``; ``restic check`` (``keel_backup_check_*``) and the
+drill write their own files. A failed outcome carries a ``reason`` label from FAILURE_REASONS. Each
+run first writes every outcome as failed with reason ``unfinished`` and the run's deadline, and
+replaces that as it goes: a run that is killed, or hangs until swarm ends it, stays failed, and
+the alerts fire once its deadline has passed.
 """
 
 from __future__ import annotations
@@ -60,6 +83,33 @@ METRICS_FILE = "keel_backup.prom"
 CHECK_METRICS_FILE = "keel_backup_check.prom"
 DRILL_METRICS_FILE = "keel_backup_drill.prom"
 RUN_STARTED_FILE = "/tmp/keel-run-started"
+JOB_HOSTNAME = "{{.Node.Hostname}}-keel-backup"
+"""The container hostname of every job (a swarm template): the same for the jobs of one node, so
+restic's locks tell the runs of this node (which take turns) from anyone else's."""
+MAX_RUN_S = 6 * 3600
+"""No run of a job lasts longer than this; a run that does is ended as hung."""
+RETRY_LOCK = "5m"
+"""How long a restic command waits for a lock held by someone else (an operator's restore)."""
+PROBE_TIMEOUT_S = 120
+"""How long opening the repository may take before the endpoint counts as unreachable. restic 0.17
+gives up on an unreachable endpoint in seconds, 0.18 retries the same request for 15 minutes."""
+MIN_RESTIC = (0, 17)
+
+FAILURE_REASONS = (
+    "unfinished",
+    "another_job_running",
+    "restic_too_old",
+    "repository_missing",
+    "repository_locked",
+    "wrong_password",
+    "access_denied",
+    "certificate_untrusted",
+    "repository_unreachable",
+    "restic_failed",
+    "source_failed",
+    "check_failed",
+)
+"""Every value of the ``reason`` label (docs/restore.md says what each means)."""
 
 SCRIPT_NAMES = (
     "common.sh",
@@ -80,6 +130,11 @@ _HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 # Cron schedules are measured over this many runs from a fixed instant, so the result is stable.
 _INTERVAL_SAMPLES = 1000
 _REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def sqlite_snapshot_name(store: str, path: str) -> str:
+    """The file of a SQLite database's snapshot (common.sh's keel_sqlite_name)."""
+    return f"/{store}+{path.replace('/', '+')}"
 
 
 def password_file(store: str) -> str:
@@ -135,6 +190,9 @@ class BackupSpec:
     redis: tuple[RedisTarget, ...] = ()
     volumes: tuple[VolumeTarget, ...] = ()
     s3_region: str = "us-east-1"
+    check_schedule: str = "30 4 * * 0"
+    initialise: bool = False
+    """Whether a backup run may create the repository (and its bucket) when it finds none."""
     redis_bgsave_timeout_s: int = 600
     """How long a run waits for Redis' BGSAVE before it counts the store as failed."""
 
@@ -162,6 +220,12 @@ class BackupSpec:
                 raise ValueError(
                     f"store {target.name}: host {target.host!r}: expected letters, digits, dots and dashes"
                 )
+
+    @property
+    def backup_deadline_s(self) -> int:
+        """How long a backup run may last: until the next one is due (skip-running skips that one
+        anyway), and never more than MAX_RUN_S."""
+        return run_deadline_seconds(self.schedule)
 
     @property
     def store_names(self) -> tuple[str, ...]:
@@ -192,6 +256,11 @@ def schedule_interval_seconds(schedule: str) -> int:
         longest = max(longest, int((current - previous).total_seconds()))
         previous = current
     return longest
+
+
+def run_deadline_seconds(schedule: str | None) -> int:
+    """The deadline of a job's run: its schedule's longest gap, at most MAX_RUN_S (on demand: MAX_RUN_S)."""
+    return MAX_RUN_S if schedule is None else min(schedule_interval_seconds(schedule), MAX_RUN_S)
 
 
 def backup_spec(
@@ -225,6 +294,8 @@ def backup_spec(
         redis=tuple(redis),
         volumes=tuple(volumes),
         s3_region=cfg.backup.repository.region,
+        check_schedule=cfg.backup.check_schedule,
+        initialise=cfg.backup.repository.initialise,
     )
 
 
@@ -252,6 +323,12 @@ def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
         "env": env_suffix,
         "password_file": password_file,
         "interval_s": schedule_interval_seconds(spec.schedule),
+        "check_interval_s": schedule_interval_seconds(spec.check_schedule),
+        "backup_deadline_s": spec.backup_deadline_s,
+        "max_run_s": MAX_RUN_S,
+        "retry_lock": RETRY_LOCK,
+        "probe_timeout_s": PROBE_TIMEOUT_S,
+        "min_restic": MIN_RESTIC,
         "scripts_dir": SCRIPTS_DIR,
         "stores_dir": STORES_DIR,
         "secrets_dir": SECRETS_DIR,

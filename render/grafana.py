@@ -24,6 +24,8 @@ DATASOURCES_FILE = f"{PROVISIONING_DIR}/datasources/keel.yml"
 DASHBOARD_PROVIDER_FILE = f"{PROVISIONING_DIR}/dashboards/keel.yml"
 DASHBOARDS_DIR = "/etc/grafana/dashboards"
 ADMIN_PASSWORD_FILE = "/run/secrets/grafana-admin-password"
+DATA_DIR = "/var/lib/grafana"
+"""Grafana's database and plugins (GF_PATHS_DATA's default): a volume."""
 SCHEMA_VERSION = 39
 _DISKS = 'fstype=~"ext[234]|xfs|btrfs|zfs"'
 _SWARM = 'container_label_com_docker_swarm_service_name!=""'

@@ -33,10 +33,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.models import AlertReceiver, PostgresSpec, RedisSpec, StackConfig
+from config.models import AlertReceiver, HcloudHostSpec, PostgresSpec, RedisSpec, StackConfig
 from config.names import Names
 from render import dump_yaml, render_template
 from render.backup import schedule_interval_seconds
+from render.cloud_init import DATA_DIR
+from render.nginx import NginxRoute
 
 # Ports inside the internal overlay network.
 PROMETHEUS_PORT = 9090
@@ -64,6 +66,21 @@ NGINXLOG_CONFIG_FILE = "/etc/prometheus-nginxlog-exporter.yml"
 SECRETS_DIR = "/run/secrets"
 SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/alert-smtp-password"
 WEBHOOK_URL_FILE = f"{SECRETS_DIR}/alert-webhook-url"
+HEARTBEAT_URL_FILE = f"{SECRETS_DIR}/alert-heartbeat-url"
+HEARTBEAT_INTERVAL = "1m"
+"""How often Alertmanager re-sends the Watchdog alert to the heartbeat URL (its repeat interval)."""
+TSDB_SHARE_OF_DATA_VOLUME = 0.2
+"""Prometheus' TSDB may take this share of the data volume (which also holds the stores)."""
+GRAFANA_CSP = (
+    "script-src 'self' 'unsafe-eval' 'unsafe-inline'; object-src 'none'; font-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline' blob:; img-src * data:; base-uri 'self'; connect-src 'self' grafana.com wss:; "
+    "manifest-src 'self'; media-src 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+"""The proxy's policy on Grafana's routes: Grafana's own default template (conf/defaults.ini,
+content_security_policy_template, v11.4.0) without the per-response nonce the proxy cannot know,
+so its inline boot script runs; plus frame-ancestors against clickjacking."""
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+"""The method label values the log exporter keeps; anything else counts as "other"."""
 
 NGINXLOG_NAMESPACE = "proxy"
 """Metric prefix of the access-log exporter: proxy_http_response_count_total{status, method}."""
@@ -168,6 +185,22 @@ class ObservabilitySpec:
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    data_mountpoint: str | None = None
+    """Where the data volume is mounted on the host (its own disk alert); None: no separate volume."""
+    data_volume_gib: int | None = None
+    """Size of the data volume, which bounds Prometheus' TSDB; None: unknown (no size bound)."""
+
+    @property
+    def tsdb_retention_size(self) -> str | None:
+        """Prometheus' --storage.tsdb.retention.size (its GB are GiB), a share of the data volume."""
+        if self.data_volume_gib is None:
+            return None
+        return f"{max(1, int(self.data_volume_gib * TSDB_SHARE_OF_DATA_VOLUME))}GB"
+
+    @property
+    def needs_egress(self) -> bool:
+        """Alertmanager talks to the outside: a receiver, or the heartbeat."""
+        return self.receiver.kind != "none" or self.receiver.heartbeat_url_secret is not None
 
     def __post_init__(self) -> None:
         for name in (*(app.name for app in self.apps), *(store.name for store in self.stores)):
@@ -232,6 +265,7 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
     hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
     probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
     https_port = proxy_https_port if proxy_https_port is not None else cfg.proxy.https_port
+    hcloud = cfg.host if isinstance(cfg.host, HcloudHostSpec) else None
     return ObservabilitySpec(
         environment=cfg.environment,
         names=names,
@@ -244,6 +278,8 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        data_mountpoint=DATA_DIR if hcloud else None,
+        data_volume_gib=hcloud.data_volume_gib if hcloud else None,
     )
 
 
@@ -265,12 +301,16 @@ def grafana_upstream(cfg: StackConfig, names: Names) -> GrafanaUpstream:
 
 
 def prometheus_args(spec: ObservabilitySpec) -> list[str]:
-    """Prometheus' command line; retention is a flag, not a config key."""
-    return [
+    """Prometheus' command line; retention is a flag, not a config key. Whichever of the time and
+    the size limit is reached first applies: the TSDB never outgrows its share of the data volume."""
+    args = [
         f"--config.file={PROMETHEUS_CONFIG_FILE}",
         "--storage.tsdb.path=/prometheus",
         f"--storage.tsdb.retention.time={spec.retention_days}d",
     ]
+    if spec.tsdb_retention_size is not None:
+        args.append(f"--storage.tsdb.retention.size={spec.tsdb_retention_size}")
+    return args
 
 
 def prometheus_config(spec: ObservabilitySpec) -> dict[str, Any]:
@@ -349,6 +389,7 @@ def render_alert_rules(spec: ObservabilitySpec) -> str:
         backup_interval_s=interval,
         backup_missing_for=_duration(2 * interval) if interval else None,
         cert_seconds=spec.thresholds.cert_days * 86400,
+        data_mountpoint=spec.data_mountpoint,
     )
 
 
@@ -385,6 +426,15 @@ def alertmanager_config(spec: ObservabilitySpec) -> dict[str, Any]:
         entry["email_configs"] = [email]
     elif receiver.kind == "webhook":
         entry["webhook_configs"] = [{"url_file": WEBHOOK_URL_FILE, "send_resolved": True}]
+    # The always-firing Watchdog is a heartbeat, never a notification: re-sent every
+    # HEARTBEAT_INTERVAL to a dead-man's switch outside this host, which raises the alarm when the
+    # pings stop (host, Docker, Prometheus or Alertmanager down). Without a heartbeat URL
+    # (observability/alerts/heartbeat_url_secret) it goes to a receiver with no configs.
+    heartbeat: dict[str, Any]
+    if receiver.heartbeat_url_secret:
+        heartbeat = {"name": "heartbeat", "webhook_configs": [{"url_file": HEARTBEAT_URL_FILE, "send_resolved": False}]}
+    else:
+        heartbeat = {"name": "watchdog-nowhere"}
     return {
         "route": {
             "receiver": name,
@@ -392,8 +442,17 @@ def alertmanager_config(spec: ObservabilitySpec) -> dict[str, Any]:
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "4h",
+            "routes": [
+                {
+                    "matchers": ['alertname="Watchdog"'],
+                    "receiver": heartbeat["name"],
+                    "group_wait": "0s",
+                    "group_interval": HEARTBEAT_INTERVAL,
+                    "repeat_interval": HEARTBEAT_INTERVAL,
+                }
+            ],
         },
-        "receivers": [entry],
+        "receivers": [entry, heartbeat],
     }
 
 
@@ -447,6 +506,11 @@ def nginxlog_config(spec: ObservabilitySpec) -> dict[str, Any]:
                     }
                 },
                 "histogram_buckets": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+                # The exporter's built-in `method` label reads the first word of a `request` field
+                # (pkg/relabeling/defaults.go, v1.11.0), which the proxy's JSON line does not have: it
+                # carries `method`. A relabeling of the same target label comes first and replaces the
+                # built-in one (relabeling.UniqueRelabelings keeps the first of each target label).
+                "relabel_configs": [{"target_label": "method", "from": "method", "whitelist": list(HTTP_METHODS)}],
             }
         ],
     }
@@ -458,6 +522,22 @@ def render_nginxlog_yml(spec: ObservabilitySpec) -> str:
         "Rendered by keel (render/observability.py). The proxy sends its JSON access log here over\n"
         f"syslog/UDP; responses are counted by status and method as {NGINXLOG_NAMESPACE}_http_response_count_total.",
     )
+
+
+def grafana_routes(upstream: GrafanaUpstream) -> tuple[NginxRoute, ...]:
+    """The proxy's routes to Grafana, on its own host or its sub path (passed unchanged), all with
+    Grafana's CSP: the pages (websockets for Grafana Live), the login form (login rate limit),
+    and the HTTP API (api rate limit; Grafana Live's websocket is under it too)."""
+    prefix = upstream.path_prefix or "/"
+    name, host = upstream.service_name, upstream.host
+    return (
+        NginxRoute(path=prefix, upstream=name, host=host, websocket=True, max_body="10m", csp=GRAFANA_CSP),
+        NginxRoute(path=f"{prefix}login", upstream=name, host=host, rate_limit="login", csp=GRAFANA_CSP),
+        NginxRoute(
+            path=f"{prefix}api/", upstream=name, host=host, rate_limit="api", websocket=True, max_body="10m",
+            csp=GRAFANA_CSP,
+        ),
+    )  # fmt: skip
 
 
 def nginx_access_log_destination(spec: ObservabilitySpec) -> str:

@@ -1,122 +1,265 @@
-"""How the proxy changes its configuration without dropping connections.
+"""How the proxy changes its configuration: all or nothing, and without dropping connections.
 
 The proxy publishes 80/443 in host mode, so a new task cannot start before the old one stops:
 any change to its swarm service spec means a short outage and cut connections. So the spec
-changes rarely, and nginx's configuration does not live in it:
+changes rarely, and nginx's configuration does not live in it. It lives in a docker volume
+mounted at CONF_DIR, as immutable *sets* (nginx.conf and its includes), each in a directory
+named by its digest:
 
-- nginx.conf and its includes sit in a docker volume mounted at CONF_DIR;
-- `pulumi up` writes a new version into that volume (`writer_script`, run on the host with the
-  Docker CLI) and then waits for the proxy to acknowledge it;
-- inside the proxy task, `watcher_script` is PID 1: it starts nginx, and every few seconds
-  compares a digest of the configuration (and of ACME certificates, which renew the same way)
-  with the one it loaded. On a change it runs `nginx -t`; if that passes it sends `nginx -s
-  reload` (graceful: old workers finish their requests, established connections are kept) and
-  records the digest in CONF_DIR/.applied; if it fails it keeps serving the old configuration
-  and writes nginx's complaint to CONF_DIR/.error, which fails the deploy.
+    CONF_DIR/sets/<digest>/nginx.conf, keel.d/*.conf   a complete set, never modified
+    CONF_DIR/staged  -> sets/<digest>                  what the last deploy asked for
+    CONF_DIR/current -> sets/<digest>                  the last set nginx accepted and loaded
+    CONF_DIR/.applied                                  digest of the set nginx runs
+    CONF_DIR/.rejected, .error                         digest and nginx's message of a refused set
+
+- `pulumi up` (``writer_script``, on the host with the Docker CLI) writes the new set into a
+  hidden directory, checks its digest against the one computed here (``set_digest``), renames
+  it into ``sets/`` and flips the ``staged`` link (a rename: atomic). Nothing a restart reads
+  has changed. It then waits for the proxy's verdict on that digest, and fails the deploy with
+  nginx's own message if the set is refused.
+- Inside the proxy task, ``watcher_script`` is PID 1. It always starts nginx from ``current``.
+  When ``staged`` points elsewhere it runs ``nginx -t`` on the staged set (the main file's
+  includes are relative, so the staged set is tested whole, not mixed with the live one); only
+  if that passes does it flip ``current`` (again a rename) and send SIGHUP, a graceful reload:
+  old workers finish their requests, established connections are kept.
+- The acknowledgement is written only once nginx has actually loaded the set: nginx's master
+  starts new worker processes after a reload only when the new configuration initialised, and
+  keeps the old workers when it did not (src/os/unix/ngx_process_cycle.c, release-1.28.0:
+  ``ngx_init_cycle`` returning NULL skips ``ngx_start_worker_processes``). So new worker pids
+  are the proof; if none appear, ``current`` is flipped back and the set counts as refused.
+- ACME certificates (a volume written by the renewal job) are watched too: a change reloads
+  the current set.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import shlex
+from collections.abc import Mapping
 
 CONF_DIR = "/etc/nginx/keel"
 CERT_DIR = "/etc/nginx/certs"
 """ACME certificates (a volume written by the renewal job); watched like the configuration."""
-MAIN_CONF = f"{CONF_DIR}/nginx.conf"
-INCLUDE_DIR = f"{CONF_DIR}/keel.d"
+INCLUDE_DIR = "keel.d"
+"""Relative to the set's nginx.conf: nginx resolves a relative `include` against the directory of
+the file given with -c (src/core/nginx.c, ngx_process_options: conf_prefix), so a staged set
+is tested with its own includes."""
+MAIN_FILE = "nginx.conf"
+CURRENT_LINK = "current"
+STAGED_LINK = "staged"
+SETS_DIR = "sets"
 WATCHER_PATH = "/usr/local/bin/keel-proxy"
 POLL_S = 5
-ACK_TIMEOUT_S = 90
+LOAD_TIMEOUT_S = 30
+"""How long the watcher waits for nginx's new workers after a start or a reload."""
+ACK_TIMEOUT_S = 300
+"""How long the writer waits for the verdict; long enough for a first start that pulls the image."""
+SET_GC_MINUTES = 10
+"""Sets neither current nor staged are removed once this old (a writer may be about to point at a new one)."""
+
+_SAFE_PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*\.conf$")
 
 
-def conf_digest_command(conf_dir: str = CONF_DIR) -> str:
-    """Shell that prints one digest of every *.conf under conf_dir (names and contents)."""
-    return f"find {shlex.quote(conf_dir)} -type f -name '*.conf' | sort | xargs cat | md5sum | cut -d' ' -f1"
+def set_digest(files: Mapping[str, str]) -> str:
+    """The digest of a configuration set, as ``digest_function``'s shell computes it from the files:
+    sha256 of the ``sha256sum`` lines of every file, by path."""
+    lines = "".join(f"{hashlib.sha256(files[path].encode()).hexdigest()}  ./{path}\n" for path in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def watcher_script(conf_dir: str = CONF_DIR, cert_dir: str = CERT_DIR, poll_s: int = POLL_S) -> str:
+def digest_function() -> str:
+    """A shell function, ``digest DIR``, printing what ``set_digest`` computes for DIR's *.conf files."""
+    return (
+        "digest() { (cd \"$1\" && find . -type f -name '*.conf' | LC_ALL=C sort | xargs -r sha256sum "
+        "| sha256sum | cut -c1-64); }"
+    )
+
+
+def watcher_script(
+    conf_dir: str = CONF_DIR, cert_dir: str = CERT_DIR, poll_s: int = POLL_S, load_timeout_s: int = LOAD_TIMEOUT_S
+) -> str:
     q = shlex.quote
-    digest = conf_digest_command(conf_dir)
-    main = q(f"{conf_dir}/nginx.conf")
-    cert_dir = q(cert_dir)
-    conf_dir = q(conf_dir)
     return f"""#!/bin/sh
-# PID 1 of the proxy task: runs nginx and reloads it, gracefully, when its files change.
+# PID 1 of the proxy task (render/proxy_runtime.py): nginx always starts from the last set it
+# loaded (current); a staged set replaces it only after `nginx -t` passes and nginx has loaded it.
 set -u
-conf_digest() {{ {digest}; }}
-cert_digest() {{ find {cert_dir} -type f 2>/dev/null | sort | xargs -r cat | md5sum | cut -d' ' -f1; }}
-nginx -c {main} -g 'daemon off;' &
+conf={q(conf_dir)}
+certs={q(cert_dir)}
+{digest_function()}
+cert_digest() {{ find "$certs" -type f 2>/dev/null | LC_ALL=C sort | xargs -r cat | sha256sum | cut -c1-64; }}
+# Replace a file or a link by a rename, so a reader (or a restart) sees the old one or the new one.
+put() {{ printf '%s\\n' "$2" > "$conf/.$1.tmp" && mv -f "$conf/.$1.tmp" "$conf/.$1"; }}
+point() {{ rm -f "$conf/.$1.tmp" && ln -s "$2" "$conf/.$1.tmp" && mv -fT "$conf/.$1.tmp" "$conf/$1"; }}
+target() {{ readlink "$conf/$1" 2>/dev/null || true; }}
+workers() {{ cat /proc/[0-9]*/stat 2>/dev/null | awk -v parent="$pid" '$4 == parent {{ print $1 }}' | sort; }}
+# nginx starts workers only for a configuration it has loaded; a new pid among its children is the proof.
+loaded() {{
+  i=0
+  while [ "$i" -lt {int(load_timeout_s) * 10} ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    for worker in $(workers); do
+      case " $1 " in *" $worker "*) ;; *) return 0 ;; esac
+    done
+    i=$((i + 1))
+    sleep 0.1
+  done
+  return 1
+}}
+refuse() {{
+  put error "$2"
+  put rejected "$1"
+  echo "keel-proxy: configuration $1 refused; nginx keeps the set it runs:" >&2
+  printf '%s\\n' "$2" >&2
+}}
+# Test a staged set (relative link target); print nothing, set $message on failure.
+accepts() {{ message=$(nginx -t -c "$conf/$1/nginx.conf" 2>&1); }}
+collect() {{
+  keep_current=$(target current)
+  keep_staged=$(target staged)
+  find "$conf/sets" -mindepth 1 -maxdepth 1 -type d -mmin +{SET_GC_MINUTES} 2>/dev/null | while read -r set; do
+    case "sets/${{set##*/}}" in "$keep_current" | "$keep_staged") ;; *) rm -rf "$set" ;; esac
+  done
+}}
+
+pid=""
+trap '[ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null && wait "$pid"; exit 0' TERM INT QUIT
+tried=""
+# First start ever: no set has been loaded yet, so the first staged set nginx accepts becomes current.
+while [ -z "$(target current)" ]; do
+  staged=$(target staged)
+  if [ -n "$staged" ] && [ "$staged" != "$tried" ]; then
+    tried="$staged"
+    if accepts "$staged"; then
+      point current "$staged"
+    else
+      refuse "$(digest "$conf/$staged")" "$message"
+    fi
+  else
+    sleep {int(poll_s)} &
+    wait $!
+  fi
+done
+
+nginx -c "$conf/current/nginx.conf" -g 'daemon off;' &
 pid=$!
-# QUIT asks nginx for a graceful shutdown: in-flight requests finish first.
-trap 'kill -QUIT "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT QUIT
-seen="$(conf_digest) $(cert_digest)"
-conf_digest > {conf_dir}/.applied 2>/dev/null || true
+if ! loaded ""; then
+  echo "keel-proxy: nginx did not start from $(target current)" >&2
+  wait "$pid"
+  exit 1
+fi
+put applied "$(digest "$conf/current")"
+echo "keel-proxy: serving configuration $(cat "$conf/.applied")"
+certs_seen=$(cert_digest)
+
 while kill -0 "$pid" 2>/dev/null; do
   sleep {int(poll_s)} &
   wait $!
-  now="$(conf_digest) $(cert_digest)"
-  [ "$now" = "$seen" ] && continue
-  seen="$now"
-  if out=$(nginx -t -c {main} 2>&1); then
-    nginx -s reload -c {main}
-    rm -f {conf_dir}/.error
-    conf_digest > {conf_dir}/.applied
-    echo "keel-proxy: configuration reloaded"
-  else
-    printf '%s\\n' "$out" > {conf_dir}/.error
-    conf_digest > {conf_dir}/.rejected
-    echo "keel-proxy: new configuration rejected, still serving the previous one:" >&2
-    printf '%s\\n' "$out" >&2
+  staged=$(target staged)
+  previous=$(target current)
+  if [ -n "$staged" ] && [ "$staged" != "$previous" ] && [ "$staged" != "$tried" ]; then
+    tried="$staged"
+    new=$(digest "$conf/$staged")
+    if ! accepts "$staged"; then
+      refuse "$new" "$message"
+      continue
+    fi
+    before=$(workers)
+    point current "$staged"
+    kill -HUP "$pid"
+    if loaded "$before"; then
+      rm -f "$conf/.error"
+      put applied "$new"
+      certs_seen=$(cert_digest)
+      echo "keel-proxy: configuration $new loaded"
+      collect
+    else
+      point current "$previous"
+      refuse "$new" "nginx accepted the configuration (nginx -t) but did not load it; see the proxy's log"
+    fi
+    continue
+  fi
+  certs_now=$(cert_digest)
+  if [ "$certs_now" != "$certs_seen" ]; then
+    certs_seen="$certs_now"
+    if accepts current; then
+      kill -HUP "$pid"
+      echo "keel-proxy: certificates changed, reloaded"
+    else
+      echo "keel-proxy: new certificates refused, still serving the previous ones:" >&2
+      printf '%s\\n' "$message" >&2
+    fi
   fi
 done
 wait "$pid"
 """
 
 
-def writer_stdin(files: dict[str, str]) -> str:
-    """Lines `<path relative to CONF_DIR> <base64 content>`."""
-    import base64
+def health_command(probe: str, conf_dir: str = CONF_DIR) -> str:
+    """The proxy's health check: ``probe`` (an HTTP check of /health), except before the first
+    configuration set ever arrives, when there is nothing to serve yet and the task counts as
+    healthy. The writer stages that first set only once the service is up (and `pulumi up` waits
+    for services to converge), so an unhealthy task waiting for it would never get it."""
+    return f"[ -e {shlex.quote(conf_dir + '/' + CURRENT_LINK)} ] || exit 0; {probe}"
 
-    return "".join(f"{path} {base64.b64encode(text.encode()).decode()}\n" for path, text in sorted(files.items()))
+
+def writer_stdin(files: Mapping[str, str]) -> str:
+    """Lines `<path relative to the set> <base64 content>`."""
+    for path in files:
+        if not _SAFE_PATH.match(path):
+            raise ValueError(f"proxy configuration file {path!r}: expected a relative path of a .conf file")
+    return "".join(f"{path} {base64.b64encode(files[path].encode()).decode()}\n" for path in sorted(files))
 
 
-def writer_script(*, volume: str, image: str, service: str, ack_timeout_s: int = ACK_TIMEOUT_S) -> str:
-    """Runs on the host: write the new files into the volume, then wait for the proxy's verdict."""
-    q = shlex.quote
-    inner = (
-        "set -eu; "
+def stage_script(digest: str) -> str:
+    """Run in the proxy's image with the configuration volume at $1 (default /conf), the set on stdin:
+    writes it as sets/<digest> and points ``staged`` at it, checking the digest first."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return (
+        'set -eu; conf="${1:-/conf}"; ' + digest_function() + f"; want={digest}; "
+        'mkdir -p "$conf/sets"; incoming="$conf/sets/.incoming.$$"; rm -rf "$incoming"; '
         "while read -r path data; do "
         '[ -n "$path" ] || continue; '
-        'mkdir -p "/conf/$(dirname "$path")"; '
-        'printf "%s" "$data" | base64 -d > "/conf/$path.next"; '
-        'mv "/conf/$path.next" "/conf/$path"; '
-        "done; " + conf_digest_command("/conf")
+        'mkdir -p "$incoming/$(dirname "$path")"; '
+        'printf "%s" "$data" | base64 -d > "$incoming/$path"; '
+        "done; "
+        'got=$(digest "$incoming"); '
+        'if [ "$got" != "$want" ]; then rm -rf "$incoming"; '
+        'echo "the staged files have digest $got, not the rendered $want" >&2; exit 1; fi; '
+        'if [ -d "$conf/sets/$want" ]; then rm -rf "$incoming"; else mv "$incoming" "$conf/sets/$want"; fi; '
+        'rm -f "$conf/.staged.tmp"; ln -s "sets/$want" "$conf/.staged.tmp"; mv -fT "$conf/.staged.tmp" "$conf/staged"'
     )
+
+
+def writer_script(*, volume: str, image: str, service: str, digest: str, ack_timeout_s: int = ACK_TIMEOUT_S) -> str:
+    """Runs on the host: stage the set into the volume, then wait for the proxy's verdict on ``digest``."""
+    q = shlex.quote
     return f"""#!/bin/sh
-# Ship a new proxy configuration into its volume; the proxy reloads itself (see keel-proxy).
+# Stage proxy configuration {digest} in its volume; the proxy tests and loads it (see keel-proxy).
 set -eu
-want=$(docker run --rm -i --network none -v {q(volume + ":/conf")} --entrypoint sh {q(image)} -c {q(inner)})
-task=$(docker ps -q --filter label=com.docker.swarm.service.name={q(service)} | head -n 1)
-if [ -z "$task" ]; then
-  echo "proxy not running yet: it starts with configuration $want"
-  exit 0
-fi
+want={digest}
+docker run --rm -i --network none -v {q(volume)}:/conf --entrypoint sh {q(image)} -c {q(stage_script(digest))}
 i=0
 while [ "$i" -lt {int(ack_timeout_s)} ]; do
-  applied=$(docker exec "$task" cat {CONF_DIR}/.applied 2>/dev/null || true)
-  rejected=$(docker exec "$task" cat {CONF_DIR}/.rejected 2>/dev/null || true)
-  if [ "$applied" = "$want" ]; then
-    echo "proxy reloaded configuration $want"
-    exit 0
-  fi
-  if [ "$rejected" = "$want" ]; then
-    echo "proxy rejected configuration $want; it keeps serving the previous one:" >&2
-    docker exec "$task" cat {CONF_DIR}/.error >&2 || true
-    exit 1
+  task=$(docker ps -q --filter label=com.docker.swarm.service.name={q(service)} | head -n 1)
+  if [ -n "$task" ]; then
+    applied=$(docker exec "$task" cat {CONF_DIR}/.applied 2>/dev/null || true)
+    if [ "$applied" = "$want" ]; then
+      echo "proxy loaded configuration $want"
+      exit 0
+    fi
+    rejected=$(docker exec "$task" cat {CONF_DIR}/.rejected 2>/dev/null || true)
+    if [ "$rejected" = "$want" ]; then
+      echo "proxy refused configuration $want; it keeps serving ${{applied:-nothing yet}}:" >&2
+      docker exec "$task" cat {CONF_DIR}/.error >&2 || true
+      exit 1
+    fi
   fi
   i=$((i + 1))
   sleep 1
 done
-echo "proxy did not acknowledge configuration $want within {int(ack_timeout_s)}s" >&2
+echo "proxy did not load configuration $want within {int(ack_timeout_s)}s; see: docker service ps" {q(service)} >&2
 exit 1
 """

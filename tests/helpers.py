@@ -11,9 +11,10 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
+from components.host import Host
 from config import parse
 from config.loader import Stack, merge
-from config.models import StackConfig
+from config.models import LocalHostSpec, StackConfig
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,13 @@ def seconds(go_duration: str) -> int:
     assert found and go_duration, f"not a Go duration: {go_duration!r}"
     hours, minutes, secs = (int(part or 0) for part in found.groups())
     return hours * 3600 + minutes * 60 + secs
+
+
+def tag_of(image: str) -> str:
+    """The tag a service's image names, without the digest the Host pinned it to (Host.image)."""
+    name, _, digest = image.partition("@")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{image} is not pinned to a digest"
+    return name
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -77,8 +85,10 @@ def observability_spec(cfg: StackConfig) -> Any:
 
 @dataclass
 class HostScaffold:
-    """What a component needs around it in a test: a docker provider, the internal network, a Stack."""
+    """What a component needs around it in a test: a (local) Host and its docker provider, the
+    internal network, a Stack."""
 
+    host: Host
     on_host: pulumi.ResourceOptions
     network: docker.Network
     stack: Stack
@@ -86,8 +96,8 @@ class HostScaffold:
 
 def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str]) -> HostScaffold:
     """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
-    provider = docker.Provider("docker", docker.ProviderArgs(host="unix:///var/run/docker.sock"))
-    on_host = pulumi.ResourceOptions(provider=provider)
+    host = Host("host", spec=LocalHostSpec(provider="local"), server_name="test")
+    on_host = pulumi.ResourceOptions(provider=host.provider)
     network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
     stack = Stack(
         project="keel",
@@ -95,7 +105,7 @@ def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str])
         config=cfg,
         secrets={key: pulumi.Output.secret(value) for key, value in secrets.items()},
     )
-    return HostScaffold(on_host, network, stack)
+    return HostScaffold(host, on_host, network, stack)
 
 
 def store_password(

@@ -60,7 +60,6 @@ def spec(**overrides: object) -> CloudInitSpec:
     values: dict[str, object] = dict(
         deploy_user="deploy",
         admin_ssh_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmtrCxHTDSu4Fgp8J ops@example.com",),
-        admin_cidrs=("203.0.113.0/28", "2001:db8:1::/48"),
         host_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
         host_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOK12 host\n",
         advertise_addr="198.51.100.10",
@@ -87,6 +86,47 @@ def test_ssh_is_key_only_without_root_and_with_raised_max_startups():
     assert "AllowUsers deploy" in sshd
 
 
+def sshd_effective(tmp_path: Path, dropin: str) -> subprocess.CompletedProcess[str]:
+    """`sshd -T` (the effective settings for the deploy user) with the drop-in included the way
+    Ubuntu's sshd_config includes /etc/ssh/sshd_config.d/*.conf, before anything else."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    assert Path(sshd).exists(), "sshd is not installed (Debian package openssh-server; .ci/run installs it)"
+    assert Path("/run/sshd").is_dir(), "sshd refuses to check a config without /run/sshd (.ci/run creates it)"
+    (tmp_path / "sshd_config.d").mkdir()
+    (tmp_path / "sshd_config.d" / "10-hardening.conf").write_text(dropin)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)
+    main = tmp_path / "sshd_config"
+    main.write_text(f"Include {tmp_path}/sshd_config.d/*.conf\nHostKey {tmp_path}/host_key\n")
+    return subprocess.run(
+        [sshd, "-T", "-f", str(main), "-C", "user=deploy,host=runner,addr=20.1.2.3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_sshd_accepts_the_hardening_and_the_deploy_user_can_forward_nothing(tmp_path: Path):
+    doc = parsed()
+    dropin = next(f["content"] for f in doc["write_files"] if f["path"] == "/etc/ssh/sshd_config.d/10-hardening.conf")
+    result = sshd_effective(tmp_path, dropin)
+    assert result.returncode == 0, result.stderr
+    effective = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert effective["disableforwarding"] == "yes"
+    for option in ("allowtcpforwarding", "allowstreamlocalforwarding", "allowagentforwarding", "x11forwarding"):
+        assert effective[option] == "no", option
+    assert effective["permittunnel"] == "no"
+    assert effective["permitrootlogin"] == "no" and effective["passwordauthentication"] == "no"
+    assert effective["allowusers"] == "deploy"
+    assert effective["maxstartups"] == "100:30:200"
+
+
+def test_sshd_check_refuses_a_broken_dropin(tmp_path: Path):
+    result = sshd_effective(tmp_path, "DisableForwarding perhaps\n")
+    assert result.returncode != 0
+    assert "unsupported option" in result.stderr
+
+
 def test_pre_generated_host_key_is_installed_and_no_other_is_generated():
     doc = parsed()
     assert doc["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
@@ -111,12 +151,19 @@ def test_docker_logs_rotate_at_ten_megabytes_times_three():
     assert daemon["live-restore"] is False  # refused by Docker in swarm mode
 
 
-def test_host_firewall_admits_ssh_only_from_admin_cidrs():
+def test_host_firewall_leaves_ssh_sources_to_the_hetzner_firewalls():
+    """A CI runner's address is unknown at boot: the Hetzner firewalls (admin_cidrs, and the CI
+    firewall's short-lived /32) decide who reaches 22; the host admits 22 and denies the rest."""
     runcmd = parsed()["runcmd"]
-    ssh_rules = [c for c in runcmd if isinstance(c, list) and c[:2] == ["ufw", "allow"] and "22" in c]
-    assert [c[3] for c in ssh_rules] == ["203.0.113.0/28", "2001:db8:1::/48"]
-    assert ["ufw", "default", "deny", "incoming"] in runcmd
-    assert ["ufw", "--force", "enable"] in runcmd
+    ufw = [c for c in runcmd if isinstance(c, list) and c[:1] == ["ufw"]]
+    assert ufw == [
+        ["ufw", "default", "deny", "incoming"],
+        ["ufw", "default", "allow", "outgoing"],
+        ["ufw", "allow", "22/tcp"],
+        ["ufw", "allow", "80/tcp"],
+        ["ufw", "allow", "443/tcp"],
+        ["ufw", "--force", "enable"],
+    ]
 
 
 def test_swap_unattended_upgrades_and_swarm_init():
@@ -153,3 +200,48 @@ def test_swarm_init_script_passes_shellcheck(tmp_path: Path):
 def test_data_directories_belong_to_the_deploy_user_who_creates_volume_dirs():
     runcmd = parsed(deploy_user="ops")["runcmd"]
     assert ["install", "-d", "-o", "ops", "-g", "ops", "-m", "0755", "/mnt/data/volumes", "/mnt/data/metrics"] in runcmd
+
+
+def test_docker_packages_are_held_out_of_unattended_upgrades_and_upgraded_in_their_window():
+    doc = parsed()
+    local = next(f["content"] for f in doc["write_files"] if f["path"].endswith("52unattended-upgrades-local"))
+    assert 'Unattended-Upgrade::Package-Blacklist { "^docker\\.io$"; "^containerd$"; "^runc$"; };' in local
+    units = {f["path"]: f["content"] for f in doc["write_files"]}
+    service = units["/etc/systemd/system/keel-docker-upgrade.service"]
+    assert "--only-upgrade -o Dpkg::Options::=--force-confold docker.io containerd runc" in service
+    timer = units["/etc/systemd/system/keel-docker-upgrade.timer"]
+    assert "OnCalendar=Sun *-*-* 04:30:00 UTC" in timer and "Persistent=false" in timer
+
+
+def test_timers_are_enabled_after_the_units_are_loaded():
+    runcmd = parsed()["runcmd"]
+    reload = runcmd.index(["systemctl", "daemon-reload"])
+    enable = runcmd.index(
+        [
+            "systemctl",
+            "enable",
+            "--now",
+            "keel-docker-prune.timer",
+            "keel-docker-upgrade.timer",
+            "keel-reboot-required.timer",
+            "keel-swarm-report.timer",
+        ]
+    )
+    assert reload < enable
+    directories = next(i for i, c in enumerate(runcmd) if c[:2] == ["install", "-d"])
+    assert directories < enable, "the report timers write into the metrics directory at once"
+
+
+def test_docker_is_enabled_only_once_the_data_volume_is_mounted():
+    runcmd = parsed()["runcmd"]
+    wait = next(i for i, c in enumerate(runcmd) if "mountpoint -q /mnt/data" in " ".join(map(str, c)))
+    assert wait < runcmd.index(["systemctl", "enable", "--now", "docker"])
+
+
+def test_a_host_without_data_volume_gets_no_docker_drop_in_nor_reboot_metric():
+    doc = parsed(data_device=None)
+    paths = {f["path"] for f in doc["write_files"]}
+    assert "/etc/systemd/system/docker.service.d/10-keel-data-volume.conf" not in paths
+    assert "/etc/systemd/system/keel-reboot-required.timer" not in paths
+    assert "/etc/systemd/system/keel-swarm-report.timer" not in paths
+    assert "/etc/systemd/system/keel-docker-prune.timer" in paths

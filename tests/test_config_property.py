@@ -45,6 +45,7 @@ from tests.helpers import stack_values
 from tests.realtools.nginx_harness import make_pki, wheel_nginx
 from tests.test_hostile_config import FIELDS, HOSTILE
 from tools import mockrun
+from tools.readback.cloudflare import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
 
 MAX_EXAMPLES = 150
 ROOTS = {*SECTIONS, "base"}
@@ -90,7 +91,7 @@ def shell_scripts(cfg: StackConfig) -> dict[str, str]:
     names = cfg.names
     scripts = {
         "proxy-writer.sh": proxy_runtime.writer_script(
-            volume=names.proxy_conf_volume, image=cfg.proxy.image, service=names.proxy
+            volume=names.proxy_conf_volume, image=cfg.proxy.image, service=names.proxy, digest="0" * 64
         ),
         "proxy-watcher.sh": proxy_runtime.watcher_script(),
     }
@@ -130,7 +131,6 @@ def yaml_files(cfg: StackConfig) -> list[tuple[str, str, Any]]:
         spec = CloudInitSpec(
             deploy_user=cfg.host.deploy_user,
             admin_ssh_keys=tuple(cfg.host.admin_ssh_keys),
-            admin_cidrs=tuple(cfg.host.admin_cidrs),
             host_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
             host_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOK12 host\n",
             advertise_addr="198.51.100.10",
@@ -154,21 +154,17 @@ def yaml_files(cfg: StackConfig) -> list[tuple[str, str, Any]]:
 def nginx_site(cfg: StackConfig, directory: Path, pki: Any) -> nginx.NginxSite:
     names = cfg.names
     extra_upstreams: list[nginx.NginxUpstream] = []
-    extra_routes: list[nginx.NginxRoute] = []
+    extra_routes: tuple[nginx.NginxRoute, ...] = ()
     if cfg.observability.enabled:
         grafana = obs.grafana_upstream(cfg, names)
-        prefix = grafana.path_prefix or "/"
         extra_upstreams.append(nginx.NginxUpstream(names.grafana, (f"tasks.{names.grafana}:{grafana.port}",)))
-        extra_routes += [
-            nginx.NginxRoute(path=prefix, upstream=names.grafana, host=grafana.host, websocket=True),
-            nginx.NginxRoute(path=f"{prefix}login", upstream=names.grafana, host=grafana.host, rate_limit="login"),
-        ]
+        extra_routes = obs.grafana_routes(grafana)
     proxied = cfg.dns is not None and cfg.dns.proxied
     return nginx.site_from_config(
         cfg.proxy,
         cfg.apps(),
         server_names=cfg.dns.all_hostnames if cfg.dns else (),
-        cloudflare_cidrs=(*mockrun.CLOUDFLARE_IPV4, *mockrun.CLOUDFLARE_IPV6) if proxied else (),
+        cloudflare_cidrs=(*CLOUDFLARE_IPV4, *CLOUDFLARE_IPV6) if proxied else (),
         docker_service_name=names.app,
         extra_upstreams=extra_upstreams,
         extra_routes=extra_routes,

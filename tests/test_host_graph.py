@@ -84,13 +84,49 @@ def test_primary_ips_outlive_the_server(prod):
     assert nets["ipv4"] and nets["ipv6"] and ids
 
 
+def test_replacements_that_would_reuse_a_name_cannot_happen(prod):
+    # SshKey and PrimaryIp are Plugin Framework resources: a replacement is created before the old
+    # one is deleted (pulumi-terraform-bridge v3.136.0 pkg/pf/tfbridge/provider_diff.go), and
+    # Hetzner refuses a second object of the same name. A new admin key deletes the old one first;
+    # an IP's name carries its location (the only input that replaces it, with its type).
+    for key in prod.of_type("hcloud:index/sshKey:SshKey"):
+        assert key.delete_before_replace, key.urn
+    names = {ip.inputs["name"] for ip in prod.of_type(PRIMARY_IP)}
+    assert names == {"shop-prod-ipv4-fsn1", "shop-prod-ipv6-fsn1"}
+
+
 def test_firewall_admits_ssh_only_from_admin_cidrs(prod):
-    rules = {rule["port"]: rule for rule in prod.one(FIREWALL).inputs["rules"] if rule.get("port")}
+    rules = {rule["port"]: rule for rule in prod.one(FIREWALL, "host-firewall").inputs["rules"] if rule.get("port")}
     assert rules["22"]["sourceIps"] == ["203.0.113.0/28", "2001:db8:1::/48"]
-    for rule in prod.one(FIREWALL).inputs["rules"]:
+    for rule in prod.one(FIREWALL, "host-firewall").inputs["rules"]:
         if rule.get("port") == "22":
             assert not {"0.0.0.0/0", "::/0"} & set(rule["sourceIps"])
     assert set(rules) == {"22", "80", "443"}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_ci_firewall_declares_no_rules_ignores_its_live_ones_and_guards_the_server(stack, request):
+    """CI opens its runner's /32 on this firewall for a job (tools/ssh_window.py). The provider
+    reads rules back on refresh (terraform-provider-hcloud v1.68.0 internal/firewall/resource.go,
+    resourceFirewallRead -> getFirewallAttributes sets `rule` from the API), so the program
+    declares none and ignores them: a job's short-lived rule is never drift and never undone."""
+    run = request.getfixturevalue(stack)
+    ci = run.one(FIREWALL, "host-ci-ssh")
+    assert not ci.inputs.get("rules"), ci.inputs.get("rules")
+    assert ci.ignore_changes == ["rules"]
+    assert ci.inputs["labels"] == {"managed-by": "pulumi", "stack": stack, "keel-role": "ci-ssh"}
+    assert ci.inputs["name"] == f"shop-{stack}-ci-ssh"  # <name_prefix>-<stack>, as the server
+    main = run.one(FIREWALL, "host-firewall")
+    assert "rules" not in main.ignore_changes  # the admin and web rules stay under Pulumi's eye
+    server = run.one(SERVER)
+    assert server.inputs["firewallIds"] == [int(main.id), int(ci.id)]
+
+
+def test_ci_firewall_label_is_the_one_the_ssh_window_looks_for():
+    from components import host
+    from tools import ssh_window
+
+    assert (host.CI_FIREWALL_LABEL, host.CI_FIREWALL_ROLE) == (ssh_window.ROLE_LABEL, ssh_window.ROLE)
 
 
 def test_data_volume_is_mounted_by_cloud_init(prod):
@@ -118,7 +154,7 @@ def test_readiness_waits_for_cloud_init_docker_and_swarm_with_pinned_host_key(pr
 
 
 def test_docker_provider_host_comes_from_readiness_and_pins_host_key(prod):
-    provider = prod.one(DOCKER)
+    provider = prod.one(DOCKER, "host-docker")
     ready = prod.one(READY, "host-ready")
     assert provider.inputs["host"] == "ssh://deploy@198.51.100.10"
     # The provider's host is derived from the readiness command's output: it depends on it.
@@ -146,7 +182,7 @@ def test_dev_uses_the_local_engine_in_swarm_mode(dev):
     assert not dev.of_type(SERVER)
     swarm = dev.one("command:local:Command", "host-swarm")
     assert "docker swarm init" in swarm.inputs["create"]
-    provider = dev.one(DOCKER)
+    provider = dev.one(DOCKER, "host-docker")
     assert swarm.urn in provider.depends_on
     assert provider.inputs["host"] == "unix:///var/run/docker.sock"
 
@@ -154,7 +190,7 @@ def test_dev_uses_the_local_engine_in_swarm_mode(dev):
 def test_local_docker_host_setting_reaches_provider_and_swarm_command():
     run = run_with("dev", {"keel:host": {"docker_host": "unix:///run/user/1000/docker.sock"}})
     assert run.error is None, run.error
-    assert run.one(DOCKER).inputs["host"] == "unix:///run/user/1000/docker.sock"
+    assert run.one(DOCKER, "host-docker").inputs["host"] == "unix:///run/user/1000/docker.sock"
     assert run.one("command:local:Command", "host-swarm").inputs["environment"] == {
         "DOCKER_HOST": "unix:///run/user/1000/docker.sock"
     }

@@ -1163,3 +1163,13 @@ def test_backups_with_nothing_to_back_up_are_refused():
         "backup/enabled: is true but the stack has nothing to back up (no postgres, redis or volume store "
         "with backup: true; external stores are backed up by their provider); expected enabled: false",
     )
+
+
+def test_the_grafana_paths_config_reserves_are_the_routes_the_proxy_adds():
+    from config import crossref
+    from render.observability import GrafanaUpstream, grafana_routes
+
+    for host, prefix in ((None, crossref.GRAFANA_PATH), ("grafana.example.com", "/")):
+        upstream = GrafanaUpstream("shop-grafana", 3100, host, prefix if host is None else None, "https://x/")
+        routes = grafana_routes(upstream)
+        assert [(r.host, r.path) for r in routes] == [(host, prefix + sub) for sub in crossref.GRAFANA_SUBPATHS]

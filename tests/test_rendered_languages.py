@@ -21,7 +21,7 @@ from components import swarm
 from components.app_service import volume_owner_script
 from config.models import AlertReceiver, ProxyConfig, Retention, Route
 from config.names import Names
-from render import acme, migration, nginx, proxy_runtime
+from render import acme, data_volume, migration, nginx, proxy_runtime
 from render import backup as bk
 from render import observability as obs
 from render.cloud_init import CloudInitSpec, render_cloud_init
@@ -58,14 +58,16 @@ def calls(record_dir: Path) -> list[list[str]]:
     return [p.read_bytes().decode().split("\0")[:-1] for p in files]
 
 
-def run_sh(script: str, tmp_path: Path, programs: tuple[str, ...], stdin: str = "") -> list[list[str]]:
+def run_sh(
+    script: str, tmp_path: Path, programs: tuple[str, ...], stdin: str = "", expect_status: int = 0
+) -> list[list[str]]:
     records = tmp_path / "records"
     records.mkdir(exist_ok=True)
     env = {**os.environ, **stand_ins(tmp_path / "bin", *programs), "RECORD_DIR": str(records), "TMPDIR": str(tmp_path)}
     result = subprocess.run(
         ["sh", "-c", script, "sh"], input=stdin, env=env, capture_output=True, text=True, timeout=30
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == expect_status, result.stderr
     return calls(records)
 
 
@@ -122,9 +124,12 @@ def test_migration_script_passes_every_hostile_value_as_data(label: str, tmp_pat
 def test_proxy_writer_passes_hostile_names_as_data(tmp_path: Path):
     canary = tmp_path / CANARY
     value = hostile("writer", canary)
-    script = proxy_runtime.writer_script(volume=f"vol{value}", image=f"nginx{value}", service=f"svc{value}")
+    script = proxy_runtime.writer_script(
+        volume=f"vol{value}", image=f"nginx{value}", service=f"svc{value}", digest="0" * 64, ack_timeout_s=1
+    )
     shellcheck(script, tmp_path)
-    recorded = run_sh(script, tmp_path, ("docker",))
+    # The stand-in docker lists no proxy task, so the writer gives up after its one-second wait.
+    recorded = run_sh(script, tmp_path, ("docker",), expect_status=1)
     run = recorded[0]
     assert run[run.index("-v") + 1] == f"vol{value}:/conf"
     assert run[run.index("--entrypoint") + 2] == f"nginx{value}"
@@ -140,6 +145,18 @@ def test_volume_owner_script_passes_hostile_names_as_data(tmp_path: Path):
     run = recorded[0]
     assert run[run.index("-v") + 1] == f"vol{value}:/volume"
     assert run[run.index("--entrypoint") + 2] == f"nginx{value}"
+    assert not canary.exists()
+
+
+def test_data_volume_preparation_passes_a_hostile_directory_as_data(tmp_path: Path):
+    canary = tmp_path / CANARY
+    directory = str(tmp_path / "volumes" / hostile("directory", canary))
+    script = data_volume.prepare_script(directory=directory, owner="10001:10001", image=f"nginx{hostile('i', canary)}")
+    shellcheck(script, tmp_path)
+    recorded = run_sh(script, tmp_path, ("docker",))
+    assert Path(directory).is_dir()
+    run = recorded[0]
+    assert run[run.index("-v") + 1] == f"{directory}:/volume"
     assert not canary.exists()
 
 
@@ -316,7 +333,6 @@ def cloud_init(**changes: object) -> CloudInitSpec:
     values: dict[str, object] = dict(
         deploy_user="deploy",
         admin_ssh_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmtrCxHTDSu4Fgp8J ops@example.com",),
-        admin_cidrs=("203.0.113.0/28",),
         host_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
         host_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOK12 host\n",
         advertise_addr="198.51.100.10",
@@ -332,11 +348,10 @@ def cloud_init(**changes: object) -> CloudInitSpec:
         {"deploy_user": "deploy\nAllowUsers root"},
         {"deploy_user": "root"},
         {"admin_ssh_keys": ("ssh-ed25519 AAAA ops\nssh-ed25519 BBBB attacker",)},
-        {"admin_cidrs": ("0.0.0.0/0; reboot",)},
         {"advertise_addr": "198.51.100.10 --force-new-cluster"},
         {"data_device": "/dev/sdb; reboot"},
     ],
-    ids=["user with a newline", "root", "key with a second line", "cidr", "advertise address", "device"],
+    ids=["user with a newline", "root", "key with a second line", "advertise address", "device"],
 )
 def test_cloud_init_refuses_what_would_change_sshd_authorized_keys_or_a_command(changes: dict[str, object]):
     with pytest.raises(ValueError):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
-from render import acme, migration, proxy_runtime
+from render import acme, data_volume, host_units, migration, proxy_runtime
 
 SCRIPTS = {
     "proxy-writer": proxy_runtime.writer_script(
-        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy"
+        volume="shop-proxy-conf", image="nginx:1.28.0-alpine", service="shop-proxy", digest="0" * 64
     ),
     "proxy-watcher": proxy_runtime.watcher_script(),
     "migration": migration.migration_script(
@@ -27,6 +27,11 @@ SCRIPTS = {
         registry_username="bot",
     ),
     "volume-owner": volume_owner_script(volume="shop-uploads-data", owner="10001:10001", image="nginx:1.28.0-alpine"),
+    "data-volume": data_volume.prepare_script(
+        directory="/mnt/data/volumes/shop-prometheus-data", owner="65534:65534", image="prom/prometheus:v3.1.0"
+    ),
+    "reboot-required": host_units.reboot_required_script("/mnt/data/metrics"),
+    "swarm-report": host_units.swarm_report_script("/mnt/data/metrics"),
     "acme": acme.renewal_script(
         domains=["example.com", "www.example.com"], email="ops@example.com", zone_id="0" * 32, staging=False
     ),

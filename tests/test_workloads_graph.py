@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -10,8 +11,10 @@ from components.app_service import monitor_seconds
 from components.swarm import duration
 from config import parse
 from config.models import image_is_pinned
-from tests.helpers import run_with, seconds
+from render import proxy_runtime
+from tests.helpers import parsed, run_with, seconds, tag_of
 from tools import mockrun
+from tools.readback import cloudflare
 
 SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
@@ -200,7 +203,9 @@ def test_migration_runs_with_the_new_image_before_the_rollout(run):
     migration = run.one("command:remote:Command", "api-migration")
     api = run.one(SERVICE, "api-service")
     assert migration.urn in api.depends_on
-    assert "ghcr.io/example/shop-api:1.4.2 npm run migrate" in migration.inputs["create"]
+    assert re.search(
+        r"ghcr\.io/example/shop-api:1\.4\.2@sha256:[0-9a-f]{64} npm run migrate", migration.inputs["create"]
+    )
     assert "--network shop-internal" in migration.inputs["create"]
     assert not any(p.endswith(".stdin") for p, _ in migration.plaintext_strings()), "secrets on stdin must stay secret"
 
@@ -208,7 +213,14 @@ def test_migration_runs_with_the_new_image_before_the_rollout(run):
 def test_proxy_config_travels_by_volume_and_reloads_without_a_restart(run):
     writer = next(r for r in run.resources if r.name == "proxy-nginx.conf")
     proxy = run.one(SERVICE, "proxy-service")
-    assert writer.urn in proxy.depends_on
+    # The running proxy judges each set: the writer runs after the service and waits for its verdict.
+    assert proxy.urn in writer.depends_on
+    files = {
+        path: base64.b64decode(data).decode()
+        for path, data in (line.split(" ") for line in writer.inputs["stdin"].splitlines())
+    }
+    assert f"want={proxy_runtime.set_digest(files)}\n" in writer.inputs["create"]
+    assert "include keel.d/*.conf;" in files["nginx.conf"]
     container = proxy.inputs["taskSpec"]["containerSpec"]
     assert container["commands"] == ["/bin/sh", "/usr/local/bin/keel-proxy"]
     assert any(m["target"] == "/etc/nginx/keel" and m["type"] == "volume" for m in container["mounts"])
@@ -242,11 +254,20 @@ def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
     assert origin.inputs["requestType"] == "origin-ecc"
 
 
+def test_origin_certificate_hostnames_are_sent_sorted_as_cloudflare_returns_them():
+    # Read stores the API's order and `hostnames` forces replacement: another order would issue a
+    # new certificate (and restart the proxy) on every run (cloudflare/terraform-provider-cloudflare#6239).
+    run = run_with("prod", {"keel:dns": {"hostnames": ["www.example.com", "example.com"]}})
+    origin = run.one("cloudflare:index/originCaCertificate:OriginCaCertificate")
+    assert origin.inputs["hostnames"] == ["example.com", "www.example.com"]
+
+
 def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
     run = mockrun.run("prod")
-    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
+    rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     for port in ("80", "443"):
-        assert rules[port]["sourceIps"] == mockrun.CLOUDFLARE_IPV4 + mockrun.CLOUDFLARE_IPV6
+        assert rules[port]["sourceIps"] == cloudflare.CLOUDFLARE_IPV4 + cloudflare.CLOUDFLARE_IPV6
 
 
 def test_unproxied_records_with_acme_keep_the_web_open_and_run_a_renewal_service():
@@ -255,10 +276,11 @@ def test_unproxied_records_with_acme_keep_the_web_open_and_run_a_renewal_service
         {"keel:dns": {"proxied": False}, "keel:proxy": {"tls": {"mode": "acme", "acme_email": "ops@example.com"}}},
     )
     assert run.error is None, run.error
-    rules = {r["port"]: r for r in run.one("hcloud:index/firewall:Firewall").inputs["rules"] if r.get("port")}
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
+    rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     assert rules["443"]["sourceIps"] == ["0.0.0.0/0", "::/0"]
     acme = run.one(SERVICE, "proxy-acme")
-    assert acme.inputs["taskSpec"]["containerSpec"]["image"] == "neilpang/acme.sh:3.1.1"
+    assert tag_of(acme.inputs["taskSpec"]["containerSpec"]["image"]) == "neilpang/acme.sh:3.1.1"
     script = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "proxy-acme.sh").inputs["data"])
     assert b"--dns dns_cf -d example.com -d www.example.com" in script
     assert not run.of_type("cloudflare:index/originCaCertificate:OriginCaCertificate")
@@ -285,3 +307,52 @@ def test_no_secret_reaches_a_resource_in_plaintext(run):
 def _raw(stack: str) -> dict[str, str]:
     values, _ = mockrun.read_config_file(mockrun.stack_file(stack))
     return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith("keel:")}
+
+
+def test_long_running_services_restart_on_any_exit_and_backup_jobs_never(run):
+    # swarmkit's "on-failure" leaves a task that exited 0 stopped (moby/swarmkit v2.1.2,
+    # manager/orchestrator/restart/restart.go, shouldRestart: TaskStateCompleted is not restarted),
+    # and a graceful stop exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher).
+    jobs = [s for s in services(run, "backup") if _run_to_completion(s)]
+    assert {s.name for s in jobs} == (
+        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill"}
+    )
+    for service in jobs:
+        assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "none", service.urn
+    long_running = [s for s in services(run) if s not in jobs]
+    assert {role(s) for s in long_running} >= {"app", "store", "proxy"}
+    for service in long_running:
+        assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "any", service.urn
+
+
+def _run_to_completion(service: mockrun.Registered) -> bool:
+    """A backup job: no replica until its scheduler (or an operator) starts one run."""
+    return service.inputs["mode"].get("replicated", {}).get("replicas") == 0
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_prometheus_and_grafana_keep_their_data_on_the_data_volume(stack):
+    run = run_with(stack, {"keel:observability": {"enabled": True}})
+    assert run.error is None, run.error
+    for part, owner, image_key in (
+        ("prometheus-data", "65534:65534", "prometheus_image"),
+        ("grafana-data", "472:0", "grafana_image"),
+    ):
+        volume = run.one(VOLUME, f"observability-{part}")
+        directory = f"/mnt/data/volumes/shop-{part}"
+        assert volume.inputs["driverOpts"] == {"type": "none", "o": "bind", "device": directory}, volume.urn
+        assert volume.protect and volume.retain_on_delete, volume.urn
+        prepare = run.one("command:remote:Command", f"observability-{part}-dir")
+        assert prepare.urn in volume.depends_on
+        script = prepare.inputs["create"]
+        assert f"mkdir -p {directory}" in script and f"chown -R {owner} /volume" in script
+        image = getattr(parsed(stack).observability, image_key)
+        assert f"--entrypoint sh {image} -c" in script
+
+
+def test_prometheus_tsdb_is_bounded_by_a_share_of_the_data_volume():
+    run = run_with("prod", {"keel:observability": {"enabled": True}, "keel:host": {"data_volume_gib": 50}})
+    assert run.error is None, run.error
+    args = run.one(SERVICE, "observability-prometheus").inputs["taskSpec"]["containerSpec"]["args"]
+    assert "--storage.tsdb.retention.size=10GB" in args
+    assert "--storage.tsdb.retention.time=30d" in args

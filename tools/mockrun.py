@@ -9,12 +9,11 @@ Hetzner ids, documentation-range IPs, Cloudflare's published ranges).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import runpy
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,27 +22,18 @@ import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from config import yamlfile
+from tools import readback
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "keel"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
-
-# Cloudflare's published ranges (https://www.cloudflare.com/ips/), as get_ip_ranges returns them.
-CLOUDFLARE_IPV4 = [
-    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18",
-    "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20", "197.234.240.0/22", "198.41.128.0/17",
-    "162.158.0.0/15", "104.16.0.0/13", "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
-]  # fmt: skip
-CLOUDFLARE_IPV6 = [
-    "2400:cb00::/32", "2606:4700::/32", "2803:f800::/32", "2405:b500::/32",
-    "2405:8100::/32", "2a06:98c0::/29", "2c0f:f248::/32",
-]  # fmt: skip
 
 
 @dataclass
@@ -68,6 +58,10 @@ class Registered:
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
+    def secret_paths(self) -> set[str]:
+        """Property paths (as tools.readback.show_path prints them) whose values are Pulumi secrets."""
+        return set(_secret_leaves(self.raw_inputs, ""))
+
     def plaintext_strings(self) -> Iterator[tuple[str, str]]:
         """Every string leaf of the inputs that is not inside a Pulumi secret: (path, value)."""
         yield from _plain_leaves(self.raw_inputs, self.name)
@@ -81,6 +75,18 @@ def _unwrap_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_unwrap_secrets(item) for item in value]
     return value
+
+
+def _secret_leaves(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            yield path
+            return
+        for key, item in value.items():
+            yield from _secret_leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_leaves(item, f"{path}[{index}]")
 
 
 def _plain_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -126,96 +132,79 @@ class Run:
         return {r.type for r in self.resources}
 
 
-def _fixed_checkints(pem: bytes) -> str:
-    """Zero the two random check integers of an OpenSSH private key so the text is reproducible."""
-    lines = pem.decode().strip().splitlines()
-    blob = bytearray(base64.b64decode("".join(lines[1:-1])))
-    offset = len(b"openssh-key-v1\0")
-    for _ in range(3):  # cipher name, kdf name, kdf options
-        offset += 4 + int.from_bytes(blob[offset : offset + 4], "big")
-    offset += 4  # number of keys
-    offset += 4 + int.from_bytes(blob[offset : offset + 4], "big")  # public key
-    offset += 4  # length of the private section
-    blob[offset : offset + 8] = bytes(8)
-    body = base64.b64encode(bytes(blob)).decode()
-    wrapped = [body[i : i + 70] for i in range(0, len(body), 70)]
-    return "\n".join([lines[0], *wrapped, lines[-1]]) + "\n"
-
-
-def _key_pair(seed_text: str) -> tuple[str, str, str]:
-    """A real, deterministic ed25519 key pair: (openssh private, openssh public, pem private)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed_text.encode()).digest())
-    private_openssh = _fixed_checkints(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-    )
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    return private_openssh, public + "\n", private_pem
-
-
 class ProgramMocks(pulumi_mocks.Mocks):
-    """Plausible provider outputs for every resource type the program uses."""
+    """Provider outputs for every resource type the program uses, from the read-back model.
 
-    @staticmethod
-    def _numeric_id(name: str) -> str:
-        # Derived from the name, not the registration order, so rendered files are stable.
-        return str(1_000_000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 9_000_000)
+    A resource the ``prior`` state holds answers as the next preview would see it: unchanged, its
+    stored state and id; updated, what its provider stores for the new inputs, same id; replaced,
+    a new id and new generated names (a preview shows those as unknown: either way, what depends
+    on them changes too). Anything else is created: what its provider's Create and Read store.
+    """
+
+    def __init__(self, prior: Mapping[str, readback.StateEntry] | None = None) -> None:
+        self.prior = dict(prior or {})
+        self.context: dict[str, Any] = {"built_images": set()}
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        state = dict(args.inputs)
-        typ = args.typ
-        if typ.startswith("hcloud:"):
-            rid = self._numeric_id(args.name)
-            if typ == "hcloud:index/primaryIp:PrimaryIp":
-                state["ipAddress"] = "2001:db8:4f8::/64" if args.inputs.get("type") == "ipv6" else "198.51.100.10"
-            if typ == "hcloud:index/server:Server":
-                state.update(ipv4Address="198.51.100.10", ipv6Address="2001:db8:4f8::1", status="running")
-            if typ == "hcloud:index/volume:Volume":
-                state["linuxDevice"] = f"/dev/disk/by-id/scsi-0HC_Volume_{rid}"
-            return rid, state
-        if typ == "tls:index/privateKey:PrivateKey":
-            private_openssh, public, pem = _key_pair(args.name)
-            state.update(privateKeyOpenssh=private_openssh, publicKeyOpenssh=public, privateKeyPem=pem)
-        elif typ == "tls:index/certRequest:CertRequest":
-            state["certRequestPem"] = (
-                f"-----BEGIN CERTIFICATE REQUEST-----\nmock-{args.name}\n-----END CERTIFICATE REQUEST-----\n"
-            )
-        elif typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-            state["certPem"] = f"-----BEGIN CERTIFICATE-----\nmock-{args.name}\n-----END CERTIFICATE-----\n"
-        elif typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
-            state["certificate"] = f"-----BEGIN CERTIFICATE-----\nmock-origin-{args.name}\n-----END CERTIFICATE-----\n"
-        elif typ.startswith("command:"):
-            state.setdefault("stdout", "ready")
-            state.setdefault("stderr", "")
-        elif typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = "mock-generated-" + hashlib.sha256(args.name.encode()).hexdigest()[:24]
-        return f"{args.name}-id", state
+        raise NotImplementedError("RecordingMonitor answers registrations with ProgramMocks.answer")
+
+    def answer(
+        self, urn: str, typ: str, name: str, raw: dict[str, Any], custom: bool, ignore_changes: tuple[str, ...]
+    ) -> tuple[str, dict[str, Any]]:
+        """The id and state the provider returns for one registration."""
+        if not readback.is_modelled(typ, custom):
+            return f"{name}-id", dict(raw)
+        model = readback.model(typ)
+        inputs = _unwrap_secrets(raw)
+        if typ == "docker:index/remoteImage:RemoteImage" and inputs.get("build"):
+            self.context["built_images"].add(inputs.get("name"))
+        entry = self.prior.get(urn)
+        if entry is None:
+            return readback.resource_id(typ, name), model.state(inputs, name, self.context)
+        changes = model.diff(entry.state, inputs, ignore_changes)
+        if not changes:
+            return entry.id, entry.state
+        if any(change.replaces for change in changes):
+            replacement = f"{name}-replacement"
+            return readback.resource_id(typ, replacement), model.state(inputs, replacement, self.context)
+        return entry.id, model.updated_state(entry.state, inputs, name)
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
-        if args.token == "cloudflare:index/getIpRanges:getIpRanges":
-            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6, "id": "ranges"}, []
-        return {}, []
+        answer = readback.CALLS.get(args.token)
+        if answer is None:
+            raise readback.UnmodelledResourceError(f"{args.token}: no read-back model of this invoke")
+        return answer(dict(args.args)), []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, also keeping resource options and secret-wrapped inputs."""
 
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(self, mocks: ProgramMocks) -> None:
         super().__init__(mocks)
+        self.program_mocks = mocks
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
-        response = super().RegisterResource(request)
+        # The SDK's mock monitor, with the URN and options handed to the answer: registrations
+        # arrive on several threads at once, so nothing about one may be kept between calls.
+        urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return response
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        resource_id, state = self.program_mocks.answer(
+            urn,
+            request.type,
+            request.name,
+            rpc.deserialize_properties(request.object),
+            bool(request.custom),
+            tuple(request.ignoreChanges),
+        )
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
+        response = resource_pb2.RegisterResourceResponse(
+            urn=urn, id=resource_id, object=_sync_await(rpc.serialize_properties(state, {}))
+        )
         if request.additionalSecretOutputs:
             response = self._mark_secret_outputs(response, list(request.additionalSecretOutputs))
-        state = self.resources.get(response.urn)
         self.registered.append(
             Registered(
                 urn=response.urn,
@@ -232,7 +221,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 depends_on=list(request.dependencies),
                 delete_before_replace=request.deleteBeforeReplace,
                 id=response.id,
-                outputs=dict(state.state) if state else {},
+                outputs=dict(state),
             )
         )
         return response
@@ -322,11 +311,14 @@ def run(
     fill_secrets: bool = True,
     secret_keys: list[str] | None = None,
     preview: bool = False,
+    prior: Mapping[str, readback.StateEntry] | None = None,
 ) -> Run:
     """Run __main__.py for `stack` under mocks.
 
     `overrides` replace whole config keys ("keel:host": {...}); `secret_keys` marks extra keys
-    secret. With `fill_secrets`, named secrets that are not set get placeholder values.
+    secret. With `fill_secrets`, named secrets that are not set get placeholder values. With
+    `prior` (tools.readback.state_after_up of an earlier run), the providers answer as the next
+    preview against that state would see them.
     """
     try:
         values, secrets = read_config_file(config_file or stack_file(stack))
@@ -356,7 +348,7 @@ def run(
         resolved = await pulumi.Output.from_input(exported).future()
         outputs.update(resolved or {})
 
-    resources, error = declare(program, stack=stack, preview=preview, logs=logs)
+    resources, error = declare(program, stack=stack, preview=preview, logs=logs, prior=prior)
     return Run(stack=stack, resources=resources, outputs=outputs, error=error, logs=logs)
 
 
@@ -366,13 +358,14 @@ def declare(
     stack: str = "test",
     preview: bool = False,
     logs: list[str] | None = None,
+    prior: Mapping[str, readback.StateEntry] | None = None,
 ) -> tuple[list[Registered], BaseException | None]:
     """Run `program` (anything that declares resources) under the mock runtime.
 
     Returns what it registered and the error it raised, if any (the registrations made before
     the error are kept: tests use them to prove nothing was registered).
     """
-    monitor = RecordingMonitor(ProgramMocks())
+    monitor = RecordingMonitor(ProgramMocks(prior))
     sink = logs if logs is not None else []
     pulumi_mocks.set_mocks(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(sink)

@@ -25,6 +25,7 @@ from tests.examples.example_helpers import (
     service,
     stack_config,
 )
+from tests.helpers import tag_of
 from tools import mockrun
 
 NAME = "isntgram"
@@ -38,7 +39,7 @@ def run() -> mockrun.Run:
 
 @pytest.mark.parametrize("app", ["web", "api"])
 def test_images_come_from_ghcr_tagged_by_commit_sha(run, app):
-    image = container(service(run, app))["image"]
+    image = tag_of(container(service(run, app))["image"])
     match = SHA_TAG.match(image)
     assert match and match.group(1) == app, image
 
@@ -48,7 +49,7 @@ def test_ghcr_is_logged_in_once_on_the_docker_provider_with_the_token_as_a_secre
     # (kreuzwerker/terraform-provider-docker v4.5.0, internal/provider/resource_docker_service.go),
     # so a rotated token would delete and recreate the services; the provider's registry_auth is
     # used for every service without one (resource_docker_service_funcs.go, retrieveAndMarshalAuth).
-    provider = run.one("pulumi:providers:docker")
+    provider = run.one("pulumi:providers:docker", "host-docker")
     assert json.loads(provider.inputs["registryAuth"]) == [
         {
             "address": "ghcr.io",
@@ -106,7 +107,7 @@ def test_tls_is_automatic_with_a_cloudflare_origin_certificate(run):
 
 
 def test_only_cloudflare_reaches_the_web_ports(run):
-    firewall = run.one("hcloud:index/firewall:Firewall")
+    firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
     web_rules = [r for r in firewall.inputs["rules"] if r.get("port") in ("80", "443")]
     assert web_rules, firewall.inputs["rules"]
     for rule in web_rules:

@@ -22,7 +22,7 @@ from tests.examples.example_helpers import (
     service,
     service_config_text,
 )
-from tests.helpers import seconds
+from tests.helpers import seconds, tag_of
 from tools import mockrun
 
 NAME = "mealsync"
@@ -99,9 +99,9 @@ def test_the_app_is_limited_to_2_cpus_and_2_gb(run):
 
 def test_the_image_is_pinned_to_a_commit_sha_from_a_private_registry(run):
     app = service(run, "app")
-    repository, tag = container(app)["image"].rsplit(":", 1)
+    repository, tag = tag_of(container(app)["image"]).rsplit(":", 1)
     assert repository == "ghcr.io/mealsync/mealsync-app" and len(tag) == 40 and int(tag, 16) >= 0
-    registries = json.loads(run.one("pulumi:providers:docker").inputs["registryAuth"])
+    registries = json.loads(run.one("pulumi:providers:docker", "host-docker").inputs["registryAuth"])
     assert [login["address"] for login in registries] == ["ghcr.io"]
 
 

@@ -27,6 +27,7 @@ from tests.examples.example_helpers import (
     service,
     service_config_text,
 )
+from tests.helpers import tag_of
 from tools import mockrun
 
 NAME = "spoon"
@@ -56,8 +57,8 @@ def test_nextjs_listens_on_3000_limited_to_1_gb(run):
 
 
 def test_postgres_is_14_and_redis_is_7(run):
-    assert re.fullmatch(r"postgres:14\.[0-9]+-alpine", container(service(run, "db"))["image"])
-    assert re.fullmatch(r"redis:7\.[0-9.]+-alpine", container(service(run, "cache"))["image"])
+    assert re.fullmatch(r"postgres:14\.[0-9]+-alpine", tag_of(container(service(run, "db"))["image"]))
+    assert re.fullmatch(r"redis:7\.[0-9.]+-alpine", tag_of(container(service(run, "cache"))["image"]))
 
 
 def test_the_seeds_redis_6_is_refused_with_the_reason_before_anything_is_created():

@@ -30,6 +30,7 @@ from tests.examples.example_helpers import (
     service,
     service_config_text,
 )
+from tests.helpers import tag_of
 from tools import mockrun
 
 NAME = "thrifting-buddy"
@@ -45,8 +46,8 @@ def network_ids(svc: mockrun.Registered) -> set[str]:
 
 
 def test_postgres_is_15_and_redis_is_7(run):
-    assert re.fullmatch(r"postgres:15\.[0-9]+-alpine", container(service(run, "db"))["image"])
-    assert re.fullmatch(r"redis:7\.[0-9.]+-alpine", container(service(run, "cache"))["image"])
+    assert re.fullmatch(r"postgres:15\.[0-9]+-alpine", tag_of(container(service(run, "db"))["image"]))
+    assert re.fullmatch(r"redis:7\.[0-9.]+-alpine", tag_of(container(service(run, "cache"))["image"]))
 
 
 def test_redis_persists_with_aof_and_rdb_on_a_protected_volume(run):

@@ -411,7 +411,7 @@ def stack_config(stack: str) -> Any:
 def stack_site(stack: str, **overrides: Any) -> Any:
     """The NginxSite the ProxyTier would build for a stack (Cloudflare ranges when DNS is proxied)."""
     from render.nginx import site_from_config
-    from tools.mockrun import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
+    from tools.readback.cloudflare import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
 
     cfg = stack_config(stack)
     proxied = cfg.dns is not None and cfg.dns.proxied

@@ -1,5 +1,8 @@
-"""Real backups and restores through the rendered scripts: PostgreSQL 15, SQLite under a writer,
-Redis, volume files, retention and the metrics textfile, with the real restic and a local repository."""
+"""Real backups and restores through the rendered scripts: PostgreSQL 15 (with its roles), SQLite
+under a writer, Redis, volume files, retention, check and the metrics textfiles, with restic 0.18
+against the S3 server on loopback (tests/realtools/s3_harness.py) as the job reaches its bucket,
+and against a local repository where the test is about something else (SQLite's consistency,
+retention's policy, restic's temporary files)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from backup_helpers import SNAPSHOT_HOST, backup_world, busybox_userland
+from backup_helpers import SNAPSHOT_HOST, BackupWorld, backup_world, busybox_userland, job_lock_held, restic_binary
 from pg_helpers import postgres_server, redis_server, require_tool
+from s3_harness import S3Server
 
 from config.models import PostgresSpec, RedisSpec, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget, job_health_command
@@ -49,15 +53,21 @@ def _spec(**stores: object) -> BackupSpec:
     )
 
 
-def test_postgres_backup_survives_a_dropped_database_and_a_failed_run(tmp_path: Path) -> None:
+def test_postgres_backup_survives_a_dropped_database_and_its_roles(
+    tmp_path: Path, s3: S3Server, restic_template: Path
+) -> None:
     store = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
     with postgres_server(tmp_path, render_postgresql_conf(store)) as server:
         server.psql("CREATE DATABASE shop")
         server.psql(ORDERS, database="shop")
+        # A role pg_dump does not carry: the dump's GRANT names it.
+        server.psql("CREATE ROLE reader LOGIN PASSWORD 'reader-password'")
+        server.psql("GRANT SELECT ON orders TO reader", database="shop")
+        reader_hash = server.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'reader'")
         before = server.psql(FINGERPRINT, database="shop")
 
         spec = _spec(postgres=(PostgresTarget(name="db", host="db.internal", database="shop", user="app"),))
-        world = backup_world(tmp_path / "backup", spec, ports={"db": server.port})
+        world = backup_world(tmp_path / "backup", spec, template=restic_template, ports={"db": server.port}, s3=s3)
         (world.secrets / "db-password").write_text(server.password)
 
         first = world.run("backup.sh")
@@ -67,35 +77,49 @@ def test_postgres_backup_survives_a_dropped_database_and_a_failed_run(tmp_path: 
         succeeded_at = metrics['keel_backup_last_success_timestamp_seconds{store="db"}']
         assert abs(succeeded_at - time.time()) < 120
         assert metrics["keel_backup_schedule_interval_seconds"] == 3600
-        [snapshot] = world.snapshots("--tag", "store=db")
+        assert metrics["keel_backup_retention_last_run_success"] == 1
+        assert "keel_backup_run_deadline_timestamp_seconds" not in metrics
+        [snapshot] = world.snapshots("--tag", "store=db,kind=postgres")
         assert snapshot["paths"] == ["/db.pgdump"] and snapshot["hostname"] == SNAPSHOT_HOST
         assert sorted(snapshot["tags"]) == ["keel", "kind=postgres", "store=db"]
+        [roles] = world.snapshots("--tag", "store=db,kind=postgres-roles")
+        assert roles["paths"] == ["/db.roles.sql"]
 
-        # A dump that fails half-way must not leave a snapshot behind, and the last success stays.
+        # A dump that fails half-way leaves no snapshot behind (restic's --stdin-from-command), the
+        # last success stays, and the reason is in the metrics.
         (world.secrets / "db-password").write_text("wrong")
         time.sleep(1.1)
         failed = world.run("backup.sh")
         assert failed.returncode == 1, failed.stderr
+        assert 'could not connect to database "shop"' in failed.stderr
         metrics = world.metrics()
-        assert metrics['keel_backup_last_run_success{store="db"}'] == 0
+        assert metrics['keel_backup_last_run_success{store="db",reason="source_failed"}'] == 0
         assert metrics['keel_backup_last_success_timestamp_seconds{store="db"}'] == succeeded_at
         assert metrics['keel_backup_last_run_timestamp_seconds{store="db"}'] > succeeded_at
-        assert len(world.snapshots("--tag", "store=db")) == 1
-        (world.secrets / "db-password").write_text(server.password)
+        assert len(world.snapshots("--tag", "store=db")) == 2
 
+        # The app's own password was rotated after the backup: the restore must not turn it back.
+        server.psql(f"ALTER ROLE app PASSWORD '{server.password}-rotated'")
+        server.password += "-rotated"
+        (world.secrets / "db-password").write_text(server.password)
         server.psql("DROP DATABASE shop")
+        server.psql("DROP ROLE reader")
         server.psql("CREATE DATABASE shop")
         restored = world.run("restore-postgres.sh", "db", "127.0.0.1", str(server.port), "shop", "app")
         assert restored.returncode == 0, restored.stderr
+        assert "1 missing role(s) created" in restored.stderr
         assert server.psql(FINGERPRINT, database="shop") == before
         assert server.psql("SELECT count(*) FROM big_orders", database="shop") != "0"
         assert server.psql("SELECT indexname FROM pg_indexes WHERE indexname = 'orders_created'", database="shop")
+        assert server.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'reader'") == reader_hash
+        assert server.psql("SELECT has_table_privilege('reader', 'orders', 'SELECT')", database="shop") == "t"
 
         drill = world.run("drill.sh")
         assert drill.returncode == 0, drill.stderr
         assert "db restored rows: public.orders 20000" in drill.stderr
+        assert "the roles apply (0 missing here" in drill.stderr
         assert world.metrics("keel_backup_drill.prom")['keel_backup_restore_drill_last_run_success{store="db"}'] == 1
-        # The scratch database is gone again.
+        # The scratch database is gone again, and the drill created no role.
         assert server.psql("SELECT count(*) FROM pg_database WHERE datname = 'shop_keel_drill'") == "0"
 
 
@@ -124,16 +148,18 @@ INVARIANT = "SELECT (SELECT count(*) FROM events) || ' ' || (SELECT n FROM tally
 
 
 def _sqlite(path: Path, sql: str) -> str:
+    # .timeout: a reader waits for the writer's lock rather than failing with "database is locked".
     result = subprocess.run(
-        [require_tool("sqlite3"), str(path), sql], capture_output=True, text=True, timeout=60, check=False
-    )
+        [require_tool("sqlite3"), str(path), ".timeout 30000", sql], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
-def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -> None:
+def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path, restic_template: Path) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
-    world = backup_world(tmp_path / "backup", spec)
+    world = backup_world(tmp_path / "backup", spec, template=restic_template)
     volume = world.stores / "files"
     (volume / "data").mkdir(parents=True)
     (volume / "uploads").mkdir()
@@ -175,11 +201,11 @@ def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path) -
     assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
 
 
-def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path) -> None:
+def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path, s3: S3Server, restic_template: Path) -> None:
     password = "redis-test-password"
     spec = _spec(redis=(RedisTarget(name="cache", host="cache.internal"),))
     store = RedisSpec.model_validate({"kind": "redis", "resources": {"memory_mb": 64}})
-    world = backup_world(tmp_path / "backup", spec)
+    world = backup_world(tmp_path / "backup", spec, template=restic_template, s3=s3)
     (world.secrets / "cache-password").write_text(password)
     data_dir = world.stores / "cache"
     config = lambda data: render_redis_conf(store, data_dir=data)  # noqa: E731
@@ -213,7 +239,21 @@ def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path) -> None:
     assert len(list(restored_dir.glob("appendonlydir.before-restore.*"))) == 1
 
 
-def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path) -> None:
+def _snapshot_at(world: BackupWorld, moment: str, store: str, file_name: str) -> None:
+    made = subprocess.run(
+        [restic_binary(), "backup", "--quiet", "--host", SNAPSHOT_HOST, "--tag", f"keel,store={store},kind=postgres",
+         "--time", moment, "--stdin", "--stdin-filename", file_name],
+        input=f"dump at {moment}", env=world.env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+
+def _kept(world: BackupWorld, store: str) -> list[str]:
+    snapshots = world.snapshots("--host", SNAPSHOT_HOST, "--tag", f"store={store}")
+    return sorted(str(s["time"])[:19].replace("T", " ") for s in snapshots)
+
+
+def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path, restic_template: Path) -> None:
     spec = BackupSpec(
         repository="s3:https://unused.example.com/bucket",
         snapshot_host=SNAPSHOT_HOST,
@@ -221,9 +261,8 @@ def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path) -> None:
         retention=_retention(hourly=2, daily=2, weekly=1, monthly=2),
         volumes=(VolumeTarget(name="files"),),
     )
-    world = backup_world(tmp_path / "backup", spec)
-    assert world.restic("init").returncode == 0
-    times = [
+    world = backup_world(tmp_path / "backup", spec, template=restic_template)
+    for moment in [
         "2026-01-10 12:00:00",  # newest: the hourly, daily, weekly and monthly bucket of its hour/day/week/month
         "2026-01-10 11:00:00",  # second hourly
         "2026-01-10 10:00:00",  # third hour: hourly is full, same day as the newest
@@ -231,61 +270,67 @@ def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path) -> None:
         "2026-01-08 12:00:00",  # daily is full
         "2026-01-01 12:00:00",  # the week and month of the newest are taken
         "2025-12-15 12:00:00",  # second monthly
-    ]
-    for moment in times:
-        made = subprocess.run(
-            [require_tool("restic"), "backup", "--quiet", "--host", SNAPSHOT_HOST,
-             "--tag", "keel,store=db,kind=postgres", "--time", moment, "--stdin", "--stdin-filename", "db.pgdump"],
-            input=f"dump at {moment}", env=world.env(), capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
+    ]:
+        _snapshot_at(world, moment, "db", "db.pgdump")
+    # A younger store, whose history does not fill the daily buckets yet. Since restic 0.16 (the job
+    # image's 0.17.3 included) forget also keeps the oldest snapshot of a group while a --keep-*
+    # count is left (CHANGELOG #3624; internal/restic/snapshot_policy.go, ApplyPolicy, v0.17.3): the
+    # 11:00 snapshot stays as the "oldest daily", where restic 0.14 would have forgotten it.
+    for moment in ["2026-01-10 12:00:00", "2026-01-10 11:30:00", "2026-01-10 11:00:00"]:
+        _snapshot_at(world, moment, "cache", "cache.rdb")
     # A snapshot of another host is not this job's to forget.
     other = world.restic("backup", "--quiet", "--host", "elsewhere", "--tag", "keel", str(world.scripts))
     assert other.returncode == 0, other.stderr
 
     result = world.run("forget.sh")
     assert result.returncode == 0, result.stderr
-    kept = sorted(str(s["time"])[:19].replace("T", " ") for s in world.snapshots("--host", SNAPSHOT_HOST))
-    assert kept == ["2025-12-15 12:00:00", "2026-01-09 12:00:00", "2026-01-10 11:00:00", "2026-01-10 12:00:00"]
+    assert _kept(world, "db") == [
+        "2025-12-15 12:00:00", "2026-01-09 12:00:00", "2026-01-10 11:00:00", "2026-01-10 12:00:00"
+    ]  # fmt: skip
+    assert _kept(world, "cache") == ["2026-01-10 11:00:00", "2026-01-10 11:30:00", "2026-01-10 12:00:00"]
     assert len(world.snapshots("--host", "elsewhere")) == 1
 
 
-def test_unreachable_repository_marks_every_store_failed(tmp_path: Path) -> None:
-    spec = _spec(volumes=(VolumeTarget(name="files"), VolumeTarget(name="uploads")))
-    world = backup_world(tmp_path / "backup", spec)
-    (world.stores / "files").mkdir()
-    (world.stores / "uploads").mkdir()
-    world.repository.mkdir()
-    (world.repository / "config").write_text("not a restic repository")
-    result = world.run("backup.sh")
-    assert result.returncode == 1
-    metrics = world.metrics()
-    for store in ("files", "uploads"):
-        assert metrics[f'keel_backup_last_run_success{{store="{store}"}}'] == 0
-        assert metrics[f'keel_backup_last_success_timestamp_seconds{{store="{store}"}}'] == 0
-
-
-def test_textfile_passes_promtool_lint(tmp_path: Path) -> None:
-    spec = _spec(volumes=(VolumeTarget(name="files"),))
-    world = backup_world(tmp_path / "backup", spec)
-    (world.stores / "files").mkdir()
-    (world.stores / "files" / "a.txt").write_text("a")
-    assert world.run("backup.sh").returncode == 0
-    text = (world.textfile / "keel_backup.prom").read_text()
+def _lint(text: str) -> None:
     lint = subprocess.run(
         [require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
         check=False,
     )  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    # Only the finished file is visible to node-exporter: no temporary file is left behind.
-    assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom"]
 
 
-def test_scripts_run_with_the_job_images_busybox_shell_and_tools(tmp_path: Path) -> None:
-    # The job image is alpine-based: sh, sed, awk, date, mktemp and find are busybox's, not dash
-    # and GNU coreutils as on this machine.
+def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: Path, restic_template: Path) -> None:
+    spec = _spec(volumes=(VolumeTarget(name="files"),))
+    world = backup_world(tmp_path / "backup", spec, template=restic_template)
+    (world.stores / "files").mkdir()
+    (world.stores / "files" / "a.txt").write_text("a")
+    # Another job holds the job lock: the run writes its "unfinished" file first, then gives up.
+    world.extra_env = {"KEEL_JOB_LOCK_WAIT_S": "0"}
+    with job_lock_held(world):
+        busy = world.run("backup.sh")
+        check = world.run("check.sh")
+    assert busy.returncode == 1 and check.returncode == 1
+    metrics = world.metrics()
+    assert metrics['keel_backup_last_run_success{store="files",reason="another_job_running"}'] == 0
+    assert metrics['keel_backup_retention_last_run_success{reason="another_job_running"}'] == 0
+    _lint((world.textfile / "keel_backup.prom").read_text())
+    _lint((world.textfile / "keel_backup_check.prom").read_text())
+    world.extra_env = {}
+    assert world.run("backup.sh").returncode == 0
+    assert world.run("check.sh").returncode == 0
+    for name in ("keel_backup.prom", "keel_backup_check.prom"):
+        _lint((world.textfile / name).read_text())
+    # Only the finished files are visible to node-exporter: no temporary file is left behind.
+    assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom", "keel_backup_check.prom"]
+
+
+def test_scripts_run_with_the_job_images_busybox_shell_and_tools(
+    tmp_path: Path, s3: S3Server, restic_template: Path
+) -> None:
+    # The job image is alpine-based: sh, sed, awk, date, mktemp, find and timeout are busybox's, not
+    # dash and GNU coreutils as on this machine.
     spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
-    world = backup_world(tmp_path / "backup", spec)
+    world = backup_world(tmp_path / "backup", spec, template=restic_template, s3=s3)
     world.path_prefix = busybox_userland(tmp_path / "busybox")
     shell = subprocess.run(
         ["sh", "-c", "readlink -f /proc/$$/exe"], env=world.env(), capture_output=True, text=True, timeout=30,
@@ -316,7 +361,10 @@ def test_scripts_run_with_the_job_images_busybox_shell_and_tools(tmp_path: Path)
     assert world.metrics("keel_backup_drill.prom")['keel_backup_restore_drill_last_run_success{store="files"}'] == 1
     check = world.run("check.sh")
     assert check.returncode == 0, check.stderr
-    assert world.metrics("keel_backup_check.prom")["keel_backup_check_last_run_success"] == 1
+    check_metrics = world.metrics("keel_backup_check.prom")
+    assert check_metrics["keel_backup_check_last_run_success"] == 1
+    assert check_metrics["keel_backup_check_schedule_interval_seconds"] == 7 * 86400
+    assert "keel_backup_check_run_deadline_timestamp_seconds" not in check_metrics
 
     # The swarm health check runs in the same shell: healthy within the deadline, not after it.
     probe = job_health_command(3600)
@@ -331,9 +379,11 @@ def test_scripts_run_with_the_job_images_busybox_shell_and_tools(tmp_path: Path)
         assert (result.returncode == 0) is healthy, (deadline, result.stderr)
 
 
-def test_restic_packs_its_uploads_in_tmpdir_which_a_fresh_cache_volume_provides(tmp_path: Path) -> None:
+def test_restic_packs_its_uploads_in_tmpdir_which_a_fresh_cache_volume_provides(
+    tmp_path: Path, restic_template: Path
+) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files"),))
-    world = backup_world(tmp_path / "backup", spec)
+    world = backup_world(tmp_path / "backup", spec, template=restic_template)
     (world.stores / "files").mkdir()
     (world.stores / "files" / "first.bin").write_bytes(os.urandom(2_000_000))
     # As in the job: TMPDIR is the work directory on the cache volume, which does not exist yet
@@ -353,4 +403,4 @@ def test_restic_packs_its_uploads_in_tmpdir_which_a_fresh_cache_volume_provides(
     second = world.run("backup.sh")
     assert second.returncode == 1
     assert "restic-temp-pack" in second.stderr
-    assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 0
+    assert world.metrics()['keel_backup_last_run_success{store="files",reason="restic_failed"}'] == 0

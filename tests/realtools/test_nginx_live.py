@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as websocket_connect
 
+from render import observability as obs
 from render.nginx import (
     CACHE_CONTROL,
     STATUS_PATH,
@@ -57,6 +58,8 @@ HOST = "app.test"
 ADMIN_HOST = "admin.test"
 TRUSTED_PEER = "127.0.0.2"  # stands in for a Cloudflare edge address
 LOGIN_PEER = "127.0.0.3"  # its own rate-limit bucket, so other tests never spend it
+GRAFANA_API_PEER = "127.0.0.4"
+GRAFANA_LOGIN_PEER = "127.0.0.5"
 CLIENT_IP = "198.51.100.7"
 
 
@@ -131,6 +134,7 @@ def live_site(directory: Path, pki: Pki, dns_port: int, ports: dict[str, int], i
         NginxUpstream("ws", (f"ws.keel.test:{ports['ws']}",)),
         NginxUpstream("admin", (f"admin.keel.test:{ports['admin']}",)),
         NginxUpstream("late", (f"late.keel.test:{ports['late']}",)),
+        NginxUpstream("grafana", (f"grafana.keel.test:{ports['grafana']}",)),
     )
     # prod's websocket route goes to a websocket server of its own; the rest keep prod's targets.
     routes = tuple(dataclasses.replace(r, upstream="ws") if r.websocket else r for r in prod.routes)
@@ -140,6 +144,12 @@ def live_site(directory: Path, pki: Pki, dns_port: int, ports: dict[str, int], i
         NginxRoute("/strip/", "web", strip_prefix=True),
         NginxRoute("/late/", "late"),
         NginxRoute("/", "admin", host=ADMIN_HOST, cache="api"),
+        # The observability stack's routes to Grafana, as ObservabilityStack.nginx_routes gives them.
+        *obs.grafana_routes(
+            obs.GrafanaUpstream(
+                "grafana", 3100, host=None, path_prefix="/grafana/", root_url="https://app.test/grafana/"
+            )
+        ),
     )
     return dataclasses.replace(
         prod,
@@ -181,9 +191,9 @@ def run_proxy(directory: Path) -> Iterator[Proxy]:
     (challenge / "token123").write_text("token123.thumbprint")
     include_dir = directory / "keel.d"
     include_dir.mkdir()
-    records = {f"{name}.keel.test": [LOOPBACK] for name in ("web", "api", "ws", "admin")}
+    records = {f"{name}.keel.test": [LOOPBACK] for name in ("web", "api", "ws", "admin", "grafana")}
     with (
-        upstream_servers("web", "api", "api-2", "admin", "late") as upstreams,
+        upstream_servers("web", "api", "api-2", "admin", "late", "grafana") as upstreams,
         WebsocketEcho() as websocket,
         LoopbackDns(records) as dns,
     ):
@@ -335,6 +345,68 @@ def test_login_burst_is_then_refused_with_the_configured_status(proxy: Proxy) ->
     ]
     allowed = 1 + limits.login_burst
     assert statuses == [200] * allowed + [limits.status] * (6 - allowed)
+
+
+@pytest.mark.parametrize("path", ["/grafana/", "/grafana/d/abc/overview", "/grafana/login", "/grafana/api/health"])
+def test_grafanas_routes_carry_a_policy_that_lets_its_inline_boot_script_run(proxy: Proxy, path: str) -> None:
+    response, body = proxy.request(path)
+    assert response.status == 200
+    assert echoed(body)["upstream"] == "grafana"
+    policy = response.getheader("Content-Security-Policy")
+    assert policy == obs.GRAFANA_CSP
+    assert "'unsafe-inline'" in next(d for d in policy.split(";") if d.strip().startswith("script-src"))
+    # One policy only: two would both be enforced, the stricter winning.
+    assert response.headers.get_all("Content-Security-Policy") == [obs.GRAFANA_CSP]
+    assert response.getheader("Strict-Transport-Security") == f"max-age={proxy.site.hsts_max_age_s}"
+    # Everything else keeps the site's policy.
+    assert proxy.request("/")[0].getheader("Content-Security-Policy") == proxy.site.csp
+
+
+def test_grafana_login_attempts_are_rate_limited(proxy: Proxy) -> None:
+    limits = proxy.site.rate_limits
+    statuses = [
+        proxy.request("/grafana/login", method="POST", body=b"{}", source=GRAFANA_LOGIN_PEER)[0].status
+        for _ in range(6)
+    ]
+    allowed = 1 + limits.login_burst
+    assert statuses == [200] * allowed + [limits.status] * (6 - allowed)
+
+
+def test_grafana_api_calls_are_rate_limited(proxy: Proxy) -> None:
+    """At least burst + 1 and at most burst + 1 + rate x elapsed calls pass (nginx's limit_req,
+    nodelay); the rest are refused. Eight keep-alive connections from one client call until the
+    first refusal (within a deadline), together far faster than the rate that refills the bucket."""
+    limits = proxy.site.rate_limits
+    context = ssl.create_default_context(cafile=str(proxy.pki.ca))
+    statuses: list[int] = []
+    refused = threading.Event()
+
+    def caller() -> None:
+        raw = socket.create_connection((LOOPBACK, proxy.site.https_port), 10, (GRAFANA_API_PEER, 0))
+        connection = http.client.HTTPSConnection(LOOPBACK, proxy.site.https_port, context=context, timeout=10)
+        connection.sock = context.wrap_socket(raw, server_hostname=HOST)
+        try:
+            while not refused.is_set() and time.monotonic() - started < 15:
+                connection.request("GET", "/grafana/api/search", headers={"Host": HOST})
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+                if response.status == limits.status:
+                    refused.set()
+        finally:
+            connection.close()
+
+    started = time.monotonic()
+    callers = [threading.Thread(target=caller) for _ in range(8)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(30)
+    elapsed = time.monotonic() - started
+    assert refused.is_set(), f"no refusal after {len(statuses)} calls in {elapsed:.1f}s"
+    assert set(statuses) == {200, limits.status}
+    allowed = 1 + limits.api_burst
+    assert allowed <= statuses.count(200) <= allowed + limits.api_rps * elapsed + 1
 
 
 def test_websocket_upgrade_works_end_to_end(proxy: Proxy) -> None:

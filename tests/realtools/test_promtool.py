@@ -108,19 +108,35 @@ def test_amtool_accepts_the_alertmanager_config(case, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_amtool_accepts_the_webhook_config_but_for_url_file(tmp_path):
+@pytest.mark.parametrize(
+    ("alerts", "files", "receivers"),
+    [
+        ({"kind": "webhook", "webhook_url_secret": "alert_hook"}, [obs.WEBHOOK_URL_FILE], 2),
+        ({"kind": "none", "heartbeat_url_secret": "alert_heartbeat"}, [obs.HEARTBEAT_URL_FILE], 2),
+        (
+            {"kind": "webhook", "webhook_url_secret": "alert_hook", "heartbeat_url_secret": "alert_heartbeat"},
+            [obs.WEBHOOK_URL_FILE, obs.HEARTBEAT_URL_FILE],
+            2,
+        ),
+    ],
+    ids=["webhook", "heartbeat", "webhook-and-heartbeat"],
+)
+def test_amtool_accepts_the_webhook_config_but_for_url_file(alerts, files, receivers, tmp_path):
     """Debian's amtool is 0.25, older than webhook `url_file` (the image runs 0.28, which has it).
 
     So the check runs on the file with that one key swapped for `url`, after asserting it is the
     only place the two differ.
     """
-    text = obs.render_alertmanager_yml(spec_of(CASES["prod-webhook"]()))
-    line = f"      - url_file: {obs.WEBHOOK_URL_FILE}\n"
-    assert text.count(line) == 1
-    (tmp_path / "alertmanager.yml").write_text(text.replace(line, "      - url: http://127.0.0.1:9/hook\n"))
+    text = obs.render_alertmanager_yml(spec_of(stack_config("prod", alerts=alerts)))
+    for file in files:
+        line = f"      - url_file: {file}\n"
+        assert text.count(line) == 1
+        text = text.replace(line, "      - url: http://127.0.0.1:9/hook\n")
+    assert "url_file" not in text
+    (tmp_path / "alertmanager.yml").write_text(text)
     result = run([tool("amtool"), "check-config", "alertmanager.yml"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 receivers" in result.stdout
+    assert f"{receivers} receivers" in result.stdout
 
 
 @pytest.mark.parametrize("case", ["prod-email-backup", "dev"])

@@ -11,12 +11,13 @@ import pulumi
 import pulumi_docker as docker
 import pytest
 
+from components import swarm
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import parse
 from config.models import StackConfig, StoreSpec
 from render import backup as bk
-from tests.helpers import host_scaffold, stack_values, store_password, with_fragment
+from tests.helpers import host_scaffold, stack_values, store_password, tag_of, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -92,6 +93,7 @@ def declare(cfg: StackConfig) -> Declared:
         holder["component"] = BackupJob(
             "backup",
             stack=host.stack,
+            host=host.host,
             stores=stores,
             network=host.network,
             textfile_dir="/mnt/data/textfile",
@@ -143,7 +145,19 @@ def test_what_the_scheduler_changes_on_each_run_is_not_drift(prod: Declared) -> 
         assert set(registered.ignore_changes) >= {"mode", "taskSpec.forceUpdate"}, registered.urn
     # The path names a real input (taskSpec.force_update, camelCase as the engine sees it).
     assert isinstance(docker.ServiceTaskSpecArgs.force_update, property)
-    assert prod.services()["shop-cronjob"].ignore_changes == []
+    assert prod.services()["shop-cronjob"].ignore_changes == list(swarm.CREATE_ONLY_FIELDS)
+
+
+def test_a_job_changes_only_once_no_run_of_it_is_in_progress(prod: Declared) -> None:
+    # Its replicas are ignored (the scheduler's), so an update sends the state's: zero would end a
+    # run in progress. A host step waits for the job to be idle whenever its spec changes.
+    by_urn = {r.urn: r for r in prod.resources}
+    for service in ("shop-backup", "shop-backup-check", "shop-backup-drill"):
+        registered = prod.services()[service]
+        idle = [by_urn[urn] for urn in registered.depends_on if by_urn.get(urn) and urn.endswith("-idle")]
+        assert len(idle) == 1, registered.urn
+        script = idle[0].inputs["create"]
+        assert f"service={service}" in script and "desired-state=running" in script
 
 
 def test_temporary_files_go_to_the_disk_cache_not_the_small_tmpfs(prod: Declared) -> None:
@@ -173,6 +187,8 @@ def test_every_store_has_a_backup_in_the_mounted_script(prod: Declared) -> None:
     backup_sh = scripts["/etc/keel-backup/backup.sh"]
     assert 'backup_postgres db "${KEEL_HOST_DB:-shop-db}"' in backup_sh
     assert 'backup_redis cache "${KEEL_HOST_CACHE:-shop-cache}"' in backup_sh
+    # The run's deadline in its metrics is the one its health check enforces.
+    assert "keel_deadline=$((keel_run_started + 7200))" in backup_sh
     assert "backup_sqlite uploads data/app.db" in backup_sh
     assert "backup_files uploads data/app.db" in backup_sh
     forget = scripts["/etc/keel-backup/forget.sh"]
@@ -233,11 +249,13 @@ def test_store_volumes_are_mounted_read_only_unless_they_hold_sqlite(prod: Decla
     assert mounts["/cache"]["source"] == "shop-backup-cache"
 
 
-def test_image_is_built_from_the_stores_postgres_and_the_pinned_restic(prod: Declared) -> None:
+def test_image_is_built_from_the_stores_postgres_and_redis_and_the_pinned_restic(prod: Declared) -> None:
     [image] = [r for r in prod.resources if r.type == IMAGE]
+    # The store's own Redis: the drill's redis-check-rdb must read the RDB format it writes.
     assert image.inputs["build"]["buildArgs"] == {
         "POSTGRES_IMAGE": "postgres:16.6-alpine",
-        "RESTIC_IMAGE": "restic/restic:0.17.3",
+        "RESTIC_IMAGE": "restic/restic:0.18.0",
+        "REDIS_IMAGE": "redis:7.4.1-alpine",
     }
     assert image.inputs["name"].startswith("shop-backup:")
     assert prod.container("shop-backup")["image"] == image.inputs["name"]
@@ -270,10 +288,15 @@ def test_jobs_are_ended_when_a_run_outlives_its_deadline(prod: Declared) -> None
     assert deadlines == {"shop-backup": 7200, "shop-backup-check": 21600, "shop-backup-drill": 21600}
 
 
+def test_jobs_of_a_node_share_one_hostname_so_their_restic_locks_are_told_apart(prod: Declared) -> None:
+    hostnames = {prod.container(s).get("hostname") for s in ("shop-backup", "shop-backup-check", "shop-backup-drill")}
+    assert hostnames == {"{{.Node.Hostname}}-keel-backup"}
+
+
 def test_scheduler_reads_the_swarm_api_on_a_manager(prod: Declared) -> None:
     scheduler = prod.services()["shop-cronjob"]
     container = scheduler.inputs["taskSpec"]["containerSpec"]
-    assert container["image"] == "crazymax/swarm-cronjob:1.14.0"
+    assert tag_of(container["image"]) == "crazymax/swarm-cronjob:1.14.0"
     assert container["env"]["TZ"] == "UTC"
     assert container["mounts"][0]["source"] == "/var/run/docker.sock"
     assert scheduler.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]

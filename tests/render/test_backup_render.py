@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 from config.loader import parse
 from config.models import BackupRepository, Retention
 from render.backup import (
+    FAILURE_REASONS,
+    MAX_RUN_S,
     SCRIPT_NAMES,
     BackupSpec,
     PostgresTarget,
@@ -24,16 +27,19 @@ from render.backup import (
     job_health_command,
     render_backup_scripts,
     repository_url,
+    run_deadline_seconds,
     schedule_interval_seconds,
+    sqlite_snapshot_name,
 )
 from tests.helpers import stack_values, with_fragment
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores" / "backup"
+RESTORE_DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "restore.md"
 
 
-def _prod_spec() -> BackupSpec:
+def _prod_spec(repository: dict[str, Any] | None = None) -> BackupSpec:
     fragment = {
-        "keel:backup": {"enabled": True, "repository": {"bucket": "shop-backups"}},
+        "keel:backup": {"enabled": True, "repository": {"bucket": "shop-backups", **(repository or {})}},
         "keel:services": {"uploads": {"kind": "volume", "sqlite_files": ["data/app.db", "cache.sqlite"]}},
     }
     values: dict[str, Any] = stack_values("prod")
@@ -157,3 +163,47 @@ def test_job_health_check_fails_only_after_the_run_deadline(tmp_path: Path) -> N
     assert not healthy(3700)
     # Before the entry script has written the file (inside swarm's start period) it is not healthy yet.
     assert not healthy(None)
+
+
+@pytest.mark.parametrize(("schedule", "deadline"), [("0 * * * *", 3600), ("30 3 * * *", MAX_RUN_S), (None, MAX_RUN_S)])
+def test_a_runs_deadline_is_its_schedules_gap_at_most_six_hours(schedule: str | None, deadline: int) -> None:
+    assert run_deadline_seconds(schedule) == deadline
+
+
+@pytest.mark.parametrize(("initialise", "default"), [(False, "0"), (True, "1")])
+def test_a_run_creates_a_missing_repository_only_when_the_config_allows_it(initialise: bool, default: str) -> None:
+    spec = _prod_spec({"initialise": initialise} if initialise else None)
+    assert spec.initialise is initialise
+    assert f': "${{KEEL_INITIALISE:={default}}}"' in render_backup_scripts(spec)["backup.sh"]
+    # Every other script opens the repository without the right to create it.
+    for name, text in render_backup_scripts(spec).items():
+        if name not in ("backup.sh", "common.sh"):
+            assert "keel_open_repository 1" not in text and "KEEL_INITIALISE" not in text, name
+
+
+def test_check_interval_reaches_the_check_metrics() -> None:
+    assert "keel_backup_check_schedule_interval_seconds 604800" in render_backup_scripts(_prod_spec())["check.sh"]
+
+
+def test_every_failure_reason_the_scripts_give_is_listed_and_documented() -> None:
+    text = "\n".join(render_backup_scripts(_prod_spec()).values())
+    patterns = (
+        r"keel_(?:reason|why|retention)=([a-z_]+)",  # set directly
+        r"^\s+(?:\d+\) )?echo ([a-z_]+)(?: ;;)?$",  # printed by keel_classify
+        r"write_check_metrics ([a-z_]+)$",
+    )
+    given = {word for pattern in patterns for word in re.findall(pattern, text, re.MULTILINE)}
+    assert given == set(FAILURE_REASONS)
+    doc = RESTORE_DOC.read_text()
+    assert [reason for reason in FAILURE_REASONS if f"`{reason}`" not in doc] == []
+
+
+def test_sqlite_snapshot_names_are_flat_and_the_same_in_python_and_sh(tmp_path: Path) -> None:
+    (tmp_path / "common.sh").write_text(render_backup_scripts(_prod_spec())["common.sh"])
+    result = subprocess.run(
+        ["sh", "-c", '. ./common.sh && keel_sqlite_name uploads data/app.db'], cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "KEEL_WORK_DIR": str(tmp_path)}, capture_output=True, text=True,
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "/" + result.stdout == sqlite_snapshot_name("uploads", "data/app.db") == "/uploads+data+app.db"

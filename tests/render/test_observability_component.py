@@ -18,7 +18,7 @@ from config.models import StackConfig, StoreSpec
 from render import grafana as gf
 from render import observability as obs
 from tests.helpers import EMAIL_ALERTS as EMAIL
-from tests.helpers import host_scaffold, store_password
+from tests.helpers import host_scaffold, store_password, tag_of
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -86,6 +86,7 @@ def declare(
         component = ObservabilityStack(
             "observability",
             stack=host.stack,
+            host=host.host,
             stores=stores,
             network=host.network,
             textfile_dir=textfile_dir,
@@ -129,7 +130,7 @@ def test_every_exporter_matches_a_store_of_its_kind(prod):
         part = name.removeprefix("shop-")
         if part.removesuffix("-exporter") in cfg.services:
             store = cfg.services[part.removesuffix("-exporter")]
-            image = service.inputs["taskSpec"]["containerSpec"]["image"]
+            image = tag_of(service.inputs["taskSpec"]["containerSpec"]["image"])
             expected = {
                 "postgres": cfg.observability.postgres_exporter_image,
                 "redis": cfg.observability.redis_exporter_image,
@@ -149,7 +150,9 @@ def test_component_has_its_type_token_and_parents_every_resource(prod):
 
 def test_services_use_the_docker_provider_passed_in(prod):
     for service in prod.services().values():
-        assert "pulumi:providers:docker::docker" in service.provider, f"{service.urn}: provider {service.provider!r}"
+        assert "pulumi:providers:docker::host-docker" in service.provider, (
+            f"{service.urn}: provider {service.provider!r}"
+        )
 
 
 def test_every_service_is_labelled_limited_logged_and_pinned(prod):
@@ -171,7 +174,7 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
         assert resources["limits"]["memoryBytes"] == limit_mb * 1024 * 1024, service.urn
         assert resources["reservation"]["memoryBytes"] == limit_mb // 2 * 1024 * 1024, service.urn
         assert inputs["taskSpec"]["logDriver"] == {"name": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
-        assert inputs["taskSpec"]["containerSpec"]["image"] in images, service.urn
+        assert tag_of(inputs["taskSpec"]["containerSpec"]["image"]) in images, service.urn
         restart = inputs["taskSpec"]["restartPolicy"]
         assert (restart["condition"], restart["delay"], restart["window"]) == ("any", "5s", "2m"), service.urn
         assert "ports" not in inputs.get("endpointSpec", {}), f"{service.urn} publishes a port"
@@ -359,7 +362,7 @@ def test_proxy_is_told_where_to_send_its_access_log(prod):
 def test_proxy_routes_to_grafana_under_its_sub_path_unstripped(prod):
     upstream = prod.component.nginx_upstream()
     assert (upstream.name, upstream.servers) == ("shop-grafana", ("tasks.shop-grafana:3100",))
-    main, login = prod.component.nginx_routes()
+    main, login, api = prod.component.nginx_routes()
     assert (main.path, main.upstream, main.host, main.websocket, main.strip_prefix) == (
         "/grafana/",
         "shop-grafana",
@@ -368,6 +371,33 @@ def test_proxy_routes_to_grafana_under_its_sub_path_unstripped(prod):
         False,
     )
     assert (login.path, login.rate_limit) == ("/grafana/login", "login")
+    # The HTTP API is rate-limited too, and carries Grafana Live's websocket.
+    assert (api.path, api.rate_limit, api.websocket) == ("/grafana/api/", "api", True)
+    # Grafana's own inline boot script must run: its routes carry a policy that allows it.
+    assert {route.csp for route in (main, login, api)} == {obs.GRAFANA_CSP}
+    assert "script-src 'self' 'unsafe-eval' 'unsafe-inline'" in obs.GRAFANA_CSP
+
+
+def test_heartbeat_url_is_a_secret_file_and_opens_the_egress_network():
+    declared = declare(
+        stack_config("prod", alerts={"kind": "none", "heartbeat_url_secret": "alert_heartbeat"}),
+        secrets={"alert_heartbeat": WEBHOOK_URL},
+    )
+    alertmanager = declared.service("alertmanager").inputs["taskSpec"]
+    (mounted,) = alertmanager["containerSpec"]["secrets"]
+    assert mounted["fileName"] == obs.HEARTBEAT_URL_FILE
+    assert base64.b64decode(declared.by_id(SECRET, mounted["secretId"]).inputs["data"]).decode() == WEBHOOK_URL
+    assert len(alertmanager["networksAdvanceds"]) == 2
+    for resource in declared.resources:
+        for path, value in resource.plaintext_strings():
+            assert "secret-token-77aa" not in value, f"{resource.urn}: heartbeat URL in plaintext at {path}"
+
+
+def test_grafana_keeps_its_state_on_a_protected_volume(prod):
+    volume = prod.one(VOLUME, "observability-grafana-data")
+    assert volume.protect and volume.retain_on_delete, volume.urn
+    mounts = prod.service("grafana").inputs["taskSpec"]["containerSpec"]["mounts"]
+    assert [(m["target"], m["source"], m["type"]) for m in mounts] == [(gf.DATA_DIR, "shop-grafana-data", "volume")]
 
 
 def test_proxys_json_access_log_carries_what_the_log_exporter_reads():

@@ -151,7 +151,8 @@ def test_alert_rules_have_a_for_a_severity_and_a_summary():
     assert sorted(a["alert"] for a in alerts) == sorted(
         [
             "ContainerMemoryHigh",
-            "HostDiskFull",
+            "RootDiskFull",
+            "DataVolumeFull",
             "ProxyErrorRatioHigh",
             "ServiceRestarting",
             "TargetDown",
@@ -160,12 +161,27 @@ def test_alert_rules_have_a_for_a_severity_and_a_summary():
             "ProxyProbeFailed",
             "BackupTooOld",
             "BackupFailed",
+            "BackupRetentionFailed",
+            "BackupCheckFailed",
+            "BackupCheckTooOld",
             "BackupNotReporting",
+            "Watchdog",
+            "OomKill",
+            "RebootRequired",
+            "ClockNotSynchronised",
+            "DatabaseDown",
+            "RedisDown",
+            "ServiceTasksBelowDesired",
+            "SwarmReportStale",
+            "ResticCheckFailed",
+            "RestoreDrillFailed",
         ]
     )
     for alert in alerts:
         assert alert["for"], alert["alert"]
-        assert alert["labels"]["severity"] in ("warning", "critical"), alert["alert"]
+        # The Watchdog is a heartbeat, routed to the dead-man's switch only, never a notification.
+        expected = ("none",) if alert["alert"] == "Watchdog" else ("warning", "critical")
+        assert alert["labels"]["severity"] in expected, alert["alert"]
         assert alert["annotations"]["summary"], alert["alert"]
 
 
@@ -188,10 +204,41 @@ def test_backup_not_reporting_waits_twice_the_longest_schedule_gap():
     assert missing["for"] == "48h"
 
 
+WATCHDOG_NOWHERE = {"name": "watchdog-nowhere"}
+
+
 def test_alertmanager_without_receiver_routes_to_a_null_receiver():
     config = yaml.safe_load(obs.render_alertmanager_yml(spec_of(stack_config("prod"))))
     assert config["route"]["receiver"] == "null"
-    assert config["receivers"] == [{"name": "null"}]
+    assert config["receivers"] == [{"name": "null"}, WATCHDOG_NOWHERE]
+
+
+def test_the_watchdog_goes_to_the_heartbeat_url_every_minute_and_nowhere_else():
+    alerts = {"kind": "email", **EMAIL, "heartbeat_url_secret": "alert_heartbeat"}
+    spec = spec_of(stack_config("prod", alerts=alerts))
+    config = yaml.safe_load(obs.render_alertmanager_yml(spec))
+    (watchdog,) = config["route"]["routes"]
+    assert watchdog == {
+        "matchers": ['alertname="Watchdog"'],
+        "receiver": "heartbeat",
+        "group_wait": "0s",
+        "group_interval": "1m",
+        "repeat_interval": "1m",
+    }
+    assert config["receivers"][-1] == {
+        "name": "heartbeat",
+        "webhook_configs": [{"url_file": obs.HEARTBEAT_URL_FILE, "send_resolved": False}],
+    }
+    assert spec.needs_egress
+    # Without a heartbeat URL the Watchdog still never reaches the e-mail receiver.
+    plain = yaml.safe_load(obs.render_alertmanager_yml(spec_of(stack_config("prod", alerts=EMAIL))))
+    assert plain["route"]["routes"][0]["receiver"] == "watchdog-nowhere"
+    assert plain["receivers"][-1] == WATCHDOG_NOWHERE
+
+
+def test_a_heartbeat_alone_needs_the_egress_network():
+    assert spec_of(stack_config("prod", alerts={"kind": "none", "heartbeat_url_secret": "hb"})).needs_egress
+    assert not spec_of(stack_config("prod")).needs_egress
 
 
 def test_alertmanager_email_reads_its_smtp_password_from_a_file():
@@ -211,7 +258,8 @@ def test_alertmanager_email_reads_its_smtp_password_from_a_file():
                     "send_resolved": True,
                 }
             ],
-        }
+        },
+        WATCHDOG_NOWHERE,
     ]
 
 
@@ -220,7 +268,8 @@ def test_alertmanager_webhook_reads_its_url_from_a_file():
     config = yaml.safe_load(obs.render_alertmanager_yml(spec))
     assert config["route"]["receiver"] == "webhook"
     assert config["receivers"] == [
-        {"name": "webhook", "webhook_configs": [{"url_file": obs.WEBHOOK_URL_FILE, "send_resolved": True}]}
+        {"name": "webhook", "webhook_configs": [{"url_file": obs.WEBHOOK_URL_FILE, "send_resolved": True}]},
+        WATCHDOG_NOWHERE,
     ]
 
 
@@ -323,3 +372,38 @@ def test_reference_topology_with_monitoring_and_backups_fits_a_4gb_host():
         for line in plan.lines
         if line.name in capacity.OBSERVABILITY_LIMITS_MB or line.name.endswith("-exporter")
     )
+
+
+def test_the_log_exporters_method_label_reads_the_method_the_proxy_logs():
+    # The exporter's built-in method label splits a `request` field the proxy's JSON line does not
+    # have (prometheus-nginxlog-exporter v1.11.0, pkg/relabeling/defaults.go): so it was empty.
+    template = (Path(__file__).resolve().parents[2] / "render" / "templates" / "nginx.conf.j2").read_text()
+    log_format = template[template.index("log_format keel_json") : template.index("access_log")]
+    assert '"method":"$request_method"' in log_format and '"request":' not in log_format
+    (namespace,) = yaml.safe_load(obs.render_nginxlog_yml(spec_of(stack_config("prod"))))["namespaces"]
+    assert namespace["relabel_configs"] == [
+        {
+            "target_label": "method",
+            "from": "method",
+            "whitelist": ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+        }
+    ]
+
+
+def test_prometheus_retention_is_bounded_by_time_and_by_a_share_of_the_data_volume():
+    prod = spec_of(stack_config("prod"))
+    assert prod.data_volume_gib is not None
+    args = obs.prometheus_args(prod)
+    assert f"--storage.tsdb.retention.size={max(1, int(prod.data_volume_gib * 0.2))}GB" in args
+    dev = obs.prometheus_args(spec_of(stack_config("dev")))
+    assert not any(a.startswith("--storage.tsdb.retention.size") for a in dev)
+
+
+def test_the_readme_lists_every_alert_rule():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| alert | fires when |") : readme.index("### When the monitoring itself is down")]
+    rules = yaml.safe_load(obs.render_alert_rules(spec_of(stack_config("prod", {"keel:backup": BACKUP}))))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["alert"] in table, f"README's alert table does not list {rule['alert']}"

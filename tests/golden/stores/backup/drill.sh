@@ -1,21 +1,22 @@
 #!/bin/sh
 # Restore drill, run on demand: restore every store's newest snapshot into scratch space and
 # check it. PostgreSQL goes into a scratch database on the store's own server (created, checked,
-# dropped); Redis, SQLite and files go into a temporary directory. Writes keel_backup_drill.prom.
-# Rendered by keel (render/backup.py).
+# dropped) after its roles are applied in a transaction that is rolled back; Redis, SQLite and
+# files go into a temporary directory. Takes turns with the backup runs of this host (the job
+# lock). Writes keel_backup_drill.prom. Rendered by keel (render/backup.py).
 set -u
 KEEL_SCRIPTS_DIR=${KEEL_SCRIPTS_DIR:-$(dirname "$0")}
 # shellcheck source=common.sh
 . "$KEEL_SCRIPTS_DIR/common.sh"
 
 : "${REDIS_CHECK_RDB:=redis-check-rdb}"
+: "${KEEL_JOB_LOCK_WAIT_S:=10800}"
 keel_mark_start
-keel_drill_dir=$(mktemp -d "$KEEL_WORK_DIR/keel-drill.XXXXXX") || exit 1
-trap 'rm -rf "$keel_drill_dir"' EXIT
+keel_drill_dir="$keel_tmp/drill"
+mkdir -p "$keel_drill_dir" || exit 1
 trap 'exit 130' INT TERM
-keel_results="$keel_drill_dir/results"
+keel_results="$keel_tmp/results"
 : >"$keel_results"
-keel_s3_credentials
 
 keel_sql() {
   # $1 store, $2 host, $3 port, $4 user, $5 database, $6 SQL. Prints unaligned rows.
@@ -31,7 +32,8 @@ drill_postgres() {
   keel_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || return 1
   keel_sql "$1" "$2" "$3" "$5" "$4" "CREATE DATABASE \"$keel_scratch\"" || return 1
   keel_pg_ok=1
-  sh "$KEEL_SCRIPTS_DIR/restore-postgres.sh" "$1" "$2" "$3" "$keel_scratch" "$5" || keel_pg_ok=0
+  KEEL_RESTORE_ROLES=check sh "$KEEL_SCRIPTS_DIR/restore-postgres.sh" "$1" "$2" "$3" "$keel_scratch" "$5" ||
+    keel_pg_ok=0
   if [ "$keel_pg_ok" = 1 ]; then
     keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" "ANALYZE" || keel_pg_ok=0
     keel_restored=$(keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" \
@@ -53,7 +55,13 @@ drill_postgres() {
 drill_redis() {
   # $1 store
   sh "$KEEL_SCRIPTS_DIR/restore-redis.sh" "$1" "$keel_drill_dir/$1" || return 1
-  "$REDIS_CHECK_RDB" "$keel_drill_dir/$1/dump.rdb" >&2
+  keel_rdb="$keel_drill_dir/$1/dump.rdb"
+  if ! "$REDIS_CHECK_RDB" "$keel_rdb" >&2; then
+    # The usual cause: an RDB format newer than this redis-check-rdb knows (Redis 7.4 writes 12).
+    keel_log "$1: $REDIS_CHECK_RDB ($("$REDIS_CHECK_RDB" --version 2>&1 | head -n 1)) cannot read the RDB," \
+      "whose header says format $(head -c 9 "$keel_rdb" | tail -c 4); the job image's Redis must be the store's"
+    return 1
+  fi
 }
 
 drill_sqlite() {
@@ -76,6 +84,12 @@ keel_record() {
   echo "$1 $keel_ok" >>"$keel_results"
 }
 
+keel_ready=1
+if ! keel_job_lock "$KEEL_JOB_LOCK_WAIT_S" || ! keel_open_repository 0; then
+  keel_log "drill not run: ${keel_reason:-restic_failed}"
+  keel_ready=0
+fi
+if [ "$keel_ready" = 1 ]; then
 drill_postgres db "${KEEL_HOST_DB:-shop-db}" \
   "${KEEL_PORT_DB:-5432}" shop shop
 keel_record db $?
@@ -87,6 +101,7 @@ drill_sqlite uploads cache.sqlite
 keel_record uploads $?
 drill_files uploads
 keel_record uploads $?
+fi
 
 keel_now=$(date +%s)
 keel_previous="$KEEL_TEXTFILE_DIR/keel_backup_drill.prom"
@@ -98,11 +113,11 @@ keel_previous="$KEEL_TEXTFILE_DIR/keel_backup_drill.prom"
   for keel_store in db cache uploads; do
     keel_ok=$(awk -v s="$keel_store" '$1 == s { if (!seen || $2 < ok) ok = $2; seen = 1 } END { print ok + 0 }' \
       "$keel_results")
-    keel_success=$(keel_previous_value "$keel_previous" keel_backup_restore_drill_last_success_timestamp_seconds \
-      "$keel_store")
+    keel_success=$(keel_previous_value "$keel_previous" \
+      "keel_backup_restore_drill_last_success_timestamp_seconds{store=\"$keel_store\"}")
     [ "$keel_ok" = 1 ] && keel_success=$keel_now
     echo "keel_backup_restore_drill_last_success_timestamp_seconds{store=\"$keel_store\"} ${keel_success:-0}"
     echo "keel_backup_restore_drill_last_run_success{store=\"$keel_store\"} $keel_ok"
   done
 } | keel_write_textfile keel_backup_drill.prom
-[ -z "$(awk '$2 == 0' "$keel_results")" ]
+[ "$keel_ready" = 1 ] && [ -z "$(awk '$2 == 0' "$keel_results")" ]

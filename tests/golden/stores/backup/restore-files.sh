@@ -13,13 +13,13 @@ if [ "$#" -lt 2 ]; then
   exit 2
 fi
 keel_store=$1 keel_target=$2 keel_snapshot=${3:-latest}
-keel_s3_credentials
 if [ -e "$keel_target" ]; then
   echo "$keel_target exists; expected a new directory" >&2
   exit 2
 fi
+keel_restore_open || exit 1
 # The snapshot holds the volume at the path it was mounted at (KEEL_STORES_DIR/STORE).
-keel_path=$("$RESTIC" snapshots --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store,kind=files" --latest 1 \
+keel_path=$(keel_restic snapshots --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store,kind=files" --latest 1 \
   --json | sed -n 's/.*"paths":\["\([^"]*\)"\].*/\1/p' | head -n 1)
 if [ -z "$keel_path" ]; then
   keel_log "$keel_store: no file snapshot found"
@@ -27,7 +27,7 @@ if [ -z "$keel_path" ]; then
 fi
 keel_staging="$keel_target.restoring"
 rm -rf "$keel_staging"
-"$RESTIC" restore --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store,kind=files" "$keel_snapshot" \
+keel_restic restore --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store,kind=files" "$keel_snapshot" \
   --target "$keel_staging" || { rm -rf "$keel_staging"; exit 1; }
 mv "$keel_staging$keel_path" "$keel_target" && rm -rf "$keel_staging" || exit 1
 keel_log "$keel_store: files of $keel_snapshot restored to $keel_target"

@@ -15,12 +15,12 @@ if [ "$#" -lt 2 ]; then
   exit 2
 fi
 keel_store=$1 keel_dir=$2 keel_snapshot=${3:-latest}
-keel_s3_credentials
+keel_restore_open || exit 1
 mkdir -p "$keel_dir" || exit 1
 keel_new="$keel_dir/appendonlydir.restoring"
 rm -rf "$keel_new"
 mkdir -p "$keel_new" || exit 1
-"$RESTIC" dump --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store" --path "/$keel_store.rdb" \
+keel_restic dump --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store" --path "/$keel_store.rdb" \
   "$keel_snapshot" "/$keel_store.rdb" >"$keel_new/appendonly.aof.1.base.rdb" || { rm -rf "$keel_new"; exit 1; }
 : >"$keel_new/appendonly.aof.1.incr.aof"
 printf 'file %s seq 1 type b\nfile %s seq 1 type i\n' "appendonly.aof.1.base.rdb" "appendonly.aof.1.incr.aof" \

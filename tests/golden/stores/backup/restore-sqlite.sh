@@ -13,9 +13,15 @@ if [ "$#" -lt 3 ]; then
   exit 2
 fi
 keel_store=$1 keel_path=$2 keel_target=$3 keel_snapshot=${4:-latest}
-keel_s3_credentials
-"$RESTIC" dump --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store" --path "/$keel_store/$keel_path" \
-  "$keel_snapshot" "/$keel_store/$keel_path" >"$keel_target.restoring" || { rm -f "$keel_target.restoring"; exit 1; }
+keel_restore_open || exit 1
+keel_name="/$(keel_sqlite_name "$keel_store" "$keel_path")"
+if ! keel_restic dump --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store" --path "$keel_name" \
+  "$keel_snapshot" "$keel_name" >"$keel_target.restoring"; then
+  # Snapshots taken before the flat name were stored as /<store>/<relative path>.
+  keel_name="/$keel_store/$keel_path"
+  keel_restic dump --host "$KEEL_SNAPSHOT_HOST" --tag "store=$keel_store" --path "$keel_name" \
+    "$keel_snapshot" "$keel_name" >"$keel_target.restoring" || { rm -f "$keel_target.restoring"; exit 1; }
+fi
 keel_integrity=$("$SQLITE3" "$keel_target.restoring" "PRAGMA integrity_check;")
 if [ "$keel_integrity" != ok ]; then
   keel_log "$keel_store: restored $keel_path fails its integrity check: $keel_integrity"

@@ -1,0 +1,90 @@
+"""What each change a user makes does to a deployed stack, pinned row by row.
+
+The rows are tools/impact.CHANGES; the README's change-impact table is tools/impact's output
+(`python -m tools.impact`), and a test keeps the two identical. The house rule each row checks:
+nothing stateful and not the proxy is replaced or restarted unless the change is to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools import impact
+
+ROOT = Path(__file__).resolve().parent.parent
+STATEFUL = {"db-service", "cache-service", "observability-prometheus", "observability-grafana"}
+
+# change title -> (updated in place, replaced, services restarted)
+EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "an app's image tag": ({"api-migration", "api-service"}, set(), {"api-service"}),
+    "an app's env value": ({"api-migration", "api-service"}, set(), {"api-service"}),
+    "an app's secret value": ({"api-migration", "api-service"}, {"api-jwt_secret"}, {"api-service"}),
+    "an app's replicas": ({"web-service"}, set(), set()),
+    "a route": ({"proxy-nginx.conf"}, set(), set()),
+    "an nginx setting": ({"proxy-nginx.conf"}, set(), set()),
+    "a store's memory": ({"db-service"}, {"db-postgresql.conf"}, {"db-service"}),
+    "the server type": ({"host-server"}, set(), set()),
+    "a registry token": (set(), set(), set()),
+    "a new hostname": (
+        {"proxy-nginx.conf", "proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
+        {
+            "proxy-csr",
+            "proxy-origin-cert",
+            "proxy-tls.crt",
+            "observability-blackbox-config",
+            "observability-prometheus-config",
+        },
+        {"proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def impacts() -> dict[str, impact.Impact]:
+    return {change.title: impact.impact(change) for change in impact.CHANGES}
+
+
+@pytest.mark.parametrize("title", list(EXPECTED))
+def test_each_change_updates_replaces_and_restarts_exactly_what_the_table_says(impacts, title):
+    found = impacts[title]
+    updated, replaced, restarted = EXPECTED[title]
+    assert found.names("update") == updated, found.plan.describe()
+    assert found.names("replace") == replaced, found.plan.describe()
+    assert set(found.restarted) == restarted
+    assert not found.plan.creates or title == "a new hostname", found.plan.describe()
+    assert not found.plan.deletes, found.plan.describe()
+
+
+@pytest.mark.parametrize("title", list(EXPECTED))
+def test_nothing_stateful_restarts_unless_the_change_is_to_it(impacts, title):
+    restarted = set(impacts[title].restarted)
+    if title == "a store's memory":
+        assert restarted & STATEFUL == {"db-service"}
+    elif title == "a new hostname":
+        # Prometheus' probe list names the hostnames: its config changes, so it restarts (stop-first).
+        assert restarted & STATEFUL == {"observability-prometheus"}
+    else:
+        assert not restarted & STATEFUL, restarted
+
+
+def test_a_replaced_object_is_created_before_the_old_one_is_deleted(impacts):
+    order = impacts["an app's secret value"].order
+    created = order.index(("replace", "api-jwt_secret"))
+    assert order.index(("update", "api-service")) > created
+    assert order[-1] == ("delete replaced", "api-jwt_secret")
+
+
+def test_the_migration_runs_before_the_service_rolls(impacts):
+    order = impacts["an app's image tag"].order
+    assert order.index(("update", "api-migration")) < order.index(("update", "api-service"))
+
+
+def test_every_change_of_the_catalogue_is_pinned():
+    assert {change.title for change in impact.CHANGES} == set(EXPECTED)
+
+
+def test_the_readme_table_is_what_the_model_computes(impacts):
+    table = impact.markdown([impacts[change.title] for change in impact.CHANGES])
+    assert table in (ROOT / "README.md").read_text(), "regenerate it with: python -m tools.impact"

@@ -1,0 +1,240 @@
+"""The delivery loop's security rules (tests/workflows/delivery_rules.py) hold in every workflow,
+each rule catches its own breach in a broken copy, and docs/runbooks.md lists the environments
+and their secrets exactly as the workflows use them."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.workflows import delivery_rules as rules
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+
+def load(name: str) -> dict[Any, Any]:
+    data = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def step(workflow: dict[Any, Any], job: str, pattern: str) -> dict[str, Any]:
+    found = [s for s in workflow["jobs"][job]["steps"] if re.search(pattern, str(s.get("run", s.get("uses", ""))))]
+    assert len(found) == 1, (job, pattern, found)
+    result: dict[str, Any] = found[0]
+    return result
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_workflow_keeps_every_delivery_rule(path: Path) -> None:
+    assert rules.violations(path.name, load(path.name)) == []
+
+
+# ----------------------------------------------------------------------------- each rule bites
+
+
+def _set(path: list[Any], value: Any) -> Callable[[dict[Any, Any]], None]:
+    def mutate(workflow: dict[Any, Any]) -> None:
+        target = workflow
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+def _add_step(job: str, new: dict[str, Any], at: int | None = None) -> Callable[[dict[Any, Any]], None]:
+    def mutate(workflow: dict[Any, Any]) -> None:
+        steps = workflow["jobs"][job]["steps"]
+        steps.insert(len(steps) if at is None else at, new)
+
+    return mutate
+
+
+def _edit_step(job: str, pattern: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[Any, Any]], None]:
+    return lambda workflow: edit(step(workflow, job, pattern))
+
+
+def _drop_step(job: str, pattern: str) -> Callable[[dict[Any, Any]], None]:
+    return lambda workflow: workflow["jobs"][job]["steps"].remove(step(workflow, job, pattern))
+
+
+def _move_close_before_smoke(workflow: dict[Any, Any]) -> None:
+    steps = workflow["jobs"]["prod"]["steps"]
+    close = step(workflow, "prod", "ssh_window.py close")
+    steps.remove(close)
+    steps.insert(steps.index(step(workflow, "prod", r"\./\.github/actions/smoke")), close)
+
+
+def _add_trigger(name: str, value: Any) -> Callable[[dict[Any, Any]], None]:
+    def mutate(workflow: dict[Any, Any]) -> None:
+        workflow["on" if "on" in workflow else True][name] = value  # PyYAML reads a bare `on` as True
+
+    return mutate
+
+
+SECRET_ENV = {"env": {"KEY": "${{ secrets.DEPLOY_SSH_KEY }}"}, "run": "true"}
+WRITE_TOKEN = "${{ secrets.HCLOUD_TOKEN }}"
+
+BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
+    ("pr-job-secret-without-environment", "preview.yml", _add_step("plan", SECRET_ENV),
+     "preview.yml plan (staging): uses secrets ['DEPLOY_SSH_KEY'] without an environment"),
+    ("pr-job-binds-a-main-only-environment", "preview.yml",
+     _set(["jobs", "staging-preview", "environment", "name"], "staging"),
+     "preview.yml staging-preview (staging): a pull request's job binds staging, which is not for pull requests"),
+    ("pr-job-uses-the-write-token", "preview.yml",
+     _edit_step("staging-preview", "pulumi/actions", lambda s: s["env"].update(HCLOUD_TOKEN=WRITE_TOKEN)),
+     "a pull request's job uses ['HCLOUD_TOKEN']"),
+    ("pr-job-gets-the-deploy-key", "preview.yml", _add_step("staging-preview", SECRET_ENV),
+     "uses ['DEPLOY_SSH_KEY'], not held by staging-preview"),
+    ("pull-request-target", "preview.yml", _add_trigger("pull_request_target", None),
+     "preview.yml: refused trigger pull_request_target"),
+    ("prod-deployed-from-the-staging-environment", "deploy.yml",
+     _set(["jobs", "prod", "environment", "name"], "staging"),
+     "deploy.yml prod (prod): names prod and uses secrets, but binds staging"),
+    ("drift-of-prod-in-the-staging-environment", "drift.yml",
+     _set(["jobs", "drift", "strategy", "matrix", "include", 1, "environment"], "staging"),
+     "drift.yml drift (prod): names prod and uses secrets, but binds staging"),
+    ("staging-job-names-prod", "deploy.yml",
+     _edit_step("staging", "ssh_window.py open", lambda s: s.update(run=s["run"].replace('"$STACK"', "prod"))),
+     "deploy.yml staging (staging): binds staging (staging) but names ['prod']"),
+    ("workflow-level-secret", "deploy.yml", _set(["env"], {"HCLOUD_TOKEN": "${{ secrets.HCLOUD_TOKEN }}"}),
+     "deploy.yml: secrets ['HCLOUD_TOKEN'] outside any job"),
+    ("job-level-secret", "deploy.yml", _set(["jobs", "staging", "env", "X"], "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"),
+     "deploy.yml staging (staging): secrets ['PULUMI_CONFIG_PASSPHRASE'] in the job's env"),
+    ("approval-gate-given-a-secret", "deploy.yml", _add_step("approve-prod", SECRET_ENV),
+     "deploy.yml approve-prod: production-approval holds no secret, yet the job uses some"),
+    ("unknown-environment", "deploy.yml", _set(["jobs", "prod", "environment", "name"], "prod"),
+     "deploy.yml prod (prod): binds unknown environment 'prod'"),
+    ("deploy-on-pull-requests", "deploy.yml", _add_trigger("pull_request", None),
+     "deploy.yml: binds ['production', 'production-approval', 'staging'] yet runs on pull_request"),
+    ("deploy-on-other-branches", "deploy.yml", _set([True, "push", "branches"], ["main", "release"]),
+     "yet runs on pushes other than to main"),
+    ("host-reached-without-opening", "deploy.yml", _drop_step("staging", "ssh_window.py open"),
+     "deploy.yml staging (staging): reaches the host without opening its SSH window first"),
+    ("window-closed-only-on-success", "deploy.yml", _edit_step("prod", "ssh_window.py close", lambda s: s.pop("if")),
+     "deploy.yml prod (prod): closes its SSH window without `if: always()`"),
+    ("window-closed-before-the-smoke-check", "deploy.yml", _move_close_before_smoke,
+     "deploy.yml prod (prod): does not close its SSH window after the last step that reaches the host"),
+    ("drift-never-closes", "drift.yml", _drop_step("drift", "ssh_window.py close"),
+     "drift.yml drift (staging): does not close its SSH window"),
+    ("window-shorter-than-the-job", "deploy.yml",
+     _edit_step("staging", "ssh_window.py open", lambda s: s.update(run=s["run"].replace("50", "40"))),
+     "deploy.yml staging (staging): the SSH window's --ttl-minutes must outlast timeout-minutes"),
+    ("checkout-keeps-the-token", "preview.yml",
+     _edit_step("plan", "actions/checkout", lambda s: s["with"].pop("persist-credentials")),
+     "preview.yml plan (prod): checkout leaves the token in .git/config"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "mutate", "expected"), [b[1:] for b in BREACHES], ids=[b[0] for b in BREACHES])
+def test_each_rule_catches_its_breach(name: str, mutate: Callable[[dict[Any, Any]], None], expected: str) -> None:
+    workflow = copy.deepcopy(load(name))
+    mutate(workflow)
+    found = rules.violations(name, workflow)
+    assert any(expected in problem for problem in found), found
+
+
+# ----------------------------------------------------------------------------- environments
+
+
+def runbook_environments() -> dict[str, dict[str, str]]:
+    """The runbooks' environments table: name -> {column: cell}."""
+    lines = RUNBOOKS.read_text().splitlines()
+    start = lines.index("<!-- environments: checked by tests/workflows/test_delivery_rules.py -->")
+    header = [c.strip() for c in lines[start + 1].strip("|").split("|")]
+    table = {}
+    for line in lines[start + 3 :]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        table[cells["environment"].strip("`")] = cells
+    return table
+
+
+def names_in(cell: str) -> set[str]:
+    return set(re.findall(r"`([A-Z][A-Z0-9_]*)`", cell))
+
+
+def test_the_runbooks_list_each_environment_with_exactly_its_secrets() -> None:
+    table = runbook_environments()
+    assert set(table) == set(rules.ENVIRONMENTS)
+    for name, env in rules.ENVIRONMENTS.items():
+        assert names_in(table[name]["secrets"]) == set(env.secrets), name
+        assert table[name]["stack"] == (env.stack or "none"), name
+        assert ("required reviewers" in table[name]["protection"]) == env.reviewers, name
+        assert ("main only" in table[name]["protection"]) == (not env.pull_requests), name
+
+
+def test_no_environment_holds_a_secret_no_workflow_uses() -> None:
+    used: dict[str, set[str]] = {name: set() for name in rules.ENVIRONMENTS}
+    for path in WORKFLOWS:
+        for job in rules.instances(path.name, load(path.name)):
+            if job.environment in used:
+                used[job.environment] |= rules.secrets_in(job.job)
+    assert used == {name: set(env.secrets) for name, env in rules.ENVIRONMENTS.items()}
+
+
+def test_no_job_of_a_pull_request_workflow_holds_prod_or_host_credentials() -> None:
+    for path in WORKFLOWS:
+        workflow = load(path.name)
+        if not set(rules.triggers(workflow)) & {"pull_request", "pull_request_target"}:
+            continue
+        for job in rules.instances(path.name, workflow):
+            assert job.environment in (None, "staging-preview"), job.name
+            assert not rules.secrets_in(job.job) & rules.WRITE_AND_HOST, job.name
+
+
+# ----------------------------------------------------------------------------- the workflows' shape
+
+
+def test_pull_requests_get_the_credential_free_plan_as_one_edited_comment_per_stack() -> None:
+    workflow = load("preview.yml")
+    assert list(rules.triggers(workflow)) == ["pull_request"]
+    assert workflow["permissions"] == {"contents": "read"}
+    plan, comment = workflow["jobs"]["plan"], workflow["jobs"]["comment"]
+    assert plan["strategy"]["matrix"]["stack"] == comment["strategy"]["matrix"]["stack"] == ["staging", "prod"]
+    assert "environment" not in plan and not rules.secrets_in(plan) and "permissions" not in plan
+    script = step(workflow, "plan", "make --no-print-directory")["run"]
+    assert 'make --no-print-directory -s diff BASE=HEAD^1 STACK="$STACK"' in script
+    assert step(workflow, "plan", "actions/checkout")["with"]["fetch-depth"] == 2  # HEAD^1, the base
+    # The comment job holds the only token that writes, and runs none of the branch's code.
+    assert comment["permissions"] == {"pull-requests": "write"}
+    assert not any("checkout" in str(s.get("uses", "")) or "run" in s for s in comment["steps"])
+    assert comment["if"] == "${{ !cancelled() && github.event.pull_request.head.repo.full_name == github.repository }}"
+    js = step(workflow, "comment", "actions/github-script")["with"]["script"]
+    assert "<!-- keel-plan:${stack} -->" in js and "updateComment" in js and "createComment" in js
+    assert "const fence = '`'.repeat(Math.max(3, longest + 1));" in js
+
+
+def test_the_staging_preview_is_for_this_repositorys_branches_only() -> None:
+    job = load("preview.yml")["jobs"]["staging-preview"]
+    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert job["environment"] == {"name": "staging-preview"}
+    (pulumi,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    assert pulumi["with"]["command"] == "preview" and "refresh" not in pulumi["with"]
+
+
+def test_prod_deploys_only_after_staging_the_prod_preview_and_a_reviewer() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    assert jobs["approve-prod"]["needs"] == ["staging", "prod-preview"]
+    assert jobs["approve-prod"]["environment"] == {"name": "production-approval"}
+    assert rules.ENVIRONMENTS["production-approval"].reviewers
+    assert jobs["prod"]["needs"] == "approve-prod"
+    assert jobs["prod"]["environment"] == jobs["prod-preview"]["environment"] == {"name": "production"}
+
+
+def test_drift_runs_each_stack_in_its_own_environment() -> None:
+    found = {(job.env["STACK"], job.environment) for job in rules.instances("drift.yml", load("drift.yml"))}
+    assert found == {("staging", "staging"), ("prod", "production")}
+    steps = load("drift.yml")["jobs"]["drift"]["steps"]
+    audit = [s for s in steps if "ssh_window.py audit" in str(s.get("run", ""))]
+    assert len(audit) == 1 and audit[0]["env"]["HCLOUD_TOKEN"] == "${{ secrets.HCLOUD_READ_TOKEN }}"

@@ -1,0 +1,239 @@
+"""What a change to the config does to a deployed stack: which resources update, which are
+replaced, in which order, and which running services restart.
+
+Each change runs the stack twice under the mock runtime, the second time against the state the
+first left (tools/readback), the way ``make diff`` and the idempotency test do.
+
+    python -m tools.impact            # the README's change-impact table, as Markdown
+
+The table in README.md is this module's output; tests/test_change_impact.py pins each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.loader import merge
+from tools import mockrun, readback
+
+SERVICE = "docker:index/service:Service"
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """One edit a user makes to a stack's config."""
+
+    title: str
+    stack: str
+    fragment: Mapping[str, Any] = field(default_factory=dict)
+    """Config keys (``keel:services`` ...) deep-merged into the stack file's values."""
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Secret values set (``keel:jwt_secret`` -> value), before and after."""
+    new_secrets: Mapping[str, str] = field(default_factory=dict)
+    """Secret values after the change."""
+    meaning: str = ""
+    """What the plan means for the running site (checked against the plan by the tests)."""
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What the next ``pulumi up`` does for one change."""
+
+    change: UserChange
+    plan: readback.Plan
+    order: tuple[tuple[str, str], ...]
+    """(step, resource name) in the order the engine runs them."""
+    restarted: tuple[str, ...]
+    """Swarm services whose tasks are replaced (their spec changes, or they are recreated)."""
+
+    def names(self, step: str) -> set[str]:
+        return {name for kind, name in self.order if kind == step}
+
+
+SHOP_API = "ghcr.io/example/shop-api:1.4.3"
+CHANGES: tuple[UserChange, ...] = (
+    UserChange(
+        "an app's image tag",
+        "prod",
+        {"keel:services": {"api": {"image": SHOP_API}}},
+        meaning="the migration runs with the new image, then the app rolls start-first; no request is dropped",
+    ),
+    UserChange(
+        "an app's env value",
+        "prod",
+        {"keel:services": {"api": {"env": {"NODE_ENV": "staging"}}}},
+        meaning="as an image tag: the migration, then a start-first roll",
+    ),
+    UserChange(
+        "an app's secret value",
+        "prod",
+        secrets={"keel:jwt_secret": "the-old-jwt-secret-0123456789abcdefghij"},
+        new_secrets={"keel:jwt_secret": "the-new-jwt-secret-0123456789abcdefghij"},
+        meaning="a new swarm secret is created, the app rolls to it, then the old secret is deleted",
+    ),
+    UserChange(
+        "an app's replicas",
+        "prod",
+        {"keel:services": {"web": {"replicas": 3}}},
+        meaning="tasks are added or removed; none restarts",
+    ),
+    UserChange(
+        "a route",
+        "prod",
+        {"keel:proxy": {"routes": [{"path": "/", "service": "web", "cache": "pages"}]}},
+        meaning="nginx tests and reloads the new configuration; nothing restarts",
+    ),
+    UserChange(
+        "an nginx setting",
+        "prod",
+        {"keel:proxy": {"rate_limits": {"api_rps": 30}}},
+        meaning="as a route",
+    ),
+    UserChange(
+        "a store's memory",
+        "prod",
+        {"keel:services": {"db": {"resources": {"memory_mb": 2560, "memory_reservation_mb": 1280}}}},
+        meaning="its tuning is rendered again and the database restarts (stop-first: seconds without it)",
+    ),
+    UserChange(
+        "the server type",
+        "prod",
+        {"keel:host": {"server_type": "cx43"}},
+        meaning=(
+            "the provider powers the server off (not a clean shutdown), resizes it and powers it on: "
+            "minutes of downtime; shut it down cleanly first (docs/runbooks.md)"
+        ),
+    ),
+    UserChange(
+        "a registry token",
+        "isntgram",
+        secrets={"keel:ghcr_token": "ghp_theOldToken0123456789abcdefghijklmnop"},
+        new_secrets={"keel:ghcr_token": "ghp_theNewToken0123456789abcdefghijklmnop"},
+        meaning="only the Docker provider's login changes; services pull with it on their next update",
+    ),
+    UserChange(
+        "a new hostname",
+        "prod",
+        {"keel:dns": {"hostnames": ["example.com", "www.example.com", "shop.example.com"]}},
+        meaning=(
+            "a DNS record is created and the origin certificate issued again (its hostnames force replacement); "
+            "the proxy restarts (stop-first) and so does Prometheus, for its new probe"
+        ),
+    ),
+)
+
+
+def _config_file(change: UserChange) -> Path:
+    if change.stack in ("dev", "staging", "prod"):
+        return mockrun.stack_file(change.stack)
+    return mockrun.ROOT / "examples" / change.stack / f"Pulumi.{change.stack}.yaml"
+
+
+def _values(change: UserChange, after: bool) -> dict[str, Any]:
+    values, _ = mockrun.read_config_file(_config_file(change))
+    decoded = {key: json.loads(text) if text[:1] in "{[" else text for key, text in values.items()}
+    overrides: dict[str, Any] = {}
+    if after:
+        for key, fragment in change.fragment.items():
+            overrides[key] = merge(decoded[key], fragment) if key in decoded else fragment
+    overrides.update(change.new_secrets if after else change.secrets)
+    return overrides
+
+
+def _run(change: UserChange, after: bool, prior: Mapping[str, readback.StateEntry] | None) -> mockrun.Run:
+    secrets = change.new_secrets if after else change.secrets
+    run = mockrun.run(
+        change.stack,
+        config_file=_config_file(change),
+        overrides=_values(change, after),
+        secret_keys=list(secrets),
+        prior=prior,
+    )
+    if run.error is not None:
+        raise RuntimeError(f"{change.title}: {run.error}")
+    return run
+
+
+def impact(change: UserChange) -> Impact:
+    before = _run(change, False, None)
+    state = readback.state_after_up(before.resources)
+    after = _run(change, True, state)
+    plan = readback.plan(state, after.resources)
+    order = _order(plan, after, state)
+    restarted = tuple(
+        name
+        for kind, name in order
+        if kind in ("update", "replace") and _type_of(name, after, state) == SERVICE and _restarts(plan, name, after)
+    )
+    return Impact(change, plan, tuple(order), restarted)
+
+
+def _type_of(name: str, run: mockrun.Run, state: Mapping[str, readback.StateEntry]) -> str:
+    for resource in run.resources:
+        if resource.name == name:
+            return resource.type
+    return next((entry.type for entry in state.values() if entry.name == name), "")
+
+
+def _restarts(plan: readback.Plan, name: str, run: mockrun.Run) -> bool:
+    """A service restarts when its task spec changes (swarm replaces every task) or it is replaced;
+    its replicas alone only add or remove tasks."""
+    urn = next(r.urn for r in run.resources if r.name == name)
+    changes = plan.replaces.get(urn) or plan.updates.get(urn) or []
+    return urn in plan.replaces or any(change.path.startswith("taskSpec.") for change in changes)
+
+
+def _order(plan: readback.Plan, run: mockrun.Run, state: Mapping[str, readback.StateEntry]) -> list[tuple[str, str]]:
+    """The engine's order: creations and updates as dependencies allow (a replacement's new object
+    is created first, unless its provider deletes first), then the deletions of replaced objects."""
+    by_urn = {r.urn: r for r in run.resources}
+    kinds = {urn: kind for kind, urn, _ in plan.steps()}
+    done: set[str] = set()
+    order: list[tuple[str, str]] = []
+
+    def visit(urn: str) -> None:
+        if urn in done or urn not in by_urn:
+            return
+        done.add(urn)
+        for dependency in by_urn[urn].depends_on:
+            visit(dependency)
+        if by_urn[urn].parent:
+            visit(by_urn[urn].parent)
+        if urn in kinds and kinds[urn] != "delete":
+            order.append((kinds[urn], by_urn[urn].name))
+
+    for resource in run.resources:
+        visit(resource.urn)
+    order += [("delete", state[urn].name) for urn in plan.deletes]
+    order += [("delete replaced", by_urn[urn].name) for urn in plan.replaces]
+    return order
+
+
+def markdown(impacts: list[Impact]) -> str:
+    lines = [
+        "| change | updated in place | replaced (new one first, then the old deleted) | services restarted "
+        "| what it means |",
+        "|---|---|---|---|---|",
+    ]
+    for item in impacts:
+        updated = ", ".join(sorted(item.names("update"))) or "nothing"
+        replaced = ", ".join(sorted(item.names("replace"))) or "nothing"
+        restarted = ", ".join(item.restarted) or "none"
+        title = f"{item.change.title} ({item.change.stack})"
+        lines.append(f"| {title} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    print(markdown([impact(change) for change in CHANGES]))
+
+
+if __name__ == "__main__":
+    main()
