@@ -62,8 +62,14 @@ def load(text: str | bytes, *, allow_aliases: bool = False) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as error:
             raise YamlFileError(f"is not UTF-8 text (byte {error.start + 1})") from None
-    elif len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise YamlFileError(f"is longer than {MAX_BYTES} bytes")
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as error:
+            # Only text handed over as str can hold one (bytes are decoded strictly above).
+            raise YamlFileError(f"is not valid Unicode (a lone surrogate, character {error.start + 1})") from None
+        if size > MAX_BYTES:
+            raise YamlFileError(f"is longer than {MAX_BYTES} bytes")
     _check_bracket_depth(text)
     _check_events(text, allow_aliases=allow_aliases)
     # Collection passes over many young containers make construction quadratic; the node count

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from render.cloud_init import CloudInitSpec, cloud_config, render_cloud_init
 from tests.helpers import stack_values
 from tests.realtools.nginx_harness import make_pki, wheel_nginx
 from tests.test_hostile_config import FIELDS, HOSTILE
+from tests.tool_requirements import require_tool
 from tools import mockrun
 from tools.readback.cloudflare import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
 
@@ -190,8 +189,7 @@ class Tools:
         self.pki = pki
         self.checked: set[str] = set()
         self.nginx = str(wheel_nginx())
-        beside = Path(sys.executable).parent / "shellcheck"
-        self.shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck") or "shellcheck"
+        self.shellcheck = require_tool("shellcheck")
         self.runs = {"sh": 0, "shellcheck": 0, "nginx": 0}
 
     def _new(self, text: str) -> bool:

@@ -7,6 +7,7 @@ in a namespace nothing reads. None of these messages quotes a file's content.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -241,7 +242,6 @@ def test_a_topology_file_reaches_the_program_through_the_mock_runtime_too():
 
 # ----------------------------------------------------------------------------- the YAML reader
 
-ANCHORS = "anchors and aliases are not supported here"
 UNREADABLE = "holds a value that cannot be read (a number of over 4300 digits or an impossible date)"
 TWICE = "twice in one mapping; expected each key once"
 BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
@@ -253,8 +253,11 @@ BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
     ("text", "aliases", "expected"),
     [
         ("a: 1\nb: 2\na: 3\n", False, 'line 3, column 1: defines the key "a" ' + TWICE),
-        ("a: &x 1\nb: 2\n", False, "line 1, column 4: defines an anchor (&name); " + ANCHORS),
-        ("a: 1\nb: *x\n", False, "line 2, column 4: uses an alias (*name); " + ANCHORS),
+        (
+            "a: &x 1\nb: 2\n", False,
+            "line 1, column 4: defines an anchor (&name); anchors and aliases are not supported here",
+        ),
+        ("a: 1\nb: *x\n", False, "line 2, column 4: uses an alias (*name); anchors and aliases are not supported here"),
         ("a: !!python/object:os.system x\n", False, "line 1, column 4: uses an explicit tag (!...); plain values only"),
         ("a: !!binary aGVsbG8=\n", False, "line 1, column 4: uses an explicit tag (!...); plain values only"),
         ("a:\n  <<: {b: 1}\n", False, "line 2, column 3: uses a merge key (<<); write the keys out"),
@@ -292,6 +295,9 @@ def test_yaml_reader_refuses_bytes_that_are_not_utf8_or_too_many():
     with pytest.raises(yamlfile.YamlFileError) as caught:
         yamlfile.load("a" * (yamlfile.MAX_BYTES + 1))
     assert str(caught.value) == f"is longer than {yamlfile.MAX_BYTES} bytes"
+    with pytest.raises(yamlfile.YamlFileError) as caught:
+        yamlfile.load("a: b\ud800\n")
+    assert str(caught.value) == "is not valid Unicode (a lone surrogate, character 5)"
 
 
 def test_yaml_reader_reads_plain_documents_and_bounded_aliases_as_data():
@@ -323,3 +329,64 @@ def test_mock_runtime_refuses_stack_files_pulumi_would_refuse(tmp_path: Path, te
     run = mockrun.run("x", config_file=path)
     assert str(run.error) == expected
     assert run.resources == []
+
+
+# ----------------------------------------------------------------------------- every message is tested
+
+MESSAGE_SOURCES = ("config/loader.py", "config/yamlfile.py")
+_MESSAGE_CALLS = {"append", "at", "ConfigError", "YamlFileError"}
+# PyYAML's errors carry a mark (MarkedYAMLError) or are ReaderErrors, both handled with a
+# message of their own; this one catches any other YAMLError a future PyYAML may add.
+UNREACHED = {"is not valid YAML"}
+
+
+def _literal_parts(node: ast.AST) -> list[str]:
+    """The fixed text of a string expression: a constant, an f-string's literal parts, either
+    branch of a conditional."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [part.value for part in node.values if isinstance(part, ast.Constant)]
+    if isinstance(node, ast.IfExp):
+        return _literal_parts(node.body) + _literal_parts(node.orelse)
+    return []
+
+
+def _messages(source: Path) -> list[tuple[int, list[str]]]:
+    """(line, fixed parts) of every message given to problems.append, ConfigError(.at) or YamlFileError."""
+    found = []
+    for node in ast.walk(ast.parse(source.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name not in _MESSAGE_CALLS:
+            continue
+        for arg in node.args[1:] if name == "at" else node.args[:1]:
+            # Parts of a few characters ("found ", "; ") say nothing about which message it is.
+            parts = [part for part in _literal_parts(arg) if len(part.strip(" ;:,()")) >= 6]
+            if parts:
+                found.append((node.lineno, parts))
+    return found
+
+
+def test_every_message_of_the_loader_and_the_yaml_reader_is_asserted_by_a_test():
+    root = Path(__file__).resolve().parent.parent
+    texts = []
+    for path in sorted((root / "tests").glob("**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Constant, ast.JoinedStr)):
+                texts += _literal_parts(node)
+    tested = "\x00".join(texts)
+    untested = []
+    counted = 0
+    for name in MESSAGE_SOURCES:
+        messages = _messages(root / name)
+        assert len(messages) >= 10, f"{name}: the message search found {len(messages)}"
+        for line, parts in messages:
+            counted += 1
+            if set(parts) <= UNREACHED:
+                continue
+            untested += [f"{name}:{line}: {part!r}" for part in parts if part not in tested]
+    assert not untested, "messages no test asserts:\n" + "\n".join(untested)
+    assert counted >= 40

@@ -27,6 +27,7 @@ from render import observability as obs
 from render.cloud_init import CloudInitSpec, render_cloud_init
 from tests.helpers import run_with
 from tests.test_hostile_config import HOSTILE
+from tests.tool_requirements import require_tool
 
 # Printable hostile text (NUL cannot reach a shell argument or a YAML document at all).
 PRINTABLE = {name: value for name, value in HOSTILE.items() if name != "NUL"}
@@ -76,7 +77,8 @@ def shellcheck(script: str, tmp_path: Path) -> None:
     (SC2016, SC2089, SC2090: "will be treated literally"), which is what hostile data must be."""
     path = tmp_path / "script.sh"
     path.write_text(script)
-    for command in (["sh", "-n", str(path)], ["shellcheck", "-s", "sh", "-e", "SC2016,SC2089,SC2090", str(path)]):
+    shellcheck = [require_tool("shellcheck"), "-s", "sh", "-e", "SC2016,SC2089,SC2090", str(path)]
+    for command in (["sh", "-n", str(path)], shellcheck):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
 
