@@ -346,7 +346,7 @@ def _literal_parts(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
     if isinstance(node, ast.JoinedStr):
-        return [part.value for part in node.values if isinstance(part, ast.Constant)]
+        return [part.value for part in node.values if isinstance(part, ast.Constant) and isinstance(part.value, str)]
     if isinstance(node, ast.IfExp):
         return _literal_parts(node.body) + _literal_parts(node.orelse)
     return []
