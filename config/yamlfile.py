@@ -24,6 +24,7 @@ The C parser (libyaml) is used where PyYAML has it: it is ten times faster than 
 from __future__ import annotations
 
 import gc
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,18 +100,23 @@ def _check_bracket_depth(text: str) -> None:
     over-estimate of the real nesting: it refuses only text that no stack needs.
     """
     depth = 0
-    line = 1
-    line_start = 0
-    for offset, char in enumerate(text):
-        if char in "[{":
+    # Only the brackets are visited (a character loop over 1 MB costs a third of a second).
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                raise YamlFileError(f"opens more than {MAX_DEPTH} nested [ or {{", line, offset - line_start + 1)
-        elif char in "]}":
+                offset = match.start()
+                line_start = text.rfind("\n", 0, offset) + 1
+                raise YamlFileError(
+                    f"opens more than {MAX_DEPTH} nested [ or {{",
+                    text.count("\n", 0, offset) + 1,
+                    offset - line_start + 1,
+                )
+        else:
             depth = max(0, depth - 1)
-        elif char == "\n":
-            line += 1
-            line_start = offset + 1
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 @dataclass
