@@ -202,7 +202,12 @@ def _check_service_kinds(services: Any) -> None:
     if not isinstance(services, dict):
         return
     for name, body in services.items():
-        if isinstance(body, dict) and "kind" in body and body["kind"] not in SERVICE_KINDS:
+        # A list or a mapping is no kind either (and cannot be looked up in a set).
+        if (
+            isinstance(body, dict)
+            and "kind" in body
+            and not (isinstance(body["kind"], str) and body["kind"] in SERVICE_KINDS)
+        ):
             kinds = ", ".join(sorted(SERVICE_KINDS))
             raise ConfigError.at(f"services/{name}/kind", f"found {show(body['kind'])}; expected one of {kinds}")
 

@@ -132,6 +132,12 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume',
     ),
     (
+        "service kind written as a list",
+        "dev",
+        {"keel:services": {"db": {"kind": ["postgres"]}}},
+        "services/db/kind: found a list; expected one of app, external, postgres, redis, volume",
+    ),
+    (
         "latest image outside dev",
         "prod",
         {"keel:services": {"api": {"image": "ghcr.io/example/shop-api:latest"}}},
