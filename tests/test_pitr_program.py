@@ -174,7 +174,8 @@ def test_raising_the_generation_swaps_the_store_and_unprotects_the_volume_it_lea
         ),
         (
             {"keel:backup": {"pitr": {"drill_schedule": "daily"}}},
-            "backup/pitr/drill_schedule: found \"daily\"; expected a 5-field cron expression such as '0 * * * *'",
+            'backup/pitr/drill_schedule: found "daily"; expected 5 cron fields (minute hour day-of-month month '
+            "day-of-week) such as '0 3 * * *', separated by single spaces",
         ),
     ],
     ids=["restore without archive", "restore time not UTC ISO", "rpo below archive_timeout", "bad drill schedule"],
