@@ -133,6 +133,8 @@ def main() -> None:
                 started = time.monotonic()
                 segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
                 while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+                    if time.monotonic() - started > 3600:
+                        raise RuntimeError(f"not archived in an hour: {server.psql('SELECT * FROM pg_stat_archiver')}")
                     time.sleep(0.5)
                 print(f"archiving the load's WAL (up to {segment}): {time.monotonic() - started:.1f} s")
                 started = time.monotonic()
