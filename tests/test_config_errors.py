@@ -196,7 +196,22 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "bad cron schedule",
         "prod",
         {"keel:backup": {"schedule": "every hour"}},
-        "backup/schedule: found \"every hour\"; expected a 5-field cron expression such as '0 * * * *'",
+        "backup/schedule: found \"every hour\"; expected a 5-field cron expression such as '0 * * * *' "
+        "(2 fields; the scheduler reads minute, hour, day of month, month, day of week)",
+    ),
+    (
+        "cron schedule swarm-cronjob cannot parse",
+        "prod",
+        {"keel:backup": {"check_schedule": "0 3 * * 7"}},
+        "backup/check_schedule: found \"0 3 * * 7\"; expected a 5-field cron expression such as '0 * * * *' "
+        '(day of week "7": 7 is above 6)',
+    ),
+    (
+        "cron schedule that never runs",
+        "prod",
+        {"keel:backup": {"schedule": "0 0 30 2 *"}},
+        "backup/schedule: found \"0 0 30 2 *\"; expected a 5-field cron expression such as '0 * * * *' "
+        "(no day matches: the days of month named never fall in the months named)",
     ),
     (
         "unknown environment",
