@@ -16,6 +16,7 @@ program receives none of those from these packages.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import re
@@ -89,3 +90,16 @@ def _run_init(module: types.ModuleType) -> None:
     spec = module.__spec__
     assert spec is not None and spec.loader is not None
     spec.loader.exec_module(module)
+
+
+
+def freeze_imports() -> None:
+    """Keep what is imported so far out of the garbage collector's passes, once per process.
+
+    The SDKs' modules, classes and type tables are most of the process's objects and live until it
+    exits; every full collection the program's allocations trigger would walk them all again.
+    Once: a test process runs the program many times, and what it creates later is collected as
+    usual (``gc.freeze`` exempts only what exists when it is called).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()

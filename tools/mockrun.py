@@ -255,7 +255,7 @@ def read_config_file(path: Path) -> tuple[dict[str, str], list[str]]:
 
     Values written `{secure: ...}` become placeholders marked secret.
     """
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yaml.load(path.read_text(), Loader=yaml.CSafeLoader) or {}
     values: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (data.get("config") or {}).items():
@@ -318,6 +318,21 @@ def run(
     `prior` (tools.readback.state_after_up of an earlier run), the providers answer as the next
     preview against that state would see them.
     """
+    values, secrets = stack_values(
+        stack, config_file=config_file, overrides=overrides, fill_secrets=fill_secrets, secret_keys=secret_keys
+    )
+    return run_values(stack, values, secrets, preview=preview, prior=prior)
+
+
+def stack_values(
+    stack: str,
+    *,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    fill_secrets: bool = True,
+    secret_keys: list[str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """The config values and secret keys ``run`` hands the program (its arguments, same meaning)."""
     values, secrets = read_config_file(config_file or stack_file(stack))
     for key, value in (overrides or {}).items():
         if value is None:
@@ -329,7 +344,18 @@ def run(
         extra, extra_secret_keys = placeholder_secrets(values)
         values.update(extra)
         secrets += extra_secret_keys
+    return values, secrets
 
+
+def run_values(
+    stack: str,
+    values: dict[str, str],
+    secrets: list[str],
+    *,
+    preview: bool = False,
+    prior: Mapping[str, readback.StateEntry] | None = None,
+) -> Run:
+    """Run __main__.py with these config values (``stack_values``), as ``run`` does."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     outputs: dict[str, Any] = {}
