@@ -92,7 +92,6 @@ def _run_init(module: types.ModuleType) -> None:
     spec.loader.exec_module(module)
 
 
-
 def freeze_imports() -> None:
     """Keep what is imported so far out of the garbage collector's passes, once per process.
 

@@ -1,6 +1,7 @@
-"""Backup schedules: what the scheduler accepts, and their longest gap computed instead of sampled.
+"""Backup schedules: their longest gap computed instead of sampled (config/cron.py).
 
 The oracle is croniter (what render/backup.py sampled before): its runs from a fixed instant.
+Schedules are the ones config/grammar.py accepts (its own tests cover what it refuses).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from croniter import croniter
 
-from config import cron
+from config import cron, grammar
 
 REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -46,7 +47,6 @@ TYPICAL = [
     "0 0 29 2 *",
     "0 3 1,15 * 1",
     "0 3 */2 * 1",
-    "0 3 ? * 1",
     "10 1 1-7 * 0",
 ]
 
@@ -56,11 +56,14 @@ def test_the_longest_gap_is_the_one_sampling_the_runs_finds(schedule: str) -> No
     assert cron.longest_gap_seconds(schedule) == sampled_longest_gap(schedule)
 
 
-def random_field(rng: random.Random, bounds: cron._Bounds) -> str:
-    """A field in the grammar both the scheduler and croniter read alike. Not: "*/1", a range of one
-    value ("3-3"), or a list of every value without a star, which croniter 7.0.0 reads otherwise
-    (see the tests below)."""
-    low, high, names = bounds.low, bounds.high, list(bounds.names or {})
+Field = tuple[str, int, int, "dict[str, int] | None"]
+
+
+def random_field(rng: random.Random, field: Field) -> str:
+    """A field the grammar accepts that croniter reads alike. Not a list of every value without a
+    star, which croniter 7.0.0 reads otherwise (see the tests below)."""
+    _, low, high, names = field
+    spelled = list(names or {})
     if rng.random() < 0.3:
         return "*"
     while True:
@@ -69,22 +72,26 @@ def random_field(rng: random.Random, bounds: cron._Bounds) -> str:
             start = rng.randint(low, high)
             shape = rng.random()
             if shape < 0.4:
-                parts.append(names[start - low] if names and rng.random() < 0.3 else str(start))
+                parts.append(spelled[start - low] if spelled and rng.random() < 0.3 else str(start))
             elif shape < 0.7:
                 first = min(start, high - 1)
                 parts.append(f"{first}-{rng.randint(first + 1, high)}")
             elif shape < 0.85:
-                parts.append(f"{start}/{rng.randint(2, 9)}")
+                first = min(start, high - 1)
+                parts.append(f"{first}-{rng.randint(first + 1, high)}/{rng.randint(2, 9)}")
             else:
-                parts.append(f"*/{rng.randint(2, 9)}")
-        field = ",".join(parts)
-        if len(cron._field(field, bounds)[0]) < high - low + 1:
-            return field
+                parts.append(f"*/{rng.randint(2, min(9, high))}")
+                break  # a star step stands alone
+        text = parts[-1] if parts[-1].startswith("*") else ",".join(parts)
+        parsed = grammar._cron_field(text, low, high, names)
+        assert not isinstance(parsed, str), (text, parsed)
+        if len(parsed[0]) < high - low + 1:
+            return text
 
 
 def random_days(seed: int) -> str:
     rng = random.Random(seed)
-    return " ".join(random_field(rng, bounds) for bounds in cron.FIELDS[2:])
+    return " ".join(random_field(rng, field) for field in grammar._FIELDS[2:])
 
 
 def croniter_days(day_fields: str, start: date, end: date) -> list[date]:
@@ -100,14 +107,10 @@ def croniter_days(day_fields: str, start: date, end: date) -> list[date]:
 def test_the_days_that_match_are_the_ones_croniter_finds(seed: int) -> None:
     """Random day fields, every day of 2027-2028 (a leap year) against croniter's runs."""
     day_fields = random_days(seed)
-    schedule = cron.parse(f"0 0 {day_fields}")
+    schedule = grammar.parse_cron(f"0 0 {day_fields}")
+    assert not isinstance(schedule, str), schedule
     start, end = date(2027, 1, 1), date(2029, 1, 1)
-    mine = [
-        start + timedelta(days=offset)
-        for offset in range((end - start).days)
-        if (day := start + timedelta(days=offset)).month in schedule.months
-        and schedule.day_matches(day.day, day.isoweekday() % 7)
-    ]
+    mine = [day for offset in range((end - start).days) if schedule.runs_on(day := start + timedelta(days=offset))]
     assert mine == croniter_days(day_fields, start, end), day_fields
 
 
@@ -121,33 +124,6 @@ def test_a_schedule_dense_on_some_days_allows_for_the_days_between() -> None:
 def test_february_29th_skips_the_century_years_that_are_not_leap_years() -> None:
     # 2096-02-29, then 2104-02-29: 2100 is not a leap year.
     assert cron.longest_gap_seconds("0 0 29 2 *") == (date(2104, 2, 29) - date(2096, 2, 29)).days * 86400
-
-
-def test_a_star_step_of_one_is_a_star_as_the_scheduler_reads_it() -> None:
-    # robfig/cron v3.0.1 parser.go getRange keeps the star bit for "*/1", and spec.go dayMatches
-    # then requires both day fields: Mondays only. croniter reads "*/1" as every day, OR Mondays.
-    assert cron.longest_gap_seconds("0 3 */1 * 1") == 7 * 86400
-    assert cron.longest_gap_seconds("0 3 */2 * 1") == 2 * 86400  # a step above 1 drops the star: either field
-
-
-@pytest.mark.parametrize(
-    ("schedule", "reason"),
-    [
-        ("every hour", "2 fields; the scheduler reads minute, hour, day of month, month, day of week"),
-        ("0 3 * * 7", 'day of week "7": 7 is above 6'),
-        ("0 3 * * 5-1", 'day of week "5-1": the range starts after it ends'),
-        ("0 0 L * *", 'day of month "L": "L" is not a number'),
-        ("0 0 * * 5#2", 'day of week "5#2": "5#2" is not a number or a name'),
-        ("0 0 0 * *", 'day of month "0": 0 is below 1'),
-        ("0 */0 * * *", 'hour "*/0": a step must be a positive number'),
-        ("0 3 * foo *", 'month "foo": "foo" is not a number or a name'),
-        ("0 0 30 2 *", "no day matches: the days of month named never fall in the months named"),
-    ],
-)
-def test_refuses_what_the_scheduler_cannot_parse_or_never_runs(schedule: str, reason: str) -> None:
-    with pytest.raises(cron.CronError) as caught:
-        cron.longest_gap_seconds(schedule)
-    assert str(caught.value) == reason
 
 
 def test_a_range_of_one_value_is_that_value() -> None:
@@ -164,5 +140,8 @@ def test_a_day_of_week_range_of_every_day_without_a_star_matches_every_day() -> 
     assert sampled_longest_gap("0 3 */2 * 0-6") == 2 * 86400
 
 
-def test_names_and_question_marks_read_as_the_scheduler_reads_them() -> None:
-    assert cron.parse("0 3 ? JAN,Jul sun-tue") == cron.parse("0 3 * 1,7 0-2")
+def test_a_schedule_the_loader_refuses_is_refused_with_its_reason() -> None:
+    with pytest.raises(ValueError, match="the day of week field"):
+        cron.longest_gap_seconds("0 3 * * 7")
+    with pytest.raises(ValueError, match="no day matches"):
+        cron.longest_gap_seconds("0 0 30 2 *")
