@@ -27,6 +27,7 @@ Run: `python -m bench eval` (about two minutes here).
 from __future__ import annotations
 
 import importlib
+import json
 import pickle
 import re
 import resource
@@ -78,12 +79,14 @@ def topology(apps: int) -> dict[str, Any]:
 
 def stack_values(apps: int, work: Path) -> tuple[dict[str, str], list[str]]:
     path = work / f"topology-{apps}.yaml"
-    path.write_text(yaml.safe_dump(topology(apps), sort_keys=False))
+    # Through JSON: no shared objects, so no YAML anchors (the loader refuses them).
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(topology(apps))), sort_keys=False))
     prod = mockrun.read_config_file(mockrun.stack_file("prod"))[0]
     db = {"db": yaml.load(prod["keel:services"], Loader=yaml.CSafeLoader)["db"]}
     # A server with room for 100 apps' memory limits, at every size, so that only the count varies.
     host = {**yaml.load(prod["keel:host"], Loader=yaml.CSafeLoader), "server_type": "cx53"}
-    return mockrun.stack_values("prod", overrides={"keel:base": str(path), "keel:services": db, "keel:host": host})
+    base = str(path.relative_to(ROOT))  # the loader reads topologies inside the project only
+    return mockrun.stack_values("prod", overrides={"keel:base": base, "keel:services": db, "keel:host": host})
 
 
 def literal(value: Any) -> Any:
@@ -269,7 +272,8 @@ def main() -> None:
     head = f"{'apps':>4} {'resources':>9}  {'program cpu':>20}  {'typed replay cpu':>20}"
     print(f"{head}  {'cpu':>5} {'wall':>5}  {'vs bare cpu':>11}")
     worst = 0.0
-    with tempfile.TemporaryDirectory(prefix="keel-eval-bench-") as tmp:
+    (ROOT / "build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="eval-bench-", dir=ROOT / "build") as tmp:
         for apps in SIZES:
             count, programs, typed, bare = in_process(apps, Path(tmp))
             cpu, wall, vs_bare = ratio(programs, typed, 1), ratio(programs, typed, 0), ratio(programs, bare, 1)
