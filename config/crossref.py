@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from croniter import croniter
 
 from config import capacity
+from config.base import image_is_pinned
 from config.errors import ConfigError, key_path, show
-from config.models import (
-    AppSpec,
-    ExternalSpec,
-    HcloudHostSpec,
-    LocalHostSpec,
-    PostgresSpec,
-    RedisSpec,
-    RegistryAuth,
-    StackConfig,
-    VolumeSpec,
-    image_is_pinned,
-)
+from config.models import AppSpec, HcloudHostSpec, LocalHostSpec, RegistryAuth, StackConfig
+from stores import registry
+from stores.base import Password, SecretUrl
 
 
 def check(cfg: StackConfig) -> None:
@@ -29,7 +19,7 @@ def check(cfg: StackConfig) -> None:
     problems += _volumes(cfg)
     problems += _store_refs(cfg)
     problems += _images(cfg)
-    problems += _redis_versions(cfg)
+    problems += _store_problems(cfg)
     problems += _tls_and_dns(cfg)
     problems += _schedules(cfg)
     problems += _metrics_paths(cfg)
@@ -67,7 +57,7 @@ def _routes(cfg: StackConfig) -> list[str]:
 
 def _volumes(cfg: StackConfig) -> list[str]:
     out = []
-    volume_stores = {n for n, s in cfg.services.items() if isinstance(s, VolumeSpec)}
+    volume_stores = {n for n, s in cfg.stores().items() if registry.kind_of(s).mountable()}
     for name, app in cfg.apps().items():
         for mount, volume in app.volumes.items():
             if volume not in volume_stores:
@@ -81,13 +71,13 @@ def _volumes(cfg: StackConfig) -> list[str]:
 
 def _store_refs(cfg: StackConfig) -> list[str]:
     out = []
-    with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresSpec, RedisSpec, ExternalSpec))}
+    with_secret = {n for n, s in cfg.stores().items() if registry.kind_of(s).credentials(s) is not None}
     for name, app in cfg.apps().items():
         for env, ref in app.secrets.items():
             if ref.store is not None and ref.store not in with_secret:
                 known = (
                     ", ".join(f"{ref.source}:{n}" for n in sorted(with_secret))
-                    or "none (no postgres, redis or external store)"
+                    or "none (no store with a password or a URL)"
                 )
                 out.append(
                     f"services/{name}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
@@ -104,8 +94,11 @@ def _images(cfg: StackConfig) -> list[str]:
     if cfg.proxy.tls.mode == "acme":
         images.append(("proxy/tls/acme_image", cfg.proxy.tls.acme_image))
     for name, service in cfg.services.items():
-        if isinstance(service, (AppSpec, PostgresSpec, RedisSpec)):
+        if isinstance(service, AppSpec):
             images.append((f"services/{name}/image", service.image))
+        else:
+            for key, image in registry.kind_of(service).images(service).items():
+                images.append((f"services/{name}/{key}", image))
     if cfg.observability.enabled:
         for key in type(cfg.observability).model_fields:
             if key.endswith("_image"):
@@ -122,25 +115,13 @@ def _images(cfg: StackConfig) -> list[str]:
     return out
 
 
-# The rendered redis.conf uses Redis 7 directives (appenddirname: the multi-part AOF of 7.0), which
-# Redis 6 refuses at start-up; say so at load time instead of in a crash-looping task.
-MIN_REDIS_MAJOR = 7
-
-
-def _redis_versions(cfg: StackConfig) -> list[str]:
-    out = []
-    for name, service in cfg.services.items():
-        if not isinstance(service, RedisSpec):
-            continue
-        tag = service.image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-        major = re.match(r"^([0-9]+)", tag)
-        if major is not None and int(major.group(1)) < MIN_REDIS_MAJOR:
-            out.append(
-                f"services/{name}/image: {show(service.image)} is Redis {major.group(1)}, whose server refuses the "
-                f"redis.conf keel renders (multi-part AOF); expected Redis {MIN_REDIS_MAJOR} or later, "
-                "which reads the older RDB and AOF files as they are"
-            )
-    return out
+def _store_problems(cfg: StackConfig) -> list[str]:
+    """What each store's kind finds wrong with it (a server version, a memory limit)."""
+    return [
+        f"services/{name}/{problem.key}: {problem.message}"
+        for name, store in cfg.stores().items()
+        for problem in registry.kind_of(store).problems(store)
+    ]
 
 
 def _tls_and_dns(cfg: StackConfig) -> list[str]:
@@ -244,10 +225,10 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
                     refs.setdefault(ref.name, f"services/{name}/secrets/{env}")
             if service.registry is not None:
                 refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")
-        elif isinstance(service, (PostgresSpec, RedisSpec)) and service.password_secret:
-            refs.setdefault(service.password_secret, f"services/{name}/password_secret")
-        elif isinstance(service, ExternalSpec):
-            refs.setdefault(service.url_secret, f"services/{name}/url_secret")
+        else:
+            credentials = registry.kind_of(service).credentials(service)
+            if isinstance(credentials, (Password, SecretUrl)) and credentials.secret:
+                refs.setdefault(credentials.secret, f"services/{name}/{credentials.key}")
     if cfg.proxy.tls.mode == "acme":
         refs.setdefault(cfg.proxy.tls.acme_dns_token_secret, "proxy/tls/acme_dns_token_secret")
     obs = cfg.observability

@@ -10,32 +10,38 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PlainSerializer,
     Tag,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from config import catalogue
+from config.base import (
+    NAME_PATTERN,
+    SECRET_NAME_PATTERN,
+    Logging,
+    Model,
+    Name,
+    Resources,
+    SecretName,
+    StoreSpec,
+    check_image,
+    image_is_pinned,
+)
 from config.errors import KeyPathError, show
 from config.names import Names
+from stores import registry
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-# A secret is named in the topology and its value lives in the stack config under that key,
-# set with `pulumi config set --secret <name> <value>`.
-SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
-# A PostgreSQL database or role name: lower case, and `_` as well as `-` (thrifting_buddy, spoon_admin).
-PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+__all__ = ["NAME_PATTERN", "SECRET_NAME_PATTERN", "Logging", "Resources", "StoreSpec", "image_is_pinned"]
+
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 STORE_REF = "store:"
 STORE_URL_REF = "store-url:"
@@ -94,28 +100,10 @@ _SSH_KEY = re.compile(
 _SIZE = re.compile(r"^[0-9]+[kmg]?$")
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def check_hostname(value: str) -> str:
     if not _HOSTNAME.match(value):
         raise ValueError(f"found {show(value)}; expected a lower-case DNS name such as app.example.com")
     return value
-
-
-def check_image(value: str) -> str:
-    """An image reference: repository, then a tag or a digest. Pinning is enforced in crossref."""
-    if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$", value):
-        raise ValueError(f"found {show(value)}; expected an image reference such as nginx:1.28.0-alpine")
-    return value
-
-
-def image_is_pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last and not last.endswith(":latest")
 
 
 # ----------------------------------------------------------------------------- host
@@ -268,32 +256,6 @@ class DnsConfig(Model):
 # ----------------------------------------------------------------------------- shared service parts
 
 
-class Resources(Model):
-    """Memory and CPU for one task (one replica)."""
-
-    memory_mb: int = Field(ge=16)
-    """Hard memory limit; the capacity check sums these."""
-    memory_reservation_mb: int | None = Field(default=None, ge=8)
-    """Reserved memory; default half the limit."""
-    cpus: float | None = Field(default=None, gt=0, le=64)
-    cpu_reservation: float | None = Field(default=None, gt=0, le=64)
-
-    @model_validator(mode="after")
-    def _reservation_below_limit(self) -> Resources:
-        if self.memory_reservation_mb is not None and self.memory_reservation_mb > self.memory_mb:
-            raise KeyPathError(
-                "memory_reservation_mb",
-                f"found {self.memory_reservation_mb}; expected at most the limit memory_mb ({self.memory_mb})",
-            )
-        if self.cpus is not None and self.cpu_reservation is not None and self.cpu_reservation > self.cpus:
-            raise KeyPathError("cpu_reservation", f"found {self.cpu_reservation}; expected at most cpus ({self.cpus})")
-        return self
-
-    @property
-    def reservation_mb(self) -> int:
-        return self.memory_reservation_mb if self.memory_reservation_mb is not None else self.memory_mb // 2
-
-
 class HealthCheck(Model):
     """How swarm decides a task is healthy: an HTTP path on the service's port, or a command."""
 
@@ -311,13 +273,6 @@ class HealthCheck(Model):
         if self.http_path is not None and not self.http_path.startswith("/"):
             raise KeyPathError("http_path", f"found {show(self.http_path)}; expected a path starting with /")
         return self
-
-
-class Logging(Model):
-    """json-file log rotation for a service's containers."""
-
-    max_size: Annotated[str, Field(pattern=r"^[0-9]+[kmg]$")] = "10m"
-    max_file: int = Field(default=3, ge=1, le=100)
 
 
 class RolloutConfig(Model):
@@ -405,71 +360,24 @@ class AppSpec(Model):
         return self
 
 
-class PostgresSpec(Model):
-    """PostgreSQL (official image), tuned from its memory limit."""
-
-    kind: Literal["postgres"]
-    image: str = "postgres:16.6-alpine"
-    database: PostgresName = "app"
-    user: PostgresName = "app"
-    password_secret: SecretName | None = None
-    """Secret holding the password; unset means a generated one (pulumi-random)."""
-    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
-    max_connections: int = Field(default=100, ge=10, le=5000)
-    logging: Logging = Field(default_factory=Logging)
-
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
-
-
-class RedisSpec(Model):
-    """Redis (official image) with AOF persistence and a bounded memory."""
-
-    kind: Literal["redis"]
-    image: str = "redis:7.4.1-alpine"
-    password_secret: SecretName | None = None
-    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256))
-    eviction_policy: Literal[
-        "noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu", "allkeys-random", "volatile-ttl"
-    ] = "allkeys-lru"
-    logging: Logging = Field(default_factory=Logging)
-
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
-
-
-class VolumeSpec(Model):
-    """A plain protected data volume (SQLite files, uploads, logs)."""
-
-    kind: Literal["volume"]
-    sqlite_files: list[str] = Field(default_factory=list)
-    """SQLite databases in this volume (relative paths), copied consistently with VACUUM INTO."""
-    backup: bool = True
-    """Include the volume's files in backups (SQLite files are always backed up consistently)."""
-
-
-class ExternalSpec(Model):
-    """A managed database outside the host (Neon, Supabase, RDS): a secret URL, no container."""
-
-    kind: Literal["external"]
-    url_secret: SecretName
-    engine: Literal["postgres", "mysql", "redis", "other"] = "postgres"
-
-
 def _service_kind(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("kind", "app"))
     return str(getattr(value, "kind", "app"))
 
 
-ServiceSpec = Annotated[
-    Annotated[AppSpec, Tag("app")]
-    | Annotated[PostgresSpec, Tag("postgres")]
-    | Annotated[RedisSpec, Tag("redis")]
-    | Annotated[VolumeSpec, Tag("volume")]
-    | Annotated[ExternalSpec, Tag("external")],
-    Discriminator(_service_kind),
-]
-SERVICE_KINDS = frozenset({"app", "postgres", "redis", "volume", "external"})
-StoreSpec = PostgresSpec | RedisSpec | VolumeSpec | ExternalSpec
+def _service_union() -> Any:
+    """App services and every store kind of the registry, told apart by ``kind``."""
+    members = [Annotated[AppSpec, Tag("app")]]
+    members += [Annotated[kind.spec_type, Tag(kind.name)] for kind in registry.KINDS.values()]
+    return Annotated[Union[tuple(members)], Discriminator(_service_kind)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    ServiceSpec = AppSpec | StoreSpec
+else:
+    ServiceSpec = _service_union()
+SERVICE_KINDS = frozenset({"app", *registry.KINDS})
 
 # ----------------------------------------------------------------------------- proxy
 
@@ -638,6 +546,9 @@ class AlertReceiver(Model):
 
 
 class ObservabilityConfig(Model):
+    """Monitoring. Besides these keys, each store kind with an exporter adds its image key
+    (``<kind>_exporter_image``, see ``_with_store_exporter_images``)."""
+
     enabled: bool = False
     retention_days: int = Field(default=30, ge=1, le=3650)
     grafana_host: str | None = None
@@ -650,14 +561,28 @@ class ObservabilityConfig(Model):
     alertmanager_image: str = "prom/alertmanager:v0.28.0"
     node_exporter_image: str = "prom/node-exporter:v1.8.2"
     cadvisor_image: str = "gcr.io/cadvisor/cadvisor:v0.49.2"
-    postgres_exporter_image: str = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
-    redis_exporter_image: str = "oliver006/redis_exporter:v1.67.0-alpine"
-    """The alpine variant: its shell reads the password file and its wget probes health (scratch has neither)."""
     nginx_exporter_image: str = "nginx/nginx-prometheus-exporter:1.4.0"
     blackbox_exporter_image: str = "prom/blackbox-exporter:v0.25.0"
     """Probes the proxy's TLS listener: the certificate-expiry alert reads probe_ssl_earliest_cert_expiry."""
     nginxlog_exporter_image: str = "quay.io/martinhelmich/prometheus-nginxlog-exporter:v1.11.0"
     """Counts the proxy's responses by status from its access log (syslog over UDP): the 5xx-ratio alert."""
+
+
+def _with_store_exporter_images(base: type[ObservabilityConfig]) -> type[ObservabilityConfig]:
+    """ObservabilityConfig with one image key per store kind that has an exporter, its default
+    and documentation coming from the kind (stores/<kind>/kind.py)."""
+    fields: dict[str, Any] = {}
+    for kind in registry.KINDS.values():
+        exporter = kind.exporter()
+        if exporter is not None:
+            fields[exporter.image_key] = (str, Field(default=exporter.default_image, description=exporter.image_doc))
+    model = create_model(base.__name__, __base__=base, __module__=__name__, **fields)
+    model.__doc__ = base.__doc__
+    return model
+
+
+if not TYPE_CHECKING:
+    ObservabilityConfig = _with_store_exporter_images(ObservabilityConfig)
 
 
 class BackupRepository(Model):

@@ -130,7 +130,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "unknown service kind",
         "dev",
         {"keel:services": {"db": {"kind": "mysql"}}},
-        'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume',
+        'services/db/kind: found "mysql"; expected one of app, external, mariadb, postgres, redis, volume',
     ),
     (
         "latest image outside dev",
