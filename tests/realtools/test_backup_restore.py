@@ -14,8 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from backup_helpers import SNAPSHOT_HOST, BackupWorld, backup_world, busybox_userland, job_lock_held, restic_binary
-from pg_helpers import postgres_server, redis_server, require_tool
+from pg_helpers import postgres_server, redis_server
 from s3_harness import S3Server
 
 from config.base import Resources
@@ -28,6 +29,9 @@ from stores.redis.kind import RedisTarget
 from stores.redis.model import RedisSpec
 from stores.redis.server import redis_acl, render_redis_conf
 from stores.volume.kind import VolumeTarget
+from tests.tool_requirements import require_tool
+
+pytestmark = pytest.mark.requires_tool("restic")
 
 ORDERS = """
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
@@ -59,6 +63,7 @@ def _spec(**stores: object) -> BackupSpec:
     )
 
 
+@pytest.mark.requires_tool("pg_dump", "pg_dumpall", "pg_restore", "psql")
 def test_postgres_backup_survives_a_dropped_database_and_its_roles(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:
@@ -163,6 +168,7 @@ def _sqlite(path: Path, sql: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.requires_tool("sqlite3")
 def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path, restic_template: Path) -> None:
     spec = _spec(targets=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
     world = backup_world(tmp_path / "backup", spec, template=restic_template)
@@ -207,6 +213,7 @@ def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path, r
     assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
 
 
+@pytest.mark.requires_tool("redis-server", "redis-cli")
 def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path, s3: S3Server, restic_template: Path) -> None:
     password = "redis-test-password"
     spec = _spec(targets=(RedisTarget(name="cache", host="cache.internal"),))
@@ -305,6 +312,7 @@ def _lint(text: str) -> None:
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.mark.requires_tool("promtool")
 def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: Path, restic_template: Path) -> None:
     spec = _spec(targets=(VolumeTarget(name="files"),))
     world = backup_world(tmp_path / "backup", spec, template=restic_template)
@@ -330,6 +338,7 @@ def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: P
     assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom", "keel_backup_check.prom"]
 
 
+@pytest.mark.requires_tool("busybox", "sqlite3")
 def test_scripts_run_with_the_job_images_busybox_shell_and_tools(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:

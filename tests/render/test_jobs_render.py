@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from render.jobs import idle_script
+from tests.tool_requirements import require_tool
 
 FINGERPRINT = "0" * 64
 
@@ -27,7 +28,9 @@ def _run(tmp_path: Path, docker_body: str, timeout_s: int = 2) -> subprocess.Com
 
 def test_the_script_passes_shellcheck():
     script = idle_script(service="shop-backup", fingerprint=FINGERPRINT)
-    result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [require_tool("shellcheck"), "-s", "sh", "-"], input=script, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout
 
 
