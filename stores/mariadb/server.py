@@ -1,11 +1,11 @@
 """The server's files for a MariaDB store: keel.cnf tuned from the memory limit, and the SQL the
 official image's entrypoint runs once, after it created the database and the user.
 
-Memory: the container's limit is the machine MariaDB sees. InnoDB's buffer pool takes half of it
-(the usual 50-70% for a server that is not alone in its cgroup: every connection's buffers, the
-Aria page cache of internal temporary tables, the key cache and the tmpfs /tmp are charged to the
-same limit); the other caches are sized from the limit within bounds; the performance schema,
-whose buffers alone take about 100 MiB, is off.
+Memory: the container's limit is the machine MariaDB sees. The other caches are sized from the
+limit within bounds; InnoDB's buffer pool takes three quarters of what the server, the connections
+and those caches leave (about 50% of a 512 MiB limit, 60% of 1 GiB, 70% of 4 GiB: the usual share
+for a server that is not alone in its cgroup, as the tmpfs /tmp is charged to the same limit); the
+performance schema, whose buffers alone take about 100 MiB, is off.
 
 Names reach SQL quoted for it: identifiers in backquotes (with ``_`` escaped where a grant would
 read it as a wildcard), user names in single quotes; the config's grammar allows neither quote.
