@@ -8,11 +8,16 @@ import their specs, which import from here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from config.errors import KeyPathError, show
+from config import grammar
+from config.errors import KeyPathError, unknown_key
+from config.grammar import image_is_pinned
+
+__all__ = ["image_is_pinned"]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -25,19 +30,39 @@ SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: object) -> object:
+        # Named before any other problem of the mapping, with the key it was probably meant to be:
+        # a misspelt key would otherwise show up only as a follow-on error (a default taken).
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise KeyPathError((str(key),), unknown_key(key, cls.model_fields))
+        return data
+
+
+def checked(problem_of: Callable[[str], str | None]) -> AfterValidator:
+    """A validator from a grammar function (config.grammar) that returns the problem, or None."""
+
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+Image = Annotated[str, checked(grammar.image_problem)]
+"""A Docker image reference (distribution/reference's grammar); pinning is enforced in crossref."""
+
 
 def check_image(value: str) -> str:
-    """An image reference: repository, then a tag or a digest. Pinning is enforced in crossref."""
-    if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$", value):
-        raise ValueError(f"found {show(value)}; expected an image reference such as nginx:1.28.0-alpine")
+    problem = grammar.image_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
-
-
-def image_is_pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last and not last.endswith(":latest")
 
 
 def image_major_version(image: str) -> int | None:

@@ -105,6 +105,10 @@ FAILURE_REASONS = (
 
 SCRIPT_NAMES = ("common.sh", "backup.sh", "forget.sh", "check.sh", "drill.sh")
 """The job's own scripts; each kind of the stack adds its restore scripts (Backup.restore)."""
+
+# Names that reach the scripts unquoted (tags, variable names, host names) are limited to these.
+_STORE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}", re.ASCII)
+_HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 # Cron schedules are measured over this many runs from a fixed instant, so the result is stable.
 _INTERVAL_SAMPLES = 1000
 _REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -142,12 +146,17 @@ class BackupSpec:
         if not names:
             raise ValueError("a backup needs at least one store")
         for name in names:
-            if not re.match(r"^[a-z][a-z0-9-]{0,30}$", name):
+            if not _STORE_NAME.fullmatch(name):
                 raise ValueError(f"store name {name!r}: expected lower-case letters, digits and dashes")
         if len(set(names)) != len(names):
             raise ValueError(f"store names must be unique; found {sorted(names)}")
-        if not re.match(r"^[A-Za-z0-9._-]+$", self.snapshot_host):
+        if not _HOST.fullmatch(self.snapshot_host):
             raise ValueError(f"snapshot_host {self.snapshot_host!r}: expected letters, digits, dots and dashes")
+        for target in self.targets:
+            # Every kind reached over the network names its host (stores.base.BackupTarget).
+            host = getattr(target, "host", None)
+            if host is not None and not _HOST.fullmatch(host):
+                raise ValueError(f"store {target.name}: host {host!r}: expected letters, digits, dots and dashes")
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from config.base import Logging, Resources, SecretName, StoreSpec, check_image
+from config.base import Image, Logging, Resources, SecretName, StoreSpec
 from config.errors import show
 
 # A database or user name: lower case, `_` and `-`; short enough that the drill's scratch database
@@ -20,7 +20,7 @@ class MariadbSpec(StoreSpec):
     """MariaDB (official image), tuned from its memory limit."""
 
     kind: Literal["mariadb"]
-    image: str = "mariadb:11.4.12"
+    image: Image = "mariadb:11.4.12"
     database: MariadbName = "app"
     user: MariadbName = "app"
     """The app's user, with every privilege on the database (and on the drill's scratch database)."""
@@ -30,8 +30,6 @@ class MariadbSpec(StoreSpec):
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
     max_connections: int = Field(default=100, ge=10, le=5000)
     logging: Logging = Field(default_factory=Logging)
-
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
 
     @field_validator("user")
     @classmethod

@@ -23,7 +23,7 @@ from stores.volume.model import VolumeSpec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Paths that reach the scripts unquoted in snapshot names are limited to these.
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", re.ASCII)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +36,7 @@ class VolumeTarget(BackupTarget):
 
     def __post_init__(self) -> None:
         for path in self.sqlite_files:
-            if not _SAFE_PATH.match(path) or ".." in path.split("/"):
+            if not _SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
                 raise ValueError(
                     f"store {self.name}: sqlite file {path!r}: expected a relative path of letters, "
                     "digits, dots, dashes and underscores"

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from stores.mariadb.server import render_init_sql, render_keel_cnf
 from tests.examples.example_helpers import (
@@ -84,10 +85,10 @@ def test_its_exporter_is_scraped_on_its_own_port_with_its_dashboard_and_alert(ru
     assert exporter["image"].startswith("prom/mysqld-exporter:v0.17.2@sha256:")
     assert "--mysqld.address=spoon-orders:3306" in exporter["commands"]
     assert exporter["healthcheck"]["tests"][-1] == "http://127.0.0.1:9104/"
-    prometheus = service_config_text(run, "observability-prometheus-config")
-    job = prometheus[prometheus.index("- job_name: mariadb-orders\n") :]
-    assert "names: [tasks.spoon-orders-exporter]" in job.split("- job_name:", 2)[1]
-    assert "port: 9104" in job.split("- job_name:", 2)[1]
+    prometheus = yaml.safe_load(service_config_text(run, "observability-prometheus-config"))
+    [job] = [job for job in prometheus["scrape_configs"] if job["job_name"] == "mariadb-orders"]
+    [discovery] = job["dns_sd_configs"]
+    assert (discovery["names"], discovery["port"]) == (["tasks.spoon-orders-exporter"], 9104)
     dashboard = json.loads(service_config_text(run, "observability-grafana-dashboard-mariadb"))
     assert dashboard["uid"] == "keel-mariadb"
     assert "alert: MariaDBDown" in service_config_text(run, "observability-prometheus-rules")
