@@ -17,7 +17,7 @@ import yaml
 from components.host import Host
 from config import parse
 from config.loader import Stack, merge
-from config.models import LocalHostSpec, StackConfig
+from config.models import LocalHostSpec, StackConfig, StoreSpec
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,13 +112,14 @@ def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str])
 
 
 def store_password(
-    key: str, store: object, on_host: pulumi.ResourceOptions
+    key: str, store: StoreSpec, on_host: pulumi.ResourceOptions
 ) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
     """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
     from components import swarm
-    from config.models import PostgresSpec, RedisSpec
+    from stores import registry
+    from stores.base import Password
 
-    if not isinstance(store, (PostgresSpec, RedisSpec)):
+    if not isinstance(registry.kind_of(store).credentials(store), Password):
         return None, None
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)
