@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 from config import capacity, grammar
 from config.base import image_is_pinned
@@ -426,3 +427,30 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):
             refs.setdefault(getattr(repo, key), f"backup/repository/{key}")
     return refs
+
+
+_HOST_TOKEN = re.compile(r"[a-z0-9-]+")
+
+
+def referenced_stores(app: AppSpec, cfg: StackConfig) -> set[str]:
+    """The stores an app uses, which it waits for on a deploy; conservatively, so a reference
+    keel cannot see counts.
+
+    Named: a ``store:``/``store-url:`` secret and a mounted volume. Over the network, only for an
+    app on the internal network (stores sit on no other): a store's short name or swarm service
+    name as a host in an env value, the command, args, the health command or the migration
+    command (``postgres://app@db:5432/app``, ``--redis=cache:6379``); and every store when the app
+    holds a secret set in the config, whose value (a URL the user wrote) is unknown until deploy.
+    """
+    stores = cfg.stores()
+    found = {ref.store for ref in app.secrets.values() if ref.store is not None} | set(app.volumes.values())
+    if "internal" not in app.networks:
+        return found & set(stores)
+    if any(ref.source == "secret" for ref in app.secrets.values()):
+        return set(stores)
+    texts = [*app.env.values(), *(app.command or ()), *(app.args or ()), *(app.health.command or ())]
+    if app.migration is not None:
+        texts += app.migration.command
+    hosts = {token for text in texts for token in _HOST_TOKEN.findall(text.lower())}
+    found |= {name for name in stores if name in hosts or cfg.names.store(name) in hosts}
+    return found & set(stores)

@@ -54,11 +54,9 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
-
+from config import cron
 from config.models import BackupRepository, Retention, StackConfig
 from render import render_from, render_template
 from stores import registry
@@ -109,9 +107,6 @@ SCRIPT_NAMES = ("common.sh", "backup.sh", "forget.sh", "check.sh", "drill.sh")
 # Names that reach the scripts unquoted (tags, variable names, host names) are limited to these.
 _STORE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}", re.ASCII)
 _HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
-# Cron schedules are measured over this many runs from a fixed instant, so the result is stable.
-_INTERVAL_SAMPLES = 1000
-_REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def password_file(store: str) -> str:
@@ -185,19 +180,13 @@ def repository_url(repo: BackupRepository, default_path: str) -> str:
 
 
 def schedule_interval_seconds(schedule: str) -> int:
-    """The longest gap between two runs of a cron schedule (UTC), in seconds.
+    """The longest gap between two runs of a cron schedule (UTC), in seconds, computed exactly
+    (config/cron.py).
 
     The longest gap, not the first, so that an irregular schedule (weekdays only) does not
     make the backup-age alert fire every weekend.
     """
-    runs = croniter(schedule, _REFERENCE)
-    previous = runs.get_next(datetime)
-    longest = 0
-    for _ in range(_INTERVAL_SAMPLES):
-        current = runs.get_next(datetime)
-        longest = max(longest, int((current - previous).total_seconds()))
-        previous = current
-    return longest
+    return cron.longest_gap_seconds(schedule)
 
 
 def run_deadline_seconds(schedule: str | None) -> int:

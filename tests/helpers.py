@@ -51,7 +51,7 @@ def tag_of(image: str) -> str:
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `config:` mapping of a stack file, as YAML values."""
-    return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+    return dict(yaml.load((ROOT / f"Pulumi.{stack}.yaml").read_text(), Loader=yaml.CSafeLoader)["config"])
 
 
 def with_fragment(stack: str, fragment: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def check_render_is_readable(run: mockrun.Run, out: Path) -> None:
     under files/ that resources.yaml refers to, no base64 text is left in resources.yaml, and no
     secret value of the run appears in any written file."""
     text = (out / "resources.yaml").read_text()
-    described = {r["urn"]: r for r in yaml.safe_load(text)}
+    described = {r["urn"]: r for r in yaml.load(text, Loader=yaml.CSafeLoader)}
     configs = run.of_type("docker:index/serviceConfig:ServiceConfig")
     assert configs
     for config in configs:
