@@ -37,8 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "realtools"))
 
-from config.models import PostgresSpec, Resources
+from config.base import Resources
 from render import pitr
+from stores.postgres.model import PostgresSpec
 from tools.prereqs import need
 
 SIZE_MB = int(os.environ.get("KEEL_BENCH_PITR_MB", "1024"))

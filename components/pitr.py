@@ -28,10 +28,11 @@ import pulumi_docker as docker
 from components import swarm
 from components.host import Host
 from config import capacity
+from config.base import Resources
 from config.loader import Stack
-from config.models import PostgresSpec, Resources
 from render import backup as bk
 from render import jobs, pitr
+from stores.postgres.model import PostgresSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/pitr/image"

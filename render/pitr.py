@@ -35,10 +35,11 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from config.models import PostgresSpec, StackConfig
-from render import postgres as pg
+from config.models import StackConfig
 from render import render_template
 from render.backup import schedule_interval_seconds
+from stores.postgres import server as pg
+from stores.postgres.model import PostgresSpec
 
 CONFIG_DIR = "/etc/pgbackrest"
 CONFIG_FILE = f"{CONFIG_DIR}/pgbackrest.conf"

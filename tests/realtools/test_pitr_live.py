@@ -21,8 +21,9 @@ from pg_helpers import PG_USER, postgres_server
 from pitr_helpers import PitrWorld, pitr_world, server_env
 from s3_harness import BUCKET, S3Server
 
-from config.models import PostgresSpec, Resources
+from config.base import Resources
 from render import pitr
+from stores.postgres.model import PostgresSpec
 
 STORE = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
 ARCHIVE_DEADLINE_S = 120
