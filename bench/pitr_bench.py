@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "realt
 
 from config.base import Resources
 from render import pitr
+from stores.postgres import server as pg_server
 from stores.postgres.model import PostgresSpec
 from tools.prereqs import need
 
@@ -98,7 +99,7 @@ def main() -> None:
     try:
         with s3_server(root / "s3") as s3:
             world = pitr_world(s3, path="/bench", archive_timeout_s=60)
-            conf = pitr.render_postgresql_conf(STORE, world.spec)
+            conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), world.spec)
             both = f"pgbackrest --stanza=db archive-push %p && cp %p {raw_wal}/%f"
             conf = conf.replace(
                 "archive_command = 'pgbackrest --stanza=db archive-push %p'", f"archive_command = '{both}'"

@@ -21,6 +21,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -32,7 +33,6 @@ from config.base import Resources
 from config.loader import Stack
 from render import backup as bk
 from render import jobs, pitr
-from stores.postgres.model import PostgresSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/pitr/image"
@@ -72,7 +72,7 @@ class PitrArchive(pulumi.ComponentResource):
         name: str,
         *,
         store: str,
-        spec: PostgresSpec,
+        spec: Any,
         stack: Stack,
         host: Host,
         egress_network: docker.Network,
@@ -146,10 +146,11 @@ class PitrArchive(pulumi.ComponentResource):
         self._socket_mount = swarm.volume_mount(socket.name, pitr.SOCKET_DIR)
         self.register_outputs({"image": self.image.name})
 
-    def store_parts(self) -> StoreParts:
+    def store_parts(self, postgresql_conf: str) -> StoreParts:
+        """``postgresql_conf``: the store kind's own rendering, which archiving extends."""
         return StoreParts(
             image=self.image.name,
-            postgresql_conf=pitr.render_postgresql_conf(self._store_spec, self.spec),
+            postgresql_conf=pitr.render_postgresql_conf(postgresql_conf, self.spec),
             configs=list(self._config_files),
             secrets=list(self._secret_files),
             socket_mount=self._socket_mount,

@@ -26,7 +26,6 @@ from config.base import StoreSpec
 from config.loader import Stack
 from stores import registry
 from stores.base import ContainerPlan, Password, SecretFile, SecretUrl
-from stores.postgres.model import PostgresSpec
 
 # First start includes initialisation (initdb, the system tables) or an AOF load, plus the health
 # start period.
@@ -113,16 +112,17 @@ class StatefulStore(pulumi.ComponentResource):
         if kind.data_volume(spec):
             # On the data disk: the store's data outlives the server (the resource name is the one
             # the volume always had: renaming it would create an empty volume beside the data).
-            generation = spec.volume_generation if isinstance(spec, PostgresSpec) else 0
-            self.volume = self._generation(generation, protect=True)
+            self.volume = self._generation(getattr(spec, "volume_generation", 0), protect=True)
         restore_volume = None
-        if isinstance(spec, PostgresSpec):
-            if spec.volume_generation > 0:
+        # PostgreSQL stores (stores/postgres/model.py) may be restored to a point in time into a new volume.
+        if name in stack.config.pitr_stores() or getattr(spec, "restore_to", None) is not None:
+            generation = int(getattr(spec, "volume_generation", 0))
+            if generation > 0:
                 # The volume it ran on before a restore was swapped in: kept, and no longer
                 # protected, so the next swap can drop it from the program (not from the disk).
-                self._generation(spec.volume_generation - 1, protect=False)
-            if spec.restore_to is not None:
-                restore_volume = self._generation(spec.volume_generation + 1, protect=False)
+                self._generation(generation - 1, protect=False)
+            if getattr(spec, "restore_to", None) is not None:
+                restore_volume = self._generation(generation + 1, protect=False)
             if pitr is not None and name in stack.config.pitr_stores():
                 self.pitr = PitrArchive(
                     f"{name}-pitr", store=name, spec=spec, stack=stack, host=host,
@@ -195,7 +195,8 @@ class StatefulStore(pulumi.ComponentResource):
 
     def _service(self, plan: ContainerPlan, networks: Networks) -> docker.Service:
         assert self.volume is not None, f"{self._name}: a store with a container keeps a data volume"
-        parts = self.pitr.store_parts() if self.pitr is not None else None
+        conf = next((f for f in plan.config_files if f.part == "postgresql.conf"), None)
+        parts = self.pitr.store_parts(conf.text) if self.pitr is not None and conf is not None else None
         if parts is not None:
             # Archived: postgresql.conf with archive_command, and the socket directory on a volume the
             # base-backup jobs share (pgBackRest reaches the server through it) instead of a tmpfs.

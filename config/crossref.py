@@ -12,7 +12,6 @@ from config.models import AppSpec, HcloudHostSpec, LocalHostSpec, RegistryAuth, 
 from config.names import Names
 from stores import registry
 from stores.base import Password, SecretUrl
-from stores.postgres.model import PostgresSpec
 
 # Where Grafana is served when observability/grafana_host is unset, and the routes the proxy adds
 # for it under that prefix (render.observability.grafana_routes; a test keeps the two in step).
@@ -340,9 +339,10 @@ def _pitr(cfg: StackConfig) -> list[str]:
         )
     archived = cfg.pitr_stores()
     for name, spec in cfg.services.items():
-        if isinstance(spec, PostgresSpec) and spec.restore_to is not None and name not in archived:
+        restore_to = getattr(spec, "restore_to", None)
+        if restore_to is not None and name not in archived:
             out.append(
-                f"services/{name}/restore_to: found {show(spec.restore_to)} but the store's WAL is not archived "
+                f"services/{name}/restore_to: found {show(restore_to)} but the store's WAL is not archived "
                 f"(backup/pitr/enabled, services/{name}/pitr); expected point-in-time recovery on for a restore"
             )
     return out
@@ -372,8 +372,9 @@ def _derived_names(cfg: StackConfig) -> list[str]:
                     claims.append(("service", names.store_exporter(name), f"the exporter of services/{name}"))
             if store_kind.data_volume(spec):
                 claims.append(("volume", names.store_volume(name), f"the volume of services/{name}"))
-            if isinstance(spec, PostgresSpec):
-                generations = {spec.volume_generation - 1, spec.volume_generation, spec.volume_generation + 1} - {-1, 0}
+            generation = getattr(spec, "volume_generation", None)
+            if generation is not None:
+                generations = {generation - 1, generation, generation + 1} - {-1, 0}
                 claims += [("volume", names.store_volume(name, g), f"a volume of services/{name}") for g in generations]
                 if name in cfg.pitr_stores():
                     claims += [

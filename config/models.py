@@ -40,7 +40,6 @@ from config.base import (
 from config.errors import KeyPathError, show
 from config.names import Names
 from stores import registry
-from stores.postgres.model import PostgresSpec
 
 __all__ = ["NAME_PATTERN", "SECRET_NAME_PATTERN", "Logging", "Resources", "StoreSpec", "image_is_pinned"]
 
@@ -1079,11 +1078,13 @@ class StackConfig(Model):
         enabled = self.backup.pitr.enabled
         return (self.environment == "prod" and self.backup.enabled) if enabled is None else enabled
 
-    def pitr_stores(self) -> dict[str, PostgresSpec]:
+    def pitr_stores(self) -> dict[str, Any]:
         """The PostgreSQL stores whose WAL is archived."""
         if not self.pitr_on:
             return {}
-        return {n: s for n, s in self.services.items() if isinstance(s, PostgresSpec) and s.pitr}
+        # PostgreSQL stores (stores/postgres/model.py: pitr, volume_generation, restore_to); the layers
+        # reach kinds through the registry only, so by kind name and attribute.
+        return {n: s for n, s in self.services.items() if s.kind == "postgres" and getattr(s, "pitr", False)}
 
 
 SECTIONS = (

@@ -38,8 +38,6 @@ from urllib.parse import urlsplit
 from config.models import StackConfig
 from render import render_template
 from render.backup import schedule_interval_seconds
-from stores.postgres import server as pg
-from stores.postgres.model import PostgresSpec
 
 CONFIG_DIR = "/etc/pgbackrest"
 CONFIG_FILE = f"{CONFIG_DIR}/pgbackrest.conf"
@@ -103,7 +101,7 @@ class PitrSpec:
     rto_target_s: int = 900
     host: str = "db"
     """The store's DNS name on the internal network (the heartbeat writer connects over TCP)."""
-    port: int = pg.PORT
+    port: int = 5432
     max_connections: int = 100
     """The store's: a restored copy must allow at least as many as the server it came from."""
 
@@ -165,9 +163,8 @@ def archive_settings(spec: PitrSpec) -> dict[str, str]:
     }
 
 
-def render_postgresql_conf(store: PostgresSpec, spec: PitrSpec | None) -> str:
+def render_postgresql_conf(text: str, spec: PitrSpec | None) -> str:
     """The store's postgresql.conf, with WAL archiving when it is archived."""
-    text = pg.render_postgresql_conf(store)
     if spec is None:
         return text
     lines = [f"{key} = {value}" for key, value in archive_settings(spec).items()]

@@ -23,6 +23,7 @@ from s3_harness import BUCKET, S3Server
 
 from config.base import Resources
 from render import pitr
+from stores.postgres import server as pg_server
 from stores.postgres.model import PostgresSpec
 
 STORE = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
@@ -58,7 +59,7 @@ def world(s3: S3Server, request: pytest.FixtureRequest):
 def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_before_it(
     tmp_path: Path, s3: S3Server, world: PitrWorld
 ) -> None:
-    conf = pitr.render_postgresql_conf(STORE, world.spec)
+    conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), world.spec)
     assert "archive_command = 'pgbackrest --stanza=db archive-push %p'" in conf
 
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
@@ -189,7 +190,7 @@ def _archiver_after_a_beat(world: PitrWorld, port: int) -> dict[str, float]:
 def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drains(
     tmp_path: Path, s3: S3Server, world: PitrWorld
 ) -> None:
-    conf = pitr.render_postgresql_conf(STORE, world.spec)
+    conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), world.spec)
 
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
         # pgBackRest retries a refused connection until io-timeout (60 s by default) runs out.
