@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import AppSpec, ExternalSpec, PostgresSpec, RedisSpec, StackConfig, VolumeSpec
+from config.models import AppSpec, ExternalSpec, PostgresSpec, RedisSpec, StackConfig, VolumeSpec, WorkerSpec
 
 MAX_SHARE = 0.90
 
@@ -32,6 +32,8 @@ OBSERVABILITY_LIMITS_MB = {
 POSTGRES_EXPORTER_MB = 32
 REDIS_EXPORTER_MB = 24
 BACKUP_MB = 256
+SCHEDULER_MB = 32
+"""swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,11 @@ def budget(cfg: StackConfig) -> Budget:
         if isinstance(service, AppSpec):
             lines.append(BudgetLine(name, service.resources.memory_mb * service.replicas))
             if service.replicas:
-                # start-first runs `parallelism` new tasks beside the old ones during a rollout.
-                headroom = max(headroom, service.resources.memory_mb * service.rollout.parallelism)
+                # start-first runs `parallelism` new tasks beside the old ones during a rollout. Old
+                # workers keep finishing their jobs (up to their grace period) while the next batches
+                # start, so all of them may still run beside their replacements.
+                extra = service.replicas if isinstance(service, WorkerSpec) else service.rollout.parallelism
+                headroom = max(headroom, service.resources.memory_mb * extra)
         elif isinstance(service, (PostgresSpec, RedisSpec)):
             lines.append(BudgetLine(name, service.resources.memory_mb))
         elif isinstance(service, (VolumeSpec, ExternalSpec)):
@@ -94,4 +99,9 @@ def budget(cfg: StackConfig) -> Budget:
                 lines.append(BudgetLine(f"{name}-exporter", REDIS_EXPORTER_MB))
     if cfg.backup.enabled:
         lines.append(BudgetLine("backup", BACKUP_MB))
+    elif cfg.jobs:
+        lines.append(BudgetLine("scheduler", SCHEDULER_MB))
+    # Runs of different jobs may overlap; one job never overlaps itself.
+    for name, job in cfg.jobs.items():
+        lines.append(BudgetLine(f"job-{name}", job.resources.memory_mb))
     return Budget(tuple(lines), headroom, cfg.host.memory_mib)
