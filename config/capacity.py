@@ -60,10 +60,14 @@ class Budget:
     def share(self) -> float:
         return self.total_mb / self.host_memory_mb
 
+    def limits(self) -> dict[str, int]:
+        """Each budget line's memory limit (MiB) by name."""
+        return {line.name: line.memory_mb for line in self.lines}
+
     def as_output(self) -> dict[str, object]:
         return {
             "host_memory_mb": self.host_memory_mb,
-            "limits_mb": {line.name: line.memory_mb for line in self.lines},
+            "limits_mb": self.limits(),
             "rollout_headroom_mb": self.rollout_headroom_mb,
             "total_mb": self.total_mb,
             "allowed_mb": self.allowed_mb,

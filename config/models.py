@@ -450,7 +450,7 @@ class WorkerSpec(AppSpec):
     """
 
     kind: Literal["worker"]  # type: ignore[assignment]
-    health: WorkerHealthCheck  # type: ignore[assignment]
+    health: WorkerHealthCheck
     """Required: the rollout waits for it and a stuck worker is replaced."""
     stop_grace_period_s: int = Field(default=60, ge=0, le=3600)
     """How long the worker may take to finish its current job after the stop signal; set it to
@@ -902,7 +902,8 @@ class StackConfig(Model):
         """The private registries the apps pull from, each once (crossref refuses two credentials
         for one server)."""
         found: dict[str, RegistryAuth] = {}
-        for spec in [*self.apps().values(), *self.jobs.values()]:
+        pulling: list[AppSpec | JobSpec] = [*self.apps().values(), *self.jobs.values()]
+        for spec in pulling:
             if spec.registry is not None:
                 found.setdefault(spec.registry.server, spec.registry)
         return [found[server] for server in sorted(found)]

@@ -255,8 +255,7 @@ CASES += [
         "worker probed over http",
         "prod",
         {"keel:services": {"mailer": {**WORKER, "health": {"http_path": "/health"}}}},
-        "services/mailer/health/http_path: a worker has no port to probe; expected command or heartbeat_file "
-        "instead",
+        "services/mailer/health/http_path: a worker has no port to probe; expected command or heartbeat_file instead",
     ),
     (
         "worker without a health check",

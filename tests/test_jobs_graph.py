@@ -113,7 +113,7 @@ def test_a_worker_is_healthy_while_its_heartbeat_is_fresh(prod: mockrun.Run) -> 
 
 def test_a_worker_stops_with_its_grace_period_and_rolls_like_an_app(prod: mockrun.Run) -> None:
     worker = by_name(prod, "shop-mailer")
-    spec = parsed("prod", FRAGMENT).services["mailer"]
+    spec = parsed("prod", FRAGMENT).workers()["mailer"]
     assert container(worker)["stopSignal"] == "SIGTERM"
     assert container(worker)["stopGracePeriod"] == "5m"
     update = worker.inputs["updateConfig"]
@@ -125,7 +125,7 @@ def test_a_worker_stops_with_its_grace_period_and_rolls_like_an_app(prod: mockru
 
 def test_old_workers_finishing_their_jobs_are_budgeted_beside_their_replacements() -> None:
     budget = capacity.budget(parsed("prod", FRAGMENT))
-    assert budget.as_output()["limits_mb"]["mailer"] == 256
+    assert budget.limits()["mailer"] == 256
     # The api's start-first batch is 768 MiB; both old mailers draining beside two new ones is 256.
     assert budget.rollout_headroom_mb == 768
     small_api = {**FRAGMENT, "keel:services": {**FRAGMENT["keel:services"], "api": {"replicas": 1}}}
@@ -236,7 +236,9 @@ def test_a_changed_job_gets_a_new_fingerprint_and_an_unchanged_one_keeps_it(prod
     changed["keel:jobs"]["report"]["env"] = {"REPORT_TO": "finance@example.com"}
     again = run_with("prod", changed)
     assert again.error is None, again.error
-    assert labels(by_name(again, "shop-job-report"))["keel.spec"] != labels(by_name(prod, "shop-job-report"))["keel.spec"]
+    assert (
+        labels(by_name(again, "shop-job-report"))["keel.spec"] != labels(by_name(prod, "shop-job-report"))["keel.spec"]
+    )
     assert labels(by_name(again, "shop-job-prune"))["keel.spec"] == labels(by_name(prod, "shop-job-prune"))["keel.spec"]
 
 
@@ -248,11 +250,11 @@ def test_the_one_off_run_command_is_an_output(prod: mockrun.Run) -> None:
 
 
 def test_jobs_are_in_the_memory_budget() -> None:
-    limits = capacity.budget(parsed("prod", FRAGMENT)).as_output()["limits_mb"]
+    limits = capacity.budget(parsed("prod", FRAGMENT)).limits()
     assert limits["job-report"] == 96 and limits["job-prune"] == 32
     prune = {**FRAGMENT["keel:jobs"]["prune"], "networks": None}
     only_jobs = parsed("dev", {"keel:jobs": {"prune": prune}})
-    assert capacity.budget(only_jobs).as_output()["limits_mb"]["scheduler"] == capacity.SCHEDULER_MB
+    assert capacity.budget(only_jobs).limits()["scheduler"] == capacity.SCHEDULER_MB
 
 
 # ----------------------------------------------------------------------------- the scheduler
@@ -269,7 +271,9 @@ def test_the_scheduler_moved_out_of_backups_keeps_its_state(prod: mockrun.Run) -
     scheduler = by_name(prod, "shop-cronjob")
     # Where BackupJob declared it before the jobs shared it: an alias, so an update and not a
     # second service of the same name beside the old one.
-    assert scheduler.aliases == ["urn:pulumi:prod::keel::keel:index:BackupJob$docker:index/service:Service::backup-scheduler"]
+    assert scheduler.aliases == [
+        "urn:pulumi:prod::keel::keel:index:BackupJob$docker:index/service:Service::backup-scheduler"
+    ]
 
 
 def test_the_scheduler_logs_json_through_its_reader_into_the_textfile_directory(prod: mockrun.Run) -> None:

@@ -81,7 +81,7 @@ class World:
         assert self.process.stdin is not None
         self.process.stdin.write(event + "\n")
         self.process.stdin.flush()
-        seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + DEADLINE_S
         while True:
             line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -204,7 +204,9 @@ def gated(tmp_path: Path) -> list[str]:
 
 def test_the_scripts_pass_shellcheck():
     for text in (jobs.job_script(), jobs.scheduler_script()):
-        result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stdout
 
 
@@ -301,7 +303,8 @@ def test_swarm_stopping_a_run_reaches_the_command_and_is_reported(tmp_path: Path
     polite = [
         "sh",
         "-c",
-        f'echo "start $$" >> {shlex.quote(str(record))}; trap \'echo "term $$" >> {shlex.quote(str(record))}; exit 0\' TERM; '
+        f'echo "start $$" >> {shlex.quote(str(record))}; '
+        f"trap 'echo \"term $$\" >> {shlex.quote(str(record))}; exit 0' TERM; "
         "sleep 60 & wait $!",
     ]
     with world(tmp_path, polite) as w:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pg_helpers import redis_server, require_tool
+from pg_helpers import Redis, redis_server, require_tool
 
 from components.swarm import heartbeat_probe
 from config.models import RedisSpec
@@ -75,7 +75,7 @@ class Worker:
 
 
 @contextmanager
-def running_worker(tmp_path: Path) -> Iterator[tuple[Worker, object]]:
+def running_worker(tmp_path: Path) -> Iterator[tuple[Worker, Redis]]:
     spec = dev_worker()
     store = RedisSpec.model_validate({"kind": "redis", "resources": {"memory_mb": 64}})
     with redis_server(

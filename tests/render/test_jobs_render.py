@@ -25,9 +25,7 @@ def _run(
     bin_dir.mkdir(exist_ok=True)
     docker = bin_dir / "docker"
     updates = tmp_path / "updates.log"
-    docker.write_text(
-        f'#!/bin/sh\nif [ "$2" = update ]; then echo "$*" >> {updates}; exit 0; fi\n{docker_body}\n'
-    )
+    docker.write_text(f'#!/bin/sh\nif [ "$2" = update ]; then echo "$*" >> {updates}; exit 0; fi\n{docker_body}\n')
     docker.chmod(0o755)
     script = idle_script(
         service="shop-backup", fingerprint=FINGERPRINT, timeout_s=timeout_s, poll_s=1, scheduled=scheduled
