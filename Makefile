@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 STACK ?= dev
 VENV_STAMP = .venv/.installed
 
-.PHONY: up render diff test lint typecheck unit e2e bench clean
+.PHONY: up render diff test setup lint typecheck unit e2e bench clean
 
 # A virtualenv with the pinned dependencies, rebuilt when the requirement files change.
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -25,6 +25,12 @@ diff: $(VENV_STAMP)
 	@test -n "$(BASE)" || { echo "usage: make diff BASE=<git revision> [STACK=prod] [CONFIG_FILE=...]" >&2; exit 2; }
 	@$(PYTHON) -m tools.diff --base $(BASE) $(STACK) $(if $(CONFIG_FILE),--config-file $(CONFIG_FILE),)
 
+# The tools the tests drive (tools/prereqs.py): installed where this user can (root or passwordless
+# sudo; apt-get, a newer Debian release's package unpacked, npm ci), otherwise named, and their
+# tests skipped. System python3: runs before .venv.
+setup:
+	@python3 -m tools.prereqs install
+
 lint: $(VENV_STAMP)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
@@ -35,12 +41,12 @@ typecheck: $(VENV_STAMP)
 unit: $(VENV_STAMP)
 	$(PYTHON) -m pytest -n 2 -q
 
-test: lint typecheck unit
+test: setup lint typecheck unit
 
 e2e: $(VENV_STAMP)
 	$(PYTHON) -m pytest -m e2e -q tests/e2e
 
-bench: $(VENV_STAMP)
+bench: setup $(VENV_STAMP)
 	$(PYTHON) -m bench
 
 clean:

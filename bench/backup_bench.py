@@ -58,7 +58,8 @@ from render.backup import (
 )
 from render.postgres import render_postgresql_conf
 from render.redis import redis_acl, render_redis_conf
-from tests.realtools.pg_helpers import Postgres, free_port, postgres_server, redis_server, require_tool
+from tests.realtools.pg_helpers import Postgres, free_port, postgres_server, redis_server
+from tools.prereqs import need
 
 TARGET_BYTES = 1024**3
 BATCH_ROWS = 1_000_000
@@ -72,8 +73,6 @@ RAW_BUCKET = "raw"
 JOB_BUCKET = "keel-backups"
 RESTORE_FLAGS = "--clean --if-exists --no-owner --single-transaction --exit-on-error"
 REDIS_PASSWORD = "bench-redis-password"
-# The scripts need restic 0.17 or newer; .ci/run unpacks 0.18 here (tests/realtools/backup_helpers.py).
-RESTIC = os.environ.get("KEEL_RESTIC", "/opt/keel-ci/restic-0.18.0/usr/bin/restic")
 
 SCHEMA = """
 CREATE TABLE events (
@@ -189,7 +188,8 @@ class Bench:
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(self.root),
-            "RESTIC": RESTIC,
+            # The scripts need restic 0.17 or newer: the one tools/prereqs.py unpacks (0.18).
+            "RESTIC": need("restic"),
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
             "AWS_ACCESS_KEY_ID": S3_KEY,
             "AWS_SECRET_ACCESS_KEY": S3_SECRET,
@@ -253,10 +253,10 @@ def warm_tools(env: dict[str, str]) -> None:
     (Python's boto3 is thousands of files, restic one binary; a cold start would favour restic)."""
     for command in (
         [sys.executable, "-c", "import boto3, s3transfer.manager, bench.s3pipe"],
-        [RESTIC, "version"],
-        [require_tool("pg_restore"), "--version"],
-        [require_tool("sqlite3"), "--version"],
-        [require_tool("redis-cli"), "--version"],
+        [need("restic"), "version"],
+        [need("pg_restore"), "--version"],
+        [need("sqlite3"), "--version"],
+        [need("redis-cli"), "--version"],
     ):
         subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
 
@@ -324,7 +324,9 @@ def postgres(bench: Bench) -> Timings:
         timings = Timings("PostgreSQL", size)
 
         timings.raw_backup_s, _ = bench.timed(
-            f"pg_dump {connection} --format=custom --dbname bench | {bench.pipe_command('put', 'db.pgdump')}", env
+            f"{shlex.quote(need('pg_dump'))} {connection} --format=custom --dbname bench"
+            f" | {bench.pipe_command('put', 'db.pgdump')}",
+            env,
         )
         timings.job_backup_s, _ = bench.job("db", "backup.sh")
         for side in ("raw", "job"):
@@ -332,7 +334,7 @@ def postgres(bench: Bench) -> Timings:
             if side == "raw":
                 timings.raw_restore_s, _ = bench.timed(
                     f"{bench.pipe_command('get', 'db.pgdump')} | "
-                    f"pg_restore {connection} {RESTORE_FLAGS} --dbname raw_restore",
+                    f"{shlex.quote(need('pg_restore'))} {connection} {RESTORE_FLAGS} --dbname raw_restore",
                     env,
                     before_restore=True,
                 )
@@ -379,7 +381,9 @@ def redis(bench: Bench) -> Timings:
         print(f"redis: {server.cli('DBSIZE').stdout.strip()} keys, {size / 1024**2:.0f} MiB of data", flush=True)
         timings = Timings("Redis", size)
         timings.raw_backup_s, _ = bench.timed(
-            f"redis-cli -h 127.0.0.1 -p {server.port} --rdb - | {bench.pipe_command('put', 'cache.rdb')}", env
+            f"{shlex.quote(need('redis-cli'))} -h 127.0.0.1 -p {server.port} --rdb -"
+            f" | {bench.pipe_command('put', 'cache.rdb')}",
+            env,
         )
         timings.job_backup_s, _ = bench.job("cache", "backup.sh")
         raw_dir, job_dir = bench.root / "redis-raw-restore", bench.root / "redis-job-restore"
@@ -402,7 +406,7 @@ def redis(bench: Bench) -> Timings:
 
 
 def sqlite(bench: Bench) -> Timings:
-    sqlite3 = require_tool("sqlite3")
+    sqlite3 = need("sqlite3")
     database = bench.stores / "files" / "data" / "app.db"
     database.parent.mkdir(parents=True)
     subprocess.run(
@@ -481,7 +485,7 @@ def moto_version() -> str:
 
 
 def restic_version() -> str:
-    output = subprocess.run([RESTIC, "version"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([need("restic"), "version"], capture_output=True, text=True, check=True).stdout
     return output.split()[1]
 
 

@@ -55,6 +55,7 @@ from tests.realtools.nginx_harness import (
     wheel_nginx,
     work_dir,
 )
+from tools.prereqs import need
 
 ROUNDS = 5
 ROUND_S = 8
@@ -124,7 +125,7 @@ def run_wrk(port: int, seconds: float, row: Row, script: Path | None, *, keepali
     headers = [f"Host: {HOST}", *row.headers, *([] if keepalive else ["Connection: close"])]
     lua = ["-s", str(script)] if row.random_client and script is not None else []
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+        [need("wrk"), "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
          *(arg for header in headers for arg in ("-H", header)), *lua, f"https://{LOOPBACK}:{port}{row.path}"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout  # fmt: skip
@@ -142,7 +143,7 @@ def run_h2load(port: int, seconds: int, row: Row) -> H2Result:
     """h2load over TLS (ALPN h2): CONNECTIONS clients, H2_STREAMS concurrent streams each."""
     headers = [f":authority: {HOST}", *row.headers]
     output = subprocess.run(
-        ["h2load", "-t1", f"-c{CONNECTIONS}", f"-m{H2_STREAMS}", "-D", str(seconds),
+        [need("h2load"), "-t1", f"-c{CONNECTIONS}", f"-m{H2_STREAMS}", "-D", str(seconds),
          *(arg for header in headers for arg in ("-H", header)), f"https://{LOOPBACK}:{port}{row.path}"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout  # fmt: skip

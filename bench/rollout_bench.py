@@ -77,6 +77,7 @@ from tests.realtools.nginx_harness import (
     wheel_nginx,
     work_dir,
 )
+from tools.prereqs import need
 
 STACK = "prod"
 SERVICE = "api"
@@ -358,7 +359,7 @@ def wrk_load(port: int, script: Path, connections: int) -> Iterator[dict[str, Lo
     result: dict[str, Load] = {}
     started = time.monotonic()
     process = subprocess.Popen(
-        ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{MAX_LOAD_S}s", "--timeout", "10s", "-s", str(script),
+        [need("wrk"), f"-t{THREADS}", f"-c{connections}", f"-d{MAX_LOAD_S}s", "--timeout", "10s", "-s", str(script),
          f"https://{LOOPBACK}:{port}/"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

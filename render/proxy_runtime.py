@@ -34,10 +34,12 @@ named by its digest:
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 CONF_DIR = "/etc/nginx/keel"
 CERT_DIR = "/etc/nginx/certs"
@@ -60,6 +62,8 @@ SET_GC_MINUTES = 10
 """Sets neither current nor staged are removed once this old (a writer may be about to point at a new one)."""
 
 _SAFE_PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*\.conf$")
+_WRITER_WANT = re.compile(r"^want=([0-9a-f]{64})$", re.MULTILINE)
+_WRITER_MOUNT = re.compile(r"^docker run --rm -i --network none -v ('[^']*'|\S+):/conf ", re.MULTILINE)
 
 
 def set_digest(files: Mapping[str, str]) -> str:
@@ -263,3 +267,44 @@ done
 echo "proxy did not load configuration $want within {int(ack_timeout_s)}s; see: docker service ps {q(service)}" >&2
 exit 1
 """
+
+
+@dataclass(frozen=True)
+class StagedSet:
+    """What one deploy's writer stages: the volume it writes into, the set's digest, and its files
+    (path relative to the set -> text)."""
+
+    volume: str
+    digest: str
+    files: dict[str, str]
+
+
+def read_writer_stdin(stdin: str) -> dict[str, str] | None:
+    """The files a ``writer_stdin`` text carries (path -> text), or None for text of another form."""
+    files: dict[str, str] = {}
+    for line in stdin.splitlines():
+        path, space, data = line.partition(" ")
+        if not _SAFE_PATH.match(path) or not space or " " in data:
+            return None
+        try:
+            files[path] = base64.b64decode(data, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return files or None
+
+
+def read_writer(script: str, stdin: str) -> StagedSet | None:
+    """The set a ``writer_script`` stages from its ``writer_stdin`` (the inverse of the pair, so the
+    offline render can show the set as text), or None for another command.
+
+    Raises ValueError when the files do not have the digest the script waits for: ``stage_script``
+    would refuse them on the host, so the deploy would fail."""
+    want = _WRITER_WANT.search(script)
+    mount = _WRITER_MOUNT.search(script)
+    files = read_writer_stdin(stdin)
+    if want is None or mount is None or files is None:
+        return None
+    digest = set_digest(files)
+    if digest != want.group(1):
+        raise ValueError(f"the proxy writer stages files with digest {digest}, but waits for {want.group(1)}")
+    return StagedSet(volume=shlex.split(mount.group(1))[0], digest=digest, files=files)

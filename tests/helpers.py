@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,3 +123,52 @@ def store_password(
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)
     return password, secret
+
+
+# ----------------------------------------------------------------------------- offline render
+
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]{16,}={0,2}$")
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _base64_text(value: str) -> bool:
+    if not _BASE64.match(value):
+        return False
+    try:
+        base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return True
+
+
+def check_render_is_readable(run: mockrun.Run, out: Path) -> None:
+    """What `tools.render.write(run, out)` wrote is for reading: every ServiceConfig is a text file
+    under files/ that resources.yaml refers to, no base64 text is left in resources.yaml, and no
+    secret value of the run appears in any written file."""
+    text = (out / "resources.yaml").read_text()
+    described = {r["urn"]: r for r in yaml.safe_load(text)}
+    configs = run.of_type("docker:index/serviceConfig:ServiceConfig")
+    assert configs
+    for config in configs:
+        reference = described[config.urn]["inputs"]["data"]
+        assert isinstance(reference, dict), f"{config.urn}: data is not a file reference: {reference!r}"
+        written = (out / reference["file"]).read_text()
+        assert written == base64.b64decode(config.inputs["data"]).decode(), config.urn
+    blobs = [(urn, path) for urn, r in described.items() for path, value in _strings(r) if _base64_text(value)]
+    assert blobs == []
+    files = {str(path): path.read_text() for path in (out / "files").rglob("*") if path.is_file()}
+    files[str(out / "resources.yaml")] = text
+    lines = {line.strip() for value in run.secret_values for line in value.splitlines()}
+    secrets = [line for line in lines if len(line) > 8 and not line.startswith("-----")]
+    assert secrets
+    assert [(path, secret) for path, body in files.items() for secret in secrets if secret in body] == []

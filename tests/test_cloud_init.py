@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from render.cloud_init import CloudInitSpec, render_cloud_init, volume_device
+from tests.tool_requirements import require_tool
 from tools import mockrun
 
 GOLDEN = Path(__file__).parent / "golden" / "cloud-init"
@@ -39,8 +39,7 @@ def test_user_data_matches_golden(stack: str):
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_user_data_passes_cloud_init_schema(stack: str, tmp_path: Path):
-    tool = shutil.which("cloud-init")
-    assert tool, "cloud-init is not installed (Debian package cloud-init; .ci/run installs it)"
+    tool = require_tool("cloud-init")
     path = tmp_path / "user-data.yaml"
     path.write_text(user_data(stack))
     result = subprocess.run([tool, "schema", "--config-file", str(path)], capture_output=True, text=True, check=False)
@@ -52,7 +51,9 @@ def test_schema_check_catches_a_broken_document(tmp_path: Path):
     """The schema step can fail: a wrong type is reported."""
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nssh_pwauth: [not, a, boolean]\npackages: 3\n")
-    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [require_tool("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
     assert result.returncode != 0
 
 
@@ -89,12 +90,12 @@ def test_ssh_is_key_only_without_root_and_with_raised_max_startups():
 def sshd_effective(tmp_path: Path, dropin: str) -> subprocess.CompletedProcess[str]:
     """`sshd -T` (the effective settings for the deploy user) with the drop-in included the way
     Ubuntu's sshd_config includes /etc/ssh/sshd_config.d/*.conf, before anything else."""
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    assert Path(sshd).exists(), "sshd is not installed (Debian package openssh-server; .ci/run installs it)"
-    assert Path("/run/sshd").is_dir(), "sshd refuses to check a config without /run/sshd (.ci/run creates it)"
+    sshd = require_tool("sshd")  # with /run/sshd, without which sshd refuses to check a config
     (tmp_path / "sshd_config.d").mkdir()
     (tmp_path / "sshd_config.d" / "10-hardening.conf").write_text(dropin)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)
+    subprocess.run(
+        [require_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True
+    )
     main = tmp_path / "sshd_config"
     main.write_text(f"Include {tmp_path}/sshd_config.d/*.conf\nHostKey {tmp_path}/host_key\n")
     return subprocess.run(
@@ -193,7 +194,7 @@ def test_swarm_init_script_passes_shellcheck(tmp_path: Path):
     script = next(f["content"] for f in parsed()["write_files"] if f["path"] == "/usr/local/sbin/swarm-init")
     path = tmp_path / "swarm-init"
     path.write_text(script)
-    result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    result = subprocess.run([require_tool("shellcheck"), str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

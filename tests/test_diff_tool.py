@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tool_requirements import require_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("diff") / "repo"
     tree.mkdir()
-    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    git_path = require_tool("git")  # tools.diff runs it too
+    listing = [git_path, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     archive = subprocess.run(listing, cwd=ROOT, capture_output=True, check=True).stdout
     for name in archive.decode().split("\0"):
         if not name or not (ROOT / name).is_file():
@@ -26,7 +29,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target = tree / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((ROOT / name).read_bytes())
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    git = [git_path, "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run([*git, "init", "-q"], cwd=tree, check=True)
     subprocess.run([*git, "add", "-A"], cwd=tree, check=True)
     subprocess.run([*git, "commit", "-qm", "base"], cwd=tree, check=True)

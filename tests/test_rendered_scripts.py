@@ -10,6 +10,7 @@ import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
 from render import acme, data_volume, host_units, migration, proxy_runtime
+from tests.tool_requirements import require_root, require_tool
 
 SCRIPTS = {
     "proxy-writer": proxy_runtime.writer_script(
@@ -42,7 +43,7 @@ SCRIPTS = {
 def test_script_passes_shellcheck(name: str, tmp_path: Path):
     path = tmp_path / name
     path.write_text(SCRIPTS[name])
-    result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    result = subprocess.run([require_tool("shellcheck"), "-s", "sh", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -100,7 +101,7 @@ exec sh -c "$script"
 
 def test_volume_owner_script_hands_a_root_owned_volume_to_the_app_user(tmp_path: Path):
     """What a fresh volume looks like (root, 0755) becomes writable by the app's uid, contents included."""
-    assert os.geteuid() == 0, "this test chowns files to another user: run it as root (as CI does)"
+    require_root("this test chowns files to another user")
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "docker").write_text(FAKE_DOCKER_RUN_C)
@@ -125,3 +126,32 @@ def test_only_numeric_users_get_their_volumes_chowned():
     assert numeric_owner("1000") == "1000:1000"
     assert numeric_owner("node") is None
     assert numeric_owner(None) is None
+
+
+def test_proxy_writer_stdin_reads_back_into_its_files_and_nothing_else_does():
+    files = {"nginx.conf": "http {\n}\n", "keel.d/status.conf": "", "keel.d/site.conf": "server {}"}
+    assert proxy_runtime.read_writer_stdin(proxy_runtime.writer_stdin(files)) == files
+    assert proxy_runtime.read_writer_stdin("#!/bin/sh\necho hi\n") is None
+    assert proxy_runtime.read_writer_stdin("nginx.conf not*base64\n") is None
+    assert proxy_runtime.read_writer_stdin("../nginx.conf aGk=\n") is None
+    assert proxy_runtime.read_writer_stdin("") is None
+
+
+def test_proxy_writer_reads_back_into_the_set_it_stages_and_the_volume_it_writes_into():
+    files = {"nginx.conf": "http {\n  include keel.d/*.conf;\n}\n", "keel.d/site.conf": "server {}\n"}
+    digest = proxy_runtime.set_digest(files)
+    for volume in ("shop-proxy-conf", "odd volume"):
+        script = proxy_runtime.writer_script(volume=volume, image="nginx:1.28.0-alpine", service="p", digest=digest)
+        staged = proxy_runtime.read_writer(script, proxy_runtime.writer_stdin(files))
+        assert staged == proxy_runtime.StagedSet(volume=volume, digest=digest, files=files)
+    stdin = proxy_runtime.writer_stdin(files)
+    assert proxy_runtime.read_writer(SCRIPTS["migration"], stdin) is None
+    assert proxy_runtime.read_writer(script, "jwt_secret czNjcmV0\n") is None
+
+
+def test_proxy_writer_whose_files_miss_the_digest_it_waits_for_is_an_error():
+    """stage_script would refuse such a set on the host; the render says so instead of showing it."""
+    files = {"nginx.conf": "http {}\n"}
+    script = proxy_runtime.writer_script(volume="v", image="nginx:1.28.0-alpine", service="p", digest="0" * 64)
+    with pytest.raises(ValueError, match=r"digest [0-9a-f]{64}, but waits for 0{64}"):
+        proxy_runtime.read_writer(script, proxy_runtime.writer_stdin(files))

@@ -59,10 +59,16 @@ class Registered:
     outputs: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     """The URNs the resource was known by before (its ``aliases`` option)."""
+    secret_outputs: list[str] = field(default_factory=list)
+    """The outputs its SDK registers as secret (`additional_secret_outputs`: private keys, passwords)."""
 
     def secret_paths(self) -> set[str]:
         """Property paths (as tools.readback.show_path prints them) whose values are Pulumi secrets."""
         return set(_secret_leaves(self.raw_inputs, ""))
+
+    def secret_output_values(self) -> list[str]:
+        """The text of its secret outputs, so a render can redact them wherever they land."""
+        return [value for name in self.secret_outputs if isinstance(value := self.outputs.get(name), str)]
 
     def plaintext_strings(self) -> Iterator[tuple[str, str]]:
         """Every string leaf of the inputs that is not inside a Pulumi secret: (path, value)."""
@@ -113,6 +119,9 @@ class Run:
     outputs: dict[str, Any]
     error: BaseException | None
     logs: list[str]
+    secret_values: list[str] = field(default_factory=list)
+    """Every secret the run handled as a whole value: config secrets and the providers' secret outputs
+    (the keys and passwords the read-back models made)."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -225,6 +234,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 id=response.id,
                 outputs=dict(state),
                 aliases=[self._alias_urn(alias, request) for alias in request.aliases],
+                secret_outputs=list(request.additionalSecretOutputs),
             )
         )
         return response
@@ -345,7 +355,9 @@ def run(
         outputs.update(resolved or {})
 
     resources, error = declare(program, stack=stack, preview=preview, logs=logs, prior=prior)
-    return Run(stack=stack, resources=resources, outputs=outputs, error=error, logs=logs)
+    secret_values = [values[key] for key in secrets if key in values]
+    secret_values += [value for resource in resources for value in resource.secret_output_values()]
+    return Run(stack=stack, resources=resources, outputs=outputs, error=error, logs=logs, secret_values=secret_values)
 
 
 def declare(

@@ -14,6 +14,7 @@ import yaml
 
 from config import parse
 from config.models import StackConfig
+from render import proxy_runtime
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -99,10 +100,8 @@ def service_config_text(run: mockrun.Run, name: str) -> str:
 def proxy_files(run: mockrun.Run) -> dict[str, str]:
     """The files the ProxyTier writes into the proxy's configuration volume (from the writer's stdin)."""
     writer = run.one("command:remote:Command", "proxy-nginx.conf")
-    files = {}
-    for line in writer.inputs["stdin"].splitlines():
-        path, data = line.split(" ", 1)
-        files[path] = base64.b64decode(data).decode()
+    files = proxy_runtime.read_writer_stdin(writer.inputs["stdin"])
+    assert files is not None, f"{writer.urn}: stdin is not the writer's format"
     return files
 
 

@@ -1,7 +1,8 @@
 """Run the rendered backup scripts outside a container, as the job runs them.
 
-The scripts need restic 0.17 or newer (the job image pins 0.17.3); Debian bookworm has 0.14, so
-.ci/run unpacks restic 0.18.0 from Debian trixie's package at RESTIC_PATH (KEEL_RESTIC overrides it).
+The scripts need restic 0.17 or newer (the job image pins 0.18.0); Debian bookworm has 0.14, so
+`make test`'s set-up step unpacks restic 0.18.0 from Debian trixie's package (tools/prereqs.py,
+the tool "restic"); the scripts' other tools are the ones tools/prereqs.py finds too.
 
 Repositories are copies of one template, made once per test session: ``restic init`` costs 2-3 s
 (it calibrates its key derivation) and every later command ~0.5 s deriving the key from the
@@ -27,22 +28,31 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
-from pg_helpers import require_tool
 from s3_harness import S3Server
 
 from render.backup import BackupSpec, env_suffix, render_backup_scripts
+from tests.tool_requirements import require_tool
+from tools import prereqs
 
 SNAPSHOT_HOST = "keel-test"
 PASSWORD = "test-repository-password"
-RESTIC_PATH = Path(os.environ.get("KEEL_RESTIC", "/opt/keel-ci/restic-0.18.0/usr/bin/restic"))
 CHEAP_KDF = {"N": 1024, "r": 1, "p": 1}
+# The scripts' own hooks for their tools (common.sh, drill.sh): given the paths tools/prereqs.py
+# finds (PostgreSQL's client may sit outside PATH; a test whose tool is missing is skipped first).
+TOOL_VARIABLES = {
+    "PG_DUMP": "pg_dump",
+    "PG_DUMPALL": "pg_dumpall",
+    "PG_RESTORE": "pg_restore",
+    "PSQL": "psql",
+    "REDIS_CLI": "redis-cli",
+    "REDIS_CHECK_RDB": "redis-check-rdb",
+    "SQLITE3": "sqlite3",
+}
 
 
 def restic_binary() -> str:
-    """The restic the scripts run with (0.17 or newer); a missing one fails the test (run .ci/run)."""
-    if not os.access(RESTIC_PATH, os.X_OK):
-        raise AssertionError(f"{RESTIC_PATH} is missing: .ci/run unpacks restic 0.18 there (or set KEEL_RESTIC)")
-    return str(RESTIC_PATH)
+    """The restic the scripts run with (0.18); without it the test is skipped (failed under CI=true)."""
+    return require_tool("restic")
 
 
 # ---- restic key files (internal/crypto and internal/repository/key.go of restic 0.17/0.18): scrypt
@@ -142,6 +152,10 @@ class BackupWorld:
             "KEEL_S3_ACCESS_KEY_FILE": str(self.secrets / "s3-access-key"),
             "KEEL_S3_SECRET_KEY_FILE": str(self.secrets / "s3-secret-key"),
         }
+        for variable, tool in TOOL_VARIABLES.items():
+            found = prereqs.find(tool)
+            if found is not None:
+                env[variable] = found
         if self.s3 is not None:
             # The job's restic trusts the image's system store; this one trusts the test CA.
             env["SSL_CERT_FILE"] = str(self.s3.ca_file)

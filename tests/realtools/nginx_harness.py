@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.tool_requirements import require_tool
+
 LOOPBACK = "127.0.0.1"
-DEBIAN_NGINX = "/usr/sbin/nginx"
 
 
 def wheel_nginx() -> Path:
@@ -49,10 +50,7 @@ def wheel_nginx() -> Path:
 
 def debian_nginx() -> Path:
     """Debian's nginx 1.22 (apt package nginx): has stub_status."""
-    found = shutil.which("nginx") or DEBIAN_NGINX
-    if not Path(found).is_file():
-        raise FileNotFoundError("Debian's nginx is not installed: apt-get install nginx")
-    return Path(found)
+    return Path(require_tool("nginx"))
 
 
 def free_port() -> int:

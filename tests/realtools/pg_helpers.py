@@ -1,8 +1,9 @@
-"""Real PostgreSQL 15 and Redis servers for tests: unprivileged, in a temp dir, on loopback, free port.
+"""Real PostgreSQL and Redis servers for tests: unprivileged, in a temp dir, on loopback, free port.
 
-PostgreSQL refuses to run as root, so the cluster belongs to `nobody` and initdb and the server
-run as that user. Clients (psql, pg_dump, pg_restore) run as the test's own user over TCP
-with a password, the way the backup job reaches the store.
+PostgreSQL refuses to run as root, so as root the cluster belongs to `nobody` and initdb and the
+server run as that user; any other user runs them as itself. Clients (psql, pg_dump, pg_restore)
+run as the test's own user over TCP with a password, the way the backup job reaches the store.
+The binaries are found through tests/tool_requirements.py: a machine without them skips.
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-PG_BIN = Path(os.environ.get("KEEL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+from tests.tool_requirements import require_tool
+
 PG_USER = "nobody"
+"""Who runs the cluster when the tests run as root."""
 START_TIMEOUT_S = 30
-
-
-def require_tool(path: str | Path) -> str:
-    """The tool's full path; a missing tool fails the test (CI must install it), never skips it."""
-    found = shutil.which(str(path))
-    if found is None:
-        raise AssertionError(f"{path} is not installed; see the apt packages listed in the README")
-    return found
 
 
 def free_port() -> int:
@@ -40,12 +36,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _group(user: str) -> int:
-    return pwd.getpwnam(user).pw_gid
+def _as_pg_user() -> dict[str, Any]:
+    """subprocess arguments that drop root to PG_USER; none for a user who is not root."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": PG_USER, "group": pwd.getpwnam(PG_USER).pw_gid}
 
 
 def _own(path: Path, user: str = PG_USER) -> None:
-    shutil.chown(path, user=user)
+    if os.geteuid() == 0:
+        shutil.chown(path, user=user)
 
 
 @dataclass
@@ -83,7 +83,8 @@ def postgres_server(
     Only what a test machine differs in is overridden on the command line: the port, loopback
     only, and a socket directory the unprivileged user may write.
     """
-    require_tool(PG_BIN / "initdb")
+    require_tool("initdb")
+    require_tool("postgres")
     # pytest's tmp_path sits below a directory only root may enter: the cluster lives beside it.
     base = Path(tempfile.mkdtemp(prefix="keel-pg-"))
     os.chmod(base, 0o755)
@@ -105,9 +106,9 @@ def _run_postgres(
     _own(init_password)
     data_dir = base / "data"
     initdb = subprocess.run(
-        [str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", user,
+        [require_tool("initdb"), "-D", str(data_dir), "-U", user,
          "--pwfile", str(init_password), "-A", "scram-sha-256", "-E", "UTF8", "--locale", "C.UTF-8", "--no-sync"],
-        check=False, capture_output=True, text=True, timeout=120, user=PG_USER, group=_group(PG_USER), cwd=base,
+        check=False, capture_output=True, text=True, timeout=120, cwd=base, **_as_pg_user(),
     )  # fmt: skip
     if initdb.returncode != 0:
         raise AssertionError(f"initdb failed: {initdb.stderr}")
@@ -119,11 +120,11 @@ def _run_postgres(
     log = log_file.open("wb")
     # Started as the unprivileged user directly (not through runuser), so signals reach postgres.
     process = subprocess.Popen(
-        [str(PG_BIN / "postgres"), "-D", str(data_dir),
+        [require_tool("postgres"), "-D", str(data_dir),
          "-c", f"config_file={config_file}", "-c", f"port={port}", "-c", "listen_addresses=127.0.0.1",
          "-c", f"unix_socket_directories={base}", "-c", "fsync=off", *extra],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=PG_USER, group=_group(PG_USER),
-        cwd=base,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=base,
+        **_as_pg_user(),
     )  # fmt: skip
     server = Postgres(port, user, password, password_file, data_dir, log_file)
     try:

@@ -14,14 +14,18 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from backup_helpers import SNAPSHOT_HOST, BackupWorld, backup_world, busybox_userland, job_lock_held, restic_binary
-from pg_helpers import postgres_server, redis_server, require_tool
+from pg_helpers import postgres_server, redis_server
 from s3_harness import S3Server
 
 from config.models import PostgresSpec, RedisSpec, Resources, Retention
 from render.backup import BackupSpec, PostgresTarget, RedisTarget, VolumeTarget, job_health_command
 from render.postgres import render_postgresql_conf
 from render.redis import redis_acl, render_redis_conf
+from tests.tool_requirements import require_tool
+
+pytestmark = pytest.mark.requires_tool("restic")
 
 ORDERS = """
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
@@ -53,6 +57,7 @@ def _spec(**stores: object) -> BackupSpec:
     )
 
 
+@pytest.mark.requires_tool("pg_dump", "pg_dumpall", "pg_restore", "psql")
 def test_postgres_backup_survives_a_dropped_database_and_its_roles(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:
@@ -157,6 +162,7 @@ def _sqlite(path: Path, sql: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.requires_tool("sqlite3")
 def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path, restic_template: Path) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",)),))
     world = backup_world(tmp_path / "backup", spec, template=restic_template)
@@ -201,6 +207,7 @@ def test_sqlite_copy_taken_while_a_writer_writes_is_consistent(tmp_path: Path, r
     assert world.metrics()['keel_backup_last_run_success{store="files"}'] == 1
 
 
+@pytest.mark.requires_tool("redis-server", "redis-cli")
 def test_redis_rdb_after_bgsave_restores_every_key(tmp_path: Path, s3: S3Server, restic_template: Path) -> None:
     password = "redis-test-password"
     spec = _spec(redis=(RedisTarget(name="cache", host="cache.internal"),))
@@ -299,6 +306,7 @@ def _lint(text: str) -> None:
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.mark.requires_tool("promtool")
 def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: Path, restic_template: Path) -> None:
     spec = _spec(volumes=(VolumeTarget(name="files"),))
     world = backup_world(tmp_path / "backup", spec, template=restic_template)
@@ -324,6 +332,7 @@ def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: P
     assert sorted(p.name for p in world.textfile.iterdir()) == ["keel_backup.prom", "keel_backup_check.prom"]
 
 
+@pytest.mark.requires_tool("busybox", "sqlite3")
 def test_scripts_run_with_the_job_images_busybox_shell_and_tools(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:

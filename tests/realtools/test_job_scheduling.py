@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 from backup_helpers import busybox_userland
-from pg_helpers import require_tool
 
 from render import jobs
+from tests.tool_requirements import require_tool
 
 HERE = Path(__file__).resolve().parent
 SERVICE = "shop-job-report"
@@ -205,7 +205,7 @@ def gated(tmp_path: Path) -> list[str]:
 def test_the_scripts_pass_shellcheck():
     for text in (jobs.job_script(), jobs.scheduler_script()):
         result = subprocess.run(
-            ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True, check=False
+            [require_tool("shellcheck"), "-s", "sh", "-"], input=text, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stdout
 

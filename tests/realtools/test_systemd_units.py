@@ -21,6 +21,7 @@ import yaml
 
 from render import host_units
 from render.cloud_init import DATA_DIR
+from tests.tool_requirements import require_tool
 from tools import mockrun
 
 SYSTEMD_UNITS = Path("/lib/systemd/system")
@@ -36,9 +37,7 @@ ExecStart=/usr/bin/dockerd
 
 
 def analyze() -> str:
-    tool = shutil.which("systemd-analyze")
-    assert tool, "systemd-analyze is not installed (Debian package systemd; .ci/run installs it)"
-    return tool
+    return require_tool("systemd-analyze")
 
 
 @functools.cache
@@ -59,6 +58,7 @@ def fstab_line(entry: list[str]) -> str:
 def build_root(root: Path, document: dict, *, with_mount_unit: bool = True) -> list[str]:
     """A root with this machine's systemd units, the rendered files, the generated mount unit and
     the Docker stand-ins; returns the names of the units to verify."""
+    analyze()  # the units and the fstab generator come with systemd-analyze's package
     shutil.copytree(SYSTEMD_UNITS, root / "lib/systemd/system", symlinks=True)
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
@@ -164,7 +164,7 @@ def test_the_reboot_required_script_writes_the_metric_and_passes_shellcheck(tmp_
     flag = host_units.REBOOT_REQUIRED_FLAG
     path = tmp_path / "keel-reboot-required"
     path.write_text(script.replace(flag, str(tmp_path / "reboot-required")))
-    check = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    check = subprocess.run([require_tool("shellcheck"), str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     subprocess.run(["sh", str(path)], check=True, timeout=30)
     assert "keel_reboot_required 0\n" in (tmp_path / "reboot-required.prom").read_text()
@@ -173,7 +173,9 @@ def test_the_reboot_required_script_writes_the_metric_and_passes_shellcheck(tmp_
     text = (tmp_path / "reboot-required.prom").read_text()
     assert "keel_reboot_required 1\n" in text
     assert not (tmp_path / "reboot-required.prom.tmp").exists()
-    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -199,7 +201,7 @@ def test_the_swarm_report_counts_long_running_services_only_and_promtool_reads_i
     (bin_dir / "docker").chmod(0o755)
     script = tmp_path / "keel-swarm-report"
     script.write_text(host_units.swarm_report_script(str(tmp_path)))
-    check = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    check = subprocess.run([require_tool("shellcheck"), str(script)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     subprocess.run(["sh", str(script)], check=True, timeout=30, env=env)
@@ -208,8 +210,7 @@ def test_the_swarm_report_counts_long_running_services_only_and_promtool_reads_i
     assert 'keel_swarm_service_tasks_desired{service="shop-api"} 3\n' in text
     assert 'keel_swarm_service_tasks_desired{service="shop-proxy"} 1\n' in text
     assert "shop-backup" not in text  # a finished run-to-completion job is not a missing task
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is not installed (Debian package prometheus)"
+    promtool = require_tool("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 

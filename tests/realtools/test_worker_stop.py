@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pg_helpers import Redis, redis_server, require_tool
+from pg_helpers import Redis, redis_server
 
 from components.swarm import heartbeat_probe
 from config.models import RedisSpec
 from render.redis import redis_acl, render_redis_conf
+from tests.tool_requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "worker-test-password-4f1c"

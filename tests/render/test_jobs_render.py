@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from render.jobs import idle_script
+from tests.tool_requirements import require_tool
 
 FINGERPRINT = "0" * 64
 
@@ -37,7 +38,9 @@ def _run(
 @pytest.mark.parametrize("scheduled", [True, False])
 def test_the_script_passes_shellcheck(scheduled: bool):
     script = idle_script(service="shop-backup", fingerprint=FINGERPRINT, scheduled=scheduled)
-    result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [require_tool("shellcheck"), "-s", "sh", "-"], input=script, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout
 
 

@@ -25,6 +25,7 @@ from render.nginx import (
 )
 from tests.helpers import stack_values, with_fragment
 from tests.realtools.nginx_harness import NginxProcess, make_pki, stack_config, stack_site, wheel_nginx, work_dir
+from tests.tool_requirements import require_root
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nginx"
 
@@ -61,6 +62,7 @@ def test_status_include_matches_golden(stack: str) -> None:
 def test_real_nginx_accepts_the_exact_production_text(stack: str) -> None:
     """`nginx -t` (nginx 1.31, as the 1.28 image parses it) on the golden text; only the
     certificate paths and the worker user, which exist only in the container, are swapped."""
+    require_root("nginx -t binds the production ports (80, 443) and creates /var/run/nginx.pid")
     text = render_nginx_conf(stack_site(stack))
     assert "\nuser nginx;\n" in text
     with work_dir(f"keel-nginx-t-{stack}-") as directory:
