@@ -151,7 +151,7 @@ watchdog_pid=$!
 # Swarm stopping the task (docker stop: the stop signal, then SIGKILL after the service's grace
 # period) reaches the command too.
 stopped=0
-# shellcheck disable=SC2317 # run by the trap below
+# shellcheck disable=SC2317,SC2329 # run by the trap below
 forward() {
   stopped=1
   kill -TERM "$child" 2>/dev/null
