@@ -62,6 +62,7 @@ def idle_script(
     service carries the fingerprint as a label, so every change of it is an update). A task counts
     as a run from the moment swarm wants it running (New, Pending, Preparing, Starting, Running):
     one still pulling its image or waiting for its health check is a run as much as a running one.
+    A wait that times out fails the deploy and puts the schedule back first.
     """
     if not _SERVICE.fullmatch(service) or not _FINGERPRINT.fullmatch(fingerprint):
         raise ValueError(f"job service {service!r} / fingerprint {fingerprint!r}: not a service name and a sha256")
@@ -69,6 +70,13 @@ def idle_script(
     pause = (
         "# No new run from here on; the service update that follows restores the schedule.\n"
         'docker service update --detach --quiet --label-add swarm.cronjob.enable=false "$service" '
+        ">/dev/null 2>&1 || true\n"
+        if scheduled
+        else ""
+    )
+    resume = (
+        "    # The update will not come: the job keeps its schedule, as before this deploy.\n"
+        '    docker service update --detach --quiet --label-add swarm.cronjob.enable=true "$service" '
         ">/dev/null 2>&1 || true\n"
         if scheduled
         else ""
@@ -93,7 +101,7 @@ deadline=$(( $(date +%s) + {int(timeout_s)} ))
   fi
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "$service: a run is still in progress after {int(timeout_s)}s; deploy again once it has finished" >&2
-    exit 1
+{resume}    exit 1
   fi
   sleep {int(poll_s)}
 done

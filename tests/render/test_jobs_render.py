@@ -88,6 +88,11 @@ def test_a_run_that_outlasts_the_wait_fails_the_deploy_and_says_why(tmp_path: Pa
     result = _run(tmp_path, "echo 'Running 20 minutes ago'", timeout_s=2)
     assert result.returncode == 1
     assert "a run is still in progress after 2s" in result.stderr
+    # The job's update will not happen: its schedule is put back rather than left paused.
+    assert (tmp_path / "updates.log").read_text().splitlines() == [
+        "service update --detach --quiet --label-add swarm.cronjob.enable=false shop-backup",
+        "service update --detach --quiet --label-add swarm.cronjob.enable=true shop-backup",
+    ]
 
 
 @pytest.mark.parametrize(("service", "fingerprint"), [("shop backup", FINGERPRINT), ("shop-backup", "not-a-digest")])
