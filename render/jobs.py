@@ -47,6 +47,8 @@ SKIPS_FILE = "keel_job_skips.prom"
 IDLE_WAIT_S = 900
 """How long a deploy waits for a job's run to finish before it fails (and says so)."""
 POLL_S = 10
+IN_PROGRESS = "New|Allocated|Pending|Assigned|Accepted|Preparing|Ready|Starting|Running"
+"""Every state of a task swarm wants running that has not ended (docker/api/types/swarm/task.go)."""
 _SERVICE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
@@ -86,7 +88,7 @@ def idle_script(
 set -u
 service={q(service)}
 # Every state of a task swarm wants running that has not ended (docker/api/types/swarm/task.go).
-IN_PROGRESS='New|Allocated|Pending|Assigned|Accepted|Preparing|Ready|Starting|Running'
+IN_PROGRESS={q(IN_PROGRESS)}
 deadline=$(( $(date +%s) + {int(timeout_s)} ))
 {pause}while :; do
   if ! states=$(docker service ps --filter desired-state=running \\
@@ -132,11 +134,18 @@ def late_after_s(*, schedule: str, timeout_s: int, grace_s: int) -> int:
 
 
 def run_command(*, service: str, tickets_dir: str) -> str:
-    """The one-off run on demand, run on the host (as the deploy user): a ticket, then one task."""
+    """The one-off run on demand, run on the host (as the deploy user): a ticket, then one task.
+
+    Refused while a run is in progress, as swarm-cronjob's skip-running refuses a tick: the forced
+    update would stop that run to start this one."""
     if not _SERVICE.fullmatch(service):
         raise ValueError(f"job service {service!r}: not a service name")
-    ticket = shlex.quote(f"{tickets_dir}/{service}")
+    q = shlex.quote
+    ticket = q(f"{tickets_dir}/{service}")
     return (
-        f"t=$(cat {ticket} 2>/dev/null || echo 0); echo $((t + 1)) > {ticket}.new && mv {ticket}.new {ticket} && "
-        f"docker service update --detach --force --replicas 1 {shlex.quote(service)}"
+        f"if docker service ps --filter desired-state=running --format '{{{{.CurrentState}}}}' {q(service)} "
+        f"| grep -q -E {q(f'^({IN_PROGRESS})')}; then "
+        f"echo {q(f'{service}: a run is in progress; not starting another')} >&2; false; "
+        f"else t=$(cat {ticket} 2>/dev/null || echo 0); echo $((t + 1)) > {ticket}.new && mv {ticket}.new {ticket} && "
+        f"docker service update --detach --force --replicas 1 {q(service)}; fi"
     )

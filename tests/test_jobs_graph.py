@@ -245,7 +245,7 @@ def test_a_changed_job_gets_a_new_fingerprint_and_an_unchanged_one_keeps_it(prod
 def test_the_one_off_run_command_is_an_output(prod: mockrun.Run) -> None:
     commands = prod.outputs["job_run_commands"]
     assert set(commands) == {"report", "prune"}
-    assert commands["report"].endswith("docker service update --detach --force --replicas 1 shop-job-report")
+    assert "docker service update --detach --force --replicas 1 shop-job-report; fi" in commands["report"]
     assert "/mnt/data/metrics/job-tickets/shop-job-report" in commands["report"]
 
 

@@ -191,6 +191,38 @@ def world(
             process.wait(timeout=DEADLINE_S)
 
 
+def one_off_run(tmp_path: Path, task_state: str, *, ok: bool = True) -> list[str]:
+    """The job's one-off run command with ``docker service ps`` answering ``task_state``; the
+    ``docker service update`` calls it made."""
+    bin_dir = tmp_path / "docker-bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "docker-updates.log"
+    calls.unlink(missing_ok=True)
+    docker = bin_dir / "docker"
+    docker.write_text(
+        f'#!/bin/sh\nif [ "$2" = update ]; then echo "$*" >> {shlex.quote(str(calls))}; exit 0; fi\n'
+        f"echo {shlex.quote(task_state)}\n"
+    )
+    docker.chmod(0o755)
+    command = jobs.run_command(service=SERVICE, tickets_dir=str(tmp_path / "textfile" / jobs.TICKETS_DIR))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert (result.returncode == 0) == ok, result.stderr
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_a_run_request_while_a_run_is_going_is_refused_and_issues_no_ticket(tmp_path: Path):
+    tickets = tmp_path / "textfile" / jobs.TICKETS_DIR
+    tickets.mkdir(parents=True)
+    (tickets / SERVICE).write_text("4\n")
+    # Forced, the update would stop the run in progress to start this one.
+    for state in ("Running 3 minutes ago", "Starting 2 seconds ago", "Preparing 5 seconds ago"):
+        assert one_off_run(tmp_path, state, ok=False) == [], state
+    assert (tickets / SERVICE).read_text() == "4\n"
+    assert one_off_run(tmp_path, "Complete 1 hour ago") == [f"service update --detach --force --replicas 1 {SERVICE}"]
+    assert (tickets / SERVICE).read_text() == "5\n"
+
+
 def gated(tmp_path: Path) -> list[str]:
     """A job that records its start, waits for the test to open its gate, and records its end."""
     log, gate = tmp_path / "job.log", tmp_path / "gate"
@@ -287,11 +319,11 @@ def test_a_start_nobody_asked_for_runs_nothing_and_a_run_request_does(tmp_path: 
         w.send("deploy-start")
         wait_for(lambda: "nothing run" in w.task_log(2), "the unasked-for start to give up")
         assert w.report == before and len(w.runs()) == 2
-        # The one-off run command: a ticket, then a task (render/jobs.py run_command, its docker
-        # part left out).
-        one_off = jobs.run_command(service=SERVICE, tickets_dir=str(w.tickets)).split(" && docker ")[0]
-        subprocess.run(["sh", "-c", one_off], check=True, timeout=DEADLINE_S)
+        # The one-off run command (render/jobs.py run_command), against a stand-in docker that
+        # reports the job idle and records the update; the replay then starts the task it asks for.
         w.send("idle")
+        updates = one_off_run(tmp_path, "Complete 1 minute ago")
+        assert updates == [f"service update --detach --force --replicas 1 {SERVICE}"]
         w.send("deploy-start")
         wait_for(lambda: w.finished(2) and len(w.runs()) == 4, "the requested run")
     assert "started without a run ticket (ticket 1, already used)" in w.task_log(2)
