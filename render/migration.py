@@ -38,14 +38,16 @@ def migration_script(
     user_flag = f"--user {q(user)} " if user else ""
     login = ""
     if registry_server and registry_username:
+        # The trap's text is evaluated again when it fires: it names the server by variable only.
         login = (
+            f"registry={q(registry_server)}\n"
             f'base64 -d < "$dir/.registry" | docker login --username {q(registry_username)} '
-            f"--password-stdin {q(registry_server)} >/dev/null\n"
-            f'trap \'docker rm -f "$container" >/dev/null 2>&1; docker logout {q(registry_server)} >/dev/null 2>&1; '
-            f'rm -rf "$dir"\' EXIT\n'
+            '--password-stdin "$registry" >/dev/null\n'
+            'trap \'docker rm -f "$container" >/dev/null 2>&1; docker logout "$registry" >/dev/null 2>&1; '
+            'rm -rf "$dir"\' EXIT\n'
         )
     return f"""#!/bin/sh
-# Migration for {image}: runs once before the rollout; failure stops the deploy.
+# The migration of one app: runs once before the rollout; failure stops the deploy.
 set -eu
 umask 077
 dir=$(mktemp -d)
@@ -66,5 +68,5 @@ chmod 0755 "$dir" "$dir/secrets"
   --mount "type=bind,source=$dir/secrets,target=/run/secrets,readonly" \\
   {env_flags} \\
   {q(image)} {" ".join(q(part) for part in command)}
-echo "migration of {image} succeeded"
+echo {q(f"migration of {image} succeeded")}
 """

@@ -55,7 +55,8 @@ def test_migration_secrets_arrive_on_stdin_only():
     assert '--mount "type=bind,source=$dir/secrets,target=/run/secrets,readonly"' in script
     assert 'timeout 600 docker run --rm --name "$container" --network shop-internal --user 10001:10001' in script
     # `timeout` kills only the client: the named container is removed on every exit.
-    assert """trap 'docker rm -f "$container" >/dev/null 2>&1; docker logout ghcr.io""" in script
+    assert "registry=ghcr.io\n" in script
+    assert """trap 'docker rm -f "$container" >/dev/null 2>&1; docker logout "$registry" """ in script
 
 
 def test_migration_script_really_decodes_secrets_into_files(tmp_path: Path):

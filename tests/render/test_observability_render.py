@@ -349,11 +349,6 @@ def test_redis_exporter_without_password_runs_the_binary_directly():
             "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
             "scrapes; add internal to services/web/networks",
         ),
-        (
-            "api",
-            {"metrics_path": "metrics"},
-            'services/api/metrics_path: found "metrics"; expected a path starting with /, such as /metrics',
-        ),
     ],
 )
 def test_metrics_path_mistakes_are_reported_with_their_key_path(name, app, message):
