@@ -343,6 +343,14 @@ def _jobs(cfg: StackConfig) -> list[str]:
                 f"jobs/{name}: its service would be named {cfg.names.job(name)}, like services/job-{name}; "
                 "rename one of them"
             )
+        # As for apps (_hardening), but a job has no exemptions: one that must run as root runs with
+        # app: set to an app whose exemption says why.
+        if cfg.environment == "prod" and job.app is None and (job.user is None or grammar.runs_as_root(job.user)):
+            found = "is null, which runs the image's own USER, often root" if job.user is None else "is root"
+            problems.append(
+                f'jobs/{name}/user: {found}; expected a uid:gid such as "10001:10001" (prod), or app: set to an '
+                "app whose exemptions/root says why"
+            )
     return problems
 
 

@@ -323,6 +323,20 @@ CASES += [
         "only in dev, and this stack's environment is prod)",
     ),
     (
+        "job running as root in prod",
+        "prod",
+        {"keel:jobs": {"report": {**IMAGE_JOB, "user": "0:0"}}},
+        'jobs/report/user: is root; expected a uid:gid such as "10001:10001" (prod), or app: set to an app whose '
+        "exemptions/root says why",
+    ),
+    (
+        "job with the image's own user in prod",
+        "prod",
+        {"keel:jobs": {"report": {**IMAGE_JOB, "user": None}}},
+        "jobs/report/user: is null, which runs the image's own USER, often root; expected a uid:gid such as "
+        '"10001:10001" (prod), or app: set to an app whose exemptions/root says why',
+    ),
+    (
         "job secret naming no store",
         "prod",
         {"keel:jobs": {"report": {**JOB, "secrets": {"DB": "store:nope"}}}},
