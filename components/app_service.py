@@ -25,6 +25,7 @@ from components import swarm
 from components.host import Host
 from components.networks import Networks
 from components.stateful_store import StatefulStore
+from config import crossref
 from config.loader import Stack
 from config.models import SWARM_STOP_DELAY_S, AppSpec, SecretRef, WorkerSpec
 from render.migration import migration_script, migration_stdin
@@ -105,7 +106,11 @@ class AppService(pulumi.ComponentResource):
         registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
-        store_services: list[pulumi.Resource] = [s.service for s in stores.values() if s.service is not None]
+        # Only the stores it uses (config.crossref.referenced_stores): others do not hold it back.
+        used = crossref.referenced_stores(spec, stack.config)
+        store_services: list[pulumi.Resource] = [
+            s.service for n, s in stores.items() if n in used and s.service is not None
+        ]
         depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
         if spec.migration is not None:
             depends.append(

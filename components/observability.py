@@ -11,7 +11,8 @@ Declares, as swarm services on the internal overlay network only (no published p
   directory) and cAdvisor (global, per-container memory, CPU and limits);
 - nginx-prometheus-exporter (the proxy's stub_status), the nginx access-log exporter (status
   codes, for the 5xx alert) and the blackbox exporter (certificate expiry);
-- one postgres_exporter or redis_exporter per postgres or redis store.
+- one exporter per store whose kind has one (postgres_exporter, redis_exporter, mysqld_exporter:
+  the kind's ``exporter``, stores/<kind>/kind.py).
 
 Every file is a ``docker.ServiceConfig`` without a name: configs are immutable, so Pulumi
 creates the replacement first, the service rolls to it, and the old one is deleted.
@@ -24,7 +25,7 @@ disabled explicitly and their liveness is watched by Prometheus (TargetDown/Targ
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
 import pulumi
 import pulumi_docker as docker
@@ -32,12 +33,14 @@ import pulumi_random as random
 
 from components import swarm
 from components.host import Host
+from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
-from config.models import PostgresSpec, RedisSpec, Resources, StoreSpec
+from config.models import Resources
 from render import grafana as gf
 from render import nginx
 from render import observability as obs
+from stores import registry
 
 ROLE = "observability"
 PROMETHEUS_OWNER = "65534:65534"
@@ -53,22 +56,6 @@ there) plus the container's own bind mounts (/etc/hosts, /etc/hostname, /etc/res
 textfile directory). Those would each report the root disk again under another mount point, and
 the disk alert would fire once per copy.
 """
-
-
-class StoreLike(Protocol):
-    """What the stack needs of a StatefulStore component."""
-
-    @property
-    def spec(self) -> StoreSpec: ...
-
-    @property
-    def service_name(self) -> str: ...
-
-    @property
-    def password(self) -> pulumi.Output[str] | None: ...
-
-    @property
-    def password_secret(self) -> docker.Secret | None: ...
 
 
 def _wget(url: str) -> list[str]:
@@ -327,39 +314,27 @@ class ObservabilityStack(pulumi.ComponentResource):
         )
 
     def _store_exporters(self, stores: Mapping[str, StoreLike]) -> None:
-        images = self._images
+        """One exporter per store whose kind has one, reading the store's password file."""
         for target in self.spec.stores:
             store = stores[target.name]
+            exporter = registry.kind_of(store.spec).exporter()
+            assert exporter is not None  # the spec watches only stores with an exporter
             password_file = f"{obs.SECRETS_DIR}/{target.name}-password"
             secrets = []
             if store.password_secret is not None:
                 secrets.append(swarm.secret_file(store.password_secret, password_file))
-            part = f"{target.name}-exporter"
-            if isinstance(store.spec, PostgresSpec):
-                self._add(
-                    part,
-                    image=images.postgres_exporter_image,
-                    env=obs.postgres_exporter_env(
-                        target,
-                        store.spec.database,
-                        store.spec.user,
-                        password_file if store.password_secret is not None else None,
-                    ),
-                    secrets=secrets,
-                    health=_wget(f"http://127.0.0.1:{obs.POSTGRES_EXPORTER_PORT}/"),
-                    memory_mb=capacity.POSTGRES_EXPORTER_MB,
-                )
-            elif isinstance(store.spec, RedisSpec):
-                self._add(
-                    part,
-                    image=images.redis_exporter_image,
-                    commands=obs.redis_exporter_command(
-                        target, password_file if store.password_secret is not None else None
-                    ),
-                    secrets=secrets,
-                    health=_wget(f"http://127.0.0.1:{obs.REDIS_EXPORTER_PORT}/health"),
-                    memory_mb=capacity.REDIS_EXPORTER_MB,
-                )
+            container = exporter.container(
+                store.spec, target.service_name, password_file if store.password_secret is not None else None
+            )
+            self._add(
+                f"{target.name}-exporter",
+                image=getattr(self._images, exporter.image_key),
+                env=container.env,
+                commands=container.command,
+                secrets=secrets,
+                health=_wget(f"http://127.0.0.1:{exporter.port}{exporter.health_path}"),
+                memory_mb=exporter.memory_mb,
+            )
 
     def nginx_upstream(self) -> nginx.NginxUpstream:
         """The upstream the proxy adds for Grafana (every task, re-resolved at run time)."""

@@ -1,15 +1,16 @@
-"""StatefulStore: PostgreSQL, Redis, a plain data volume, or an external managed database.
+"""StatefulStore: one store of any kind (stores/registry.py), declared from what its kind plans.
 
 Every store with data keeps it in a protected docker.Volume (retained when removed from the
 code) which, on a Hetzner host, is a directory on the Hetzner Volume (/mnt/data/volumes/...), so
-it survives the server's replacement. Stores sit on the internal network only, are pinned to
-the manager node (the one that holds the data volume) and are reachable by their short name
-(`db`, `cache`) through a network alias.
+it survives the server's replacement. A store with a container (PostgreSQL, Redis, MariaDB) runs
+one task on the internal network only, pinned to the manager node (the one that holds the data
+volume) and reachable by its short name (`db`, `cache`) through a network alias; what runs in it
+(image, args, env, files, mounts, health, stop) is its kind's ``container`` plan.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
@@ -18,20 +19,38 @@ import pulumi_random as random
 from components import swarm
 from components.host import Host
 from components.networks import Networks
+from config.base import StoreSpec
 from config.loader import Stack
-from config.models import ExternalSpec, PostgresSpec, RedisSpec, StoreSpec
-from render import postgres as pg
-from render import redis as rd
+from stores import registry
+from stores.base import ContainerPlan, Password, SecretFile, SecretUrl
 
-POSTGRES_DATA = "/var/lib/postgresql/data"
-POSTGRES_PASSWORD_FILE = "/run/secrets/postgres-password"
-# First start includes initdb (postgres) or an AOF load (redis) plus the health start period.
+# First start includes initialisation (initdb, the system tables) or an AOF load, plus the health
+# start period.
 STORE_CONVERGE_TIMEOUT_S = 600
+
+
+class StoreLike(Protocol):
+    """What other components (BackupJob, ObservabilityStack) read from a StatefulStore."""
+
+    @property
+    def spec(self) -> StoreSpec: ...
+
+    @property
+    def service_name(self) -> str: ...
+
+    @property
+    def volume(self) -> docker.Volume | None: ...
+
+    @property
+    def password(self) -> pulumi.Output[str] | None: ...
+
+    @property
+    def password_secret(self) -> docker.Secret | None: ...
 
 
 class StatefulStore(pulumi.ComponentResource):
     """One store. Outputs: ``service_name`` (also reachable by the store's own name on the
-    internal network), ``volume``, ``password`` (a secret, for postgres and redis),
+    internal network), ``volume``, ``password`` (a secret, for stores with one),
     ``password_secret`` (the swarm secret holding it), ``url`` (external stores) and
     ``connection_url`` (a secret: what an app's ``store-url:<name>`` receives)."""
 
@@ -56,6 +75,7 @@ class StatefulStore(pulumi.ComponentResource):
     ) -> None:
         super().__init__("keel:index:StatefulStore", name, {}, opts)
         names = stack.config.names
+        kind = registry.kind_of(spec)
         self.spec = spec
         self.service_name = names.store(name)
         self.volume = None
@@ -64,79 +84,103 @@ class StatefulStore(pulumi.ComponentResource):
         self.password_secret = None
         self.url = None
         self.connection_url = None
+        self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
         self._host = host
 
-        if isinstance(spec, ExternalSpec):
-            self.url = stack.secrets[spec.url_secret]
+        credentials = kind.credentials(spec)
+        if isinstance(credentials, SecretUrl):
+            self.url = stack.secrets[credentials.secret]
             self.connection_url = self.url
-        else:
+        if kind.data_volume(spec):
             # On the data disk: the store's data outlives the server (the resource name is the one
             # the volume always had: renaming it would create an empty volume beside the data).
             self.volume = host.data_volume(
                 f"{name}-data", volume_name=names.store_volume(name), labels={"keel.store": name}, parent=self
             )
-            if isinstance(spec, (PostgresSpec, RedisSpec)):
-                self.password = self._password(name, spec, stack)
-                self.password_secret = docker.Secret(
-                    f"{name}-password", docker.SecretArgs(data=swarm.secret_data(self.password)), opts=self._child
-                )
-                self.connection_url = connection_url(spec, name, self.password)
-            if isinstance(spec, PostgresSpec):
-                self.service = self._postgres(name, spec, networks)
-            elif isinstance(spec, RedisSpec):
-                self.service = self._redis(name, spec, networks)
+        if isinstance(credentials, Password):
+            self.password = self._password(f"{name}-password", credentials.secret, stack)
+            self.password_secret = docker.Secret(
+                f"{name}-password", docker.SecretArgs(data=swarm.secret_data(self.password)), opts=self._child
+            )
+            password, url = self.password, credentials.url
+            self.connection_url = swarm.as_secret(password.apply(lambda value: url(name, value)))
+        container = kind.container(name, spec)
+        if container is not None:
+            self.service = self._service(container, networks)
 
         self.register_outputs({"service_name": self.service_name})
 
     # ------------------------------------------------------------------ parts
 
-    def _password(self, name: str, spec: PostgresSpec | RedisSpec, stack: Stack) -> pulumi.Output[str]:
-        if spec.password_secret:
-            return stack.secrets[spec.password_secret]
-        generated = random.RandomPassword(
-            f"{name}-password", random.RandomPasswordArgs(length=32, special=False), opts=self._child
-        )
-        return pulumi.Output.secret(generated.result)
+    def _password(self, resource_name: str, configured: str | None, stack: Stack) -> pulumi.Output[str]:
+        return stack.secrets[configured] if configured else self._generated(resource_name)
 
-    def _service(
-        self,
-        name: str,
-        spec: PostgresSpec | RedisSpec,
-        networks: Networks,
-        *,
-        image: str,
-        args: list[str],
-        health: swarm.Health,
-        secrets: list[docker.ServiceTaskSpecContainerSpecSecretArgs],
-        configs: list[docker.ServiceTaskSpecContainerSpecConfigArgs],
-        mounts: list[docker.ServiceTaskSpecContainerSpecMountArgs],
-        stop_signal: str | None,
-        stop_grace_s: int,
-        env: dict[str, str] | None = None,
-    ) -> docker.Service:
-        assert self.volume is not None
+    def _generated(self, resource_name: str) -> pulumi.Output[str]:
+        generated = random.RandomPassword(
+            resource_name, random.RandomPasswordArgs(length=32, special=False), opts=self._child
+        )
+        return swarm.as_secret(generated.result)
+
+    def _configs(self, plan: ContainerPlan) -> list[docker.ServiceTaskSpecContainerSpecConfigArgs]:
+        configs = []
+        for file in plan.config_files:
+            config = docker.ServiceConfig(
+                f"{self._name}-{file.part}", docker.ServiceConfigArgs(data=swarm.b64(file.text)), opts=self._child
+            )
+            configs.append(swarm.file_config(config, file.path))
+        return configs
+
+    def _secret_file(self, file: SecretFile, stack_secret: docker.Secret | None) -> docker.Secret:
+        """The password's secret, or the secret of its own a file names (derived or generated)."""
+        if file.part is None:
+            assert stack_secret is not None, f"{self._name}: {file.path} names the password of a store without one"
+            return stack_secret
+        if file.generated:
+            value = self._generated(f"{self._name}-{file.part}")
+        else:
+            assert file.derive is not None and self.password is not None
+            value = self.password.apply(file.derive)
+        return docker.Secret(
+            f"{self._name}-{file.part}", docker.SecretArgs(data=swarm.secret_data(value)), opts=self._child
+        )
+
+    def _service(self, plan: ContainerPlan, networks: Networks) -> docker.Service:
+        assert self.volume is not None, f"{self._name}: a store with a container keeps a data volume"
+        configs = self._configs(plan)
+        secrets = [
+            swarm.secret_file(self._secret_file(file, self.password_secret), file.path) for file in plan.secret_files
+        ]
         return swarm.service(
-            f"{name}-service",
+            f"{self._name}-service",
             name=self.service_name,
             role="store",
-            part=name,
-            image=self._host.image(image),
+            part=self._name,
+            image=self._host.image(plan.image),
             # `args`, not `command`: swarm's Command replaces the image's ENTRYPOINT, and the official
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
-            args=args,
-            env=env,
+            args=plan.args,
+            env=plan.env,
             hardening=swarm.Hardening(read_only=True, cap_drop_all=False),
             secrets=secrets,
             configs=configs,
-            mounts=[swarm.volume_mount(self.volume.name, self._data_dir(spec)), *mounts],
-            health=health,
-            resources=spec.resources,
-            stop_signal=stop_signal,
-            stop_grace_s=stop_grace_s,
-            logging=spec.logging,
+            mounts=[
+                swarm.volume_mount(self.volume.name, plan.data_dir),
+                *(swarm.tmpfs_mount(tmpfs.path, tmpfs.size_mb) for tmpfs in plan.tmpfs),
+            ],
+            health=swarm.Health(
+                plan.health.test,
+                interval_s=plan.health.interval_s,
+                timeout_s=plan.health.timeout_s,
+                start_period_s=plan.health.start_period_s,
+                retries=plan.health.retries,
+            ),
+            resources=plan.resources,
+            stop_signal=plan.stop_signal,
+            stop_grace_s=plan.stop_grace_s,
+            logging=plan.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.internal.id, aliases=(name,))],
+            networks=[swarm.Attachment(networks.internal.id, aliases=(self._name,))],
             # One task owns the data directory: the old one stops before the new one starts.
             # A swarm task counts as running only once its health check passes, so waiting for
             # convergence means apps and migrations that depend on the store find it accepting
@@ -144,88 +188,3 @@ class StatefulStore(pulumi.ComponentResource):
             rollout=swarm.Rollout(order="stop-first", converge_timeout_s=STORE_CONVERGE_TIMEOUT_S),
             opts=self._child,
         )
-
-    @staticmethod
-    def _data_dir(spec: PostgresSpec | RedisSpec) -> str:
-        return POSTGRES_DATA if isinstance(spec, PostgresSpec) else rd.DATA_DIR
-
-    def _postgres(self, name: str, spec: PostgresSpec, networks: Networks) -> docker.Service:
-        tuning = pg.postgres_tuning(spec.resources.memory_mb, spec.max_connections)
-        conf = docker.ServiceConfig(
-            f"{name}-postgresql.conf",
-            docker.ServiceConfigArgs(data=swarm.b64(pg.render_postgresql_conf(spec))),
-            opts=self._child,
-        )
-        assert self.password_secret is not None
-        return self._service(
-            name,
-            spec,
-            networks,
-            image=spec.image,
-            args=pg.postgres_command(),
-            env={
-                "POSTGRES_DB": spec.database,
-                "POSTGRES_USER": spec.user,
-                "POSTGRES_PASSWORD_FILE": POSTGRES_PASSWORD_FILE,
-                # A subdirectory: the volume's root may hold lost+found, which initdb refuses.
-                "PGDATA": f"{POSTGRES_DATA}/pgdata",
-            },
-            # Read by the entrypoint after it drops to the postgres user, whose uid differs between
-            # the alpine and debian images; the file exists only inside this task.
-            secrets=[swarm.secret_file(self.password_secret, POSTGRES_PASSWORD_FILE)],
-            configs=[swarm.file_config(conf, pg.CONFIG_PATH)],
-            mounts=[
-                swarm.tmpfs_mount("/dev/shm", tuning.shm_size_mb),
-                swarm.tmpfs_mount("/var/run/postgresql", 16),
-                swarm.tmpfs_mount("/tmp", 64),
-            ],
-            health=swarm.Health(
-                tuple(pg.postgres_health_command(spec)), interval_s=10, timeout_s=5, start_period_s=60, retries=5
-            ),
-            stop_signal="SIGINT",  # PostgreSQL's "fast" shutdown: clean, without waiting for clients
-            stop_grace_s=60,
-        )
-
-    def _redis(self, name: str, spec: RedisSpec, networks: Networks) -> docker.Service:
-        assert self.password is not None and self.password_secret is not None
-        conf = docker.ServiceConfig(
-            f"{name}-redis.conf",
-            docker.ServiceConfigArgs(data=swarm.b64(rd.render_redis_conf(spec))),
-            opts=self._child,
-        )
-        acl = docker.Secret(
-            f"{name}-acl",
-            docker.SecretArgs(data=swarm.secret_data(self.password.apply(rd.redis_acl))),
-            opts=self._child,
-        )
-        return self._service(
-            name,
-            spec,
-            networks,
-            image=spec.image,
-            # `args` keeps the official entrypoint, which hands /data to the redis user and drops root.
-            args=rd.redis_command(),
-            secrets=[
-                swarm.secret_file(acl, rd.ACL_PATH),
-                swarm.secret_file(self.password_secret, rd.PASSWORD_PATH),
-            ],
-            configs=[swarm.file_config(conf, rd.CONFIG_PATH)],
-            mounts=[swarm.tmpfs_mount("/tmp", 16)],
-            health=swarm.Health(
-                tuple(rd.redis_health_command()), interval_s=10, timeout_s=5, start_period_s=20, retries=5
-            ),
-            stop_signal=None,
-            stop_grace_s=30,
-        )
-
-
-def connection_url(spec: PostgresSpec | RedisSpec, host: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
-    """The URL an app connects with, the password percent-encoded in it; a Pulumi secret."""
-    if isinstance(spec, PostgresSpec):
-        url = password.apply(
-            lambda value: f"postgresql://{spec.user}:{quote(value, safe='')}@{host}:{pg.PORT}/{spec.database}"
-        )
-    else:
-        # The ACL file's only user is `default`, so the URL names no user.
-        url = password.apply(lambda value: f"redis://:{quote(value, safe='')}@{host}:{rd.PORT}/0")
-    return pulumi.Output.secret(url)

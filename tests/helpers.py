@@ -17,7 +17,7 @@ import yaml
 from components.host import Host
 from config import parse
 from config.loader import Stack, merge
-from config.models import LocalHostSpec, StackConfig
+from config.models import LocalHostSpec, StackConfig, StoreSpec
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def tag_of(image: str) -> str:
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `config:` mapping of a stack file, as YAML values."""
-    return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+    return dict(yaml.load((ROOT / f"Pulumi.{stack}.yaml").read_text(), Loader=yaml.CSafeLoader)["config"])
 
 
 def with_fragment(stack: str, fragment: dict[str, Any]) -> dict[str, Any]:
@@ -112,13 +112,14 @@ def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str])
 
 
 def store_password(
-    key: str, store: object, on_host: pulumi.ResourceOptions
+    key: str, store: StoreSpec, on_host: pulumi.ResourceOptions
 ) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
     """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
     from components import swarm
-    from config.models import PostgresSpec, RedisSpec
+    from stores import registry
+    from stores.base import Password
 
-    if not isinstance(store, (PostgresSpec, RedisSpec)):
+    if not isinstance(registry.kind_of(store).credentials(store), Password):
         return None, None
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)
@@ -156,7 +157,7 @@ def check_render_is_readable(run: mockrun.Run, out: Path) -> None:
     under files/ that resources.yaml refers to, no base64 text is left in resources.yaml, and no
     secret value of the run appears in any written file."""
     text = (out / "resources.yaml").read_text()
-    described = {r["urn"]: r for r in yaml.safe_load(text)}
+    described = {r["urn"]: r for r in yaml.load(text, Loader=yaml.CSafeLoader)}
     configs = run.of_type("docker:index/serviceConfig:ServiceConfig")
     assert configs
     for config in configs:

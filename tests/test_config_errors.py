@@ -129,13 +129,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "unknown service kind",
         "dev",
         {"keel:services": {"db": {"kind": "mysql"}}},
-        'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume, worker',
+        'services/db/kind: found "mysql"; expected one of app, external, mariadb, postgres, redis, volume, worker',
     ),
     (
         "service kind written as a list",
         "dev",
         {"keel:services": {"db": {"kind": ["postgres"]}}},
-        "services/db/kind: found a list; expected one of app, external, postgres, redis, volume, worker",
+        "services/db/kind: found a list; expected one of app, external, mariadb, postgres, redis, volume, worker",
     ),
     (
         "latest image outside dev",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pg_helpers import free_port, redis_server
 
-from config.models import RedisSpec
-from render.redis import redis_acl, redis_health_command, render_redis_conf
+from stores.redis.model import RedisSpec
+from stores.redis.server import redis_acl, redis_health_command, render_redis_conf
 from tests.tool_requirements import require_tool
 
 PASSWORD = "correct-horse-battery-staple"

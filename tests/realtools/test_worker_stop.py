@@ -29,8 +29,8 @@ import yaml
 from pg_helpers import Redis, redis_server
 
 from components.swarm import heartbeat_probe
-from config.models import RedisSpec
-from render.redis import redis_acl, render_redis_conf
+from stores.redis.model import RedisSpec
+from stores.redis.server import redis_acl, render_redis_conf
 from tests.tool_requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,12 @@ once stays inside what shared_buffers leaves. WAL and checkpoints suit a small V
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from config.models import PostgresSpec
-from render import render_template
+from render import render_from
+from stores.postgres.model import PostgresSpec
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 PORT = 5432
 CONFIG_PATH = "/etc/postgresql/postgresql.conf"
 """Where the component mounts the rendered file; the server is started with config_file=this."""
@@ -69,7 +71,7 @@ def postgres_tuning(memory_mb: int, max_connections: int) -> PostgresTuning:
 def render_postgresql_conf(store: PostgresSpec) -> str:
     """The complete postgresql.conf for ``store`` (mounted at CONFIG_PATH)."""
     tuning = postgres_tuning(store.resources.memory_mb, store.max_connections)
-    return render_template("postgresql.conf.j2", tuning=tuning, port=PORT)
+    return render_from(TEMPLATES, "postgresql.conf.j2", tuning=tuning, port=PORT)
 
 
 def postgres_command(config_path: str = CONFIG_PATH) -> list[str]:
