@@ -39,6 +39,10 @@ class Names:
     def store_volume(self, name: str) -> str:
         return self.of(f"{name}-data")
 
+    def job(self, name: str) -> str:
+        """A scheduled job's service (config/models.py JobSpec)."""
+        return self.of(f"job-{name}")
+
     # ------------------------------------------------------------------ proxy
     @property
     def proxy(self) -> str:
