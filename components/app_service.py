@@ -1,4 +1,7 @@
-"""AppService: one stateless application as a swarm service with N replicas.
+"""AppService: one stateless application (or a background worker) as a swarm service with N replicas.
+
+A worker (``kind: worker``) is an app without a port or route: health from a command or a heartbeat
+file, role label ``worker``, and a monitor window that covers its stop grace period.
 
 Rollout is swarm's own: start the new task first, wait for its health check through a monitor
 window longer than the health start period, roll back automatically on failure; `pulumi up`
@@ -24,7 +27,7 @@ from components.networks import Networks
 from components.stateful_store import StatefulStore
 from config import crossref
 from config.loader import Stack
-from config.models import AppSpec, SecretRef
+from config.models import SWARM_STOP_DELAY_S, AppSpec, SecretRef, WorkerSpec
 from render.migration import migration_script, migration_stdin
 
 SECRETS_DIR = "/run/secrets"
@@ -41,16 +44,22 @@ def monitor_seconds(spec: AppSpec) -> int:
         return spec.rollout.monitor_s
     health = spec.health
     # Longer than the start period plus enough intervals for `retries` failures to be seen.
-    return health.start_period_s + health.interval_s * (health.retries + 1) + health.timeout_s
+    seen = health.start_period_s + health.interval_s * (health.retries + 1) + health.timeout_s
+    if isinstance(spec, WorkerSpec):
+        # And, for a worker, than the old task's drain: config.models.WorkerSpec says why.
+        return max(seen, spec.stop_grace_period_s + SWARM_STOP_DELAY_S)
+    return seen
 
 
 class AppService(pulumi.ComponentResource):
     """Outputs: ``service_name`` (swarm DNS name; the short name is an alias on each network),
-    ``service`` (docker.Service) and ``spec``."""
+    ``service`` (docker.Service), ``spec`` and ``container`` (what its tasks run with, shared by
+    the scheduled jobs that name it)."""
 
     spec: AppSpec
     service_name: str
     service: docker.Service
+    container: swarm.Container
 
     def __init__(
         self,
@@ -68,7 +77,7 @@ class AppService(pulumi.ComponentResource):
         self.service_name = stack.config.names.app(name)
         child = pulumi.ResourceOptions(parent=self)
 
-        values = {env: _secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
+        values = {env: secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
         secrets = {
             env: docker.Secret(
                 f"{name}-{secret_file_name(env)}", docker.SecretArgs(data=swarm.secret_data(value)), opts=child
@@ -79,6 +88,21 @@ class AppService(pulumi.ComponentResource):
         if spec.file_env:
             env.update({f"{key}_FILE": f"{SECRETS_DIR}/{secret_file_name(key)}" for key in spec.secrets})
 
+        self.container = swarm.Container(
+            image=host.image(spec.image),
+            env=env,
+            secrets=tuple(
+                swarm.secret_file(secret, f"{SECRETS_DIR}/{secret_file_name(env_name)}")
+                for env_name, secret in secrets.items()
+            ),
+            mounts=tuple(self._mounts(spec, stores)),
+            hardening=swarm.Hardening(
+                read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
+            ),
+            networks=tuple(swarm.Attachment(network_id(networks, net), aliases=(name,)) for net in spec.networks),
+            constraints=tuple(_constraints(spec)),
+            logging=spec.logging,
+        )
         registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
@@ -90,36 +114,24 @@ class AppService(pulumi.ComponentResource):
         depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
         if spec.migration is not None:
             depends.append(
-                self._migration(name, spec, env, values, registry_password, networks, host, depends=list(depends))
+                self._migration(name, spec, values, registry_password, networks, host, depends=list(depends))
             )
 
         self.service = swarm.service(
             f"{name}-service",
             name=self.service_name,
-            role="app",
+            role="worker" if isinstance(spec, WorkerSpec) else "app",
             part=name,
-            image=host.image(spec.image),
             command=spec.command,
             args=spec.args,
-            env=env,
-            hardening=swarm.Hardening(
-                read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
-            ),
-            secrets=[
-                swarm.secret_file(secret, f"{SECRETS_DIR}/{secret_file_name(env_name)}")
-                for env_name, secret in secrets.items()
-            ],
-            mounts=self._mounts(spec, stores),
             health=swarm.app_health(spec.health, spec.port),
             resources=spec.resources,
             replicas=spec.replicas,
             stop_signal=spec.stop_signal,
             stop_grace_s=spec.stop_grace_period_s,
-            logging=spec.logging,
-            constraints=_constraints(spec),
-            networks=[swarm.Attachment(_network_id(networks, net), aliases=(name,)) for net in spec.networks],
             rollout=rollout(spec),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            **self.container.settings(),
         )
         self.register_outputs({"service_name": self.service_name})
 
@@ -127,18 +139,12 @@ class AppService(pulumi.ComponentResource):
     def _mounts(
         spec: AppSpec, stores: Mapping[str, StatefulStore]
     ) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
-        mounts = []
-        for path, volume_store in sorted(spec.volumes.items()):
-            volume = stores[volume_store].volume
-            assert volume is not None  # guaranteed by config.crossref: apps mount `volume` stores
-            mounts.append(swarm.volume_mount(volume.name, path))
-        return mounts + [swarm.tmpfs_mount(path) for path in spec.tmpfs]
+        return store_mounts(spec.volumes, stores) + [swarm.tmpfs_mount(path) for path in spec.tmpfs]
 
     def _migration(
         self,
         name: str,
         spec: AppSpec,
-        env: Mapping[str, str],
         values: Mapping[str, pulumi.Output[str]],
         registry_password: pulumi.Output[str] | None,
         networks: Networks,
@@ -156,14 +162,15 @@ class AppService(pulumi.ComponentResource):
         stdin: pulumi.Output[str] = pulumi.Output.secret(content.apply(str))
         network = "public" if "internal" not in spec.networks else "internal"
         network_name = networks.internal.name if network == "internal" else networks.public.name
-        # The exact image the service will run: the tag pinned to its digest.
-        script = pulumi.Output.all(network_name, host.image(spec.image)).apply(
+        # The exact image, env and user the service will run with: its container settings.
+        container = self.container
+        script = pulumi.Output.all(network_name, container.image).apply(
             lambda values: migration_script(
                 image=values[1],
                 command=spec.migration.command,  # type: ignore[union-attr]
                 network=values[0],
-                env=env,
-                user=spec.user,
+                env=container.env,
+                user=container.hardening.user,
                 timeout_s=spec.migration.timeout_s,  # type: ignore[union-attr]
                 registry_server=spec.registry.server if spec.registry else None,
                 registry_username=spec.registry.username if spec.registry else None,
@@ -201,6 +208,18 @@ class AppService(pulumi.ComponentResource):
         return steps
 
 
+def store_mounts(
+    volumes: Mapping[str, str], stores: Mapping[str, StatefulStore]
+) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
+    """Mount path -> `volume` store, as mounts (sorted by path)."""
+    mounts = []
+    for path, volume_store in sorted(volumes.items()):
+        volume = stores[volume_store].volume
+        assert volume is not None  # guaranteed by config.crossref: only `volume` stores are mounted
+        mounts.append(swarm.volume_mount(volume.name, path))
+    return mounts
+
+
 def numeric_owner(user: str | None) -> str | None:
     """`uid:gid` for a numeric `user` (`uid` alone means gid = uid); None for names or the image's user."""
     match = NUMERIC_USER.match(user or "")
@@ -226,7 +245,7 @@ echo {q(f"{volume} belongs to {owner}")}
 """
 
 
-def _secret_value(ref: SecretRef, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
+def secret_value(ref: SecretRef, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
     if ref.source == "secret":
         return stack.secrets[ref.name]
     store = stores[ref.name]
@@ -257,5 +276,5 @@ def _constraints(spec: AppSpec) -> list[str]:
     return constraints
 
 
-def _network_id(networks: Networks, role: str) -> pulumi.Output[str]:
+def network_id(networks: Networks, role: str) -> pulumi.Output[str]:
     return {"public": networks.public.id, "internal": networks.internal.id}[role]

@@ -58,6 +58,10 @@ class Names:
     def pitr_egress_network(self) -> str:
         return self.of("pitr-egress")
 
+    def job(self, name: str) -> str:
+        """A scheduled job's service (config/models.py JobSpec)."""
+        return self.of(f"job-{name}")
+
     # ------------------------------------------------------------------ proxy
     @property
     def proxy(self) -> str:
