@@ -61,6 +61,6 @@ def test_an_image_left_as_a_tag_after_create_is_caught(monkeypatch):
     plan, run = second_preview("prod", None)
     text = described(plan, run)
     # prod's postgres runs an image built on the host (point-in-time recovery): the scheduler's is pulled.
-    assert "~ update  docker:index/service:Service::backup-scheduler" in text
+    assert "~ update  docker:index/service:Service::scheduler-service" in text
     assert "taskSpec.containerSpec.image: 'crazymax/swarm-cronjob:1.14.0@sha256:" in text
     assert "=> 'crazymax/swarm-cronjob:1.14.0'" in text
