@@ -1,7 +1,8 @@
 """The two overlay networks every stack has.
 
 public: the proxy and the apps. internal: the apps and the stores, created with
-`internal=True`, so nothing on it reaches outside the host and stores have no egress at all.
+`internal=True`, so nothing on it reaches outside the host and stores have no egress at all,
+except those whose WAL is archived to S3, which also join ``egress`` (only made for them).
 Both are attachable so one-off tasks (migrations, a restore drill, an admin's `docker run`)
 can join them.
 """
@@ -19,8 +20,11 @@ class Networks(pulumi.ComponentResource):
 
     public: docker.Network
     internal: docker.Network
+    egress: docker.Network | None
 
-    def __init__(self, name: str, *, names: Names, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, *, names: Names, egress: bool = False, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("keel:index:Networks", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [docker.NetworkLabelArgs(label="keel.managed", value="true")]
@@ -36,4 +40,18 @@ class Networks(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # PostgreSQL stores whose WAL is archived must reach S3 (archive_command runs in the store).
+        self.egress = None
+        if egress:
+            self.egress = docker.Network(
+                f"{name}-pitr-egress",
+                docker.NetworkArgs(
+                    name=names.pitr_egress_network,
+                    driver="overlay",
+                    attachable=False,
+                    # The only non-internal network a store may join (policy/rules.py, stores-on-internal-networks).
+                    labels=[*labels, docker.NetworkLabelArgs(label="keel.wal-archive", value="egress")],
+                ),
+                opts=child,
+            )
         self.register_outputs({"public": self.public.id, "internal": self.internal.id})

@@ -32,6 +32,11 @@ OBSERVABILITY_LIMITS_MB = {
     "blackbox-exporter": 24,
 }
 BACKUP_MB = 256
+PITR_JOB_MB = 128
+"""A point-in-time job's limit (pgBackRest with process-max=2, or the drill's PostgreSQL with 32 MiB of
+shared_buffers); one runs at a time per store (their schedules do not overlap by default)."""
+PITR_HEARTBEAT_MB = 16
+"""The heartbeat writer (a shell loop and psql). archive-push itself runs in the store, within its limit."""
 SCHEDULER_MB = 32
 """swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise."""
 
@@ -104,6 +109,8 @@ def budget(cfg: StackConfig) -> Budget:
         lines.append(BudgetLine("backup", BACKUP_MB))
     elif cfg.jobs:
         lines.append(BudgetLine("scheduler", SCHEDULER_MB))
+    for name in cfg.pitr_stores():
+        lines.append(BudgetLine(f"{name}-pitr", PITR_JOB_MB + PITR_HEARTBEAT_MB))
     # Runs of different jobs may overlap; one job never overlaps itself.
     for name, job in cfg.jobs.items():
         lines.append(BudgetLine(f"job-{name}", job.resources.memory_mb))

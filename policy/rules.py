@@ -286,8 +286,23 @@ def _is_internal(network: PolicyResource) -> bool:
         return False
 
 
+WAL_ARCHIVE_LABEL = "keel.wal-archive"
+"""On a store whose archive_command ships WAL to S3 (``true``) and on the one network with egress it
+may join for that (``egress``): components/pitr.py, components/networks.py."""
+
+
+def _wal_archive_egress(service: PolicyResource, network: PolicyResource) -> bool:
+    try:
+        return (
+            _label(service.props, WAL_ARCHIVE_LABEL) == "true" and _label(network.props, WAL_ARCHIVE_LABEL) == "egress"
+        )
+    except UnknownValueError:
+        return False
+
+
 def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
-    """Stores are attached to internal networks only. Returns (urn, problem) pairs.
+    """Stores are attached to internal networks only (but a store that archives its WAL may also join
+    the network labelled for that egress). Returns (urn, problem) pairs.
 
     An attachment names a network by id (or name). It is matched to a Network resource of the
     stack; where the value is not known (a preview before the network exists) the networks the
@@ -316,7 +331,7 @@ def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str,
                 )  # fmt: skip
             attached.extend(depended)
         for network in {n.urn: n for n in attached}.values():
-            if not _is_internal(network):
+            if not _is_internal(network) and not _wal_archive_egress(service, network):
                 problems.append(
                     (service.urn, f"is a store attached to network {network.name!r}, which is not internal; "
                      "expected internal networks only")

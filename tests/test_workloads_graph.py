@@ -62,6 +62,10 @@ def test_stores_sit_only_on_the_internal_network(run):
     assert len(internal) == 1
     for service in services(run, "store"):
         attached = {n["id"] for n in service.inputs["taskSpec"]["networksAdvanceds"]}
+        if service.name == "db-service" and run.stack == "prod":
+            # archive_command ships WAL to S3 from inside the store (point-in-time recovery, on in prod).
+            assert attached - internal == {"networks-pitr-egress-id"}, attached
+            attached -= {"networks-pitr-egress-id"}
         assert attached and attached <= internal, f"{service.urn} is on {attached}"
 
 
@@ -318,8 +322,9 @@ def test_long_running_services_restart_on_any_exit_and_backup_jobs_never(run):
     # manager/orchestrator/restart/restart.go, shouldRestart: TaskStateCompleted is not restarted),
     # and a graceful stop exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher).
     jobs = [s for s in services(run, "backup") if _run_to_completion(s)]
+    pitr_jobs = {"db-pitr-full", "db-pitr-diff", "db-pitr-drill"} if run.stack == "prod" else set()
     assert {s.name for s in jobs} == (
-        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill"}
+        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill", *pitr_jobs}
     )
     for service in jobs:
         assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "none", service.urn
