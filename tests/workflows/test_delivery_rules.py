@@ -84,6 +84,7 @@ def _add_trigger(name: str, value: Any) -> Callable[[dict[Any, Any]], None]:
 
 SECRET_ENV = {"env": {"KEY": "${{ secrets.DEPLOY_SSH_KEY }}"}, "run": "true"}
 EXPIRE = r"pitr-expire\.sh"
+CIPHER_ENV = {"K": "${{ secrets.PITR_CIPHER_PASSPHRASE }}"}
 WRITE_TOKEN = "${{ secrets.HCLOUD_TOKEN }}"
 
 BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
@@ -143,7 +144,7 @@ BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
     ("expiry-key-beside-the-deploy-key", "maintenance.yml", _add_step("pitr-expire", SECRET_ENV, at=0),
      "maintenance.yml pitr-expire (prod): holds the archive's expiry key beside ['DEPLOY_SSH_KEY']"),
     ("expiry-key-given-to-another-step", "maintenance.yml",
-     _edit_step("pitr-expire", "apt-get install", lambda s: s.update(env={"K": "${{ secrets.PITR_CIPHER_PASSPHRASE }}"})),
+     _edit_step("pitr-expire", "apt-get install", lambda s: s.update(env=CIPHER_ENV)),
      "maintenance.yml pitr-expire (prod): the archive's expiry key reaches a step other than"),
     ("expiry-script-followed-by-more", "maintenance.yml",
      _edit_step("pitr-expire", EXPIRE, lambda s: s.update(run=s["run"] + "\necho done")),
