@@ -4,6 +4,7 @@ what the store's service gains, the jobs beside it, and the volume generations o
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +196,12 @@ def test_the_expiry_configuration_is_printed_for_the_place_that_may_delete(capsy
     assert "repo1-s3-key" not in out
     assert pitr_tool.main(["expire-config", "staging"]) == 2
     assert "archives no PostgreSQL store" in capsys.readouterr().err
+
+
+def test_the_expiry_configuration_is_written_one_file_per_store_for_the_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pitr_tool.main(["expire-config", "prod", "--output-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "db\n"  # .github/scripts/pitr-expire.sh reads the store names
+    assert [p.name for p in tmp_path.iterdir()] == ["expire-db.conf"]
+    assert (tmp_path / "expire-db.conf").read_text() == pitr_tool.expire_configs("prod")["db"]

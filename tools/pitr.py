@@ -2,12 +2,15 @@
 
     python -m tools.pitr expire-config prod            # one pgbackrest.conf per archived store
     python -m tools.pitr expire-config almeyo --config-file examples/almeyo/Pulumi.almeyo.yaml
+    python -m tools.pitr expire-config prod --output-dir DIR   # DIR/expire-<store>.conf, names printed
 
 The host's archive key may write but never delete (backup/pitr/access_key_secret), so
 `pgbackrest expire` (which applies backup/pitr/recovery_window_days) cannot run on the host: it runs
 from a scheduled CI job or an operator's machine, with this configuration and the delete-capable key
 and cipher passphrase in PGBACKREST_REPO1_S3_KEY, PGBACKREST_REPO1_S3_KEY_SECRET and
-PGBACKREST_REPO1_CIPHER_PASS (docs/restore.md, "Expiry"). Needs no credentials itself.
+PGBACKREST_REPO1_CIPHER_PASS (docs/restore.md, "Expiry"). Needs no credentials itself. The daily
+workflow (.github/workflows/maintenance.yml) runs .github/scripts/pitr-expire.sh, which writes the
+files with --output-dir and expires each store.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     expire = commands.add_parser("expire-config", help="print the expiry configuration of every archived store")
     expire.add_argument("stack")
     expire.add_argument("--config-file", type=Path)
+    expire.add_argument("--output-dir", type=Path, help="write DIR/expire-<store>.conf and print one store name a line")
     args = parser.parse_args(argv)
     try:
         configs = expire_configs(args.stack, args.config_file)
@@ -43,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not configs:
         print(f"error: stack {args.stack} archives no PostgreSQL store (backup/pitr)", file=sys.stderr)
         return 2
+    if args.output_dir is not None:
+        for name, text in configs.items():
+            (args.output_dir / f"expire-{name}.conf").write_text(text)
+            print(name)
+        return 0
     for name, text in configs.items():
         run = f"pgbackrest --config=expire-{name}.conf --stanza={name} expire"
         print(f"# ---- store {name}: save as expire-{name}.conf, run: {run}")

@@ -135,6 +135,7 @@ TOOLS: tuple[Tool, ...] = (
          search=PG_BIN),
     Tool("pgbackrest", "pgbackrest", "point-in-time recovery: WAL archiving, base backups, restores to a time",
          version=r"^pgBackRest 2\.", version_args=("version",)),
+    Tool("faketime", "faketime", "the archive's expiry run as if the recovery window had passed"),
     Tool("pg_isready", "postgresql-client", "waiting for the live PostgreSQL"),
     Tool("psql", "postgresql-client", "queries against the live PostgreSQL"),
     Tool("pg_dump", "postgresql-client", "PostgreSQL backups"),

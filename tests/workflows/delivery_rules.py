@@ -21,6 +21,9 @@ The rules (issue 12):
   its SSH window and closes it in an `if: always()` step after the last such step; the window's
   expiry outlives the job's timeout.
 - Checkouts keep no credentials in .git/config for later steps to find.
+- The point-in-time archive's delete-capable key (ARCHIVE_EXPIRY) sits only on the step that runs
+  .github/scripts/pitr-expire.sh, in a job that holds no other secret and never reaches a host,
+  and that step's failure fails the job (no continue-on-error, no `|| true`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ NOT_OURS = {"GITHUB_TOKEN"}
 BACKEND = {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "STATE_ACCESS_KEY_ID", "STATE_SECRET_ACCESS_KEY"}
 READ_TOKENS = {"HCLOUD_READ_TOKEN", "CLOUDFLARE_READ_TOKEN"}
 WRITE_AND_HOST = {"HCLOUD_TOKEN", "CLOUDFLARE_API_TOKEN", "DEPLOY_SSH_KEY"}
+ARCHIVE_EXPIRY = {"PITR_EXPIRE_ACCESS_KEY_ID", "PITR_EXPIRE_SECRET_ACCESS_KEY", "PITR_CIPHER_PASSPHRASE"}
+"""A key that may delete the point-in-time archive, and its cipher passphrase (issue 16): only the
+stacks that archive (prod) hold them; the maintenance workflow's expiry is their one user."""
+EXPIRE_SCRIPT = ".github/scripts/pitr-expire.sh"
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,9 @@ class Environment:
 ENVIRONMENTS = {
     "staging-preview": Environment("staging", frozenset(BACKEND | READ_TOKENS), pull_requests=True),
     "staging": Environment("staging", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST), pull_requests=False),
-    "production": Environment("prod", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST), pull_requests=False),
+    "production": Environment(
+        "prod", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST | ARCHIVE_EXPIRY), pull_requests=False
+    ),
     "production-approval": Environment(None, frozenset(), pull_requests=False, reviewers=True),
 }
 
@@ -257,7 +266,36 @@ def check_checkouts(name: str, workflow: dict[Any, Any]) -> list[str]:
     return problems
 
 
-CHECKS = (check_secrets_scope, check_pull_requests, check_stacks, check_main_only, check_host_window, check_checkouts)
+def check_archive_key(name: str, workflow: dict[Any, Any]) -> list[str]:
+    problems = []
+    for job in instances(name, workflow):
+        used = secrets_in(job.job)
+        if not used & ARCHIVE_EXPIRY:
+            continue
+        if used - ARCHIVE_EXPIRY:
+            problems.append(f"{job.name}: holds the archive's expiry key beside {sorted(used - ARCHIVE_EXPIRY)}")
+        if any(is_host_step(step) for step in job.steps):
+            problems.append(f"{job.name}: holds the archive's expiry key and reaches a host")
+        for step in job.steps:
+            if not secrets_in(step) & ARCHIVE_EXPIRY:
+                continue
+            run = str(step.get("run", "")).strip()
+            if not run.startswith(EXPIRE_SCRIPT) or "\n" in run or re.search(r"[|;&]", run):
+                problems.append(f"{job.name}: the archive's expiry key reaches a step other than {EXPIRE_SCRIPT}")
+            if step.get("continue-on-error") or "|| true" in run:
+                problems.append(f"{job.name}: a failed expiry does not fail the job")
+    return problems
+
+
+CHECKS = (
+    check_secrets_scope,
+    check_pull_requests,
+    check_stacks,
+    check_main_only,
+    check_host_window,
+    check_checkouts,
+    check_archive_key,
+)
 
 
 def violations(name: str, workflow: dict[Any, Any]) -> list[str]:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.workflows import delivery_rules as rules
+from tools import pitr as pitr_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -82,6 +83,8 @@ def _add_trigger(name: str, value: Any) -> Callable[[dict[Any, Any]], None]:
 
 
 SECRET_ENV = {"env": {"KEY": "${{ secrets.DEPLOY_SSH_KEY }}"}, "run": "true"}
+EXPIRE = r"pitr-expire\.sh"
+CIPHER_ENV = {"K": "${{ secrets.PITR_CIPHER_PASSPHRASE }}"}
 WRITE_TOKEN = "${{ secrets.HCLOUD_TOKEN }}"
 
 BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
@@ -132,6 +135,28 @@ BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
     ("checkout-keeps-the-token", "preview.yml",
      _edit_step("plan", "actions/checkout", lambda s: s["with"].pop("persist-credentials")),
      "preview.yml plan (prod): checkout leaves the token in .git/config"),
+    ("expiry-of-prod-in-the-staging-environment", "maintenance.yml",
+     _set(["jobs", "pitr-expire", "strategy", "matrix", "include", 0, "environment"], "staging"),
+     "maintenance.yml pitr-expire (prod): names prod and uses secrets, but binds staging"),
+    ("expiry-key-in-the-jobs-env", "maintenance.yml",
+     _set(["jobs", "pitr-expire", "env", "K"], "${{ secrets.PITR_EXPIRE_SECRET_ACCESS_KEY }}"),
+     "maintenance.yml pitr-expire (prod): secrets ['PITR_EXPIRE_SECRET_ACCESS_KEY'] in the job's env"),
+    ("expiry-key-beside-the-deploy-key", "maintenance.yml", _add_step("pitr-expire", SECRET_ENV, at=0),
+     "maintenance.yml pitr-expire (prod): holds the archive's expiry key beside ['DEPLOY_SSH_KEY']"),
+    ("expiry-key-given-to-another-step", "maintenance.yml",
+     _edit_step("pitr-expire", "apt-get install", lambda s: s.update(env=CIPHER_ENV)),
+     "maintenance.yml pitr-expire (prod): the archive's expiry key reaches a step other than"),
+    ("expiry-script-followed-by-more", "maintenance.yml",
+     _edit_step("pitr-expire", EXPIRE, lambda s: s.update(run=s["run"] + "\necho done")),
+     "the archive's expiry key reaches a step other than .github/scripts/pitr-expire.sh"),
+    ("expiry-failure-ignored", "maintenance.yml",
+     _edit_step("pitr-expire", EXPIRE, lambda s: s.update({"continue-on-error": True})),
+     "maintenance.yml pitr-expire (prod): a failed expiry does not fail the job"),
+    ("expiry-failure-swallowed", "maintenance.yml",
+     _edit_step("pitr-expire", EXPIRE, lambda s: s.update(run=s["run"] + " || true")),
+     "maintenance.yml pitr-expire (prod): a failed expiry does not fail the job"),
+    ("expiry-on-pull-requests", "maintenance.yml", _add_trigger("pull_request", None),
+     "maintenance.yml: binds ['production'] yet runs on pull_request"),
 ]  # fmt: skip
 
 
@@ -238,3 +263,23 @@ def test_drift_runs_each_stack_in_its_own_environment() -> None:
     steps = load("drift.yml")["jobs"]["drift"]["steps"]
     audit = [s for s in steps if "ssh_window.py audit" in str(s.get("run", ""))]
     assert len(audit) == 1 and audit[0]["env"]["HCLOUD_TOKEN"] == "${{ secrets.HCLOUD_READ_TOKEN }}"
+
+
+def test_the_archive_is_expired_daily_for_exactly_the_stacks_that_archive() -> None:
+    workflow = load("maintenance.yml")
+    assert set(rules.triggers(workflow)) == {"schedule", "workflow_dispatch"}
+    assert workflow["permissions"] == {"contents": "read"}
+    deployed = {job.env["STACK"] for job in rules.instances("drift.yml", load("drift.yml"))}
+    archiving = {stack for stack in deployed if pitr_tool.expire_configs(stack)}
+    assert archiving == {"prod"}  # Pulumi.staging.yaml leaves backup/pitr off
+    jobs = rules.instances("maintenance.yml", workflow)
+    assert {(job.env["STACK"], job.environment) for job in jobs} == {("prod", "production")}
+    for job in jobs:
+        (expire,) = [s for s in job.steps if rules.EXPIRE_SCRIPT in str(s.get("run", ""))]
+        assert expire["run"].strip() == '.github/scripts/pitr-expire.sh "$STACK"'
+        assert set(expire["env"]) == {
+            "PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET", "PGBACKREST_REPO1_CIPHER_PASS"
+        }  # fmt: skip
+        assert rules.secrets_in(expire) == rules.ARCHIVE_EXPIRY
+        (install,) = [s for s in job.steps if "apt-get install" in str(s.get("run", ""))]
+        assert re.search(r"\bpgbackrest=\d[^\s*]*\s", install["run"]), "pgBackRest's version is pinned exactly"

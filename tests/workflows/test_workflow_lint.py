@@ -82,8 +82,8 @@ def shellcheck(script: str, workdir: Path, name: str) -> str:
 # ----------------------------------------------------------------------------- linters
 
 
-def test_the_five_workflows_exist() -> None:
-    assert {p.stem for p in WORKFLOWS} == {"tests", "preview", "deploy", "drift", "e2e"}
+def test_the_six_workflows_exist() -> None:
+    assert {p.stem for p in WORKFLOWS} == {"tests", "preview", "deploy", "drift", "e2e", "maintenance"}
 
 
 def test_actionlint_reports_nothing_on_the_workflows() -> None:
@@ -110,6 +110,16 @@ def test_every_run_script_passes_shellcheck(tmp_path: Path) -> None:
                 if output:
                     problems.append(f"{path.relative_to(ROOT)} {where}:\n{output}")
     assert problems == [], "\n".join(problems)
+
+
+def test_the_workflows_scripts_pass_shellcheck() -> None:
+    scripts = sorted((ROOT / ".github" / "scripts").glob("*.sh"))
+    assert [p.name for p in scripts] == ["pitr-expire.sh"]
+    binary = require_tool("shellcheck")
+    for path in scripts:
+        result = subprocess.run([binary, "--norc", str(path)], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout
+        assert path.stat().st_mode & 0o111, f"{path.name} is run directly by its workflow: keep it executable"
 
 
 def test_shellcheck_really_checks(tmp_path: Path) -> None:
