@@ -42,11 +42,9 @@ FIREWALL = "hcloud:index/firewall:Firewall"
 ROLE_LABEL = "keel.role"
 HEALTH_LABEL = "keel.health"
 HEALTH_BY_PROMETHEUS = "prometheus-target"
-HEALTH_BY_BACKUP_FRESHNESS = "backup-freshness"
-# The only ways a service may go without a probe, each watched by an alert instead:
-# an image with no shell (Prometheus' TargetDown), and the scheduled backup jobs and their
-# scheduler (run-to-completion tasks: BackupTooOld / BackupNotReporting).
-HEALTH_EXEMPTIONS = frozenset({HEALTH_BY_PROMETHEUS, HEALTH_BY_BACKUP_FRESHNESS})
+# The only way a service may go without a probe: an image with no shell, watched by Prometheus'
+# TargetDown instead. (Scheduled jobs carry a real probe of their own: render/backup.job_health_command.)
+HEALTH_EXEMPTIONS = frozenset({HEALTH_BY_PROMETHEUS})
 PROXY_ROLE = "proxy"
 STORE_ROLE = "store"
 WORKER_ROLE = "worker"
