@@ -3,7 +3,8 @@
 Reads the stack's configuration (config.load()), then declares, in order:
 - Host: the Hetzner VM (firewall, primary IPs, data volume, cloud-init, readiness) and the
   Docker provider over SSH, or the local Docker engine in swarm mode on dev;
-- Networks: the public and the internal overlay networks;
+- Networks: the overlay networks by role: edge (proxy and apps), data (apps and stores),
+  monitoring (Prometheus, exporters, apps' metrics);
 - StatefulStore per postgres / redis / volume / external service;
 - AppService per app service (with its migration step);
 - BackupJob (when enabled): restic backups of every store to S3-compatible storage on a
@@ -45,7 +46,7 @@ host = Host(
 )
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
-networks = Networks("networks", names=cfg.names, opts=on_host)
+networks = Networks("networks", names=cfg.names, monitoring=cfg.observability.enabled, opts=on_host)
 stores = {
     name: StatefulStore(name, spec=spec, stack=stack, host=host, networks=networks, opts=on_host)
     for name, spec in cfg.stores().items()
@@ -66,7 +67,7 @@ if cfg.backup.enabled and textfile_dir is not None:
         stack=stack,
         host=host,
         stores=stores,
-        network=networks.internal,
+        network=networks.data,
         textfile_dir=textfile_dir,
         opts=on_host,
     )
@@ -78,7 +79,7 @@ if cfg.observability.enabled:
         stack=stack,
         host=host,
         stores=stores,
-        network=networks.internal,
+        networks=networks,
         textfile_dir=textfile_dir,
         proxy_https_port=443,  # the proxy container's own port on the overlay, whatever it publishes
         opts=on_host,
@@ -92,6 +93,7 @@ proxy = ProxyTier(
     extra_upstreams=[observability.nginx_upstream()] if observability else [],
     extra_routes=observability.nginx_routes() if observability else (),
     extra_access_logs=[observability.proxy_access_log] if observability else [],
+    monitoring_network=observability.proxy_network if observability else None,
     # nginx resolves the log exporter's name when it loads its configuration.
     opts=pulumi.ResourceOptions.merge(
         on_host, pulumi.ResourceOptions(depends_on=[observability] if observability else [])

@@ -25,9 +25,10 @@ A missed run is visible: each run writes the node-exporter textfile ``keel_backu
 success is older than twice the schedule's interval, whether the run failed, never started
 (scheduler down) or hung.
 
-Networks: the stores' internal network has no egress, and restic must reach S3, so the jobs
-also join a network of their own with egress (``egress_network``, created when not given);
-they never join the public network the proxy and apps share.
+Networks: the stores' data network has no egress, and restic must reach S3, so the jobs also
+join a network of their own with egress (``egress_network``, created when not given); they never
+join the edge network the proxy and apps share. The scheduler reaches the swarm API through a
+Docker API proxy of its own (components/docker_api.py), on a network the two share alone.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ import pulumi
 import pulumi_docker as docker
 
 from components import swarm
+from components.docker_api import DockerApiProxy
 from components.host import Host
+from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL
 from config import capacity
 from config.loader import Stack
 from config.models import BackupConfig, PostgresSpec, RedisSpec, Resources, StackConfig, StoreSpec, VolumeSpec
 from render import backup as bk
-from render import jobs
+from render import docker_api, jobs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/backup/image"
@@ -58,7 +61,7 @@ CACHE_DIR = "/cache"
 TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
-JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
+JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB - capacity.DOCKER_API_PROXY_MB
 MAX_RUN_S = bk.MAX_RUN_S
 DEFAULT_POSTGRES_IMAGE = PostgresSpec(kind="postgres").image
 DEFAULT_REDIS_IMAGE = str(RedisSpec.model_fields["image"].default)
@@ -73,8 +76,8 @@ class StoreLike(Protocol):
     spec: StoreSpec
     service_name: str
     volume: docker.Volume | None
-    password: pulumi.Output[str] | None
-    password_secret: docker.Secret | None
+    client_secrets: dict[str, docker.Secret]
+    ready: list[pulumi.Resource]
 
 
 class BackupJob(pulumi.ComponentResource):
@@ -131,12 +134,17 @@ class BackupJob(pulumi.ComponentResource):
                     name=names.backup_egress_network,
                     driver="overlay",
                     attachable=False,
-                    labels=[docker.NetworkLabelArgs(label="keel.managed", value="true")],
+                    labels=[
+                        docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
+                        docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value="egress"),
+                    ],
                 ),
                 opts=self._child,
             )
         depends: list[pulumi.Resource] = [
-            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child)
+            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child),
+            # The job logs in with its own role or user, which the store's roles step creates.
+            *[resource for store in backed_up.values() for resource in store.ready],
         ]
         job = _JobParts(
             image=image.name,
@@ -159,7 +167,17 @@ class BackupJob(pulumi.ComponentResource):
         )
         self.drill_service = job.service(f"{name}-drill", names.backup_drill, "drill.sh", None, MAX_RUN_S)
         self.drill_command = f"docker service update --force --replicas 1 {names.backup_drill}"
-        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, host, self)
+        api = DockerApiProxy(
+            f"{name}-scheduler-docker-api",
+            service_name=names.scheduler_api_proxy,
+            network_name=names.scheduler_api_network,
+            purpose="swarm-cronjob (services, tasks, nodes, events, service updates)",
+            rules=docker_api.SCHEDULER,
+            image=backup.docker_api_proxy_image,
+            host=host,
+            parent=self,
+        )
+        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, host, api, self)
 
         self.register_outputs(
             {
@@ -187,10 +205,10 @@ class BackupJob(pulumi.ComponentResource):
             )
         ]
         for store_name, store in backed_up.items():
-            if store.password_secret is not None:
-                secrets.append(
-                    swarm.secret_file(store.password_secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400)
-                )
+            # The job's own credentials for the store (its backup role or user), never the apps'.
+            secret = store.client_secrets.get("backup")
+            if secret is not None:
+                secrets.append(swarm.secret_file(secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400))
         return secrets
 
     def _scripts(self) -> list[docker.ServiceTaskSpecContainerSpecConfigArgs]:
@@ -364,7 +382,12 @@ class _JobParts:
 
 
 def _scheduler(
-    resource_name: str, service_name: str, backup: BackupConfig, host: Host, parent: pulumi.Resource
+    resource_name: str,
+    service_name: str,
+    backup: BackupConfig,
+    host: Host,
+    api: DockerApiProxy,
+    parent: pulumi.Resource,
 ) -> docker.Service:
     return swarm.service(
         resource_name,
@@ -372,22 +395,17 @@ def _scheduler(
         role="backup",
         part=service_name,
         image=host.image(backup.scheduler_image),
-        env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false"},
-        mounts=[swarm.bind_mount("/var/run/docker.sock", "/var/run/docker.sock", read_only=False)],
-        # Alive and holding the Docker socket it schedules through. Whether it actually schedules
-        # is what the backup-age alert watches.
-        health=swarm.Health(
-            ("CMD-SHELL", "test -S /var/run/docker.sock && pgrep -x swarm-cronjob >/dev/null"),
-            interval_s=60,
-            start_period_s=10,
-        ),
-        hardening=swarm.Hardening(cap_drop_all=False),
+        # Its Docker client reads DOCKER_HOST (client.FromEnv, swarm-cronjob internal/docker/client.go):
+        # the proxy that answers only what scheduling needs, never the socket itself.
+        env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false", "DOCKER_HOST": api.endpoint},
+        # Alive; whether it actually schedules is what the backup-age alert watches.
+        health=swarm.Health(("CMD-SHELL", "pgrep -x swarm-cronjob >/dev/null"), interval_s=60, start_period_s=10),
         stop_grace_s=10,
         resources=Resources(memory_mb=SCHEDULER_MB),
-        # It drives services through the swarm API, which only managers answer.
+        networks=[swarm.Attachment(api.network.id)],
         constraints=[swarm.ON_MANAGER],
         rollout=swarm.STOP_FIRST,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[api.service]),
     )
 
 

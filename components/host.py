@@ -415,8 +415,8 @@ class Host(pulumi.ComponentResource):
 
         ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
         not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
-        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
-        service's own entrypoint takes care of it (the official database images do).
+        hands it to ``owner`` (numeric uid:gid, or a user name of ``image``), the user the service
+        runs as. Without them the directory stays the deploy user's.
         """
         protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
         volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]

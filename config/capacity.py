@@ -28,10 +28,15 @@ OBSERVABILITY_LIMITS_MB = {
     "nginx-exporter": 16,
     "nginxlog-exporter": 32,
     "blackbox-exporter": 24,
+    # cAdvisor's Docker API proxy (HAProxy, components/docker_api.py).
+    "docker-api": 24,
 }
 POSTGRES_EXPORTER_MB = 32
 REDIS_EXPORTER_MB = 24
+DOCKER_API_PROXY_MB = 24
+"""A Docker API proxy: HAProxy for one client (a few connections, maxconn 64), a few MiB resident."""
 BACKUP_MB = 256
+"""The backup job, its scheduler and the scheduler's Docker API proxy."""
 
 
 @dataclass(frozen=True)

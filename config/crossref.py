@@ -46,6 +46,13 @@ def _routes(cfg: StackConfig) -> list[str]:
     hostnames = set(cfg.dns.all_hostnames) if cfg.dns else None
     for index, route in enumerate(cfg.proxy.routes):
         where = f"proxy/routes/{index}"
+        if route.host is not None and hostnames is not None and route.host not in hostnames:
+            out.append(
+                f"{where}/host: {show(route.host)} is not one of dns/hostnames; "
+                f"expected one of {', '.join(sorted(hostnames))}"
+            )
+        if route.service is None:
+            continue  # a deny route: nothing to reach
         target = cfg.services.get(route.service)
         if target is None:
             known = ", ".join(sorted(apps)) or "none defined"
@@ -57,10 +64,10 @@ def _routes(cfg: StackConfig) -> list[str]:
             )
         elif target.port is None:
             out.append(f"{where}/service: {show(route.service)} has no port; set services/{route.service}/port")
-        if route.host is not None and hostnames is not None and route.host not in hostnames:
+        elif "edge" not in target.networks:
             out.append(
-                f"{where}/host: {show(route.host)} is not one of dns/hostnames; "
-                f"expected one of {', '.join(sorted(hostnames))}"
+                f"{where}/service: {show(route.service)} is not on the edge network, where the proxy reaches it; "
+                f"add edge to services/{route.service}/networks"
             )
     return out
 
@@ -113,6 +120,7 @@ def _images(cfg: StackConfig) -> list[str]:
     if cfg.backup.enabled:
         images.append(("backup/image", cfg.backup.image))
         images.append(("backup/scheduler_image", cfg.backup.scheduler_image))
+        images.append(("backup/docker_api_proxy_image", cfg.backup.docker_api_proxy_image))
     for path, image in images:
         if not image_is_pinned(image):
             out.append(
@@ -181,7 +189,8 @@ def _schedules(cfg: StackConfig) -> list[str]:
 
 
 def _metrics_paths(cfg: StackConfig) -> list[str]:
-    """An app's metrics are scraped only with monitoring on, on its port, over the internal network."""
+    """An app's metrics are scraped only with monitoring on, on its port (the app joins the
+    monitoring network for it)."""
     problems: list[str] = []
     if not cfg.observability.enabled:
         return problems
@@ -193,11 +202,6 @@ def _metrics_paths(cfg: StackConfig) -> list[str]:
             problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
         if app.port is None:
             problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
-        if "internal" not in app.networks:
-            problems.append(
-                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
-                f"add internal to services/{name}/networks"
-            )
     return problems
 
 

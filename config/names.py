@@ -39,6 +39,10 @@ class Names:
     def store_volume(self, name: str) -> str:
         return self.of(f"{name}-data")
 
+    def migration(self, app: str) -> str:
+        """The swarm job that runs an app's migration before its rollout."""
+        return self.of(f"{app}-migration")
+
     # ------------------------------------------------------------------ proxy
     @property
     def proxy(self) -> str:
@@ -59,6 +63,10 @@ class Names:
     @property
     def acme_state_volume(self) -> str:
         return self.of("proxy-acme")
+
+    @property
+    def acme_egress_network(self) -> str:
+        return self.of("acme-egress")
 
     # ------------------------------------------------------------------ backups
     @property
@@ -84,6 +92,15 @@ class Names:
     @property
     def backup_egress_network(self) -> str:
         return self.of("backup-egress")
+
+    @property
+    def scheduler_api_proxy(self) -> str:
+        """The scheduler's Docker API proxy (services and tasks only)."""
+        return self.of("cronjob-docker-api")
+
+    @property
+    def scheduler_api_network(self) -> str:
+        return self.of("cronjob-docker-api")
 
     def backup_image(self, tag: str) -> str:
         return f"{self.of('backup')}:{tag}"
@@ -112,6 +129,25 @@ class Names:
     @property
     def alerts_egress_network(self) -> str:
         return self.of("alerts-egress")
+
+    @property
+    def alerting_network(self) -> str:
+        """Prometheus and Alertmanager, and nothing else."""
+        return self.of("alerting")
+
+    @property
+    def proxy_metrics_network(self) -> str:
+        """The proxy, Grafana and the proxy's exporters."""
+        return self.of("proxy-metrics")
+
+    @property
+    def docker_api_proxy(self) -> str:
+        """cAdvisor's read-only Docker API proxy."""
+        return self.of("docker-api")
+
+    @property
+    def docker_api_network(self) -> str:
+        return self.of("docker-api")
 
     @property
     def grafana(self) -> str:

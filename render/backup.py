@@ -18,7 +18,9 @@ stable across containers):
 - postgres: ``pg_dump -Fc -Z0`` streamed into ``restic backup --stdin-from-command`` as
   ``/<store>.pgdump`` (restic compresses and deduplicates; pg_dump's own compression would defeat
   deduplication; restic makes no snapshot when pg_dump fails), after the roles, which pg_dump
-  leaves out (``pg_dumpall --roles-only``), as ``/<store>.roles.sql`` (kind ``postgres-roles``);
+  leaves out (``pg_dumpall --roles-only --no-role-passwords``: the backup role is no superuser and
+  may not read pg_authid; keel sets its own roles' passwords again on every deploy), as
+  ``/<store>.roles.sql`` (kind ``postgres-roles``);
 - redis: ``BGSAVE``, wait until it has finished, then the RDB file as ``/<store>.rdb``;
 - sqlite: ``VACUUM INTO`` a temporary copy (never a raw copy of a live file), checked with
   ``PRAGMA integrity_check``, as ``/<store>+<relative path with "/" as "+">`` (a flat name: restic
@@ -147,12 +149,13 @@ def env_suffix(store: str) -> str:
 
 @dataclass(frozen=True)
 class PostgresTarget:
-    """A PostgreSQL store reached over the internal network."""
+    """A PostgreSQL store reached over the data network."""
 
     name: str
     host: str
     database: str
-    user: str
+    user: str = pg.BACKUP_ROLE
+    """The role the job logs in as: the store's backup role (pg_read_all_data), not the app's."""
     port: int = pg.PORT
 
 
@@ -163,6 +166,8 @@ class RedisTarget:
     name: str
     host: str
     port: int = rd.PORT
+    user: str = rd.BACKUP_USER
+    """The ACL user the job logs in as (PING, INFO and BGSAVE only)."""
 
 
 @dataclass(frozen=True)
@@ -270,9 +275,7 @@ def backup_spec(
     volumes: list[VolumeTarget] = []
     for name, store in cfg.stores().items():
         if isinstance(store, PostgresSpec):
-            postgres.append(
-                PostgresTarget(name=name, host=service_names[name], database=store.database, user=store.user)
-            )
+            postgres.append(PostgresTarget(name=name, host=service_names[name], database=store.database))
         elif isinstance(store, RedisSpec):
             redis.append(RedisTarget(name=name, host=service_names[name]))
         elif isinstance(store, VolumeSpec) and (store.backup or store.sqlite_files):

@@ -416,13 +416,15 @@ def postgres_exporter_env(store: StoreTarget, database: str, user: str, password
     return env
 
 
-def redis_exporter_command(store: StoreTarget, password_file: str | None) -> list[str]:
-    """redis_exporter reads its password from the environment only, so a shell exports it from the file.
+def redis_exporter_command(store: StoreTarget, password_file: str | None, user: str | None = None) -> list[str]:
+    """redis_exporter reads its password from the environment only, so a shell exports it from the file;
+    ``user`` is the store's exporter user (``--redis.user``), whose ACL admits only what it reads.
 
     (``--redis.password-file`` is a JSON map of URIs to passwords, meant for multi-target mode.)
     """
     address = f"redis://{store.service_name}:6379"
+    args = [f"--redis.addr={address}", *([f"--redis.user={user}"] if user else [])]
     if password_file is None:
-        return ["/redis_exporter", f"--redis.addr={address}"]
+        return ["/redis_exporter", *args]
     script = f'REDIS_PASSWORD="$(cat {password_file})" && export REDIS_PASSWORD && exec /redis_exporter "$@"'
-    return ["/bin/sh", "-c", script, "redis_exporter", f"--redis.addr={address}"]
+    return ["/bin/sh", "-c", script, "redis_exporter", *args]

@@ -97,7 +97,7 @@ CHANGES: tuple[UserChange, ...] = (
     UserChange(
         "a store's memory",
         "prod",
-        {"keel:services": {"db": {"resources": {"memory_mb": 2560, "memory_reservation_mb": 1280}}}},
+        {"keel:services": {"db": {"resources": {"memory_mb": 2528, "memory_reservation_mb": 1264}}}},
         meaning="its tuning is rendered again and the database restarts (stop-first: seconds without it)",
     ),
     UserChange(

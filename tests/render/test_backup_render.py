@@ -113,7 +113,7 @@ def test_repository_url_for_s3_compatible_endpoints(endpoint: str, path: str, ur
 def test_spec_has_every_store_with_data_and_skips_external_ones() -> None:
     spec = _prod_spec()
     assert spec.store_names == ("db", "cache", "uploads")
-    assert spec.postgres == (PostgresTarget(name="db", host="shop-db", database="shop", user="shop"),)
+    assert spec.postgres == (PostgresTarget(name="db", host="shop-db", database="shop", user="keel_backup"),)
     assert spec.volumes == (VolumeTarget(name="uploads", sqlite_files=("data/app.db", "cache.sqlite"), files=True),)
     assert spec.snapshot_host == "shop-prod"
 

@@ -342,12 +342,6 @@ def test_redis_exporter_without_password_runs_the_binary_directly():
     ("name", "app", "message"),
     [
         (
-            "web",
-            {"metrics_path": "/metrics", "networks": ["public"]},
-            "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
-            "scrapes; add internal to services/web/networks",
-        ),
-        (
             "api",
             {"metrics_path": "metrics"},
             'services/api/metrics_path: found "metrics"; expected a path starting with /, such as /metrics',
