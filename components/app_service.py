@@ -240,11 +240,11 @@ def volume_owner_script(*, volume: str, owner: str, image: str) -> str:
     q = shlex.quote
     inner = f'[ "$(stat -c %u:%g /volume)" = {q(owner)} ] || chown -R {q(owner)} /volume'
     return f"""#!/bin/sh
-# {volume} belongs to {owner}, the user its app runs as.
+# The volume belongs to the user its app runs as.
 set -eu
 docker run --rm --network none --user 0:0 --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE \\
   -v {q(volume + ":/volume")} --entrypoint sh {q(image)} -c {q(inner)}
-echo "{volume} belongs to {owner}"
+echo {q(f"{volume} belongs to {owner}")}
 """
 
 

@@ -59,6 +59,22 @@ SERVER_TYPES: dict[str, ServerType] = {
     )
 }
 
+# Hetzner system images (GET /v1/images?type=system) the cloud-init is written for: it installs
+# docker.io, ufw and unattended-upgrades with apt and reloads the `ssh` unit, so Ubuntu and Debian
+# only. Other distributions Hetzner offers (Fedora, Rocky, Alma, CentOS Stream, openSUSE) would
+# boot without Docker.
+IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
+
+# Users the image already has, which a deploy user must not be: Debian's static system users
+# (base-passwd 3.6.1, /usr/share/base-passwd/passwd.master), the users Ubuntu 24.04's base
+# packages create (systemd, dbus, rsyslog, openssh-server, ...), and `docker`, the group the
+# docker.io package creates (a user of that name would collide with it).
+SYSTEM_USERS = frozenset(
+    """root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc _apt nobody
+    systemd-network systemd-resolve systemd-timesync messagebus syslog sshd uuidd tcpdump tss landscape
+    fwupd-refresh polkitd dhcpcd pollinate lxd usbmux dnsmasq ubuntu debian docker""".split()
+)
+
 # Add-ons priced per month.
 PRIMARY_IPV4_EUR = 0.60
 VOLUME_EUR_PER_GIB = 0.0572

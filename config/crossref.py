@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
-from croniter import croniter
-
-from config import capacity
+from config import capacity, grammar
 from config.errors import ConfigError, key_path, show
 from config.models import (
     AppSpec,
@@ -20,20 +19,38 @@ from config.models import (
     VolumeSpec,
     image_is_pinned,
 )
+from config.names import Names
+
+# Where Grafana is served when observability/grafana_host is unset, and the routes the proxy adds
+# for it under that prefix (render.observability.grafana_routes; a test keeps the two in step).
+GRAFANA_PATH = "/grafana/"
+GRAFANA_SUBPATHS = ("", "login", "api/")
+# The ports the Hetzner firewall keel declares opens to the web (components/host.py, _firewall).
+HCLOUD_WEB_PORTS = (80, 443)
+# Ports Cloudflare's proxy forwards to an origin (developers.cloudflare.com, Fundamentals,
+# "Network ports"): traffic to any other port never reaches a proxied origin.
+CLOUDFLARE_HTTP_PORTS = (80, 8080, 8880, 2052, 2082, 2086, 2095)
+CLOUDFLARE_HTTPS_PORTS = (443, 2053, 2083, 2087, 2096, 8443)
+CREDENTIAL_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "APIKEY", "CREDENTIALS", "PRIVATE")
 
 
 def check(cfg: StackConfig) -> None:
     """Raise one ConfigError listing every cross-reference problem, or return."""
     problems: list[str] = []
     problems += _routes(cfg)
+    problems += _generated_routes(cfg)
     problems += _volumes(cfg)
     problems += _store_refs(cfg)
     problems += _images(cfg)
     problems += _redis_versions(cfg)
     problems += _tls_and_dns(cfg)
-    problems += _schedules(cfg)
+    problems += _ports(cfg)
+    problems += _trusted_proxies(cfg)
     problems += _metrics_paths(cfg)
     problems += _registries(cfg)
+    problems += _backups(cfg)
+    problems += _hardening(cfg)
+    problems += _derived_names(cfg)
     if not problems:
         problems += _capacity(cfg)
     if problems:
@@ -64,10 +81,46 @@ def _routes(cfg: StackConfig) -> list[str]:
             )
         elif target.port is None:
             out.append(f"{where}/service: {show(route.service)} has no port; set services/{route.service}/port")
+        elif target.replicas == 0:
+            out.append(
+                f"{where}/service: {show(route.service)} has 0 replicas, so every request to {route.path} "
+                f"would fail with 502; expected services/{route.service}/replicas of at least 1, or no route"
+            )
         elif "edge" not in target.networks:
             out.append(
                 f"{where}/service: {show(route.service)} is not on the edge network, where the proxy reaches it; "
                 f"add edge to services/{route.service}/networks"
+            )
+    return out
+
+
+def _generated_routes(cfg: StackConfig) -> list[str]:
+    """Grafana's routes (observability on) must not meet an app's: nginx refuses a location twice."""
+    obs = cfg.observability
+    if not obs.enabled:
+        return []
+    out = []
+    grafana = obs.grafana_host
+    prefix = "/" if grafana is not None else GRAFANA_PATH
+    taken = {(grafana, prefix + subpath) for subpath in GRAFANA_SUBPATHS}
+    for index, route in enumerate(cfg.proxy.routes):
+        if (route.host, route.path) in taken:
+            where = f" on {route.host}" if route.host else ""
+            out.append(
+                f"proxy/routes/{index}/path: {show(route.path)}{where} is where the proxy serves Grafana; "
+                "expected another path, or observability/grafana_host set to a hostname of its own"
+            )
+        elif grafana is not None and route.host == grafana:
+            out.append(
+                f"proxy/routes/{index}/host: {show(grafana)} is observability/grafana_host, which serves Grafana "
+                "only; expected another hostname for this route"
+            )
+    if grafana is not None and cfg.dns is not None and any(r.host is None for r in cfg.proxy.routes):
+        if grafana in (cfg.dns.zone, f"www.{cfg.dns.zone}") or grafana == cfg.dns.all_hostnames[0]:
+            out.append(
+                f"observability/grafana_host: {show(grafana)} is the site's own address, where the apps' routes "
+                "would no longer be served; expected a hostname of its own, such as "
+                f"grafana.{cfg.dns.zone}"
             )
     return out
 
@@ -179,13 +232,42 @@ def _tls_and_dns(cfg: StackConfig) -> list[str]:
     return out
 
 
-def _schedules(cfg: StackConfig) -> list[str]:
+def _ports(cfg: StackConfig) -> list[str]:
+    """The published ports must be ones the firewall and Cloudflare's proxy carry to the host."""
     out = []
-    for key in ("schedule", "check_schedule"):
-        value = getattr(cfg.backup, key)
-        if not croniter.is_valid(value) or len(value.split()) != 5:
-            out.append(f"backup/{key}: found {show(value)}; expected a 5-field cron expression such as '0 * * * *'")
+    proxy = cfg.proxy
+    proxied = cfg.dns is not None and cfg.dns.proxied
+    for key, port, allowed in (
+        ("http_port", proxy.http_port, CLOUDFLARE_HTTP_PORTS),
+        ("https_port", proxy.https_port, CLOUDFLARE_HTTPS_PORTS),
+    ):
+        if isinstance(cfg.host, HcloudHostSpec) and port not in HCLOUD_WEB_PORTS:
+            expected = HCLOUD_WEB_PORTS[0] if key == "http_port" else HCLOUD_WEB_PORTS[1]
+            out.append(
+                f"proxy/{key}: found {port}, but the Hetzner firewall keel declares opens only 80 and 443 "
+                f"to the web; expected {expected}"
+            )
+        elif proxied and port not in allowed:
+            out.append(
+                f"proxy/{key}: found {port}, a port Cloudflare's proxy does not forward; "
+                f"expected one of {', '.join(map(str, allowed))}"
+            )
     return out
+
+
+def _trusted_proxies(cfg: StackConfig) -> list[str]:
+    """Believing X-Forwarded-For from the whole internet lets any client pick its own address
+    (rate limits, logs). Behind Cloudflare the firewall admits only Cloudflare, so it is moot."""
+    if cfg.dns is not None and cfg.dns.proxied:
+        return []
+    world = grammar.covers_everything(cfg.proxy.trusted_proxies)
+    if world is None:
+        return []
+    return [
+        f"proxy/trusted_proxies: found networks that together cover {world} while the origin is not behind "
+        "Cloudflare's proxy, so any client could set its own address (X-Forwarded-For) and escape rate limits; "
+        "expected only the proxies in front of this host"
+    ]
 
 
 def _metrics_paths(cfg: StackConfig) -> list[str]:
@@ -198,8 +280,6 @@ def _metrics_paths(cfg: StackConfig) -> list[str]:
         if app.metrics_path is None:
             continue
         where = f"services/{name}/metrics_path"
-        if not app.metrics_path.startswith("/"):
-            problems.append(f'{where}: found "{app.metrics_path}"; expected a path starting with /, such as /metrics')
         if app.port is None:
             problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
     return problems
@@ -224,6 +304,86 @@ def _registries(cfg: StackConfig) -> list[str]:
     return problems
 
 
+def _backups(cfg: StackConfig) -> list[str]:
+    if not cfg.backup.enabled:
+        return []
+    stores = [
+        name
+        for name, spec in cfg.stores().items()
+        if isinstance(spec, (PostgresSpec, RedisSpec))
+        or (isinstance(spec, VolumeSpec) and (spec.backup or spec.sqlite_files))
+    ]
+    if stores:
+        return []
+    return [
+        "backup/enabled: is true but the stack has nothing to back up (no postgres, redis or volume store "
+        "with backup: true; external stores are backed up by their provider); expected enabled: false"
+    ]
+
+
+def _hardening(cfg: StackConfig) -> list[str]:
+    """In prod, root, every capability or a writable root needs an explicit, reasoned exemption."""
+    if cfg.environment != "prod":
+        return []
+    out = []
+    for name, app in cfg.apps().items():
+        exempt = app.exemptions
+        if exempt.root is None:
+            if app.user is None:
+                out.append(
+                    f"services/{name}/user: is null, which runs the image's own USER, often root; expected a uid:gid "
+                    f'such as "10001:10001", or exemptions/root with the reason (prod)'
+                )
+            elif grammar.runs_as_root(app.user):
+                out.append(
+                    f"services/{name}/user: found {show(app.user)}, which is root; expected a uid:gid such as "
+                    '"10001:10001", or exemptions/root with the reason (prod)'
+                )
+        if "ALL" in app.cap_add and exempt.all_capabilities is None:
+            out.append(
+                f"services/{name}/cap_add: holds ALL, every capability of root; expected the capabilities the "
+                "service needs, such as NET_BIND_SERVICE, or exemptions/all_capabilities with the reason (prod)"
+            )
+        if not app.read_only and exempt.writable_root is None:
+            out.append(
+                f"services/{name}/read_only: is false; expected true with tmpfs or volumes for the paths it writes, "
+                "or exemptions/writable_root with the reason (prod)"
+            )
+    return out
+
+
+def _derived_names(cfg: StackConfig) -> list[str]:
+    """Two things named alike after derivation (config/names.py) would be one Docker object, or two
+    resources fighting over it: a store named prometheus, a service named <store>-exporter."""
+    names = cfg.names
+    owners: dict[tuple[str, str], str] = {}
+    for attribute, _ in inspect.getmembers(Names, lambda member: isinstance(member, property)):
+        kind = "volume" if attribute.endswith("_volume") else "network" if attribute.endswith("_network") else "service"
+        owners[(kind, getattr(names, attribute))] = f"keel's own {attribute.replace('_', ' ')}"
+    for role in ("public", "internal"):
+        owners[("network", names.network(role))] = f"keel's {role} network"
+    owners[("upstream", names.grafana)] = "keel's Grafana upstream"
+    out = []
+    for name, spec in cfg.services.items():
+        claims: list[tuple[str, str, str]] = []
+        if isinstance(spec, AppSpec):
+            claims += [("service", names.app(name), f"services/{name}"), ("upstream", name, f"services/{name}")]
+        elif isinstance(spec, (PostgresSpec, RedisSpec)):
+            claims.append(("service", names.store(name), f"services/{name}"))
+            claims.append(("service", names.store_exporter(name), f"the exporter of services/{name}"))
+        if isinstance(spec, (PostgresSpec, RedisSpec, VolumeSpec)):
+            claims.append(("volume", names.store_volume(name), f"the volume of services/{name}"))
+        for kind, derived, owner in claims:
+            first = owners.setdefault((kind, derived), owner)
+            if first != owner:
+                out.append(
+                    f"services/{name}: its {kind} name {derived} is also the name of {first}; "
+                    "expected another service name"
+                )
+                break
+    return out
+
+
 def _capacity(cfg: StackConfig) -> list[str]:
     plan = capacity.budget(cfg)
     if plan.total_mb <= plan.allowed_mb:
@@ -236,6 +396,23 @@ def _capacity(cfg: StackConfig) -> list[str]:
         f"{plan.rollout_headroom_mb}), over {int(capacity.MAX_SHARE * 100)}% of the host's "
         f"{plan.host_memory_mb} MiB ({plan.allowed_mb} MiB); expected a larger server type or smaller limits"
     ]
+
+
+def plaintext_credentials(cfg: StackConfig) -> list[str]:
+    """Warnings for literal env values under names that look like credentials (DB_PASSWORD, API_KEY)."""
+    out = []
+    for name, app in cfg.apps().items():
+        for env, value in app.env.items():
+            words = env.upper().split("_")
+            if value and any(word in CREDENTIAL_WORDS for word in words):
+                secret = env.lower()
+                out.append(
+                    f"services/{name}/env/{env}: a literal value under a name that looks like a credential is stored "
+                    f"in plaintext in the stack and the service spec; make it a secret: "
+                    f"pulumi config set --secret {secret} <value>, then move it to "
+                    f"services/{name}/secrets/{env}: {secret}"
+                )
+    return out
 
 
 def referenced_secrets(cfg: StackConfig) -> dict[str, str]:

@@ -7,6 +7,8 @@ the message alone, without a Python traceback.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,23 +33,48 @@ class ConfigError(pulumi.RunError):
 
 
 class KeyPathError(ValueError):
-    """Raised inside a validator for a key below the one being validated (``subpath``)."""
+    """Raised inside a validator for a key below the one being validated.
 
-    def __init__(self, subpath: str | int, message: str) -> None:
+    ``subpath`` is ``a/b/0``, an index, or a tuple of segments when a segment holds a slash
+    itself (a mount point).
+    """
+
+    def __init__(self, subpath: str | int | tuple[str, ...], message: str) -> None:
         super().__init__(message)
-        self.subpath = str(subpath)
+        if isinstance(subpath, tuple):
+            self.segments = tuple(str(part) for part in subpath)
+        else:
+            self.segments = tuple(part for part in str(subpath).split("/") if part)
+        self.subpath = key_path(*self.segments)
         self.message = message
 
 
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.:@+-]+", re.ASCII)
+
+
 def key_path(*parts: object) -> str:
-    """Join key path segments; a segment that is itself a path (a mount point) is quoted."""
-    return "/".join(f'"{p}"' if "/" in str(p) else str(p) for p in parts)
+    """Join key path segments; a segment that is not a plain name (a mount point, a misspelt key
+    with spaces or control characters in it) is quoted and escaped as ``show`` does."""
+    return "/".join(
+        str(p) if _PLAIN_SEGMENT.fullmatch(str(p)) and len(str(p)) <= SHOW_MAX else show(str(p)) for p in parts
+    )
+
+
+SHOW_MAX = 80
 
 
 def show(value: Any) -> str:
-    """Render a found value the way the user wrote it in YAML."""
+    """Render a found value the way the user wrote it in YAML, safe to print.
+
+    Control, format (bidirectional overrides) and separator characters are escaped, so a value
+    cannot forge lines or reorder text in the output (the preview workflow posts it on pull
+    requests); a long value is cut, with its length.
+    """
     if isinstance(value, str):
-        return f'"{value}"'
+        text = "".join(_escape(char) for char in value[:SHOW_MAX])
+        if len(value) > SHOW_MAX:
+            return f'"{text}…" ({len(value)} characters)'
+        return f'"{text}"'
     if value is None:
         return "nothing"
     if isinstance(value, bool):
@@ -57,6 +84,30 @@ def show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return str(value)
+
+
+def _escape(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return "\\t"
+    if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn"):
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return char
+
+
+def unknown_key(key: object, known: Iterable[str]) -> str:
+    """The message for a key no model has, with the closest known key when one is close."""
+    import difflib
+
+    names = list(known)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75) if isinstance(key, str) else []
+    if close:
+        return f"is not a known key; did you mean {close[0]}?"
+    return f"is not a known key; expected one of {', '.join(names)}"
 
 
 # Segments pydantic adds to a location that are not keys the user wrote: the tag of a
@@ -70,7 +121,7 @@ def _path(section: str, loc: Iterable[Any], tags: frozenset[str], err: Any) -> s
         parts.append(text)
     problem = (err.get("ctx") or {}).get("error")
     if isinstance(problem, KeyPathError):
-        parts.extend(p for p in problem.subpath.split("/") if p)
+        parts.extend(problem.segments)
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         parts.append(str((err.get("ctx") or {}).get("discriminator", "")).strip("'") or "kind")
     return key_path(*parts)

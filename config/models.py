@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,9 +27,12 @@ from pydantic import (
     model_validator,
 )
 
-from config import catalogue
-from config.errors import KeyPathError, show
+from config import catalogue, grammar
+from config.errors import KeyPathError, show, unknown_key
+from config.grammar import image_is_pinned
 from config.names import Names
+
+__all__ = ["image_is_pinned"]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -37,7 +42,7 @@ SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 # A PostgreSQL database or role name: lower case, and `_` as well as `-` (thrifting_buddy, spoon_admin).
 PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 STORE_REF = "store:"
 STORE_URL_REF = "store-url:"
 _SECRET_REF = re.compile(r"(?:(store|store-url):([a-z][a-z0-9-]{0,30})|([a-z][a-z0-9_-]{0,62}))")
@@ -102,12 +107,7 @@ NetworkRole = Literal["edge", "data"]
 NetworkName = Annotated[NetworkRole, BeforeValidator(_network_name)]
 NETWORKS: tuple[NetworkRole, ...] = ("edge", "data")
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_SSH_KEY = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|"
-    r"sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
-)
-_SIZE = re.compile(r"^[0-9]+[kmg]?$")
+SSH_PORT = 22
 _CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 MIN_RSA_BITS = 3072
 """NIST SP 800-57 part 1 rev. 5: RSA below 3072 bits gives less than 128 bits of security."""
@@ -150,25 +150,51 @@ def check_cidr(value: str) -> str:
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: object) -> object:
+        # Named before any other problem of the mapping, with the key it was probably meant to be:
+        # a misspelt key would otherwise show up only as a follow-on error (a default taken).
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise KeyPathError((str(key),), unknown_key(key, cls.model_fields))
+        return data
+
+
+def _checked(problem_of: Callable[[str], str | None]) -> AfterValidator:
+    """A validator from a grammar function (config.grammar) that returns the problem, or None."""
+
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+Hostname = Annotated[str, _checked(grammar.hostname_problem)]
+Image = Annotated[str, _checked(grammar.image_problem)]
+"""A Docker image reference (distribution/reference's grammar); pinning is enforced in crossref."""
+Email = Annotated[str, _checked(grammar.email_problem)]
+MountTarget = Annotated[str, _checked(grammar.mount_target_problem)]
+Size = Annotated[str, Field(pattern=r"^[0-9]{1,6}[kmg]?$")]
+"""An nginx size (client_max_body_size): a number and k, m or g."""
+
 
 def check_hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
-        raise ValueError(f"found {show(value)}; expected a lower-case DNS name such as app.example.com")
+    problem = grammar.hostname_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
 def check_image(value: str) -> str:
-    """An image reference: repository, then a tag or a digest. Pinning is enforced in crossref."""
-    if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$", value):
-        raise ValueError(f"found {show(value)}; expected an image reference such as nginx:1.28.0-alpine")
+    problem = grammar.image_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
-
-
-def image_is_pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last and not last.endswith(":latest")
 
 
 # ----------------------------------------------------------------------------- host
@@ -181,10 +207,11 @@ class HcloudHostSpec(Model):
     server_type: str = "cx23"
     location: str = "fsn1"
     image: str = "ubuntu-24.04"
-    admin_ssh_keys: list[str] = Field(min_length=1)
+    """A Hetzner system image the cloud-init is written for (catalogue.IMAGES)."""
+    admin_ssh_keys: list[str] = Field(min_length=1, max_length=100)
     """OpenSSH public keys allowed to log in as the deploy user."""
-    admin_cidrs: list[str] = Field(min_length=1)
-    """Source networks allowed to reach SSH (22). The world (0.0.0.0/0, ::/0) is refused."""
+    admin_cidrs: list[str] = Field(min_length=1, max_length=100)
+    """Source networks allowed to reach SSH (22). Networks that together cover the world are refused."""
     data_volume_gib: int = Field(default=10, ge=10, le=10240)
     """Size of the Hetzner Volume that holds every stateful Docker volume."""
     backups: bool = False
@@ -192,7 +219,9 @@ class HcloudHostSpec(Model):
     delete_protection: bool = True
     """Hetzner delete and rebuild protection on the server, IP and volume, and Pulumi protect."""
     swap_gib: int = Field(default=2, ge=0, le=64)
-    deploy_user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "deploy"
+    """A swap file on the root disk; at most half of it (catalogue.SERVER_TYPES disk_gib)."""
+    deploy_user: str = "deploy"
+    """The user Pulumi and the admins log in as (in the docker group); never root or a system user."""
     reboot_window: str | None = None
     """HH:MM (UTC): when an installed update needs a reboot (a new kernel, libc), unattended-upgrades
     reboots the host at this time. Off by default: RebootRequired tells you, and you reboot in a quiet
@@ -219,30 +248,47 @@ class HcloudHostSpec(Model):
     @classmethod
     def _known_location(cls, value: str) -> str:
         if value not in catalogue.ALL_LOCATIONS:
-            raise ValueError(f"found {show(value)}; expected one of {', '.join(catalogue.ALL_LOCATIONS)}")
+            raise ValueError(
+                f"found {show(value)}; expected one of {', '.join(catalogue.ALL_LOCATIONS)}"
+                + grammar.did_you_mean(value, catalogue.ALL_LOCATIONS)
+            )
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _known_image(cls, value: str) -> str:
+        if value not in catalogue.IMAGES:
+            raise ValueError(
+                f"found {show(value)}; expected one of {', '.join(catalogue.IMAGES)} "
+                "(the cloud-init installs Docker, ufw and unattended-upgrades with apt)"
+                + grammar.did_you_mean(value, catalogue.IMAGES)
+            )
         return value
 
     @field_validator("admin_ssh_keys")
     @classmethod
     def _ssh_keys(cls, keys: list[str]) -> list[str]:
+        out: list[str] = []
         for index, key in enumerate(keys):
-            if not _SSH_KEY.match(key.strip()):
-                raise KeyPathError(
-                    index,
-                    f"found {show(key[:40])}; expected an OpenSSH public key line "
-                    "such as 'ssh-ed25519 AAAA... you@laptop'",
-                )
-            if key.split()[0] == "ssh-rsa":
-                bits = rsa_key_bits(key.strip())
+            line = key.strip()
+            problem = grammar.ssh_key_problem(line)
+            if problem is not None:
+                raise KeyPathError(index, problem)
+            if line.split(" ")[0] == "ssh-rsa":
+                bits = rsa_key_bits(line)
                 if bits is None:
-                    raise KeyPathError(index, f"found {show(key[:40])}, an ssh-rsa line whose key cannot be read")
+                    raise KeyPathError(index, f"found {show(line[:40])}, an ssh-rsa line whose key cannot be read")
                 if bits < MIN_RSA_BITS:
                     raise KeyPathError(
                         index,
                         f"found an ssh-rsa key of {bits} bits; expected at least {MIN_RSA_BITS} bits, "
                         "or an ed25519 key (ssh-keygen -t ed25519)",
                     )
-        return [k.strip() for k in keys]
+            material = " ".join(line.split(" ")[:2])
+            if any(" ".join(seen.split(" ")[:2]) == material for seen in out):
+                raise KeyPathError(index, "is the same key as an earlier entry; expected each key once")
+            out.append(line)
+        return out
 
     @field_validator("admin_cidrs")
     @classmethod
@@ -262,7 +308,25 @@ class HcloudHostSpec(Model):
                     "expected the networks you administer from",
                 )
             out.append(str(net))
+        world = grammar.covers_everything(out)
+        if world is not None:
+            raise ValueError(
+                f"found networks that together cover {world}, which opens SSH to the whole internet; "
+                "expected the networks you administer from"
+            )
         return out
+
+    @field_validator("deploy_user")
+    @classmethod
+    def _deploy_user(cls, value: str) -> str:
+        if not grammar.matches(grammar.LINUX_USER, value):
+            raise ValueError(f"found {show(value)}; expected a Linux user name such as deploy (a-z, 0-9, _ and -)")
+        if value in catalogue.SYSTEM_USERS or value.startswith(("systemd-", "_")):
+            raise ValueError(
+                f"found {show(value)}, which is root or a system user of the image; "
+                "expected a user of its own such as deploy"
+            )
+        return value
 
     @model_validator(mode="after")
     def _type_sold_here(self) -> HcloudHostSpec:
@@ -272,6 +336,12 @@ class HcloudHostSpec(Model):
                 "location",
                 f"{show(self.location)} does not sell server_type {show(self.server_type)}; "
                 f"expected one of {', '.join(server.locations)}",
+            )
+        if self.swap_gib * 2 > server.disk_gib:
+            raise KeyPathError(
+                "swap_gib",
+                f"found {self.swap_gib}, more than half of the {server.disk_gib} GiB root disk of "
+                f"{self.server_type}; expected at most {server.disk_gib // 2}",
             )
         return self
 
@@ -285,11 +355,28 @@ class LocalHostSpec(Model):
 
     provider: Literal["local"]
     docker_host: str | None = None
-    """Docker endpoint; unset means DOCKER_HOST or the default socket."""
-    memory_mib: int = Field(default=8192, ge=512)
+    """Docker endpoint (unix://, tcp://host:port or ssh://user@host); unset means DOCKER_HOST or the default socket."""
+    memory_mib: int = Field(default=8192, ge=512, le=4_194_304)
     """Memory the capacity check budgets against on this machine."""
     data_dir: str | None = None
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 200 or not grammar.matches(grammar.DOCKER_HOST, value)):
+            raise ValueError(
+                f"found {show(value)}; expected unix:///var/run/docker.sock, tcp://host:port or ssh://user@host"
+            )
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: str | None) -> str | None:
+        problem = None if value is None else grammar.host_directory_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 HostSpec = Annotated[HcloudHostSpec | LocalHostSpec, Field(discriminator="provider")]
@@ -300,25 +387,16 @@ HostSpec = Annotated[HcloudHostSpec | LocalHostSpec, Field(discriminator="provid
 class DnsConfig(Model):
     """Cloudflare DNS for the stack's hostnames."""
 
-    zone: str
+    zone: Hostname
     """The Cloudflare zone (apex domain), e.g. example.com."""
     zone_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    hostnames: list[str] = Field(default_factory=list)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=50)
     """Names that point at the host. Empty means just the zone apex."""
     proxied: bool = True
     """Traffic through Cloudflare's proxy (orange cloud); the origin then admits only Cloudflare."""
     ipv6: bool = False
     """Also publish AAAA records. Off by default: the proxy listens on IPv4, and Cloudflare reaches
     a proxied origin over its A record anyway (visitors still get IPv6 from Cloudflare)."""
-
-    _check_zone = field_validator("zone")(classmethod(lambda cls, v: check_hostname(v)))
-
-    @field_validator("hostnames")
-    @classmethod
-    def _names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            check_hostname(name)
-        return names
 
     @model_validator(mode="after")
     def _inside_zone(self) -> DnsConfig:
@@ -372,7 +450,9 @@ class HealthCheck(Model):
     """How swarm decides a task is healthy: an HTTP path on the service's port, or a command."""
 
     http_path: str | None = None
-    command: list[str] | None = None
+    """Path (and query) requested on the service's port from inside the container."""
+    command: list[str] | None = Field(default=None, min_length=1)
+    """A program and its arguments, run without a shell (swarm's CMD form): [pg_isready, -q]."""
     interval_s: int = Field(default=30, ge=1, le=3600)
     timeout_s: int = Field(default=10, ge=1, le=3600)
     start_period_s: int = Field(default=30, ge=0, le=3600)
@@ -382,8 +462,17 @@ class HealthCheck(Model):
     def _one_probe(self) -> HealthCheck:
         if (self.http_path is None) == (self.command is None):
             raise ValueError("set exactly one of http_path or command")
-        if self.http_path is not None and not self.http_path.startswith("/"):
-            raise KeyPathError("http_path", f"found {show(self.http_path)}; expected a path starting with /")
+        if self.http_path is not None:
+            problem = grammar.http_path_problem(self.http_path)
+            if problem is not None:
+                raise KeyPathError("http_path", problem)
+        if self.command is not None and self.command[0].upper() in ("CMD", "CMD-SHELL", "NONE"):
+            raise KeyPathError(
+                "command/0",
+                f"found {show(self.command[0])}, a docker-compose test keyword; keel runs the command as it is "
+                "(CMD form), so expected the program itself, e.g. [pg_isready, -q], or "
+                "[sh, -c, '<shell command>'] for a shell",
+            )
         return self
 
 
@@ -408,8 +497,25 @@ class RegistryAuth(Model):
     """Credentials for a private registry (e.g. ghcr.io)."""
 
     server: str
+    """The registry's host[:port], as in the image reference (ghcr.io, registry.example.com:5000)."""
     username: str
     password_secret: SecretName
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if len(value) > 255 or not grammar.matches(grammar.REGISTRY_SERVER, value):
+            raise ValueError(
+                f"found {show(value)}; expected a registry host such as ghcr.io or registry.example.com:5000"
+            )
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not grammar.matches(grammar.REGISTRY_USERNAME, value):
+            raise ValueError(f"found {show(value)}; expected a registry user name (letters, digits, . _ @ + $ -)")
+        return value
 
 
 class Migration(Model):
@@ -421,12 +527,34 @@ class Migration(Model):
 
 # ----------------------------------------------------------------------------- services
 
+Reason = Annotated[
+    str,
+    _checked(
+        lambda v: (
+            None
+            if grammar.matches(grammar.REASON, v)
+            else (f"found {show(v)}; expected a sentence (10 to 300 printable ASCII characters) saying why")
+        )
+    ),
+]
+
+
+class Exemptions(Model):
+    """Hardening a prod service may go without, each with the reason (reviewed like code)."""
+
+    root: Reason | None = None
+    """Run as root (uid 0), or as the image's own USER (user: null), which may be root."""
+    all_capabilities: Reason | None = None
+    """cap_add: [ALL]."""
+    writable_root: Reason | None = None
+    """read_only: false."""
+
 
 class AppSpec(Model):
     """A stateless application service: one swarm service with N replicas."""
 
     kind: Literal["app"] = "app"
-    image: str
+    image: Image
     replicas: int = Field(default=1, ge=0, le=100)
     port: Port | None = None
     """The port the app listens on inside the overlay network (proxied routes use it)."""
@@ -443,36 +571,66 @@ class AppSpec(Model):
     """Required: start-first rollouts and automatic rollback depend on it."""
     resources: Resources
     user: str | None = "10001:10001"
-    """uid:gid to run as; non-root by default. Set null to keep the image's own USER."""
+    """uid:gid to run as; non-root by default. Set null to keep the image's own USER. In prod, root
+    (or null) needs exemptions/root."""
     read_only: bool = True
-    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"])
-    cap_add: list[str] = Field(default_factory=list)
+    """A read-only root filesystem; in prod, false needs exemptions/writable_root."""
+    tmpfs: list[MountTarget] = Field(default_factory=lambda: ["/tmp"], max_length=20)
+    cap_add: list[str] = Field(default_factory=list, max_length=41)
+    """Capabilities added back (all are dropped); in prod, ALL needs exemptions/all_capabilities."""
     init: bool = True
     stop_grace_period_s: int = Field(default=30, ge=0, le=3600)
     stop_signal: Annotated[str, Field(pattern=r"^SIG[A-Z0-9]+$")] = "SIGTERM"
-    volumes: dict[str, Name] = Field(default_factory=dict)
+    volumes: dict[MountTarget, Name] = Field(default_factory=dict, max_length=20)
     """Mount path -> name of a `volume` store."""
     networks: list[NetworkName] = Field(default_factory=lambda: list(NETWORKS))
     """Overlay networks by role: edge (the proxy and the apps; the way out to the internet) and data
     (the apps and the stores). An app with a metrics_path also joins monitoring, where Prometheus
     scrapes it."""
-    constraints: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list, max_length=20)
+    """Swarm placement constraints, such as node.labels.disk==ssd."""
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     migration: Migration | None = None
     metrics_path: str | None = None
     """Path of the app's Prometheus metrics on its port, scraped when observability is on."""
     registry: RegistryAuth | None = None
     logging: Logging = Field(default_factory=Logging)
+    exemptions: Exemptions = Field(default_factory=Exemptions)
+    """Reasons a prod service runs as root, with cap_add ALL or a writable root (refused otherwise)."""
 
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
-
-    @field_validator("volumes")
+    @field_validator("user")
     @classmethod
-    def _absolute(cls, volumes: dict[str, str]) -> dict[str, str]:
-        for path in volumes:
-            if not path.startswith("/"):
-                raise ValueError(f"found mount path {show(path)}; expected an absolute path such as /app/data")
-        return volumes
+    def _user(cls, value: str | None) -> str | None:
+        problem = None if value is None else grammar.container_user_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("cap_add")
+    @classmethod
+    def _capabilities(cls, caps: list[str]) -> list[str]:
+        for index, cap in enumerate(caps):
+            problem = grammar.capability_problem(cap)
+            if problem is not None:
+                raise KeyPathError(index, problem)
+        return caps
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, constraints: list[str]) -> list[str]:
+        for index, constraint in enumerate(constraints):
+            problem = grammar.constraint_problem(constraint)
+            if problem is not None:
+                raise KeyPathError(index, problem)
+        return constraints
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _metrics_path(cls, value: str | None) -> str | None:
+        problem = None if value is None else grammar.metrics_path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _http_health_needs_port(self) -> AppSpec:
@@ -480,28 +638,110 @@ class AppSpec(Model):
             raise KeyPathError("port", "is required when health/http_path is set (the probe calls that port)")
         return self
 
+    @model_validator(mode="after")
+    def _mounts_once(self) -> AppSpec:
+        """Docker refuses two mounts on one target: a volume over a tmpfs (/tmp by default) fails the task."""
+        seen: set[str] = set()
+        for index, target in enumerate(self.tmpfs):
+            if target in seen:
+                raise KeyPathError(f"tmpfs/{index}", f"{show(target)} is listed twice; expected each path once")
+            seen.add(target)
+        for target in self.volumes:
+            if target in seen:
+                raise KeyPathError(
+                    ("volumes", target),
+                    f"{show(target)} is also a tmpfs mount (tmpfs is {show(', '.join(self.tmpfs))}); "
+                    "expected each mount target once: mount the volume elsewhere or drop the path from tmpfs",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _env_names_once(self) -> AppSpec:
+        """Secret files are named after their env name lower-cased, and *_FILE names are derived:
+        two names that meet after that would overwrite one another."""
+        files: dict[str, str] = {}
+        for env in self.secrets:
+            other = files.setdefault(env.lower(), env)
+            if other != env:
+                raise KeyPathError(
+                    f"secrets/{env}",
+                    f"is mounted as /run/secrets/{env.lower()}, like secrets/{other} (file names are lower-cased); "
+                    "expected names that differ by more than case",
+                )
+        derived = {f"{env}_FILE": env for env in self.secrets} if self.file_env else {}
+        for env in self.env:
+            if env in self.secrets:
+                raise KeyPathError(
+                    f"env/{env}",
+                    "is also under secrets; expected each variable once (keep it under secrets only)",
+                )
+            if env in derived:
+                raise KeyPathError(
+                    f"env/{env}",
+                    f"is the variable file_env sets for secrets/{derived[env]}; "
+                    "expected another name, or file_env: false",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _exemptions_in_use(self) -> AppSpec:
+        """An exemption for hardening the service has anyway is stale, and would hide a later change."""
+        exempt = self.exemptions
+        if exempt.root is not None and self.user is not None and not grammar.runs_as_root(self.user):
+            raise KeyPathError(
+                "exemptions/root", f"is set but the service runs as {show(self.user)}, not root; remove the exemption"
+            )
+        if exempt.all_capabilities is not None and "ALL" not in self.cap_add:
+            raise KeyPathError(
+                "exemptions/all_capabilities", "is set but cap_add does not hold ALL; remove the exemption"
+            )
+        if exempt.writable_root is not None and self.read_only:
+            raise KeyPathError("exemptions/writable_root", "is set but read_only is true; remove the exemption")
+        return self
+
+
+# PostgreSQL creates these databases itself (initdb); the image's POSTGRES_DB must name another.
+RESERVED_DATABASES = ("postgres", "template0", "template1")
+
 
 class PostgresSpec(Model):
     """PostgreSQL (official image), tuned from its memory limit."""
 
     kind: Literal["postgres"]
-    image: str = "postgres:16.6-alpine"
+    image: Image = "postgres:16.6-alpine"
     database: PostgresName = "app"
+    """The application's database; not postgres, template0 or template1."""
     user: PostgresName = "app"
+    """The application's role (the image's superuser); not pg_* (reserved by PostgreSQL)."""
     password_secret: SecretName | None = None
     """Secret holding the password; unset means a generated one (pulumi-random)."""
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
     max_connections: int = Field(default=100, ge=10, le=5000)
     logging: Logging = Field(default_factory=Logging)
 
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if value in RESERVED_DATABASES:
+            raise ValueError(
+                f"found {show(value)}, a database PostgreSQL creates for itself; "
+                "expected the application's own name, such as app"
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value.startswith("pg_"):
+            raise ValueError(f"found {show(value)}; role names starting with pg_ are reserved by PostgreSQL")
+        return value
 
 
 class RedisSpec(Model):
     """Redis (official image) with AOF persistence and a bounded memory."""
 
     kind: Literal["redis"]
-    image: str = "redis:7.4.1-alpine"
+    image: Image = "redis:7.4.1-alpine"
     password_secret: SecretName | None = None
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256))
     eviction_policy: Literal[
@@ -509,17 +749,26 @@ class RedisSpec(Model):
     ] = "allkeys-lru"
     logging: Logging = Field(default_factory=Logging)
 
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
-
 
 class VolumeSpec(Model):
     """A plain protected data volume (SQLite files, uploads, logs)."""
 
     kind: Literal["volume"]
-    sqlite_files: list[str] = Field(default_factory=list)
-    """SQLite databases in this volume (relative paths), copied consistently with VACUUM INTO."""
+    sqlite_files: list[str] = Field(default_factory=list, max_length=50)
+    """SQLite databases in this volume (paths relative to it), copied consistently with VACUUM INTO."""
     backup: bool = True
     """Include the volume's files in backups (SQLite files are always backed up consistently)."""
+
+    @field_validator("sqlite_files")
+    @classmethod
+    def _inside_the_volume(cls, files: list[str]) -> list[str]:
+        for index, path in enumerate(files):
+            problem = grammar.relative_file_problem(path)
+            if problem is not None:
+                raise KeyPathError(index, problem)
+            if path in files[:index]:
+                raise KeyPathError(index, f"{show(path)} is listed twice; expected each file once")
+        return files
 
 
 class ExternalSpec(Model):
@@ -559,10 +808,10 @@ class Route(Model):
     deny: bool = False
     """Answer 404 for the prefix (and for the app server's spellings of it: any case, ";params")
     instead of serving it: paths that must never be public, such as Spring's /actuator/."""
-    allow_from: list[str] = Field(default_factory=list)
+    allow_from: list[str] = Field(default_factory=list, max_length=50)
     """Serve the prefix only to these client networks (CIDRs, the real client address behind
     Cloudflare); everyone else gets 404, as if it did not exist. Empty: everyone."""
-    host: str | None = None
+    host: Hostname | None = None
     cache: Literal["pages", "site", "static", "images", "api", "none"] = "none"
     """pages: HTML 1h and fingerprinted assets 30d; site: HTML 1h and every static file (css, js,
     images, fonts, by extension) 30d, for hand-written sites whose file names carry no hash;
@@ -571,20 +820,26 @@ class Route(Model):
     """Cache upstream responses in nginx (for cacheable routes)."""
     rate_limit: Literal["none", "general", "api", "login"] = "none"
     websocket: bool = False
-    max_body: Annotated[str, Field(pattern=_SIZE.pattern)] = "1m"
+    max_body: Size = "1m"
     strip_prefix: bool = False
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/") or any(c in value for c in " ;{}\"'\\"):
-            raise ValueError(f"found {show(value)}; expected a URL path prefix such as /api/")
+        problem = grammar.route_path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        if value == "/health":
+            raise ValueError(
+                'found "/health", which nginx answers itself (the proxy\'s own health check); expected another path'
+            )
+        if value.startswith("/.well-known/acme-challenge"):
+            raise ValueError(f"found {show(value)}, where nginx serves certificate challenges; expected another path")
+        if any(part.startswith(".") and part != ".well-known" for part in value.split("/")):
+            raise ValueError(
+                f"found {show(value)}, a dotfile path that nginx never serves (.git, .env); expected another path"
+            )
         return value
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str | None) -> str | None:
-        return None if value is None else check_hostname(value)
 
     @field_validator("allow_from")
     @classmethod
@@ -643,50 +898,66 @@ class TlsConfig(Model):
     """Use Let's Encrypt's staging CA (for trying acme without hitting rate limits)."""
     acme_dns_token_secret: SecretName = "acme_cloudflare_token"
     """Secret holding a Cloudflare API token allowed to edit DNS in the zone (for DNS-01)."""
-    acme_image: str = "neilpang/acme.sh:3.1.1"
+    acme_image: Image = "neilpang/acme.sh:3.1.1"
     acme_resources: Resources = Field(default_factory=lambda: Resources(memory_mb=64, memory_reservation_mb=32))
 
     @model_validator(mode="after")
     def _email(self) -> TlsConfig:
         if self.mode == "acme" and not self.acme_email:
             raise KeyPathError("acme_email", "is required when mode is acme (Let's Encrypt sends expiry notices there)")
-        if self.acme_email is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", self.acme_email):
-            raise KeyPathError("acme_email", f"found {show(self.acme_email)}; expected an e-mail address")
+        problem = None if self.acme_email is None else grammar.email_problem(self.acme_email)
+        if problem is not None:
+            raise KeyPathError("acme_email", problem)
         return self
 
 
 class ProxyConfig(Model):
     """The nginx reverse proxy: the only service that publishes ports."""
 
-    image: str = "nginx:1.28.0-alpine"
+    image: Image = "nginx:1.28.0-alpine"
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    routes: list[Route] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list, max_length=200)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     csp: str = (
         "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
     )
-    trusted_proxies: list[str] = Field(default_factory=list)
-    """Extra CIDRs (besides Cloudflare's when proxied) whose X-Forwarded-For/CF-Connecting-IP is believed."""
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+    """Extra CIDRs (besides Cloudflare's when proxied) whose X-Forwarded-For/CF-Connecting-IP is believed.
+    Networks that cover the world are refused unless Cloudflare's proxy fronts every record."""
     hsts_max_age_s: int = Field(default=63072000, ge=0)
     """Strict-Transport-Security max-age: two years, as Mozilla's guidelines recommend."""
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256, memory_reservation_mb=128))
     http_port: Port = 80
     https_port: Port = 443
+    """Published on the host. On hcloud only 80 and 443 (the Hetzner firewall carries those two);
+    never 22 (sshd)."""
     logging: Logging = Field(default_factory=Logging)
-
-    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
 
     @field_validator("csp")
     @classmethod
     def _csp(cls, value: str) -> str:
-        # The policy is written inside a double-quoted nginx string, where $ starts a variable.
+        # The policy is written inside a double-quoted nginx string, where $ starts a variable, and
+        # sent as an HTTP header, which is ASCII.
         names = {'"': "a double quote", "\\": "a backslash", "$": "a $"}
-        bad = [names.get(c, "a control character") for c in value if c in names or ord(c) < 32]
+        bad = [
+            names.get(c, "a control character" if c.isascii() else "a non-ASCII character")
+            for c in value
+            if c in names or not " " <= c <= "~"
+        ]
         if bad:
             raise ValueError(
-                f"found {bad[0]} in the policy; expected a Content-Security-Policy without "
-                "double quotes, backslashes, $ or control characters (use single quotes: 'self')"
+                f"found {bad[0]} in the policy; expected a Content-Security-Policy of printable ASCII without "
+                "double quotes, backslashes or $ (use single quotes: 'self')"
             )
+        if len(value) > 4096:
+            raise ValueError(f"found a policy of {len(value)} characters; expected at most 4096")
+        return value
+
+    @field_validator("http_port", "https_port")
+    @classmethod
+    def _not_ssh(cls, value: int) -> int:
+        if value == SSH_PORT:
+            raise ValueError("found 22, the port sshd listens on; expected another port, such as 80 or 443")
         return value
 
     @field_validator("trusted_proxies")
@@ -727,10 +998,10 @@ DOCKER_API_PROXY_IMAGE = "tecnativa/docker-socket-proxy:v0.4.1"
 
 class AlertReceiver(Model):
     kind: Literal["none", "email", "webhook"] = "none"
-    email_to: str | None = None
-    email_from: str | None = None
+    email_to: Email | None = None
+    email_from: Email | None = None
     smtp_host: str | None = None
-    """host:port of the SMTP relay."""
+    """host:port of the SMTP relay (Alertmanager's smarthost has no default port)."""
     smtp_username: str | None = None
     smtp_password_secret: SecretName | None = None
     webhook_url_secret: SecretName | None = None
@@ -748,29 +1019,52 @@ class AlertReceiver(Model):
             raise KeyPathError("webhook_url_secret", "is required when kind is webhook")
         return self
 
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value) <= 260 and grammar.matches(grammar.SMTP_HOST, value):
+            if grammar.port_in_range(value.rsplit(":", 1)[1]):
+                return value
+        if len(value) <= 253 and grammar.matches(grammar.HOSTNAME, value):
+            raise ValueError(
+                f"found {show(value)} without a port; expected host:port such as {value}:587 "
+                "(587 for STARTTLS, 465 for TLS)"
+            )
+        raise ValueError(f"found {show(value)}; expected host:port such as smtp.example.com:587")
+
+    @field_validator("smtp_username")
+    @classmethod
+    def _smtp_username(cls, value: str | None) -> str | None:
+        if value is not None and not grammar.matches(grammar.PRINTABLE, value):
+            raise ValueError(f"found {show(value)}; expected 1 to 255 printable ASCII characters without spaces")
+        return value
+
 
 class ObservabilityConfig(Model):
     enabled: bool = False
     retention_days: int = Field(default=30, ge=1, le=3650)
-    grafana_host: str | None = None
-    """Serve Grafana on this hostname through the proxy; unset means the path /grafana/."""
+    grafana_host: Hostname | None = None
+    """Serve Grafana on this hostname through the proxy (one of dns/hostnames that no app route uses);
+    unset means the path /grafana/."""
     grafana_admin_password_secret: SecretName | None = None
     """Unset means a generated password (exported as a secret output)."""
     alerts: AlertReceiver = Field(default_factory=AlertReceiver)
-    prometheus_image: str = "prom/prometheus:v3.1.0"
-    grafana_image: str = "grafana/grafana:11.4.0"
-    alertmanager_image: str = "prom/alertmanager:v0.28.0"
-    node_exporter_image: str = "prom/node-exporter:v1.8.2"
-    cadvisor_image: str = "gcr.io/cadvisor/cadvisor:v0.49.2"
-    postgres_exporter_image: str = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
-    redis_exporter_image: str = "oliver006/redis_exporter:v1.67.0-alpine"
+    prometheus_image: Image = "prom/prometheus:v3.1.0"
+    grafana_image: Image = "grafana/grafana:11.4.0"
+    alertmanager_image: Image = "prom/alertmanager:v0.28.0"
+    node_exporter_image: Image = "prom/node-exporter:v1.8.2"
+    cadvisor_image: Image = "gcr.io/cadvisor/cadvisor:v0.49.2"
+    postgres_exporter_image: Image = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
+    redis_exporter_image: Image = "oliver006/redis_exporter:v1.67.0-alpine"
     """The alpine variant: its shell reads the password file and its wget probes health (scratch has neither)."""
-    nginx_exporter_image: str = "nginx/nginx-prometheus-exporter:1.4.0"
-    blackbox_exporter_image: str = "prom/blackbox-exporter:v0.25.0"
+    nginx_exporter_image: Image = "nginx/nginx-prometheus-exporter:1.4.0"
+    blackbox_exporter_image: Image = "prom/blackbox-exporter:v0.25.0"
     """Probes the proxy's TLS listener: the certificate-expiry alert reads probe_ssl_earliest_cert_expiry."""
-    nginxlog_exporter_image: str = "quay.io/martinhelmich/prometheus-nginxlog-exporter:v1.11.0"
+    nginxlog_exporter_image: Image = "quay.io/martinhelmich/prometheus-nginxlog-exporter:v1.11.0"
     """Counts the proxy's responses by status from its access log (syslog over UDP): the 5xx-ratio alert."""
-    docker_api_proxy_image: str = DOCKER_API_PROXY_IMAGE
+    docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
     """cAdvisor's read-only Docker API proxy: the only service that mounts the Docker socket."""
 
 
@@ -791,12 +1085,62 @@ class BackupRepository(Model):
     on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
     so a misspelt bucket or path is reported instead of starting a new, empty repository."""
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if len(value) > 260 or not grammar.matches(grammar.S3_ENDPOINT, value):
+            raise ValueError(
+                f"found {show(value)}; expected an S3 endpoint such as https://fsn1.your-objectstorage.com "
+                "(scheme, host and port only: the bucket and path have keys of their own)"
+            )
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        stripped = value.strip("/")
+        if stripped:
+            problem = grammar.relative_file_problem(stripped)
+            if problem is not None:
+                raise ValueError(
+                    problem.replace(
+                        "relative to the volume such as db/app.sqlite3", "inside the bucket such as shop/prod"
+                    )
+                )
+        elif value not in ("", "/"):
+            raise ValueError(f"found {show(value)}; expected a path inside the bucket such as shop/prod")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not grammar.matches(grammar.S3_REGION, value):
+            raise ValueError(f"found {show(value)}; expected a region name such as us-east-1, eu-central or auto")
+        return value
+
 
 class Retention(Model):
-    hourly: int = Field(default=24, ge=0)
-    daily: int = Field(default=7, ge=0)
-    weekly: int = Field(default=4, ge=0)
-    monthly: int = Field(default=6, ge=0)
+    """Snapshots restic keeps per store (restic forget --keep-*); at least one must be above 0."""
+
+    hourly: int = Field(default=24, ge=0, le=100_000)
+    daily: int = Field(default=7, ge=0, le=100_000)
+    weekly: int = Field(default=4, ge=0, le=100_000)
+    monthly: int = Field(default=6, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> Retention:
+        if not (self.hourly or self.daily or self.weekly or self.monthly):
+            raise ValueError(
+                "keeps no snapshot (hourly, daily, weekly and monthly are all 0); "
+                "expected at least one above 0, such as daily: 7"
+            )
+        return self
+
+
+# A run dumps every store, uploads the new data and prunes the repository (restic forget --prune);
+# a later run starting while one still runs is skipped (swarm.cronjob.skip-running), so a
+# schedule tighter than this only looks more frequent than it is.
+MIN_BACKUP_INTERVAL_S = 15 * 60
 
 
 class BackupConfig(Model):
@@ -807,11 +1151,36 @@ class BackupConfig(Model):
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
     repository: BackupRepository | None = None
-    image: str = "restic/restic:0.18.0"
-    scheduler_image: str = "crazymax/swarm-cronjob:1.14.0"
+    image: Image = "restic/restic:0.18.0"
+    scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
-    docker_api_proxy_image: str = DOCKER_API_PROXY_IMAGE
+    docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
     """The scheduler's Docker API proxy (services and tasks only): it never mounts the Docker socket itself."""
+
+    @field_validator("schedule", "check_schedule")
+    @classmethod
+    def _fires(cls, value: str) -> str:
+        cron = grammar.parse_cron(value)
+        if isinstance(cron, str):
+            raise ValueError(cron)
+        if not cron.run_days():
+            raise ValueError(
+                f"found {show(value)}, which names no day that exists (such as 30 February); it never runs"
+            )
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _not_too_often(cls, value: str) -> str:
+        cron = grammar.parse_cron(value)
+        gap = None if isinstance(cron, str) else cron.shortest_gap_s()
+        if gap is not None and gap < MIN_BACKUP_INTERVAL_S:
+            raise ValueError(
+                f"found {show(value)}, which starts runs {gap // 60 or gap} "
+                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps, uploads and prunes, so "
+                f"expected at least {MIN_BACKUP_INTERVAL_S // 60} minutes between runs, such as '0 * * * *'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _repository(self) -> BackupConfig:
@@ -827,7 +1196,7 @@ class SecretRule(Model):
     """What a secret's value must look like, checked when the stack loads (the value is never shown)."""
 
     min_length: int = Field(default=0, ge=0, le=4096)
-    pattern: str | None = None
+    pattern: Annotated[str, Field(max_length=200)] | None = None
     """A regular expression the whole value must match, e.g. ^[A-Za-z0-9+/=]+$."""
 
     @field_validator("pattern")

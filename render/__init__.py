@@ -7,8 +7,10 @@ golden files and with the real tool that consumes its output.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import yaml
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -24,3 +26,29 @@ ENVIRONMENT = jinja2.Environment(
 
 def render_template(name: str, **values: object) -> str:
     return ENVIRONMENT.get_template(name).render(**values)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, with list items indented under their key and multi-line strings as
+    literal blocks (|), so the files read like hand-written ones."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value and all(c == "\n" or c.isprintable() for c in value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any, header: str = "") -> str:
+    """A YAML file from a data structure. PyYAML quotes every string that needs it, so no value can
+    add a key, an item or a document: config values reach YAML only this way, never through a
+    template. ``header`` becomes comment lines at the top (it is ours, never a config value)."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=False, width=100)
+    return comment + body

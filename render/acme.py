@@ -46,7 +46,7 @@ fi
 if [ ! -s {CERT_DIR}/tls.crt ]; then
   # A stand-in so nginx can start before the first issuance; replaced within minutes.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \\
-    -subj "/CN={domains[0]}" -keyout {CERT_DIR}/tls.key -out {CERT_DIR}/tls.crt 2>/dev/null
+    -subj {q("/CN=" + domains[0])} -keyout {CERT_DIR}/tls.key -out {CERT_DIR}/tls.crt 2>/dev/null
 fi
 acme.sh --home "$home" --accountconf "$conf" --register-account -m {q(email)} --server {server} >/dev/null 2>&1 || true
 while :; do

@@ -126,7 +126,9 @@ SCRIPT_NAMES = (
 )
 
 # Names that reach the scripts unquoted (tags, paths, variable names) are limited to these.
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", re.ASCII)
+_STORE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}", re.ASCII)
+_HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 # Cron schedules are measured over this many runs from a fixed instant, so the result is stable.
 _INTERVAL_SAMPLES = 1000
 _REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -204,19 +206,25 @@ class BackupSpec:
         if not names:
             raise ValueError("a backup needs at least one store")
         for name in names:
-            if not re.match(r"^[a-z][a-z0-9-]{0,30}$", name):
+            if not _STORE_NAME.fullmatch(name):
                 raise ValueError(f"store name {name!r}: expected lower-case letters, digits and dashes")
         if len(set(names)) != len(names):
             raise ValueError(f"store names must be unique; found {sorted(names)}")
         for volume in self.volumes:
             for path in volume.sqlite_files:
-                if not _SAFE_PATH.match(path) or ".." in path.split("/"):
+                if not _SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
                     raise ValueError(
                         f"store {volume.name}: sqlite file {path!r}: expected a relative path of letters, "
                         "digits, dots, dashes and underscores"
                     )
-        if not re.match(r"^[A-Za-z0-9._-]+$", self.snapshot_host):
+        if not _HOST.fullmatch(self.snapshot_host):
             raise ValueError(f"snapshot_host {self.snapshot_host!r}: expected letters, digits, dots and dashes")
+        targets: list[PostgresTarget | RedisTarget] = [*self.postgres, *self.redis]
+        for target in targets:
+            if not _HOST.fullmatch(target.host):
+                raise ValueError(
+                    f"store {target.name}: host {target.host!r}: expected letters, digits, dots and dashes"
+                )
 
     @property
     def backup_deadline_s(self) -> int:

@@ -1,16 +1,35 @@
-"""cloud-init user data for a Hetzner host: Docker in swarm mode, hardened SSH, firewall, swap."""
+"""cloud-init user data for a Hetzner host: Docker in swarm mode, hardened SSH, firewall, swap.
+
+The document is a data structure dumped by PyYAML (render.dump_yaml), never a template: the
+deploy user, the admin keys and networks reach YAML as quoted values. Where a value goes on into
+another language (the sshd configuration, a shell script, an authorized_keys line) it is checked
+here again and quoted for that language, whatever config/ let through.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+import shlex
 from dataclasses import dataclass
+from typing import Any
 
-from render import render_template
+from render import dump_yaml
 from render.host_units import HostUnitsSpec, host_files, timers, unattended_upgrades_blacklist
 
 DATA_DIR = "/mnt/data"
 METRICS_DIR = f"{DATA_DIR}/metrics"
 """node-exporter's textfile directory: the backup job's freshness and the reboot-required flag."""
+HEADER = (
+    "Rendered by render/cloud_init.py. The server ignores later changes to this file\n"
+    "(ignore_changes on user_data): it shapes the first boot only."
+)
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)
+_SSH_LINE = re.compile(r"[\x20-\x7e]+", re.ASCII)
+_DEVICE = re.compile(r"/dev/[A-Za-z0-9/_.-]+", re.ASCII)
+_STARTUPS = re.compile(r"[0-9]+(?::[0-9]+:[0-9]+)?", re.ASCII)
+_TIME = re.compile(r"[0-2][0-9]:[0-5][0-9]", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -30,6 +49,19 @@ class CloudInitSpec:
     max_startups: str = "100:30:200"
     automatic_reboot: bool = False
     reboot_time: str = "04:00"
+
+    def __post_init__(self) -> None:
+        # sshd_config takes the user as a bare word and authorized_keys one key per line.
+        if not _USER.fullmatch(self.deploy_user) or self.deploy_user == "root":
+            raise ValueError(f"deploy user {self.deploy_user!r}: expected a non-root Linux user name")
+        for key in (*self.admin_ssh_keys, self.host_public_key.strip()):
+            if not _SSH_LINE.fullmatch(key):
+                raise ValueError(f"ssh key {key[:40]!r}: expected one line of printable ASCII")
+        ipaddress.ip_address(self.advertise_addr)
+        if self.data_device is not None and not _DEVICE.fullmatch(self.data_device):
+            raise ValueError(f"data device {self.data_device!r}: expected a /dev path")
+        if not _STARTUPS.fullmatch(self.max_startups) or not _TIME.fullmatch(self.reboot_time):
+            raise ValueError("max_startups or reboot_time is not in sshd's or apt's own form")
 
 
 def volume_device(volume_id: int | str) -> str:
@@ -51,26 +83,146 @@ def daemon_json(max_size: str, max_file: int) -> str:
     )
 
 
-def render_cloud_init(spec: CloudInitSpec) -> str:
+def sshd_hardening(spec: CloudInitSpec) -> str:
+    return (
+        "PermitRootLogin no\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\n"
+        f"AllowUsers {spec.deploy_user}\n"
+        "# Deploys run commands (docker system dial-stdio, scripts); they never forward anything.\n"
+        "DisableForwarding yes\n"
+        "AllowTcpForwarding no\n"
+        "AllowStreamLocalForwarding no\n"
+        "AllowAgentForwarding no\n"
+        "X11Forwarding no\n"
+        "PermitTunnel no\n"
+        "# Each Docker API call over SSH opens a session; allow bursts from parallel deploys.\n"
+        f"MaxStartups {spec.max_startups}\n"
+        "MaxSessions 64\n"
+        "ClientAliveInterval 30\n"
+    )
+
+
+def swarm_init_script(advertise_addr: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        "# Idempotent: a node that is already part of a swarm is left alone.\n"
+        "set -eu\n"
+        "state=$(docker info --format '{{.Swarm.LocalNodeState}}')\n"
+        'if [ "$state" != "active" ]; then\n'
+        f"  docker swarm init --advertise-addr {shlex.quote(advertise_addr)}\n"
+        "fi\n"
+    )
+
+
+def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
+    """The #cloud-config document as data."""
+    user = spec.deploy_user
     units = HostUnitsSpec(
         data_dir=DATA_DIR if spec.data_device else None, metrics_dir=METRICS_DIR if spec.data_device else None
     )
-    return render_template(
-        "cloud-init.yaml.j2",
-        deploy_user=spec.deploy_user,
-        admin_ssh_keys=spec.admin_ssh_keys,
-        host_private_key=spec.host_private_key.strip(),
-        host_public_key=spec.host_public_key.strip(),
-        advertise_addr=spec.advertise_addr,
-        data_device=spec.data_device,
-        data_dir=DATA_DIR,
-        swap_bytes=spec.swap_gib * 1024**3,
-        daemon_json=daemon_json(spec.log_max_size, spec.log_max_file),
-        max_startups=spec.max_startups,
-        automatic_reboot=spec.automatic_reboot,
-        reboot_time=spec.reboot_time,
-        metrics_dir=METRICS_DIR,
-        host_files=host_files(units),
-        timers=timers(units),
-        upgrades_blacklist=unattended_upgrades_blacklist(),
-    )
+    doc: dict[str, Any] = {
+        "package_update": True,
+        "package_upgrade": True,
+        # Ubuntu's docker.io: security updates arrive through unattended-upgrades with the OS.
+        "packages": ["docker.io", "unattended-upgrades", "ufw", "sqlite3"],
+        # SSH: the host key is generated by Pulumi (pulumi-tls) and pinned by every client, so the
+        # first connection is verified like every later one. Only that ed25519 key exists.
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": ["ed25519"],
+        "ssh_keys": {
+            "ed25519_private": spec.host_private_key.strip() + "\n",
+            "ed25519_public": spec.host_public_key.strip(),
+        },
+        "users": [
+            {
+                "name": user,
+                "shell": "/bin/bash",
+                "lock_passwd": True,
+                "ssh_authorized_keys": list(spec.admin_ssh_keys),
+            }
+        ],
+    }
+    if spec.swap_gib:
+        size = spec.swap_gib * 1024**3
+        doc["swap"] = {"filename": "/swapfile", "size": size, "maxsize": size}
+    if spec.data_device:
+        # The Hetzner Volume holding every stateful Docker volume; survives server replacement.
+        doc["mounts"] = [
+            [spec.data_device, DATA_DIR, "ext4", "discard,nofail,defaults,x-systemd.device-timeout=300s", "0", "2"]
+        ]
+    doc["write_files"] = [
+        {
+            "path": "/etc/docker/daemon.json",
+            "permissions": "0644",
+            "content": daemon_json(spec.log_max_size, spec.log_max_file) + "\n",
+        },
+        {"path": "/etc/ssh/sshd_config.d/10-hardening.conf", "permissions": "0644", "content": sshd_hardening(spec)},
+        {
+            "path": "/etc/apt/apt.conf.d/20auto-upgrades",
+            "permissions": "0644",
+            "content": (
+                'APT::Periodic::Update-Package-Lists "1";\n'
+                'APT::Periodic::Unattended-Upgrade "1";\n'
+                'APT::Periodic::AutocleanInterval "7";\n'
+            ),
+        },
+        {
+            "path": "/etc/apt/apt.conf.d/52unattended-upgrades-local",
+            "permissions": "0644",
+            "content": (
+                'Unattended-Upgrade::Remove-Unused-Dependencies "true";\n'
+                f'Unattended-Upgrade::Automatic-Reboot "{"true" if spec.automatic_reboot else "false"}";\n'
+                f'Unattended-Upgrade::Automatic-Reboot-Time "{spec.reboot_time}";\n'
+                "// Docker's packages restart every container when upgraded: keel-docker-upgrade.timer\n"
+                "// upgrades them in a stated window instead.\n"
+                f"{unattended_upgrades_blacklist()}\n"
+            ),
+        },
+        *(
+            {"path": path, "permissions": mode, "content": text.rstrip("\n") + "\n"}
+            for path, (mode, text) in host_files(units).items()
+        ),
+        {
+            "path": "/usr/local/sbin/swarm-init",
+            "permissions": "0755",
+            "content": swarm_init_script(spec.advertise_addr),
+        },
+    ]
+    mounted = f"mountpoint -q {shlex.quote(DATA_DIR)}"
+    wait_for_volume = f"for i in $(seq 1 60); do {mounted} && break; mount -a; sleep 5; done; {mounted}"
+    runcmd: list[Any] = [
+        ["systemctl", "reload", "ssh"],
+        ["usermod", "-aG", "docker", user],
+        # Docker requires the data volume (docker.service.d drop-in): wait for the attachment first.
+        *([["sh", "-c", wait_for_volume]] if spec.data_device else []),
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "docker"],
+        ["ufw", "default", "deny", "incoming"],
+        ["ufw", "default", "allow", "outgoing"],
+        # Who may reach port 22 is decided by the Hetzner firewalls in front of the host: admin_cidrs
+        # permanently, and a CI runner's /32 for the length of its job (tools/ssh_window.py). A CI
+        # runner's address is not known here, so the host itself admits 22 from anywhere and sshd
+        # admits only the deploy user's keys.
+        ["ufw", "allow", "22/tcp"],
+        # Published ports are reached through Docker's own iptables rules; these keep the host
+        # firewall's intent readable. The Hetzner firewall narrows 80/443 further.
+        ["ufw", "allow", "80/tcp"],
+        ["ufw", "allow", "443/tcp"],
+        ["ufw", "--force", "enable"],
+        # Owned by the deploy user: Pulumi's host commands (as that user) create a directory per volume.
+        ["install", "-d", "-o", user, "-g", user, "-m", "0755", f"{DATA_DIR}/volumes", METRICS_DIR],
+        # After the metrics directory exists: the report timers write there at once.
+        ["systemctl", "enable", "--now", *timers(units)],
+        ["/usr/local/sbin/swarm-init"],
+    ]
+    doc["runcmd"] = runcmd
+    return doc
+
+
+def render_cloud_init(spec: CloudInitSpec) -> str:
+    # cloud-init reads a document as cloud-config only when its first line is exactly this.
+    return "#cloud-config\n" + dump_yaml(cloud_config(spec), HEADER)

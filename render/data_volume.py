@@ -32,7 +32,7 @@ def prepare_script(*, directory: str, owner: str | None = None, image: str | Non
             '{ [ "$(stat -c %u:%g /volume)" = "$owner" ] || chown -R "$owner" /volume; }'
         )
     return f"""#!/bin/sh
-# {directory} backs a docker volume on the data disk and belongs to {owner}, its service's user.
+# A directory that backs a docker volume on the data disk, owned by its service's user.
 set -eu
 mkdir -p {q(directory)}
 docker run --rm --network none --user 0:0 --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE \\

@@ -131,12 +131,17 @@ FINGERPRINTED_ASSET = r"[.-][0-9a-f]{8,}\.(?:css|js|mjs|map|woff2?|ttf|otf|eot|s
 STATIC_FILE = r"\.(?:css|js|mjs|map|woff2?|ttf|otf|eot|svg|png|jpe?g|gif|webp|avif|ico)$"
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_SERVER = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")
-_SIZE = re.compile(r"^[0-9]+[kmg]?$")
-_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
-_UNSAFE_IN_STRING = re.compile(r"[\"\\$\x00-\x1f]")
-_PATH_UNSAFE = re.compile(r"[\s;{}\"'\\]")
+# The renderer's own guard, whatever config/ checked (either layer alone stops an injection):
+# every value written into nginx.conf unquoted matches one of these in full (fullmatch: `$`
+# would accept a trailing newline), in ASCII (re.ASCII).
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}", re.ASCII)
+_SERVER = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}", re.ASCII)
+_SIZE = re.compile(r"[0-9]+[kmg]?", re.ASCII)
+_HEADER = re.compile(r"[A-Za-z0-9-]+", re.ASCII)
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+_LOG_DESTINATION = re.compile(r"[A-Za-z0-9/_.:=,@-]+", re.ASCII)
+_UNSAFE_IN_STRING = re.compile(r"[\"\\$\x00-\x1f\x7f-\U0010ffff]")
+_PATH = re.compile(r"/[A-Za-z0-9._~@:+/-]*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -153,12 +158,12 @@ class NginxUpstream:
     """Idle keepalive connections to the servers each worker keeps."""
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"upstream name {self.name!r}: expected lower-case letters, digits, - or _")
         if not self.servers:
             raise ValueError(f"upstream {self.name}: expected at least one server")
         for server in self.servers:
-            if not _SERVER.match(server):
+            if not _SERVER.fullmatch(server):
                 raise ValueError(f"upstream {self.name}: server {server!r} is not host:port")
         if self.keepalive < 1:
             raise ValueError(f"upstream {self.name}: keepalive must be at least 1")
@@ -198,9 +203,13 @@ class NginxRoute:
             raise ValueError(
                 f"route {self.path}: csp: double quotes, backslashes, $ and control characters are not allowed"
             )
-        if not self.path.startswith("/") or _PATH_UNSAFE.search(self.path):
+        if not _PATH.fullmatch(self.path):
             raise ValueError(f"route path {self.path!r}: expected a URL path prefix such as /api/")
-        if not _SIZE.match(self.max_body):
+        if self.host is not None and not _HOST.fullmatch(self.host):
+            raise ValueError(f"route {self.path}: host {self.host!r} is not a DNS name")
+        if self.upstream is not None and not _NAME.fullmatch(self.upstream):
+            raise ValueError(f"route {self.path}: upstream {self.upstream!r} is not an upstream name")
+        if not _SIZE.fullmatch(self.max_body):
             raise ValueError(f"route {self.path}: max_body {self.max_body!r} is not an nginx size such as 10m")
         if self.proxy_cache and self.cache == "api":
             raise ValueError(f"route {self.path}: proxy_cache on a no-store (api) route would never serve from cache")
@@ -314,7 +323,13 @@ class NginxSite:
             seen.add(key)
         for cidr in (*self.trusted_cidrs, *self.status_allow):
             ipaddress.ip_network(cidr, strict=False)
-        if not _HEADER.match(self.real_ip_header):
+        for name in self.server_names:
+            if not _HOST.fullmatch(name):
+                raise ValueError(f"server name {name!r} is not a DNS name")
+        for destination in (self.access_log, *self.extra_access_logs):
+            if not _LOG_DESTINATION.fullmatch(destination):
+                raise ValueError(f"access log destination {destination!r}: expected a path or syslog:server=...")
+        if not _HEADER.fullmatch(self.real_ip_header):
             raise ValueError(f"real_ip_header {self.real_ip_header!r} is not a header name")
         for label, text in (("csp", self.csp), ("permissions_policy", self.permissions_policy)):
             if _UNSAFE_IN_STRING.search(text):

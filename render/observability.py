@@ -29,11 +29,13 @@ with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from config.models import AlertReceiver, HcloudHostSpec, PostgresSpec, RedisSpec, StackConfig
 from config.names import Names
-from render import render_template
+from render import dump_yaml, render_template
 from render.backup import schedule_interval_seconds
 from render.cloud_init import DATA_DIR
 from render.nginx import NginxRoute
@@ -162,6 +164,10 @@ class GrafanaUpstream:
     strip_prefix: bool = False
 
 
+# The renderer's own guard on what reaches PromQL in the alert rules (job="<name>") unquoted.
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}", re.ASCII)
+
+
 @dataclass(frozen=True)
 class ObservabilitySpec:
     """Everything the monitoring files are rendered from."""
@@ -195,6 +201,11 @@ class ObservabilitySpec:
     def needs_egress(self) -> bool:
         """Alertmanager talks to the outside: a receiver, or the heartbeat."""
         return self.receiver.kind != "none" or self.receiver.heartbeat_url_secret is not None
+
+    def __post_init__(self) -> None:
+        for name in (*(app.name for app in self.apps), *(store.name for store in self.stores)):
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"target name {name!r}: expected lower-case letters, digits and -")
 
     @property
     def postgres(self) -> tuple[StoreTarget, ...]:
@@ -302,16 +313,69 @@ def prometheus_args(spec: ObservabilitySpec) -> list[str]:
     return args
 
 
+def prometheus_config(spec: ObservabilitySpec) -> dict[str, Any]:
+    """prometheus.yml as data. Each dns_sd job asks for tasks.<service>, which resolves to every
+    task of a swarm service: each replica is its own target, and the `service` label names the
+    service whatever the task's address."""
+    jobs: list[dict[str, Any]] = [
+        {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]}
+    ]
+    for job in spec.scrape_jobs():
+        entry: dict[str, Any] = {"job_name": job.job}
+        if job.metrics_path != "/metrics":
+            entry["metrics_path"] = job.metrics_path
+        entry["dns_sd_configs"] = [
+            {"names": [f"tasks.{job.service_name}"], "type": "A", "port": job.port, "refresh_interval": "30s"}
+        ]
+        entry["relabel_configs"] = [
+            {"source_labels": ["__meta_dns_name"], "regex": "tasks\\.(.+)", "target_label": "service"}
+        ]
+        jobs.append(entry)
+    # The proxy's TLS certificate, through the blackbox exporter, once per public hostname (SNI).
+    jobs.append(
+        {
+            "job_name": "tls",
+            "metrics_path": "/probe",
+            "static_configs": [
+                {
+                    "targets": [f"{spec.proxy_service_name}:{spec.proxy_https_port}"],
+                    "labels": {"module": probe.module, "hostname": probe.hostname or "default"},
+                }
+                for probe in spec.probes
+            ],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["module"], "target_label": "__param_module"},
+                {"source_labels": ["hostname"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"{spec.names.blackbox_exporter}:{BLACKBOX_PORT}"},
+            ],
+        }
+    )
+    return {
+        "global": {
+            "scrape_interval": "30s",
+            "scrape_timeout": "10s",
+            "evaluation_interval": "30s",
+            "external_labels": {"environment": spec.environment},
+        },
+        "rule_files": [RULES_FILE],
+        "alerting": {
+            "alertmanagers": [
+                {
+                    "dns_sd_configs": [
+                        {"names": [f"tasks.{spec.names.alertmanager}"], "type": "A", "port": ALERTMANAGER_PORT}
+                    ]
+                }
+            ]
+        },
+        "scrape_configs": jobs,
+    }
+
+
 def render_prometheus_yml(spec: ObservabilitySpec) -> str:
-    return render_template(
-        "observability/prometheus.yml.j2",
-        spec=spec,
-        jobs=spec.scrape_jobs(),
-        rules_file=RULES_FILE,
-        prometheus_port=PROMETHEUS_PORT,
-        alertmanager_port=ALERTMANAGER_PORT,
-        blackbox_address=f"{spec.names.blackbox_exporter}:{BLACKBOX_PORT}",
-        proxy_address=f"{spec.proxy_service_name}:{spec.proxy_https_port}",
+    return dump_yaml(
+        prometheus_config(spec),
+        "Rendered by keel (render/observability.py). Retention is a command-line flag, not set here.",
     )
 
 
@@ -342,35 +406,121 @@ def _duration(seconds: int) -> str:
 # ----------------------------------------------------------------------------- alertmanager
 
 
-def render_alertmanager_yml(spec: ObservabilitySpec) -> str:
+def alertmanager_config(spec: ObservabilitySpec) -> dict[str, Any]:
+    """alertmanager.yml as data; credentials are swarm secret files, never inline. With kind none,
+    alerts show in Alertmanager only (a receiver without configs)."""
     receiver = spec.receiver
-    return render_template(
-        "observability/alertmanager.yml.j2",
-        receiver=receiver,
-        receiver_name={"none": "null", "email": "email", "webhook": "webhook"}[receiver.kind],
-        smtp_password_file=SMTP_PASSWORD_FILE if receiver.smtp_password_secret else None,
-        webhook_url_file=WEBHOOK_URL_FILE,
-        heartbeat_url_file=HEARTBEAT_URL_FILE if receiver.heartbeat_url_secret else None,
-        heartbeat_interval=HEARTBEAT_INTERVAL,
-        environment=spec.environment,
+    name = {"none": "null", "email": "email", "webhook": "webhook"}[receiver.kind]
+    entry: dict[str, Any] = {"name": name}
+    if receiver.kind == "email":
+        email: dict[str, Any] = {
+            "to": receiver.email_to,
+            "from": receiver.email_from,
+            "smarthost": receiver.smtp_host,
+        }
+        if receiver.smtp_username:
+            email["auth_username"] = receiver.smtp_username
+        if receiver.smtp_password_secret:
+            email["auth_password_file"] = SMTP_PASSWORD_FILE
+        email.update(require_tls=True, send_resolved=True)
+        entry["email_configs"] = [email]
+    elif receiver.kind == "webhook":
+        entry["webhook_configs"] = [{"url_file": WEBHOOK_URL_FILE, "send_resolved": True}]
+    # The always-firing Watchdog is a heartbeat, never a notification: re-sent every
+    # HEARTBEAT_INTERVAL to a dead-man's switch outside this host, which raises the alarm when the
+    # pings stop (host, Docker, Prometheus or Alertmanager down). Without a heartbeat URL
+    # (observability/alerts/heartbeat_url_secret) it goes to a receiver with no configs.
+    heartbeat: dict[str, Any]
+    if receiver.heartbeat_url_secret:
+        heartbeat = {"name": "heartbeat", "webhook_configs": [{"url_file": HEARTBEAT_URL_FILE, "send_resolved": False}]}
+    else:
+        heartbeat = {"name": "watchdog-nowhere"}
+    return {
+        "route": {
+            "receiver": name,
+            "group_by": ["alertname", "service"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                {
+                    "matchers": ['alertname="Watchdog"'],
+                    "receiver": heartbeat["name"],
+                    "group_wait": "0s",
+                    "group_interval": HEARTBEAT_INTERVAL,
+                    "repeat_interval": HEARTBEAT_INTERVAL,
+                }
+            ],
+        },
+        "receivers": [entry, heartbeat],
+    }
+
+
+def render_alertmanager_yml(spec: ObservabilitySpec) -> str:
+    return dump_yaml(
+        alertmanager_config(spec),
+        "Rendered by keel (render/observability.py). Credentials are swarm secret files, never inline.",
     )
 
 
 # ----------------------------------------------------------------------------- exporters
 
 
+def blackbox_config(spec: ObservabilitySpec) -> dict[str, Any]:
+    """One TLS module per public hostname (its SNI). Chain verification is off on purpose: origin
+    and self-signed certificates are not publicly trusted, and what is watched is the expiry
+    date, which the handshake reports either way."""
+    modules: dict[str, Any] = {}
+    for probe in spec.probes:
+        tls_config: dict[str, Any] = {"insecure_skip_verify": True}
+        if probe.hostname:
+            tls_config["server_name"] = probe.hostname
+        modules[probe.module] = {
+            "prober": "tcp",
+            "timeout": "5s",
+            "tcp": {"preferred_ip_protocol": "ip4", "tls": True, "tls_config": tls_config},
+        }
+    return {"modules": modules}
+
+
 def render_blackbox_yml(spec: ObservabilitySpec) -> str:
-    return render_template("observability/blackbox.yml.j2", probes=spec.probes)
+    return dump_yaml(
+        blackbox_config(spec),
+        "Rendered by keel (render/observability.py). One TLS module per public hostname (its SNI);\n"
+        "chain verification is off: the expiry date is what is watched.",
+    )
+
+
+def nginxlog_config(spec: ObservabilitySpec) -> dict[str, Any]:
+    return {
+        "listen": {"port": NGINXLOG_EXPORTER_PORT, "address": "0.0.0.0", "metrics_endpoint": "/metrics"},
+        "namespaces": [
+            {
+                "name": NGINXLOG_NAMESPACE,
+                "parser": "json",
+                "source": {
+                    "syslog": {
+                        "listen_address": f"udp://0.0.0.0:{NGINXLOG_SYSLOG_PORT}",
+                        "format": "rfc3164",
+                        "tags": [NGINXLOG_SYSLOG_TAG],
+                    }
+                },
+                "histogram_buckets": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+                # The exporter's built-in `method` label reads the first word of a `request` field
+                # (pkg/relabeling/defaults.go, v1.11.0), which the proxy's JSON line does not have: it
+                # carries `method`. A relabeling of the same target label comes first and replaces the
+                # built-in one (relabeling.UniqueRelabelings keeps the first of each target label).
+                "relabel_configs": [{"target_label": "method", "from": "method", "whitelist": list(HTTP_METHODS)}],
+            }
+        ],
+    }
 
 
 def render_nginxlog_yml(spec: ObservabilitySpec) -> str:
-    return render_template(
-        "observability/nginxlog.yml.j2",
-        port=NGINXLOG_EXPORTER_PORT,
-        syslog_port=NGINXLOG_SYSLOG_PORT,
-        namespace=NGINXLOG_NAMESPACE,
-        tag=NGINXLOG_SYSLOG_TAG,
-        methods=HTTP_METHODS,
+    return dump_yaml(
+        nginxlog_config(spec),
+        "Rendered by keel (render/observability.py). The proxy sends its JSON access log here over\n"
+        f"syslog/UDP; responses are counted by status and method as {NGINXLOG_NAMESPACE}_http_response_count_total.",
     )
 
 

@@ -241,7 +241,7 @@ def writer_script(*, volume: str, image: str, service: str, digest: str, ack_tim
     """Runs on the host: stage the set into the volume, then wait for the proxy's verdict on ``digest``."""
     q = shlex.quote
     return f"""#!/bin/sh
-# Stage proxy configuration {digest} in {volume}; the proxy tests and loads it (see keel-proxy).
+# Stage proxy configuration {digest} in its volume; the proxy tests and loads it (see keel-proxy).
 set -eu
 want={digest}
 docker run --rm -i --network none -v {q(volume)}:/conf --entrypoint sh {q(image)} -c {q(stage_script(digest))}
@@ -264,7 +264,7 @@ while [ "$i" -lt {int(ack_timeout_s)} ]; do
   i=$((i + 1))
   sleep 1
 done
-echo "proxy did not load configuration $want within {int(ack_timeout_s)}s; see: docker service ps {q(service)}" >&2
+echo "proxy did not load configuration $want within {int(ack_timeout_s)}s; see: docker service ps" {q(service)} >&2
 exit 1
 """
 

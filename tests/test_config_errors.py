@@ -25,14 +25,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "unknown key",
         "prod",
         {"keel:host": {"server_typ": "cx33"}},
-        "host/server_typ: is not a known key; check its spelling against the config reference in README.md",
+        "host/server_typ: is not a known key; did you mean server_type?",
     ),
     (
         "unknown top-level key",
         "prod",
         {"keel:hots": {"provider": "hcloud"}},
-        "hots: is not a known key; expected one of environment, name_prefix, host, dns, proxy, services, "
-        "observability, backup, secret_rules, base, or a secret that the config names",
+        "hots: is not a config section; did you mean host?",
     ),
     (
         "wrong type",
@@ -135,6 +134,12 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume',
     ),
     (
+        "service kind written as a list",
+        "dev",
+        {"keel:services": {"db": {"kind": ["postgres"]}}},
+        "services/db/kind: found a list; expected one of app, external, postgres, redis, volume",
+    ),
+    (
         "latest image outside dev",
         "prod",
         {"keel:services": {"api": {"image": "ghcr.io/example/shop-api:latest"}}},
@@ -198,7 +203,8 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "bad cron schedule",
         "prod",
         {"keel:backup": {"schedule": "every hour"}},
-        "backup/schedule: found \"every hour\"; expected a 5-field cron expression such as '0 * * * *'",
+        'backup/schedule: found "every hour"; expected 5 cron fields (minute hour day-of-month month '
+        "day-of-week) such as '0 3 * * *', separated by single spaces",
     ),
     (
         "unknown environment",
@@ -211,7 +217,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"keel:base": "topology/missing.yaml"},
         'base: found "topology/missing.yaml", which is not a file; '
-        "expected a topology YAML path relative to the project directory",
+        "expected a topology YAML path relative to the project directory, such as topology/webapp.yaml",
     ),
     (
         "a network name from before the split by role",
@@ -354,7 +360,7 @@ def test_fails_on_a_name_written_twice_in_the_topology_file(tmp_path, monkeypatc
     with pytest.raises(ConfigError) as caught:
         loader.parse({"base": "topology.yaml", "host": '{"provider": "local"}'}, base_dir=tmp_path)
     assert str(caught.value) == (
-        'base (topology.yaml, line 4): "api" is defined twice in one mapping; expected each name once'
+        'base (topology.yaml): line 4, column 3: defines the key "api" twice in one mapping; expected each key once'
     )
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -28,6 +27,7 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from config import yamlfile
 from tools import readback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,12 +250,22 @@ def stack_file(stack: str) -> Path:
     return ROOT / f"Pulumi.{stack}.yaml"
 
 
+class StackFileError(Exception):
+    """A stack file Pulumi itself would refuse to read (the program never runs)."""
+
+
 def read_config_file(path: Path) -> tuple[dict[str, str], list[str]]:
     """A Pulumi stack YAML as the language host hands it to the program: key -> string value.
 
-    Values written `{secure: ...}` become placeholders marked secret.
+    Values written `{secure: ...}` become placeholders marked secret. Read as Pulumi's own reader
+    (go-yaml v3) reads it: a key written twice is an error, and aliases expand only so far.
     """
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yamlfile.load(path.read_bytes(), allow_aliases=True) or {}
+    except yamlfile.YamlFileError as error:
+        raise StackFileError(f"{path.name}: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config") or {}, dict):
+        raise StackFileError(f"{path.name}: expected a mapping with a config: mapping")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (data.get("config") or {}).items():
@@ -292,6 +302,8 @@ def placeholder_secrets(values: dict[str, str]) -> tuple[dict[str, str], list[st
     extra: dict[str, str] = {}
     for name in crossref.referenced_secrets(cfg):
         key = f"{PROJECT}:{name}"
+        if name in config_package.loader.RESERVED:
+            continue  # a secret named like a section: the loader says so; a placeholder would hide it
         if key not in values:
             extra[key] = f"placeholder-secret-{name}-0123456789abcdef0123456789"
     if cfg.host.provider == "hcloud" and "hcloud:token" not in values:
@@ -318,7 +330,10 @@ def run(
     `prior` (tools.readback.state_after_up of an earlier run), the providers answer as the next
     preview against that state would see them.
     """
-    values, secrets = read_config_file(config_file or stack_file(stack))
+    try:
+        values, secrets = read_config_file(config_file or stack_file(stack))
+    except StackFileError as refused:
+        return Run(stack=stack, resources=[], outputs={}, error=refused, logs=[])
     for key, value in (overrides or {}).items():
         if value is None:
             values.pop(key, None)
@@ -363,8 +378,9 @@ def declare(
     the error are kept: tests use them to prove nothing was registered).
     """
     monitor = RecordingMonitor(ProgramMocks(prior))
+    sink = logs if logs is not None else []
     pulumi_mocks.set_mocks(
-        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(logs or [])
+        monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(sink)
     )
     error: BaseException | None = None
     try:

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from config import ConfigError, parse
 from config.models import image_is_pinned
@@ -43,11 +44,9 @@ def prometheus_yml(run: mockrun.Run) -> str:
     return service_config_text(run, "observability-prometheus-config")
 
 
-def scrape_job(prometheus_yml: str, name: str) -> str:
-    start = prometheus_yml.index(f"- job_name: {name}\n")
-    rest = prometheus_yml[start + 1 :]
-    end = rest.find("- job_name:")
-    return rest if end < 0 else rest[:end]
+def scrape_job(prometheus_yml: str, name: str) -> dict:
+    jobs = yaml.safe_load(prometheus_yml)["scrape_configs"]
+    return next(job for job in jobs if job["job_name"] == name)
 
 
 def test_nextjs_listens_on_3000_limited_to_1_gb(run):
@@ -82,8 +81,10 @@ def test_prometheus_keeps_30_days(run):
 
 def test_prometheus_scrapes_nextjs_on_api_metrics(prometheus_yml):
     job = scrape_job(prometheus_yml, "app-nextjs")
-    assert "metrics_path: /api/metrics" in job
-    assert "names: [tasks.spoon-nextjs]" in job and "port: 3000" in job
+    assert job["metrics_path"] == "/api/metrics"
+    assert job["dns_sd_configs"] == [
+        {"names": ["tasks.spoon-nextjs"], "type": "A", "port": 3000, "refresh_interval": "30s"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,7 @@ def test_prometheus_scrapes_nextjs_on_api_metrics(prometheus_yml):
     ],
 )
 def test_prometheus_scrapes_each_exporter_and_cadvisor(prometheus_yml, job, target):
-    assert f"names: [{target}]" in scrape_job(prometheus_yml, job)
+    assert scrape_job(prometheus_yml, job)["dns_sd_configs"][0]["names"] == [target]
 
 
 def test_cadvisor_and_the_exporters_run(run):

@@ -201,7 +201,8 @@ def test_every_store_has_a_backup_in_the_mounted_script(prod: Declared) -> None:
     forget = scripts["/etc/keel-backup/forget.sh"]
     assert "--keep-hourly 12 --keep-daily 5" in forget and "--keep-weekly 3 --keep-monthly 2 --prune" in forget
     common = scripts["/etc/keel-backup/common.sh"]
-    assert ': "${RESTIC_REPOSITORY:=s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod}"' in common
+    assert "keel_default_repository=s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod\n" in common
+    assert ': "${RESTIC_REPOSITORY:=$keel_default_repository}"' in common
 
 
 def test_secrets_reach_the_jobs_as_files_and_never_as_plaintext(prod: Declared) -> None:

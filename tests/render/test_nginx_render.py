@@ -220,7 +220,8 @@ def test_extra_upstreams_and_routes_are_rendered_beside_the_apps() -> None:
     [
         (
             {"csp": "default-src 'self'; script-src \"x\""},
-            "proxy/csp: found a double quote in the policy; expected a Content-Security-Policy without double quotes",
+            "proxy/csp: found a double quote in the policy; expected a Content-Security-Policy of printable ASCII "
+            "without double quotes",
         ),
         ({"csp": "script-src 'nonce-$x'"}, "proxy/csp: found a $ in the policy"),
         (

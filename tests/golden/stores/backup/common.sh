@@ -2,16 +2,20 @@
 # Shared by every backup script (sourced, not run). Rendered by keel (render/backup.py).
 # Every path and tool comes from the environment, with the backup container's defaults.
 
-: "${RESTIC_REPOSITORY:=s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod}"
+# Config values are assigned quoted first: text inside ${VAR:=...} would still be expanded.
+keel_default_repository=s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod
+keel_default_snapshot_host=shop-prod
+keel_default_region=us-east-1
+: "${RESTIC_REPOSITORY:=$keel_default_repository}"
 : "${RESTIC_PASSWORD_FILE:=/run/secrets/restic-password}"
-: "${KEEL_SNAPSHOT_HOST:=shop-prod}"
+: "${KEEL_SNAPSHOT_HOST:=$keel_default_snapshot_host}"
 : "${KEEL_SECRETS_DIR:=/run/secrets}"
 : "${KEEL_STORES_DIR:=/stores}"
 : "${KEEL_TEXTFILE_DIR:=/textfile}"
 : "${KEEL_WORK_DIR:=${TMPDIR:-/tmp}}"
 : "${KEEL_S3_ACCESS_KEY_FILE:=/run/secrets/s3-access-key}"
 : "${KEEL_S3_SECRET_KEY_FILE:=/run/secrets/s3-secret-key}"
-: "${AWS_DEFAULT_REGION:=us-east-1}"
+: "${AWS_DEFAULT_REGION:=$keel_default_region}"
 # How long a restic command waits for a lock someone else holds, how long opening the repository
 # may take, and where the jobs of this host take turns (a file on the cache volume they share).
 : "${KEEL_RETRY_LOCK:=5m}"
