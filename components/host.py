@@ -326,6 +326,9 @@ class Host(pulumi.ComponentResource):
                     advertise_addr=values[2],
                     data_device=volume_device(values[3]),
                     swap_gib=spec.swap_gib,
+                    # Applied when the server is created: user_data changes are ignored after that.
+                    automatic_reboot=spec.reboot_window is not None,
+                    reboot_time=spec.reboot_window or "04:00",
                 )
             )
         )

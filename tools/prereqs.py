@@ -136,6 +136,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("pg_dumpall", "postgresql-client", "PostgreSQL backups (roles)"),
     Tool("pg_restore", "postgresql-client", "PostgreSQL restores"),
     Tool("systemd-analyze", "systemd", "systemd-analyze verify of the host's units"),
+    Tool("iptables-restore", "iptables", "the DOCKER-USER rules that keep containers off the metadata service",
+         search=SBIN_DIRS),
     Tool("sshd", "openssh-server", "sshd -T on the rendered sshd drop-in", search=SBIN_DIRS, service="ssh",
          directories=("/run/sshd",)),
     Tool("ssh-keygen", "openssh-client", "a host key for sshd -T"),
