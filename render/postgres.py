@@ -199,6 +199,12 @@ if [ -z "$container" ]; then
   echo "no running task of $service" >&2
   exit 1
 fi
+if ! docker exec -u {ADMIN_ROLE} "$container" psql --no-psqlrc --quiet --username {ADMIN_ROLE} --dbname postgres \\
+  --command 'SELECT 1' >/dev/null; then
+  echo "$service has no superuser {ADMIN_ROLE}: a cluster created before keel's roles (its superuser is the" \\
+    "app's role); see docs/least-privilege.md" >&2
+  exit 1
+fi
 docker exec -i -u {ADMIN_ROLE} "$container" psql --no-psqlrc --quiet --username {ADMIN_ROLE} --dbname postgres
 echo "roles of $service are in place"
 """
