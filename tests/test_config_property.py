@@ -178,6 +178,8 @@ def nginx_site(cfg: StackConfig, directory: Path, pki: Any) -> nginx.NginxSite:
         # Where the test's nginx finds its files; every directive the stack writes is kept.
         certificate_path=str(pki.certificate),
         certificate_key_path=str(pki.key),
+        # Proxied: the origin-pull CA as shipped in the repository.
+        client_ca_path=str(nginx.ORIGIN_PULL_CA_FILE) if proxied else None,
         pid_path=str(directory / "nginx.pid"),
         error_log=str(directory / "error.log"),
         access_log=str(directory / "access.log"),

@@ -132,7 +132,7 @@ def test_the_migration_script_waits_for_the_job_and_reports_its_outcome(
 
 def test_acme_renewal_uses_dns01_and_installs_atomically():
     script = SCRIPTS["acme"]
-    assert "--dns dns_cf -d example.com -d www.example.com --keylength ec-256 --server letsencrypt" in script
+    assert "--dns dns_cf -d example.com -d www.example.com \\\n    --keylength ec-256 --server letsencrypt" in script
     assert "mv /certs/tls.crt.new /certs/tls.crt" in script
 
 
