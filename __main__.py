@@ -23,6 +23,7 @@ import pulumi
 import config
 from components.app_service import AppService
 from components.backup_job import BackupJob
+from components.deferred_import import freeze_imports
 from components.host import Host, RegistryLogin, monthly_cost
 from components.networks import Networks
 from components.observability import ObservabilityStack
@@ -31,6 +32,7 @@ from components.stateful_store import StatefulStore
 from config import capacity
 from config.catalogue import PRICES_RECORDED_ON
 
+freeze_imports()
 stack = config.load()
 cfg = stack.config
 

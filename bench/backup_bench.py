@@ -46,18 +46,17 @@ from typing import Any
 import boto3
 from botocore.exceptions import EndpointConnectionError
 
-from config.models import PostgresSpec, RedisSpec, Resources, Retention
-from render.backup import (
-    BackupSpec,
-    PostgresTarget,
-    RedisTarget,
-    VolumeTarget,
-    env_suffix,
-    password_file,
-    render_backup_scripts,
-)
-from render.postgres import render_postgresql_conf
-from render.redis import redis_acl, render_redis_conf
+from config.base import Resources
+from config.models import Retention
+from render.backup import BackupSpec, env_suffix, password_file, render_backup_scripts
+from stores.base import BackupTarget
+from stores.postgres.kind import PostgresTarget
+from stores.postgres.model import PostgresSpec
+from stores.postgres.server import render_postgresql_conf
+from stores.redis.kind import RedisTarget
+from stores.redis.model import RedisSpec
+from stores.redis.server import redis_acl, render_redis_conf
+from stores.volume.kind import VolumeTarget
 from tests.realtools.pg_helpers import Postgres, free_port, postgres_server, redis_server
 from tools.prereqs import need
 
@@ -271,14 +270,14 @@ def data_added(stderr: str) -> int:
     return int(found[-1])
 
 
-def spec_for(**targets: object) -> BackupSpec:
+def spec_for(*targets: BackupTarget) -> BackupSpec:
     return BackupSpec(
         repository="s3:https://unused.example.com/bucket",
         snapshot_host="bench",
         schedule="0 * * * *",
         retention=Retention(),
         initialise=True,
-        **targets,  # type: ignore[arg-type]
+        targets=targets,
     )
 
 
@@ -315,9 +314,7 @@ def postgres(bench: Bench) -> Timings:
         print(f"postgres: {rows} rows, {size / 1024**2:.0f} MiB in {generation_s:.0f}s, fsync={fsync}", flush=True)
         bench.ports["db"] = server.port
         (bench.secrets / password_file("db")).write_text(server.password)
-        bench.render(
-            "db", spec_for(postgres=(PostgresTarget(name="db", host="127.0.0.1", database="bench", user="app"),))
-        )
+        bench.render("db", spec_for(PostgresTarget(name="db", host="127.0.0.1", database="bench", user="app")))
         env = {**bench.env("db"), "PGPASSWORD": server.password}
         connection = f"--host 127.0.0.1 --port {server.port} --username app --no-password"
         expected = _fingerprint(server, "bench")
@@ -374,7 +371,7 @@ def redis(bench: Bench) -> Timings:
             server.cli("EVAL", REDIS_FILL, "0", str(start), str(min(start + 99_999, REDIS_KEYS)))
         server.cli("BGREWRITEAOF")
         bench.ports["cache"] = server.port
-        bench.render("cache", spec_for(redis=(RedisTarget(name="cache", host="127.0.0.1"),)))
+        bench.render("cache", spec_for(RedisTarget(name="cache", host="127.0.0.1")))
         env = {**bench.env("cache"), "REDISCLI_AUTH": REDIS_PASSWORD}
         memory = dict(line.split(":", 1) for line in server.cli("INFO", "memory").stdout.split() if ":" in line)
         size = int(memory["used_memory_dataset"])
@@ -419,7 +416,7 @@ def sqlite(bench: Bench) -> Timings:
     )  # fmt: skip
     size = database.stat().st_size
     print(f"sqlite: {SQLITE_ROWS} rows, {size / 1024**2:.0f} MiB", flush=True)
-    bench.render("files", spec_for(volumes=(VolumeTarget(name="files", sqlite_files=("data/app.db",), files=False),)))
+    bench.render("files", spec_for(VolumeTarget(name="files", sqlite_files=("data/app.db",), files=False)))
     env = bench.env("files")
     copy = bench.root / "sqlite-raw-copy.db"
     timings = Timings("SQLite", size)

@@ -22,6 +22,7 @@ from components import swarm
 from components.host import Host
 from components.networks import Networks
 from components.stateful_store import StatefulStore
+from config import crossref
 from config.loader import Stack
 from config.models import AppSpec, SecretRef
 from render.migration import MigrationJob, migration_script
@@ -80,8 +81,12 @@ class AppService(pulumi.ComponentResource):
 
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
-        # (and their roles exist: the app logs in as its own).
-        store_services: list[pulumi.Resource] = [resource for store in stores.values() for resource in store.ready]
+        # Only the stores it uses (config.crossref.referenced_stores): others do not hold it back;
+        # and their roles exist (the app logs in as its own).
+        used = crossref.referenced_stores(spec, stack.config)
+        store_services: list[pulumi.Resource] = [
+            resource for n, store in stores.items() if n in used for resource in store.ready
+        ]
         depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
         attached = [networks.by_role(role) for role in spec.networks]
         if spec.metrics_path is not None and networks.monitoring is not None:

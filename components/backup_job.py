@@ -1,8 +1,9 @@
 """BackupJob: scheduled, encrypted, deduplicated backups of every store with restic.
 
-What runs: three swarm services from one image (restic, pg_dump/pg_restore/psql, sqlite3,
-redis-cli; built on the manager from ``render/templates/backup/image``), each with the rendered
-scripts (``render.backup``) mounted as immutable configs:
+What runs: three swarm services from one image (restic and the tools of each store kind the
+stack backs up: pg_dump, redis-cli, sqlite3, mariadb-dump...; built on the manager from
+``render/templates/backup/image``), each with the rendered scripts (``render.backup``) mounted as
+immutable configs:
 
 - ``<prefix>-backup``: ``backup.sh`` on ``backup/schedule``: every store, then retention;
 - ``<prefix>-backup-check``: ``restic check`` on ``backup/check_schedule`` (weekly by default);
@@ -37,7 +38,6 @@ import hashlib
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
@@ -46,9 +46,10 @@ from components import swarm
 from components.docker_api import DockerApiProxy
 from components.host import Host
 from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL
+from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
-from config.models import BackupConfig, PostgresSpec, RedisSpec, Resources, StackConfig, StoreSpec, VolumeSpec
+from config.models import BackupConfig, Resources, StackConfig
 from render import backup as bk
 from render import docker_api, jobs
 
@@ -63,25 +64,13 @@ SCHEDULER_MB = 32
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB - capacity.DOCKER_API_PROXY_MB
 MAX_RUN_S = bk.MAX_RUN_S
-DEFAULT_POSTGRES_IMAGE = PostgresSpec(kind="postgres").image
-DEFAULT_REDIS_IMAGE = str(RedisSpec.model_fields["image"].default)
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 
 
-class StoreLike(Protocol):
-    """What BackupJob reads from a StatefulStore."""
-
-    spec: StoreSpec
-    service_name: str
-    volume: docker.Volume | None
-    client_secrets: dict[str, docker.Secret]
-    ready: list[pulumi.Resource]
-
-
 class BackupJob(pulumi.ComponentResource):
-    """Backups of every postgres, redis and volume store (external stores are their provider's).
+    """Backups of every store whose kind backs it up (external stores are their provider's).
 
     Outputs: ``image`` (the job image's name), ``backup_service``, ``check_service``,
     ``drill_service`` and ``scheduler_service`` (docker.Service), ``repository`` (the restic URL),
@@ -109,7 +98,7 @@ class BackupJob(pulumi.ComponentResource):
         egress_network: docker.Network | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``stores``: store name -> StatefulStore; ``network``: the internal network the stores
+        """``stores``: store name -> StatefulStore; ``network``: the data network the stores
         are on; ``textfile_dir``: host directory of node-exporter's textfile collector;
         ``host``: the Host the jobs run on (it also creates ``textfile_dir`` before they mount it);
         ``egress_network``: a network with a way out to S3 (default: one created here)."""
@@ -118,16 +107,14 @@ class BackupJob(pulumi.ComponentResource):
         names = cfg.names
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
-        backed_up = {n: s for n, s in stores.items() if _backed_up(s.spec)}
-        self.spec = bk.backup_spec(
-            cfg, stack_name=stack.name, service_names={n: s.service_name for n, s in backed_up.items()}
-        )
+        self.spec = bk.backup_spec(cfg, stack_name=stack.name)
+        backed_up = {n: stores[n] for n in self.spec.store_names}
         self.repository = self.spec.repository
 
-        image = self._image(cfg, backed_up)
+        image = self._image(cfg)
         self.image = image.name
         if egress_network is None:
-            # The stores' internal network has no way out, and restic must reach S3.
+            # The stores' data network has no way out, and restic must reach S3.
             egress_network = docker.Network(
                 f"{name}-egress",
                 docker.NetworkArgs(
@@ -150,7 +137,7 @@ class BackupJob(pulumi.ComponentResource):
             image=image.name,
             secrets=self._secrets(stack, backed_up),
             configs=self._scripts(),
-            mounts=self._mounts(names.backup_cache_volume, textfile_dir, backed_up),
+            mounts=self._mounts(names.backup_cache_volume, textfile_dir, backed_up, self.spec),
             networks=[network.id, egress_network.id],
             depends_on=depends,
             parent=self,
@@ -205,8 +192,9 @@ class BackupJob(pulumi.ComponentResource):
             )
         ]
         for store_name, store in backed_up.items():
-            # The job's own credentials for the store (its backup role or user), never the apps'.
-            secret = store.client_secrets.get("backup")
+            # The job's own credentials for the store (its backup role or user) where its kind has
+            # them, never the apps'; otherwise the store's password.
+            secret = store.client_secrets.get("backup", store.password_secret)
             if secret is not None:
                 secrets.append(swarm.secret_file(secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400))
         return secrets
@@ -221,14 +209,17 @@ class BackupJob(pulumi.ComponentResource):
             configs.append(swarm.file_config(config, f"{bk.SCRIPTS_DIR}/{script_name}", 0o555))
         return configs
 
-    def _image(self, cfg: StackConfig, backed_up: Mapping[str, StoreLike]) -> docker.RemoteImage:
-        """The job image (restic, pg_dump and friends), built on the host from the pinned images."""
-        postgres_image = _newest_postgres_image([s.spec for s in backed_up.values()])
-        # The drill checks RDB files with the stores' own Redis tools: an older redis-check-rdb
-        # cannot read a newer RDB format.
-        redis_images = [s.spec.image for s in backed_up.values() if isinstance(s.spec, RedisSpec)]
-        redis_image = max(redis_images, key=_major_version, default=DEFAULT_REDIS_IMAGE)
-        build_args = {"POSTGRES_IMAGE": postgres_image, "RESTIC_IMAGE": cfg.backup.image, "REDIS_IMAGE": redis_image}
+    def _image(self, cfg: StackConfig) -> docker.RemoteImage:
+        """The job image (restic and each backed-up kind's tools), built on the host from the pinned
+        images."""
+        tools = bk.job_tools(cfg)
+        build_args = {
+            **tools.build_args,
+            "RESTIC_IMAGE": cfg.backup.image,
+            "APK_PACKAGES": " ".join(tools.apk),
+            "APT_PACKAGES": " ".join(tools.apt),
+            "TOOL_CHECKS": " && ".join(tools.checks) or "true",
+        }
         dockerfile = (PROJECT_ROOT / IMAGE_CONTEXT / "Dockerfile").read_text()
         tag = hashlib.sha256((dockerfile + repr(sorted(build_args.items()))).encode()).hexdigest()[:12]
         return docker.RemoteImage(
@@ -252,7 +243,7 @@ class BackupJob(pulumi.ComponentResource):
         )
 
     def _mounts(
-        self, cache_volume: str, textfile_dir: str, backed_up: Mapping[str, StoreLike]
+        self, cache_volume: str, textfile_dir: str, backed_up: Mapping[str, StoreLike], spec: bk.BackupSpec
     ) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
         # restic's cache (index and tree blobs) and the scratch space for copies and drills: on
         # disk, not tmpfs, because a tmpfs is charged to the job's memory limit.
@@ -266,12 +257,13 @@ class BackupJob(pulumi.ComponentResource):
             swarm.bind_mount(textfile_dir, TEXTFILE_TARGET, read_only=False),
             swarm.tmpfs_mount("/tmp", 16),
         ]
+        access = {target.name: target.volume_access() for target in spec.targets}
         for store_name, store in backed_up.items():
-            if isinstance(store.spec, (RedisSpec, VolumeSpec)) and store.volume is not None:
-                # Volumes holding SQLite files are mounted writable: reading a WAL database creates its -shm.
-                writable = isinstance(store.spec, VolumeSpec) and bool(store.spec.sqlite_files)
+            if access[store_name] != "none" and store.volume is not None:
                 mounts.append(
-                    swarm.volume_mount(store.volume.name, f"{bk.STORES_DIR}/{store_name}", read_only=not writable)
+                    swarm.volume_mount(
+                        store.volume.name, f"{bk.STORES_DIR}/{store_name}", read_only=access[store_name] == "read-only"
+                    )
                 )
         return mounts
 
@@ -407,27 +399,3 @@ def _scheduler(
         rollout=swarm.STOP_FIRST,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[api.service]),
     )
-
-
-def _backed_up(spec: StoreSpec) -> bool:
-    if isinstance(spec, (PostgresSpec, RedisSpec)):
-        return True
-    return isinstance(spec, VolumeSpec) and (spec.backup or bool(spec.sqlite_files))
-
-
-def _newest_postgres_image(specs: list[StoreSpec]) -> str:
-    """The postgres image with the highest major version: its pg_dump can dump every older server."""
-    images = [s.image for s in specs if isinstance(s, PostgresSpec)]
-    if not images:
-        return DEFAULT_POSTGRES_IMAGE
-    return max(images, key=_major_version)
-
-
-def _major_version(image: str) -> int:
-    tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-    digits = ""
-    for char in tag:
-        if not char.isdigit():
-            break
-        digits += char
-    return int(digits) if digits else 0

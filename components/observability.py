@@ -11,8 +11,9 @@ Declares, as swarm services that publish no port, each on the networks its role 
   directory) and cAdvisor (global, per-container memory, CPU and limits);
 - nginx-prometheus-exporter (the proxy's stub_status), the nginx access-log exporter (status
   codes, for the 5xx alert) and the blackbox exporter (certificate expiry);
-- one postgres_exporter or redis_exporter per postgres or redis store, logging in with the store's
-  own exporter role or user (statistics only).
+- one exporter per store whose kind has one (postgres_exporter, redis_exporter, mysqld_exporter:
+  the kind's ``exporter``, stores/<kind>/kind.py), logging in with the store's own exporter
+  role or user where its kind has one (``clients``: statistics only).
 
 Networks: everything scraped is on the monitoring network with Prometheus; Alertmanager shares a
 network with Prometheus only (``alerting``), so nothing else can silence an alert; the proxy
@@ -34,7 +35,7 @@ disabled explicitly and their liveness is watched by Prometheus (TargetDown/Targ
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
 import pulumi
 import pulumi_docker as docker
@@ -44,14 +45,14 @@ from components import swarm
 from components.docker_api import DockerApiProxy
 from components.host import Host
 from components.networks import Networks, overlay
+from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
-from config.models import PostgresSpec, RedisSpec, Resources, StoreSpec
+from config.models import Resources
 from render import docker_api, nginx
 from render import grafana as gf
 from render import observability as obs
-from render import postgres as pg
-from render import redis as rd
+from stores import registry
 
 ROLE = "observability"
 PROMETHEUS_OWNER = "65534:65534"
@@ -74,31 +75,6 @@ there) plus the container's own bind mounts (/etc/hosts, /etc/hostname, /etc/res
 textfile directory). Those would each report the root disk again under another mount point, and
 the disk alert would fire once per copy.
 """
-
-
-class StoreLike(Protocol):
-    """What the stack needs of a StatefulStore component."""
-
-    @property
-    def spec(self) -> StoreSpec: ...
-
-    @property
-    def service_name(self) -> str: ...
-
-    @property
-    def password(self) -> pulumi.Output[str] | None: ...
-
-    @property
-    def password_secret(self) -> docker.Secret | None: ...
-
-    @property
-    def client_users(self) -> dict[str, str]: ...
-
-    @property
-    def client_secrets(self) -> dict[str, docker.Secret]: ...
-
-    @property
-    def ready(self) -> list[pulumi.Resource]: ...
 
 
 def _wget(url: str) -> list[str]:
@@ -398,46 +374,34 @@ class ObservabilityStack(pulumi.ComponentResource):
         )
 
     def _store_exporters(self, stores: Mapping[str, StoreLike]) -> None:
-        images = self._images
+        """One exporter per store whose kind has one, reading the store's password file."""
         for target in self.spec.stores:
             store = stores[target.name]
+            exporter = registry.kind_of(store.spec).exporter()
+            assert exporter is not None  # the spec watches only stores with an exporter
             password_file = f"{obs.SECRETS_DIR}/{target.name}-password"
-            # The store's own exporter credentials: statistics only, never the apps' password.
-            secret = store.client_secrets.get("exporter")
-            user = store.client_users.get("exporter")
+            # The store's own exporter credentials where its kind has them (statistics only, never
+            # the apps' password); otherwise the store's password.
+            secret = store.client_secrets.get("exporter", store.password_secret)
             secrets = [swarm.secret_file(secret, password_file)] if secret is not None else []
-            part = f"{target.name}-exporter"
-            # It reaches its store on the data network and is scraped on monitoring.
-            networks = [self._monitoring, self._data]
-            if isinstance(store.spec, PostgresSpec):
-                self._add(
-                    part,
-                    image=images.postgres_exporter_image,
-                    env=obs.postgres_exporter_env(
-                        target,
-                        store.spec.database,
-                        user or pg.EXPORTER_ROLE,
-                        password_file if secret is not None else None,
-                    ),
-                    secrets=secrets,
-                    health=_wget(f"http://127.0.0.1:{obs.POSTGRES_EXPORTER_PORT}/"),
-                    memory_mb=capacity.POSTGRES_EXPORTER_MB,
-                    networks=networks,
-                    depends_on=store.ready,
-                )
-            elif isinstance(store.spec, RedisSpec):
-                self._add(
-                    part,
-                    image=images.redis_exporter_image,
-                    commands=obs.redis_exporter_command(
-                        target, password_file if secret is not None else None, user or rd.EXPORTER_USER
-                    ),
-                    secrets=secrets,
-                    health=_wget(f"http://127.0.0.1:{obs.REDIS_EXPORTER_PORT}/health"),
-                    memory_mb=capacity.REDIS_EXPORTER_MB,
-                    networks=networks,
-                    depends_on=store.ready,
-                )
+            container = exporter.container(
+                store.spec,
+                target.service_name,
+                password_file if secret is not None else None,
+                store.client_users.get("exporter"),
+            )
+            self._add(
+                f"{target.name}-exporter",
+                image=getattr(self._images, exporter.image_key),
+                env=container.env,
+                commands=container.command,
+                secrets=secrets,
+                health=_wget(f"http://127.0.0.1:{exporter.port}{exporter.health_path}"),
+                memory_mb=exporter.memory_mb,
+                # It reaches its store on the data network and is scraped on monitoring.
+                networks=[self._monitoring, self._data],
+                depends_on=store.ready,
+            )
 
     def nginx_upstream(self) -> nginx.NginxUpstream:
         """The upstream the proxy adds for Grafana (every task, re-resolved at run time)."""

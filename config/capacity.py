@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import AppSpec, ExternalSpec, PostgresSpec, RedisSpec, StackConfig, VolumeSpec
+from config.models import AppSpec, StackConfig
+from stores import registry
 
 MAX_SHARE = 0.90
 
-# Limits of the tasks the observability and backup components deploy (MiB).
+# Limits of the tasks the observability and backup components deploy (MiB); a store's own limit and
+# its exporter's come from its kind (stores/<kind>/kind.py).
 # Sized so the reference topology (topology/webapp.yaml) with monitoring and backups fits a
 # 4 GB host (cx23): Prometheus holds a few thousand series (cAdvisor runs with its costly
 # collectors off), Grafana's state is rebuilt from provisioning, and every exporter is one
@@ -31,8 +33,6 @@ OBSERVABILITY_LIMITS_MB = {
     # cAdvisor's Docker API proxy (HAProxy, components/docker_api.py).
     "docker-api": 24,
 }
-POSTGRES_EXPORTER_MB = 32
-REDIS_EXPORTER_MB = 24
 DOCKER_API_PROXY_MB = 24
 """A Docker API proxy: HAProxy for one client (a few connections, maxconn 64), a few MiB resident."""
 BACKUP_MB = 256
@@ -85,18 +85,17 @@ def budget(cfg: StackConfig) -> Budget:
             if service.replicas:
                 # start-first runs `parallelism` new tasks beside the old ones during a rollout.
                 headroom = max(headroom, service.resources.memory_mb * service.rollout.parallelism)
-        elif isinstance(service, (PostgresSpec, RedisSpec)):
-            lines.append(BudgetLine(name, service.resources.memory_mb))
-        elif isinstance(service, (VolumeSpec, ExternalSpec)):
-            continue
+        else:
+            container = registry.kind_of(service).container(name, service)
+            if container is not None:
+                lines.append(BudgetLine(name, container.resources.memory_mb))
     if cfg.observability.enabled:
         for part, limit in OBSERVABILITY_LIMITS_MB.items():
             lines.append(BudgetLine(part, limit))
-        for name, service in cfg.services.items():
-            if isinstance(service, PostgresSpec):
-                lines.append(BudgetLine(f"{name}-exporter", POSTGRES_EXPORTER_MB))
-            elif isinstance(service, RedisSpec):
-                lines.append(BudgetLine(f"{name}-exporter", REDIS_EXPORTER_MB))
+        for name, store in cfg.stores().items():
+            exporter = registry.kind_of(store).exporter()
+            if exporter is not None:
+                lines.append(BudgetLine(f"{name}-exporter", exporter.memory_mb))
     if cfg.backup.enabled:
         lines.append(BudgetLine("backup", BACKUP_MB))
     return Budget(tuple(lines), headroom, cfg.host.memory_mib)

@@ -6,20 +6,12 @@ import inspect
 import re
 
 from config import capacity, grammar
+from config.base import image_is_pinned
 from config.errors import ConfigError, key_path, show
-from config.models import (
-    AppSpec,
-    ExternalSpec,
-    HcloudHostSpec,
-    LocalHostSpec,
-    PostgresSpec,
-    RedisSpec,
-    RegistryAuth,
-    StackConfig,
-    VolumeSpec,
-    image_is_pinned,
-)
+from config.models import AppSpec, HcloudHostSpec, LocalHostSpec, RegistryAuth, StackConfig
 from config.names import Names
+from stores import registry
+from stores.base import Password, SecretUrl
 
 # Where Grafana is served when observability/grafana_host is unset, and the routes the proxy adds
 # for it under that prefix (render.observability.grafana_routes; a test keeps the two in step).
@@ -42,7 +34,7 @@ def check(cfg: StackConfig) -> None:
     problems += _volumes(cfg)
     problems += _store_refs(cfg)
     problems += _images(cfg)
-    problems += _redis_versions(cfg)
+    problems += _store_problems(cfg)
     problems += _tls_and_dns(cfg)
     problems += _ports(cfg)
     problems += _trusted_proxies(cfg)
@@ -127,7 +119,7 @@ def _generated_routes(cfg: StackConfig) -> list[str]:
 
 def _volumes(cfg: StackConfig) -> list[str]:
     out = []
-    volume_stores = {n for n, s in cfg.services.items() if isinstance(s, VolumeSpec)}
+    volume_stores = {n for n, s in cfg.stores().items() if registry.kind_of(s).mountable()}
     for name, app in cfg.apps().items():
         for mount, volume in app.volumes.items():
             if volume not in volume_stores:
@@ -141,13 +133,13 @@ def _volumes(cfg: StackConfig) -> list[str]:
 
 def _store_refs(cfg: StackConfig) -> list[str]:
     out = []
-    with_secret = {n for n, s in cfg.services.items() if isinstance(s, (PostgresSpec, RedisSpec, ExternalSpec))}
+    with_secret = {n for n, s in cfg.stores().items() if registry.kind_of(s).credentials(s) is not None}
     for name, app in cfg.apps().items():
         for env, ref in app.secrets.items():
             if ref.store is not None and ref.store not in with_secret:
                 known = (
                     ", ".join(f"{ref.source}:{n}" for n in sorted(with_secret))
-                    or "none (no postgres, redis or external store)"
+                    or "none (no store with a password or a URL)"
                 )
                 out.append(
                     f"services/{name}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
@@ -164,8 +156,11 @@ def _images(cfg: StackConfig) -> list[str]:
     if cfg.proxy.tls.mode == "acme":
         images.append(("proxy/tls/acme_image", cfg.proxy.tls.acme_image))
     for name, service in cfg.services.items():
-        if isinstance(service, (AppSpec, PostgresSpec, RedisSpec)):
+        if isinstance(service, AppSpec):
             images.append((f"services/{name}/image", service.image))
+        else:
+            for key, image in registry.kind_of(service).images(service).items():
+                images.append((f"services/{name}/{key}", image))
     if cfg.observability.enabled:
         for key in type(cfg.observability).model_fields:
             if key.endswith("_image"):
@@ -183,25 +178,13 @@ def _images(cfg: StackConfig) -> list[str]:
     return out
 
 
-# The rendered redis.conf uses Redis 7 directives (appenddirname: the multi-part AOF of 7.0), which
-# Redis 6 refuses at start-up; say so at load time instead of in a crash-looping task.
-MIN_REDIS_MAJOR = 7
-
-
-def _redis_versions(cfg: StackConfig) -> list[str]:
-    out = []
-    for name, service in cfg.services.items():
-        if not isinstance(service, RedisSpec):
-            continue
-        tag = service.image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-        major = re.match(r"^([0-9]+)", tag)
-        if major is not None and int(major.group(1)) < MIN_REDIS_MAJOR:
-            out.append(
-                f"services/{name}/image: {show(service.image)} is Redis {major.group(1)}, whose server refuses the "
-                f"redis.conf keel renders (multi-part AOF); expected Redis {MIN_REDIS_MAJOR} or later, "
-                "which reads the older RDB and AOF files as they are"
-            )
-    return out
+def _store_problems(cfg: StackConfig) -> list[str]:
+    """What each store's kind finds wrong with it (a server version, a memory limit)."""
+    return [
+        f"services/{name}/{problem.key}: {problem.message}"
+        for name, store in cfg.stores().items()
+        for problem in registry.kind_of(store).problems(store)
+    ]
 
 
 def _tls_and_dns(cfg: StackConfig) -> list[str]:
@@ -307,17 +290,15 @@ def _registries(cfg: StackConfig) -> list[str]:
 def _backups(cfg: StackConfig) -> list[str]:
     if not cfg.backup.enabled:
         return []
-    stores = [
-        name
-        for name, spec in cfg.stores().items()
-        if isinstance(spec, (PostgresSpec, RedisSpec))
-        or (isinstance(spec, VolumeSpec) and (spec.backup or spec.sqlite_files))
-    ]
-    if stores:
-        return []
+    for name, spec in cfg.stores().items():
+        backup = registry.kind_of(spec).backup()
+        if backup is not None and backup.target(name, spec, cfg.names.store(name)) is not None:
+            return []
+    backed_up = [name for name, kind in registry.KINDS.items() if kind.backup() is not None]
+    kinds = f"{', '.join(backed_up[:-1])} or {backed_up[-1]}"
     return [
-        "backup/enabled: is true but the stack has nothing to back up (no postgres, redis or volume store "
-        "with backup: true; external stores are backed up by their provider); expected enabled: false"
+        f"backup/enabled: is true but the stack has nothing to back up (no {kinds} store, or volume with "
+        "backup: true or sqlite_files; external stores are backed up by their provider); expected enabled: false"
     ]
 
 
@@ -368,11 +349,14 @@ def _derived_names(cfg: StackConfig) -> list[str]:
         claims: list[tuple[str, str, str]] = []
         if isinstance(spec, AppSpec):
             claims += [("service", names.app(name), f"services/{name}"), ("upstream", name, f"services/{name}")]
-        elif isinstance(spec, (PostgresSpec, RedisSpec)):
-            claims.append(("service", names.store(name), f"services/{name}"))
-            claims.append(("service", names.store_exporter(name), f"the exporter of services/{name}"))
-        if isinstance(spec, (PostgresSpec, RedisSpec, VolumeSpec)):
-            claims.append(("volume", names.store_volume(name), f"the volume of services/{name}"))
+        else:
+            store_kind = registry.kind_of(spec)
+            if store_kind.container(name, spec) is not None:
+                claims.append(("service", names.store(name), f"services/{name}"))
+                if store_kind.exporter() is not None:
+                    claims.append(("service", names.store_exporter(name), f"the exporter of services/{name}"))
+            if store_kind.data_volume(spec):
+                claims.append(("volume", names.store_volume(name), f"the volume of services/{name}"))
         for kind, derived, owner in claims:
             first = owners.setdefault((kind, derived), owner)
             if first != owner:
@@ -425,10 +409,10 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
                     refs.setdefault(ref.name, f"services/{name}/secrets/{env}")
             if service.registry is not None:
                 refs.setdefault(service.registry.password_secret, f"services/{name}/registry/password_secret")
-        elif isinstance(service, (PostgresSpec, RedisSpec)) and service.password_secret:
-            refs.setdefault(service.password_secret, f"services/{name}/password_secret")
-        elif isinstance(service, ExternalSpec):
-            refs.setdefault(service.url_secret, f"services/{name}/url_secret")
+        else:
+            credentials = registry.kind_of(service).credentials(service)
+            if isinstance(credentials, (Password, SecretUrl)) and credentials.secret:
+                refs.setdefault(credentials.secret, f"services/{name}/{credentials.key}")
     if cfg.proxy.tls.mode == "acme":
         refs.setdefault(cfg.proxy.tls.acme_dns_token_secret, "proxy/tls/acme_dns_token_secret")
     obs = cfg.observability
@@ -447,3 +431,30 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):
             refs.setdefault(getattr(repo, key), f"backup/repository/{key}")
     return refs
+
+
+_HOST_TOKEN = re.compile(r"[a-z0-9-]+")
+
+
+def referenced_stores(app: AppSpec, cfg: StackConfig) -> set[str]:
+    """The stores an app uses, which it waits for on a deploy; conservatively, so a reference
+    keel cannot see counts.
+
+    Named: a ``store:``/``store-url:`` secret and a mounted volume. Over the network, only for an
+    app on the internal network (stores sit on no other): a store's short name or swarm service
+    name as a host in an env value, the command, args, the health command or the migration
+    command (``postgres://app@db:5432/app``, ``--redis=cache:6379``); and every store when the app
+    holds a secret set in the config, whose value (a URL the user wrote) is unknown until deploy.
+    """
+    stores = cfg.stores()
+    found = {ref.store for ref in app.secrets.values() if ref.store is not None} | set(app.volumes.values())
+    if "internal" not in app.networks:
+        return found & set(stores)
+    if any(ref.source == "secret" for ref in app.secrets.values()):
+        return set(stores)
+    texts = [*app.env.values(), *(app.command or ()), *(app.args or ()), *(app.health.command or ())]
+    if app.migration is not None:
+        texts += app.migration.command
+    hosts = {token for text in texts for token in _HOST_TOKEN.findall(text.lower())}
+    found |= {name for name in stores if name in hosts or cfg.names.store(name) in hosts}
+    return found & set(stores)

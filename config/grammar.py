@@ -318,7 +318,7 @@ def covers_everything(networks: Iterable[str]) -> str | None:
 
 # The schedule goes to swarm-cronjob v1.14.0 (internal/app/app.go: robfig/cron v3 with
 # SecondOptional | Minute | Hour | Dom | Month | Dow | Descriptor). Five fields only, and of
-# robfig's syntax the part croniter (which computes the intervals here) reads the same way:
+# robfig's syntax the part croniter (the tests' oracle for config/cron.py's intervals) reads the same way:
 # no `?`, no `N/step` (robfig reads it as N-max/step), no `*/1` and no `*` inside a list (robfig
 # marks only a bare `*` as "any" when it decides between day-of-month AND/OR day-of-week).
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}

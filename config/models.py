@@ -10,38 +10,40 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PlainSerializer,
     Tag,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from config import catalogue, grammar
-from config.errors import KeyPathError, show, unknown_key
-from config.grammar import image_is_pinned
+from config.base import (
+    NAME_PATTERN,
+    SECRET_NAME_PATTERN,
+    Image,
+    Logging,
+    Model,
+    Name,
+    Resources,
+    SecretName,
+    StoreSpec,
+    checked,
+    image_is_pinned,
+)
+from config.errors import KeyPathError, show
 from config.names import Names
+from stores import registry
 
-__all__ = ["image_is_pinned"]
+__all__ = ["NAME_PATTERN", "SECRET_NAME_PATTERN", "Logging", "Resources", "StoreSpec", "image_is_pinned"]
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-# A secret is named in the topology and its value lives in the stack config under that key,
-# set with `pulumi config set --secret <name> <value>`.
-SECRET_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
-# A PostgreSQL database or role name: lower case, and `_` as well as `-` (thrifting_buddy, spoon_admin).
-PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 STORE_REF = "store:"
 STORE_URL_REF = "store-url:"
@@ -147,51 +149,15 @@ def check_cidr(value: str) -> str:
         raise ValueError(f"found {show(value)}; expected a network such as 203.0.113.0/24") from None
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: object) -> object:
-        # Named before any other problem of the mapping, with the key it was probably meant to be:
-        # a misspelt key would otherwise show up only as a follow-on error (a default taken).
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.model_fields:
-                    raise KeyPathError((str(key),), unknown_key(key, cls.model_fields))
-        return data
-
-
-def _checked(problem_of: Callable[[str], str | None]) -> AfterValidator:
-    """A validator from a grammar function (config.grammar) that returns the problem, or None."""
-
-    def check(value: str) -> str:
-        problem = problem_of(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(check)
-
-
-Hostname = Annotated[str, _checked(grammar.hostname_problem)]
-Image = Annotated[str, _checked(grammar.image_problem)]
-"""A Docker image reference (distribution/reference's grammar); pinning is enforced in crossref."""
-Email = Annotated[str, _checked(grammar.email_problem)]
-MountTarget = Annotated[str, _checked(grammar.mount_target_problem)]
+Hostname = Annotated[str, checked(grammar.hostname_problem)]
+Email = Annotated[str, checked(grammar.email_problem)]
+MountTarget = Annotated[str, checked(grammar.mount_target_problem)]
 Size = Annotated[str, Field(pattern=r"^[0-9]{1,6}[kmg]?$")]
 """An nginx size (client_max_body_size): a number and k, m or g."""
 
 
 def check_hostname(value: str) -> str:
     problem = grammar.hostname_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-def check_image(value: str) -> str:
-    problem = grammar.image_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value
@@ -420,32 +386,6 @@ class DnsConfig(Model):
 # ----------------------------------------------------------------------------- shared service parts
 
 
-class Resources(Model):
-    """Memory and CPU for one task (one replica)."""
-
-    memory_mb: int = Field(ge=16)
-    """Hard memory limit; the capacity check sums these."""
-    memory_reservation_mb: int | None = Field(default=None, ge=8)
-    """Reserved memory; default half the limit."""
-    cpus: float | None = Field(default=None, gt=0, le=64)
-    cpu_reservation: float | None = Field(default=None, gt=0, le=64)
-
-    @model_validator(mode="after")
-    def _reservation_below_limit(self) -> Resources:
-        if self.memory_reservation_mb is not None and self.memory_reservation_mb > self.memory_mb:
-            raise KeyPathError(
-                "memory_reservation_mb",
-                f"found {self.memory_reservation_mb}; expected at most the limit memory_mb ({self.memory_mb})",
-            )
-        if self.cpus is not None and self.cpu_reservation is not None and self.cpu_reservation > self.cpus:
-            raise KeyPathError("cpu_reservation", f"found {self.cpu_reservation}; expected at most cpus ({self.cpus})")
-        return self
-
-    @property
-    def reservation_mb(self) -> int:
-        return self.memory_reservation_mb if self.memory_reservation_mb is not None else self.memory_mb // 2
-
-
 class HealthCheck(Model):
     """How swarm decides a task is healthy: an HTTP path on the service's port, or a command."""
 
@@ -474,13 +414,6 @@ class HealthCheck(Model):
                 "[sh, -c, '<shell command>'] for a shell",
             )
         return self
-
-
-class Logging(Model):
-    """json-file log rotation for a service's containers."""
-
-    max_size: Annotated[str, Field(pattern=r"^[0-9]+[kmg]$")] = "10m"
-    max_file: int = Field(default=3, ge=1, le=100)
 
 
 class RolloutConfig(Model):
@@ -529,7 +462,7 @@ class Migration(Model):
 
 Reason = Annotated[
     str,
-    _checked(
+    checked(
         lambda v: (
             None
             if grammar.matches(grammar.REASON, v)
@@ -700,101 +633,24 @@ class AppSpec(Model):
         return self
 
 
-# PostgreSQL creates these databases itself (initdb); the image's POSTGRES_DB must name another.
-RESERVED_DATABASES = ("postgres", "template0", "template1")
-
-
-class PostgresSpec(Model):
-    """PostgreSQL (official image), tuned from its memory limit."""
-
-    kind: Literal["postgres"]
-    image: Image = "postgres:16.6-alpine"
-    database: PostgresName = "app"
-    """The application's database; not postgres, template0 or template1."""
-    user: PostgresName = "app"
-    """The application's role (the image's superuser); not pg_* (reserved by PostgreSQL)."""
-    password_secret: SecretName | None = None
-    """Secret holding the password; unset means a generated one (pulumi-random)."""
-    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
-    max_connections: int = Field(default=100, ge=10, le=5000)
-    logging: Logging = Field(default_factory=Logging)
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        if value in RESERVED_DATABASES:
-            raise ValueError(
-                f"found {show(value)}, a database PostgreSQL creates for itself; "
-                "expected the application's own name, such as app"
-            )
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _role(cls, value: str) -> str:
-        if value.startswith("pg_"):
-            raise ValueError(f"found {show(value)}; role names starting with pg_ are reserved by PostgreSQL")
-        return value
-
-
-class RedisSpec(Model):
-    """Redis (official image) with AOF persistence and a bounded memory."""
-
-    kind: Literal["redis"]
-    image: Image = "redis:7.4.1-alpine"
-    password_secret: SecretName | None = None
-    resources: Resources = Field(default_factory=lambda: Resources(memory_mb=256))
-    eviction_policy: Literal[
-        "noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu", "allkeys-random", "volatile-ttl"
-    ] = "allkeys-lru"
-    logging: Logging = Field(default_factory=Logging)
-
-
-class VolumeSpec(Model):
-    """A plain protected data volume (SQLite files, uploads, logs)."""
-
-    kind: Literal["volume"]
-    sqlite_files: list[str] = Field(default_factory=list, max_length=50)
-    """SQLite databases in this volume (paths relative to it), copied consistently with VACUUM INTO."""
-    backup: bool = True
-    """Include the volume's files in backups (SQLite files are always backed up consistently)."""
-
-    @field_validator("sqlite_files")
-    @classmethod
-    def _inside_the_volume(cls, files: list[str]) -> list[str]:
-        for index, path in enumerate(files):
-            problem = grammar.relative_file_problem(path)
-            if problem is not None:
-                raise KeyPathError(index, problem)
-            if path in files[:index]:
-                raise KeyPathError(index, f"{show(path)} is listed twice; expected each file once")
-        return files
-
-
-class ExternalSpec(Model):
-    """A managed database outside the host (Neon, Supabase, RDS): a secret URL, no container."""
-
-    kind: Literal["external"]
-    url_secret: SecretName
-    engine: Literal["postgres", "mysql", "redis", "other"] = "postgres"
-
-
 def _service_kind(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("kind", "app"))
     return str(getattr(value, "kind", "app"))
 
 
-ServiceSpec = Annotated[
-    Annotated[AppSpec, Tag("app")]
-    | Annotated[PostgresSpec, Tag("postgres")]
-    | Annotated[RedisSpec, Tag("redis")]
-    | Annotated[VolumeSpec, Tag("volume")]
-    | Annotated[ExternalSpec, Tag("external")],
-    Discriminator(_service_kind),
-]
-SERVICE_KINDS = frozenset({"app", "postgres", "redis", "volume", "external"})
-StoreSpec = PostgresSpec | RedisSpec | VolumeSpec | ExternalSpec
+def _service_union() -> Any:
+    """App services and every store kind of the registry, told apart by ``kind``."""
+    members = [Annotated[AppSpec, Tag("app")]]
+    members += [Annotated[kind.spec_type, Tag(kind.name)] for kind in registry.KINDS.values()]
+    return Annotated[Union[tuple(members)], Discriminator(_service_kind)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    ServiceSpec = AppSpec | StoreSpec
+else:
+    ServiceSpec = _service_union()
+SERVICE_KINDS = frozenset({"app", *registry.KINDS})
 
 # ----------------------------------------------------------------------------- proxy
 
@@ -1043,6 +899,9 @@ class AlertReceiver(Model):
 
 
 class ObservabilityConfig(Model):
+    """Monitoring. Besides these keys, each store kind with an exporter adds its image key
+    (``<kind>_exporter_image``, see ``_with_store_exporter_images``)."""
+
     enabled: bool = False
     retention_days: int = Field(default=30, ge=1, le=3650)
     grafana_host: Hostname | None = None
@@ -1056,9 +915,6 @@ class ObservabilityConfig(Model):
     alertmanager_image: Image = "prom/alertmanager:v0.28.0"
     node_exporter_image: Image = "prom/node-exporter:v1.8.2"
     cadvisor_image: Image = "gcr.io/cadvisor/cadvisor:v0.49.2"
-    postgres_exporter_image: Image = "quay.io/prometheuscommunity/postgres-exporter:v0.16.0"
-    redis_exporter_image: Image = "oliver006/redis_exporter:v1.67.0-alpine"
-    """The alpine variant: its shell reads the password file and its wget probes health (scratch has neither)."""
     nginx_exporter_image: Image = "nginx/nginx-prometheus-exporter:1.4.0"
     blackbox_exporter_image: Image = "prom/blackbox-exporter:v0.25.0"
     """Probes the proxy's TLS listener: the certificate-expiry alert reads probe_ssl_earliest_cert_expiry."""
@@ -1066,6 +922,23 @@ class ObservabilityConfig(Model):
     """Counts the proxy's responses by status from its access log (syslog over UDP): the 5xx-ratio alert."""
     docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
     """cAdvisor's read-only Docker API proxy: the only service that mounts the Docker socket."""
+
+
+def _with_store_exporter_images(base: type[ObservabilityConfig]) -> type[ObservabilityConfig]:
+    """ObservabilityConfig with one image key per store kind that has an exporter, its default
+    and documentation coming from the kind (stores/<kind>/kind.py)."""
+    fields: dict[str, Any] = {}
+    for kind in registry.KINDS.values():
+        exporter = kind.exporter()
+        if exporter is not None:
+            fields[exporter.image_key] = (Image, Field(default=exporter.default_image, description=exporter.image_doc))
+    model = create_model(base.__name__, __base__=base, __module__=__name__, **fields)
+    model.__doc__ = base.__doc__
+    return model
+
+
+if not TYPE_CHECKING:
+    ObservabilityConfig = _with_store_exporter_images(ObservabilityConfig)
 
 
 class BackupRepository(Model):

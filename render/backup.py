@@ -7,33 +7,22 @@ Scripts (POSIX sh, shellcheck-clean), all mounted side by side in SCRIPTS_DIR:
 - ``backup.sh``: the entry point of one scheduled run; backs up every store, then ``forget.sh``;
 - ``forget.sh``: retention (``restic forget --keep-* --prune``);
 - ``check.sh``: ``restic check`` on its own schedule;
-- ``restore-postgres.sh``, ``restore-redis.sh``, ``restore-sqlite.sh``, ``restore-files.sh``:
-  restore the latest (or a given) snapshot of one store;
+- ``restore-<kind>.sh`` (``restore-postgres.sh``, ``restore-sqlite.sh``, ...): restore the latest
+  (or a given) snapshot of one store;
 - ``drill.sh``: restores every store's latest snapshot into scratch space and checks it.
 
-What each store kind becomes in the repository (one snapshot per item, tagged ``keel``,
-``store=<name>`` and ``kind=<kind>``, taken with a fixed ``--host`` so retention groups stay
-stable across containers):
-
-- postgres: ``pg_dump -Fc -Z0`` streamed into ``restic backup --stdin-from-command`` as
-  ``/<store>.pgdump`` (restic compresses and deduplicates; pg_dump's own compression would defeat
-  deduplication; restic makes no snapshot when pg_dump fails), after the roles, which pg_dump
-  leaves out (``pg_dumpall --roles-only --no-role-passwords``: the backup role is no superuser and
-  may not read pg_authid; keel sets its own roles' passwords again on every deploy), as
-  ``/<store>.roles.sql`` (kind ``postgres-roles``);
-- redis: ``BGSAVE``, wait until it has finished, then the RDB file as ``/<store>.rdb``;
-- sqlite: ``VACUUM INTO`` a temporary copy (never a raw copy of a live file), checked with
-  ``PRAGMA integrity_check``, as ``/<store>+<relative path with "/" as "+">`` (a flat name: restic
-  0.18.0 cannot name stdin with directories, #5324; restores also find the older
-  ``/<store>/<relative path>``). Not ``.backup``: the online backup
-  API starts over whenever another connection writes, and under a steady writer it took 6 to
-  14 s (finishing only when the writer paused) where VACUUM INTO took 0.1 s;
-- volume files: the directory, without its SQLite files (they are in their own snapshots).
+The scripts are assembled from the parts each store kind of the stack contributes (its
+``Backup``: stores/<kind>/kind.py, templates in stores/<kind>/templates/backup/): the shell
+functions of backup.sh and drill.sh, their lines per store, helpers shared with its restore
+scripts, the restore scripts themselves and the tool names. A kind the stack has no store of
+contributes nothing. What each kind becomes in the repository is said where the kind is (one
+snapshot per item, tagged ``keel``, ``store=<name>`` and ``kind=<kind>``, taken with a fixed
+``--host`` so retention groups stay stable across containers).
 
 Everything the scripts touch comes from environment variables with defaults for the backup
 container, so the same scripts run on a test machine: RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE,
-KEEL_SECRETS_DIR, KEEL_STORES_DIR, KEEL_TEXTFILE_DIR, KEEL_WORK_DIR, the tool names (RESTIC,
-PG_DUMP, PG_DUMPALL, PG_RESTORE, PSQL, REDIS_CLI, SQLITE3), per store KEEL_HOST_<STORE>/KEEL_PORT_<STORE>,
+KEEL_SECRETS_DIR, KEEL_STORES_DIR, KEEL_TEXTFILE_DIR, KEEL_WORK_DIR, the tool names (RESTIC and
+each kind's: PG_DUMP, REDIS_CLI, SQLITE3, MARIADB_DUMP...), per store KEEL_HOST_<STORE>/KEEL_PORT_<STORE>,
 and the bounds KEEL_RETRY_LOCK, KEEL_PROBE_TIMEOUT_S and KEEL_JOB_LOCK_WAIT_S.
 
 The scripts need restic 0.17 or newer (the job image pins 0.18.0, the version the tests run): they
@@ -65,14 +54,13 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
-from croniter import croniter
-
-from config.models import BackupRepository, PostgresSpec, RedisSpec, Retention, StackConfig, VolumeSpec
-from render import postgres as pg
-from render import redis as rd
-from render import render_template
+from config import cron
+from config.models import BackupRepository, Retention, StackConfig
+from render import render_from, render_template
+from stores import registry
+from stores.base import Backup, BackupTarget, JobTools
 
 SCRIPTS_DIR = "/etc/keel-backup"
 STORES_DIR = "/stores"
@@ -113,30 +101,12 @@ FAILURE_REASONS = (
 )
 """Every value of the ``reason`` label (docs/restore.md says what each means)."""
 
-SCRIPT_NAMES = (
-    "common.sh",
-    "backup.sh",
-    "forget.sh",
-    "check.sh",
-    "restore-postgres.sh",
-    "restore-redis.sh",
-    "restore-sqlite.sh",
-    "restore-files.sh",
-    "drill.sh",
-)
+SCRIPT_NAMES = ("common.sh", "backup.sh", "forget.sh", "check.sh", "drill.sh")
+"""The job's own scripts; each kind of the stack adds its restore scripts (Backup.restore)."""
 
-# Names that reach the scripts unquoted (tags, paths, variable names) are limited to these.
-_SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", re.ASCII)
+# Names that reach the scripts unquoted (tags, variable names, host names) are limited to these.
 _STORE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}", re.ASCII)
 _HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
-# Cron schedules are measured over this many runs from a fixed instant, so the result is stable.
-_INTERVAL_SAMPLES = 1000
-_REFERENCE = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def sqlite_snapshot_name(store: str, path: str) -> str:
-    """The file of a SQLite database's snapshot (common.sh's keel_sqlite_name)."""
-    return f"/{store}+{path.replace('/', '+')}"
 
 
 def password_file(store: str) -> str:
@@ -150,38 +120,6 @@ def env_suffix(store: str) -> str:
 
 
 @dataclass(frozen=True)
-class PostgresTarget:
-    """A PostgreSQL store reached over the data network."""
-
-    name: str
-    host: str
-    database: str
-    user: str = pg.BACKUP_ROLE
-    """The role the job logs in as: the store's backup role (pg_read_all_data), not the app's."""
-    port: int = pg.PORT
-
-
-@dataclass(frozen=True)
-class RedisTarget:
-    """A Redis store: commands over the network, its RDB file read from its mounted volume."""
-
-    name: str
-    host: str
-    port: int = rd.PORT
-    user: str = rd.BACKUP_USER
-    """The ACL user the job logs in as (PING, INFO and BGSAVE only)."""
-
-
-@dataclass(frozen=True)
-class VolumeTarget:
-    """A data volume mounted at KEEL_STORES_DIR/<name>: its SQLite files and, optionally, its files."""
-
-    name: str
-    sqlite_files: tuple[str, ...] = ()
-    files: bool = True
-
-
-@dataclass(frozen=True)
 class BackupSpec:
     """Everything the scripts need to know, fixed at deploy time."""
 
@@ -191,15 +129,12 @@ class BackupSpec:
     """The --host of every snapshot: containers have random hostnames, retention groups must not."""
     schedule: str
     retention: Retention
-    postgres: tuple[PostgresTarget, ...] = ()
-    redis: tuple[RedisTarget, ...] = ()
-    volumes: tuple[VolumeTarget, ...] = ()
+    targets: tuple[BackupTarget, ...] = ()
+    """Every store backed up, kind by kind in the registry's order (each kind's target class)."""
     s3_region: str = "us-east-1"
     check_schedule: str = "30 4 * * 0"
     initialise: bool = False
     """Whether a backup run may create the repository (and its bucket) when it finds none."""
-    redis_bgsave_timeout_s: int = 600
-    """How long a run waits for Redis' BGSAVE before it counts the store as failed."""
 
     def __post_init__(self) -> None:
         names = list(self.store_names)
@@ -210,21 +145,19 @@ class BackupSpec:
                 raise ValueError(f"store name {name!r}: expected lower-case letters, digits and dashes")
         if len(set(names)) != len(names):
             raise ValueError(f"store names must be unique; found {sorted(names)}")
-        for volume in self.volumes:
-            for path in volume.sqlite_files:
-                if not _SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
-                    raise ValueError(
-                        f"store {volume.name}: sqlite file {path!r}: expected a relative path of letters, "
-                        "digits, dots, dashes and underscores"
-                    )
         if not _HOST.fullmatch(self.snapshot_host):
             raise ValueError(f"snapshot_host {self.snapshot_host!r}: expected letters, digits, dots and dashes")
-        targets: list[PostgresTarget | RedisTarget] = [*self.postgres, *self.redis]
-        for target in targets:
-            if not _HOST.fullmatch(target.host):
-                raise ValueError(
-                    f"store {target.name}: host {target.host!r}: expected letters, digits, dots and dashes"
-                )
+        for target in self.targets:
+            # Every kind reached over the network names its host (stores.base.BackupTarget).
+            host = getattr(target, "host", None)
+            if host is not None and not _HOST.fullmatch(host):
+                raise ValueError(f"store {target.name}: host {host!r}: expected letters, digits, dots and dashes")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds the targets are of, in the registry's order."""
+        present = {target.kind for target in self.targets}
+        return tuple(name for name in registry.KINDS if name in present)
 
     @property
     def backup_deadline_s(self) -> int:
@@ -234,8 +167,7 @@ class BackupSpec:
 
     @property
     def store_names(self) -> tuple[str, ...]:
-        targets: list[PostgresTarget | RedisTarget | VolumeTarget] = [*self.postgres, *self.redis, *self.volumes]
-        return tuple(t.name for t in targets)
+        return tuple(target.name for target in self.targets)
 
 
 def repository_url(repo: BackupRepository, default_path: str) -> str:
@@ -248,19 +180,13 @@ def repository_url(repo: BackupRepository, default_path: str) -> str:
 
 
 def schedule_interval_seconds(schedule: str) -> int:
-    """The longest gap between two runs of a cron schedule (UTC), in seconds.
+    """The longest gap between two runs of a cron schedule (UTC), in seconds, computed exactly
+    (config/cron.py).
 
     The longest gap, not the first, so that an irregular schedule (weekdays only) does not
     make the backup-age alert fire every weekend.
     """
-    runs = croniter(schedule, _REFERENCE)
-    previous = runs.get_next(datetime)
-    longest = 0
-    for _ in range(_INTERVAL_SAMPLES):
-        current = runs.get_next(datetime)
-        longest = max(longest, int((current - previous).total_seconds()))
-        previous = current
-    return longest
+    return cron.longest_gap_seconds(schedule)
 
 
 def run_deadline_seconds(schedule: str | None) -> int:
@@ -268,38 +194,54 @@ def run_deadline_seconds(schedule: str | None) -> int:
     return MAX_RUN_S if schedule is None else min(schedule_interval_seconds(schedule), MAX_RUN_S)
 
 
-def backup_spec(
-    cfg: StackConfig,
-    *,
-    stack_name: str,
-    service_names: Mapping[str, str],
-) -> BackupSpec:
-    """The BackupSpec of a stack: every postgres, redis and volume store (external stores are
-    backed up by their provider). ``service_names`` maps store name -> its swarm DNS name."""
+def backup_spec(cfg: StackConfig, *, stack_name: str) -> BackupSpec:
+    """The BackupSpec of a stack: every store its kind backs up (external stores are backed up by
+    their provider), reached at its swarm service name."""
     if cfg.backup.repository is None:
         raise ValueError("backup/repository: is required to render the backup scripts")
-    postgres: list[PostgresTarget] = []
-    redis: list[RedisTarget] = []
-    volumes: list[VolumeTarget] = []
-    for name, store in cfg.stores().items():
-        if isinstance(store, PostgresSpec):
-            postgres.append(PostgresTarget(name=name, host=service_names[name], database=store.database))
-        elif isinstance(store, RedisSpec):
-            redis.append(RedisTarget(name=name, host=service_names[name]))
-        elif isinstance(store, VolumeSpec) and (store.backup or store.sqlite_files):
-            volumes.append(VolumeTarget(name=name, sqlite_files=tuple(store.sqlite_files), files=store.backup))
     return BackupSpec(
         repository=repository_url(cfg.backup.repository, f"{cfg.name_prefix}/{stack_name}"),
-        snapshot_host=f"{cfg.name_prefix}-{stack_name}",
+        snapshot_host=cfg.names.snapshot_host(stack_name),
         schedule=cfg.backup.schedule,
         retention=cfg.backup.retention,
-        postgres=tuple(postgres),
-        redis=tuple(redis),
-        volumes=tuple(volumes),
+        targets=backup_targets(cfg),
         s3_region=cfg.backup.repository.region,
         check_schedule=cfg.backup.check_schedule,
         initialise=cfg.backup.repository.initialise,
     )
+
+
+def backup_targets(cfg: StackConfig) -> tuple[BackupTarget, ...]:
+    """The stores the backups cover, kind by kind in the registry's order (as the scripts have always
+    run them: a stable order keeps the scripts unchanged)."""
+    targets: list[BackupTarget] = []
+    for name, store in cfg.stores().items():
+        backup = registry.kind_of(store).backup()
+        target = backup.target(name, store, cfg.names.store(name)) if backup is not None else None
+        if target is not None:
+            targets.append(target)
+    return tuple(sorted(targets, key=lambda target: registry.order(target.kind)))
+
+
+def job_tools(cfg: StackConfig) -> JobTools:
+    """What the job image must carry: every backed-up kind's tools for the stack's stores of it
+    (a kind without a store here may still name the image its tools come from, as a default)."""
+    build_args: dict[str, str] = {}
+    apk: list[str] = []
+    apt: list[str] = []
+    checks: list[str] = []
+    backed = {target.name for target in backup_targets(cfg)}
+    for kind in registry.KINDS.values():
+        backup = kind.backup()
+        if backup is None:
+            continue
+        specs = [s for n, s in cfg.stores().items() if s.kind == kind.name and n in backed]
+        tools = backup.tools(specs)
+        build_args.update(tools.build_args)
+        apk += tools.apk
+        apt += tools.apt
+        checks += tools.checks
+    return JobTools(build_args=build_args, apk=tuple(apk), apt=tuple(apt), checks=tuple(checks))
 
 
 def job_health_command(deadline_s: int) -> list[str]:
@@ -320,7 +262,7 @@ def job_health_command(deadline_s: int) -> list[str]:
 
 def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
     """Every script of the job, file name -> text. They source each other from one directory."""
-    values = {
+    values: dict[str, object] = {
         "spec": spec,
         "q": shlex.quote,
         "env": env_suffix,
@@ -343,8 +285,39 @@ def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
         "check_metrics_file": CHECK_METRICS_FILE,
         "drill_metrics_file": DRILL_METRICS_FILE,
         "run_started_file": RUN_STARTED_FILE,
-        "rdb_filename": rd.RDB_FILENAME,
-        "aof_file": rd.AOF_FILENAME,
-        "aof_dir": rd.AOF_DIRNAME,
     }
-    return {name: render_template(f"backup/{name}.j2", **values) for name in SCRIPT_NAMES}
+    parts: dict[str, list[str]] = {"common": [], "functions": [], "calls": [], "drill_functions": [], "drill_calls": []}
+    tools: dict[str, str] = {}
+    restore: dict[str, str] = {}
+    for name in spec.kinds:
+        backup = registry.kind(name).backup()
+        assert backup is not None, f"a {name} target without the kind's backup"
+        kind_values = {**values, **backup.values}
+        if backup.common is not None:
+            parts["common"].append(_part(backup, backup.common, kind_values))
+        parts["functions"].append(_part(backup, backup.functions, kind_values))
+        parts["drill_functions"].append(_part(backup, backup.drill_functions, kind_values))
+        for target in (t for t in spec.targets if t.kind == name):
+            parts["calls"].append(_part(backup, backup.calls, {**kind_values, "t": target}))
+            parts["drill_calls"].append(_part(backup, backup.drill_calls, {**kind_values, "t": target}))
+        tools.update(backup.tool_defaults)
+        for script in backup.restore:
+            restore[script] = render_from(backup.templates, f"backup/{script}.j2", **kind_values)
+    scripts = {
+        "common.sh": render_template("backup/common.sh.j2", **values, common=parts["common"], tools=tools),
+        "backup.sh": render_template(
+            "backup/backup.sh.j2", **values, functions=parts["functions"], calls=parts["calls"]
+        ),
+        "forget.sh": render_template("backup/forget.sh.j2", **values),
+        "check.sh": render_template("backup/check.sh.j2", **values),
+        **restore,
+        "drill.sh": render_template(
+            "backup/drill.sh.j2", **values, functions=parts["drill_functions"], calls=parts["drill_calls"]
+        ),
+    }
+    return scripts
+
+
+def _part(backup: Backup[Any], template: str, values: Mapping[str, object]) -> str:
+    """One of a kind's script parts, without the blank lines around it (the scripts place them)."""
+    return render_from(backup.templates, template, **values).strip("\n")

@@ -2,23 +2,22 @@
 
 One Prometheus datasource with a fixed uid (DATASOURCE_UID), so dashboards can name it and
 survive Grafana's database being rebuilt; one file provider for the dashboards. Dashboards
-are generated here rather than kept as exported JSON: every panel is built by one function
-that always sets the datasource, and the Postgres and Redis dashboards exist only when the
-stack has such a store.
+are generated rather than kept as exported JSON: every panel is built by one function
+(render.dashboards) that always sets the datasource; a store kind's dashboards (its exporter's,
+stores/<kind>/kind.py) exist only when the stack has such a store.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from render.dashboards import DATASOURCE_UID, Query, dashboard, panel
 from render.observability import GRAFANA_PORT, PROMETHEUS_PORT, ObservabilitySpec
+from stores import registry
 
-DATASOURCE_UID = "keel-prometheus"
-DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
 PROVISIONING_DIR = "/etc/grafana/provisioning"
 DATASOURCES_FILE = f"{PROVISIONING_DIR}/datasources/keel.yml"
 DASHBOARD_PROVIDER_FILE = f"{PROVISIONING_DIR}/dashboards/keel.yml"
@@ -26,7 +25,6 @@ DASHBOARDS_DIR = "/etc/grafana/dashboards"
 ADMIN_PASSWORD_FILE = "/run/secrets/grafana-admin-password"
 DATA_DIR = "/var/lib/grafana"
 """Grafana's database and plugins (GF_PATHS_DATA's default): a volume."""
-SCHEMA_VERSION = 39
 _DISKS = 'fstype=~"ext[234]|xfs|btrfs|zfs"'
 _SWARM = 'container_label_com_docker_swarm_service_name!=""'
 _MEMORY_USED = "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"
@@ -35,7 +33,6 @@ _BACKUP_AGE = "time() - keel_backup_last_success_timestamp_seconds"
 _WORKING_SET = f"container_memory_working_set_bytes{{{_SWARM}}}"
 _CPU = f"container_cpu_usage_seconds_total{{{_SWARM}}}"
 _LATENCY_BUCKETS = "sum by (le) (rate(proxy_http_response_time_seconds_hist_bucket[5m]))"
-_PG_HIT = "sum by (job) (rate(pg_stat_database_blks_hit[5m]))"
 
 
 def grafana_env(spec: ObservabilitySpec) -> dict[str, str]:
@@ -104,71 +101,24 @@ def render_dashboard_provider() -> str:
 def render_dashboards(spec: ObservabilitySpec) -> dict[str, str]:
     """File name (under DASHBOARDS_DIR) -> dashboard JSON."""
     boards = [_host(spec), _containers(), _proxy()]
-    if spec.postgres:
-        boards.append(_postgres())
-    if spec.redis:
-        boards.append(_redis())
+    for kind in spec.store_kinds:
+        exporter = registry.kind(kind).exporter()
+        assert exporter is not None  # the spec lists only stores with an exporter
+        boards.extend(exporter.dashboards)
     return {f"{board['uid'].removeprefix('keel-')}.json": json.dumps(board, indent=2) + "\n" for board in boards}
-
-
-# ----------------------------------------------------------------------------- building blocks
-
-
-@dataclass(frozen=True)
-class Query:
-    expr: str
-    legend: str = ""
-
-
-def _panel(title: str, queries: list[Query], unit: str, *, kind: str = "timeseries", width: int = 12) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "title": title,
-        "datasource": DATASOURCE,
-        "gridPos": {"h": 8, "w": width, "x": 0, "y": 0},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
-        "targets": [
-            {"datasource": DATASOURCE, "refId": chr(ord("A") + index), "expr": q.expr, "legendFormat": q.legend}
-            for index, q in enumerate(queries)
-        ],
-    }
-
-
-def _dashboard(uid: str, title: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
-    # Lay panels out two per row, in order.
-    x = y = 0
-    for index, panel in enumerate(panels, start=1):
-        width = panel["gridPos"]["w"]
-        if x + width > 24:
-            x, y = 0, y + 8
-        panel["gridPos"].update(x=x, y=y)
-        panel["id"] = index
-        x += width
-    return {
-        "uid": uid,
-        "title": title,
-        "tags": ["keel"],
-        "timezone": "utc",
-        "editable": False,
-        "refresh": "30s",
-        "schemaVersion": SCHEMA_VERSION,
-        "time": {"from": "now-6h", "to": "now"},
-        "panels": panels,
-    }
 
 
 def _host(spec: ObservabilitySpec) -> dict[str, Any]:
     panels = [
-        _panel("CPU busy", [Query('1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m]))', "cpu")], "percentunit"),
-        _panel("Memory used", [Query(_MEMORY_USED, "memory")], "percentunit"),
-        _panel("Load", [Query("node_load1", "1m"), Query("node_load5", "5m"), Query("node_load15", "15m")], "short"),
-        _panel(
+        panel("CPU busy", [Query('1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m]))', "cpu")], "percentunit"),
+        panel("Memory used", [Query(_MEMORY_USED, "memory")], "percentunit"),
+        panel("Load", [Query("node_load1", "1m"), Query("node_load5", "5m"), Query("node_load15", "15m")], "short"),
+        panel(
             "Disk used",
             [Query(_DISK_USED, "{{mountpoint}}")],
             "percentunit",
         ),
-        _panel(
+        panel(
             "Network",
             [
                 Query('rate(node_network_receive_bytes_total{device!~"lo|veth.*"}[5m])', "in {{device}}"),
@@ -176,22 +126,22 @@ def _host(spec: ObservabilitySpec) -> dict[str, Any]:
             ],
             "Bps",
         ),
-        _panel("Swap used", [Query("node_memory_SwapTotal_bytes - node_memory_SwapFree_bytes", "swap")], "bytes"),
+        panel("Swap used", [Query("node_memory_SwapTotal_bytes - node_memory_SwapFree_bytes", "swap")], "bytes"),
     ]
     if spec.backup_interval_s is not None:
-        panels.append(_panel("Newest backup age", [Query(_BACKUP_AGE, "{{store}}")], "s"))
-    return _dashboard("keel-host", "Host", panels)
+        panels.append(panel("Newest backup age", [Query(_BACKUP_AGE, "{{store}}")], "s"))
+    return dashboard("keel-host", "Host", panels)
 
 
 def _containers() -> dict[str, Any]:
     by_service = "sum by (container_label_com_docker_swarm_service_name)"
     legend = "{{container_label_com_docker_swarm_service_name}}"
-    return _dashboard(
+    return dashboard(
         "keel-containers",
         "Containers",
         [
-            _panel("Memory (working set)", [Query(f"{by_service} ({_WORKING_SET})", legend)], "bytes"),
-            _panel(
+            panel("Memory (working set)", [Query(f"{by_service} ({_WORKING_SET})", legend)], "bytes"),
+            panel(
                 "Memory of limit (alert at 80%)",
                 [
                     Query(
@@ -201,18 +151,18 @@ def _containers() -> dict[str, Any]:
                 ],
                 "percentunit",
             ),
-            _panel("CPU", [Query(f"{by_service} (rate({_CPU}[5m]))", legend)], "short"),
-            _panel(
+            panel("CPU", [Query(f"{by_service} (rate({_CPU}[5m]))", legend)], "short"),
+            panel(
                 "New tasks per slot (30m)",
                 [Query("changes(keel:task_slot_start_time_seconds[30m])", "{{service}}.{{slot}}")],
                 "short",
             ),
-            _panel(
+            panel(
                 "Network in",
                 [Query(f"{by_service} (rate(container_network_receive_bytes_total{{{_SWARM}}}[5m]))", legend)],
                 "Bps",
             ),
-            _panel(
+            panel(
                 "Network out",
                 [Query(f"{by_service} (rate(container_network_transmit_bytes_total{{{_SWARM}}}[5m]))", legend)],
                 "Bps",
@@ -223,12 +173,12 @@ def _containers() -> dict[str, Any]:
 
 def _proxy() -> dict[str, Any]:
     responses = "proxy_http_response_count_total"
-    return _dashboard(
+    return dashboard(
         "keel-proxy",
         "Proxy",
         [
-            _panel("Requests", [Query("rate(nginx_http_requests_total[5m])", "requests/s")], "reqps"),
-            _panel(
+            panel("Requests", [Query("rate(nginx_http_requests_total[5m])", "requests/s")], "reqps"),
+            panel(
                 "Connections",
                 [
                     Query("nginx_connections_active", "active"),
@@ -238,13 +188,13 @@ def _proxy() -> dict[str, Any]:
                 ],
                 "short",
             ),
-            _panel("Responses by status", [Query(f"sum by (status) (rate({responses}[5m]))", "{{status}}")], "reqps"),
-            _panel(
+            panel("Responses by status", [Query(f"sum by (status) (rate({responses}[5m]))", "{{status}}")], "reqps"),
+            panel(
                 "5xx ratio",
                 [Query(f'sum(rate({responses}{{status=~"5.."}}[5m])) / sum(rate({responses}[5m]))', "5xx")],
                 "percentunit",
             ),
-            _panel(
+            panel(
                 "Response time p50 / p95",
                 [
                     Query(f"histogram_quantile(0.5, {_LATENCY_BUCKETS})", "p50"),
@@ -252,66 +202,11 @@ def _proxy() -> dict[str, Any]:
                 ],
                 "s",
             ),
-            _panel(
+            panel(
                 "Certificate days left",
                 [Query("(probe_ssl_earliest_cert_expiry - time()) / 86400", "{{instance}}")],
                 "d",
                 kind="stat",
             ),
-        ],
-    )
-
-
-def _postgres() -> dict[str, Any]:
-    return _dashboard(
-        "keel-postgres",
-        "PostgreSQL",
-        [
-            _panel("Up", [Query("pg_up", "{{job}}")], "short", kind="stat"),
-            _panel("Connections", [Query("sum by (job, state) (pg_stat_activity_count)", "{{job}} {{state}}")], "none"),
-            _panel(
-                "Transactions",
-                [
-                    Query("sum by (job) (rate(pg_stat_database_xact_commit[5m]))", "{{job}} commit"),
-                    Query("sum by (job) (rate(pg_stat_database_xact_rollback[5m]))", "{{job}} rollback"),
-                ],
-                "ops",
-            ),
-            _panel(
-                "Cache hit ratio",
-                [Query(f"{_PG_HIT} / ({_PG_HIT} + sum by (job) (rate(pg_stat_database_blks_read[5m])))", "{{job}}")],
-                "percentunit",
-            ),
-            _panel("Locks", [Query("sum by (job, mode) (pg_locks_count)", "{{job}} {{mode}}")], "short"),
-            _panel("Database size", [Query("pg_database_size_bytes", "{{job}} {{datname}}")], "bytes"),
-        ],
-    )
-
-
-def _redis() -> dict[str, Any]:
-    return _dashboard(
-        "keel-redis",
-        "Redis",
-        [
-            _panel("Up", [Query("redis_up", "{{job}}")], "short", kind="stat"),
-            _panel(
-                "Memory",
-                [Query("redis_memory_used_bytes", "{{job}} used"), Query("redis_memory_max_bytes", "{{job}} max")],
-                "bytes",
-            ),
-            _panel("Clients", [Query("redis_connected_clients", "{{job}}")], "short"),
-            _panel("Commands", [Query("rate(redis_commands_processed_total[5m])", "{{job}}")], "ops"),
-            _panel(
-                "Hit ratio",
-                [
-                    Query(
-                        "rate(redis_keyspace_hits_total[5m]) / (rate(redis_keyspace_hits_total[5m])"
-                        " + rate(redis_keyspace_misses_total[5m]))",
-                        "{{job}}",
-                    )
-                ],
-                "percentunit",
-            ),
-            _panel("Evicted keys", [Query("rate(redis_evicted_keys_total[5m])", "{{job}}")], "ops"),
         ],
     )

@@ -29,16 +29,21 @@ with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.models import AlertReceiver, HcloudHostSpec, PostgresSpec, RedisSpec, StackConfig
+import yaml
+
+from config.models import AlertReceiver, HcloudHostSpec, StackConfig
 from config.names import Names
 from render import dump_yaml, render_template
 from render.backup import schedule_interval_seconds
 from render.cloud_init import DATA_DIR
 from render.nginx import NginxRoute
+from stores import registry
+from stores.base import AlertRule
 
 # Ports inside the internal overlay network.
 PROMETHEUS_PORT = 9090
@@ -50,8 +55,6 @@ NGINX_EXPORTER_PORT = 9113
 NGINXLOG_EXPORTER_PORT = 4040
 NGINXLOG_SYSLOG_PORT = 5531
 BLACKBOX_PORT = 9115
-POSTGRES_EXPORTER_PORT = 9187
-REDIS_EXPORTER_PORT = 9121
 PROXY_STUB_STATUS_PORT = 8081
 """The proxy's stub_status listener (a contract with render.nginx): http://<proxy>:8081/stub_status."""
 PROXY_STUB_STATUS_PATH = "/stub_status"
@@ -119,13 +122,13 @@ class AppTarget:
 
 @dataclass(frozen=True)
 class StoreTarget:
-    """A postgres or redis store and the exporter that watches it."""
+    """A store whose kind has an exporter, and that exporter."""
 
     name: str
     kind: str
-    """postgres or redis."""
     service_name: str
     exporter_service_name: str
+    exporter_port: int
 
 
 @dataclass(frozen=True)
@@ -208,12 +211,19 @@ class ObservabilitySpec:
                 raise ValueError(f"target name {name!r}: expected lower-case letters, digits and -")
 
     @property
-    def postgres(self) -> tuple[StoreTarget, ...]:
-        return tuple(s for s in self.stores if s.kind == "postgres")
+    def store_kinds(self) -> tuple[str, ...]:
+        """The kinds of the watched stores, in the registry's order."""
+        present = {store.kind for store in self.stores}
+        return tuple(kind for kind in registry.KINDS if kind in present)
 
-    @property
-    def redis(self) -> tuple[StoreTarget, ...]:
-        return tuple(s for s in self.stores if s.kind == "redis")
+    def store_alert_rules(self) -> tuple[AlertRule, ...]:
+        """The alert rules of the watched stores' kinds."""
+        rules: list[AlertRule] = []
+        for kind in self.store_kinds:
+            exporter = registry.kind(kind).exporter()
+            assert exporter is not None  # the spec watches only stores with an exporter
+            rules += exporter.alert_rules
+        return tuple(rules)
 
     @property
     def nginx_scrape_uri(self) -> str:
@@ -237,8 +247,7 @@ class ObservabilitySpec:
             ScrapeJob("blackbox", names.blackbox_exporter, BLACKBOX_PORT),
         ]
         for store in self.stores:
-            port = POSTGRES_EXPORTER_PORT if store.kind == "postgres" else REDIS_EXPORTER_PORT
-            jobs.append(ScrapeJob(f"{store.kind}-{store.name}", store.exporter_service_name, port))
+            jobs.append(ScrapeJob(f"{store.kind}-{store.name}", store.exporter_service_name, store.exporter_port))
         for app in self.apps:
             jobs.append(ScrapeJob(f"app-{app.name}", app.service_name, app.port, app.metrics_path))
         return tuple(jobs)
@@ -258,9 +267,9 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         if app.metrics_path and app.port is not None and app.replicas > 0
     )
     stores = tuple(
-        StoreTarget(name, store.kind, names.store(name), names.store_exporter(name))
+        StoreTarget(name, store.kind, names.store(name), names.store_exporter(name), exporter.port)
         for name, store in sorted(cfg.stores().items())
-        if isinstance(store, (PostgresSpec, RedisSpec))
+        if (exporter := registry.kind_of(store).exporter()) is not None
     )
     hostnames = tuple(cfg.dns.all_hostnames) if cfg.dns else ()
     probes = tuple(TlsProbe(f"tls_{index}", host) for index, host in enumerate(hostnames)) or (TlsProbe("tls_0", None),)
@@ -390,7 +399,17 @@ def render_alert_rules(spec: ObservabilitySpec) -> str:
         backup_missing_for=_duration(2 * interval) if interval else None,
         cert_seconds=spec.thresholds.cert_days * 86400,
         data_mountpoint=spec.data_mountpoint,
+        store_rules=spec.store_alert_rules(),
+        scalar=_yaml_scalar,
+        quoted=json.dumps,
     )
+
+
+def _yaml_scalar(text: str) -> str:
+    """``text`` as a YAML scalar: as it is where YAML reads it back unchanged, else double-quoted
+    (JSON's strings are YAML's double-quoted ones)."""
+    plain = "\n" not in text and "#" not in text and ": " not in text
+    return text if plain and yaml.safe_load(text) == text else json.dumps(text)
 
 
 def _duration(seconds: int) -> str:
@@ -553,28 +572,3 @@ def nginx_access_log_directive(spec: ObservabilitySpec, log_format: str) -> str:
     exists as soon as the service does, whether or not a task is running.
     """
     return f"access_log {nginx_access_log_destination(spec)} {log_format};"
-
-
-def postgres_exporter_env(store: StoreTarget, database: str, user: str, password_file: str | None) -> dict[str, str]:
-    """postgres_exporter's connection, the password read from a swarm secret file."""
-    env = {
-        "DATA_SOURCE_URI": f"{store.service_name}:5432/{database}?sslmode=disable",
-        "DATA_SOURCE_USER": user,
-    }
-    if password_file is not None:
-        env["DATA_SOURCE_PASS_FILE"] = password_file
-    return env
-
-
-def redis_exporter_command(store: StoreTarget, password_file: str | None, user: str | None = None) -> list[str]:
-    """redis_exporter reads its password from the environment only, so a shell exports it from the file;
-    ``user`` is the store's exporter user (``--redis.user``), whose ACL admits only what it reads.
-
-    (``--redis.password-file`` is a JSON map of URIs to passwords, meant for multi-target mode.)
-    """
-    address = f"redis://{store.service_name}:6379"
-    args = [f"--redis.addr={address}", *([f"--redis.user={user}"] if user else [])]
-    if password_file is None:
-        return ["/redis_exporter", *args]
-    script = f'REDIS_PASSWORD="$(cat {password_file})" && export REDIS_PASSWORD && exec /redis_exporter "$@"'
-    return ["/bin/sh", "-c", script, "redis_exporter", *args]

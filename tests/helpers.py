@@ -18,7 +18,7 @@ from components.host import Host
 from components.networks import Networks
 from config import parse
 from config.loader import Stack, merge
-from config.models import LocalHostSpec, StackConfig
+from config.models import LocalHostSpec, StackConfig, StoreSpec
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def tag_of(image: str) -> str:
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `config:` mapping of a stack file, as YAML values."""
-    return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+    return dict(yaml.load((ROOT / f"Pulumi.{stack}.yaml").read_text(), Loader=yaml.CSafeLoader)["config"])
 
 
 def with_fragment(stack: str, fragment: dict[str, Any]) -> dict[str, Any]:
@@ -117,18 +117,11 @@ def store_clients(
     key: str, store: object, on_host: pulumi.ResourceOptions
 ) -> tuple[dict[str, str], dict[str, docker.Secret]]:
     """A store's client users and their password secrets (exporter, backup...), as StatefulStore
-    exposes them; none for volumes."""
+    exposes them (the kind's ``clients``); none for volumes."""
     from components import swarm
-    from config.models import PostgresSpec, RedisSpec
-    from render import postgres as pg
-    from render import redis as rd
+    from stores import registry
 
-    if isinstance(store, PostgresSpec):
-        users = dict(pg.CLIENT_ROLES)
-    elif isinstance(store, RedisSpec):
-        users = dict(rd.CLIENT_USERS)
-    else:
-        return {}, {}
+    users = dict(registry.kind_of(store).clients(store))  # type: ignore[arg-type]
     secrets = {
         client: docker.Secret(
             f"{key}-{client}-password",
@@ -141,13 +134,14 @@ def store_clients(
 
 
 def store_password(
-    key: str, store: object, on_host: pulumi.ResourceOptions
+    key: str, store: StoreSpec, on_host: pulumi.ResourceOptions
 ) -> tuple[pulumi.Output[str], docker.Secret] | tuple[None, None]:
     """A store's password and its swarm secret, as StatefulStore exposes them (none for volumes)."""
     from components import swarm
-    from config.models import PostgresSpec, RedisSpec
+    from stores import registry
+    from stores.base import Password
 
-    if not isinstance(store, (PostgresSpec, RedisSpec)):
+    if not isinstance(registry.kind_of(store).credentials(store), Password):
         return None, None
     password = pulumi.Output.secret(f"store-password-{key}")
     secret = docker.Secret(f"{key}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=on_host)
@@ -185,7 +179,7 @@ def check_render_is_readable(run: mockrun.Run, out: Path) -> None:
     under files/ that resources.yaml refers to, no base64 text is left in resources.yaml, and no
     secret value of the run appears in any written file."""
     text = (out / "resources.yaml").read_text()
-    described = {r["urn"]: r for r in yaml.safe_load(text)}
+    described = {r["urn"]: r for r in yaml.load(text, Loader=yaml.CSafeLoader)}
     configs = run.of_type("docker:index/serviceConfig:ServiceConfig")
     assert configs
     for config in configs:

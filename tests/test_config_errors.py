@@ -131,13 +131,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "unknown service kind",
         "dev",
         {"keel:services": {"db": {"kind": "mysql"}}},
-        'services/db/kind: found "mysql"; expected one of app, external, postgres, redis, volume',
+        'services/db/kind: found "mysql"; expected one of app, external, mariadb, postgres, redis, volume',
     ),
     (
         "service kind written as a list",
         "dev",
         {"keel:services": {"db": {"kind": ["postgres"]}}},
-        "services/db/kind: found a list; expected one of app, external, postgres, redis, volume",
+        "services/db/kind: found a list; expected one of app, external, mariadb, postgres, redis, volume",
     ),
     (
         "latest image outside dev",

@@ -125,8 +125,7 @@ def shell_scripts(cfg: StackConfig) -> dict[str, str]:
                 volume=names.store_volume(volume), owner="10001:10001", image=cfg.proxy.image
             )
     if cfg.backup.enabled:
-        service_names = {n: names.store(n) for n in cfg.stores()}
-        spec = bk.backup_spec(cfg, stack_name="prod", service_names=service_names)
+        spec = bk.backup_spec(cfg, stack_name="prod")
         scripts.update(bk.render_backup_scripts(spec))
     return scripts
 

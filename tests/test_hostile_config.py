@@ -1160,8 +1160,9 @@ def test_backups_with_nothing_to_back_up_are_refused():
     )
     assert_fails_cleanly(
         run,
-        "backup/enabled: is true but the stack has nothing to back up (no postgres, redis or volume store "
-        "with backup: true; external stores are backed up by their provider); expected enabled: false",
+        "backup/enabled: is true but the stack has nothing to back up (no postgres, redis, volume or mariadb "
+        "store, or volume with backup: true or sqlite_files; external stores are backed up by their provider); "
+        "expected enabled: false",
     )
 
 

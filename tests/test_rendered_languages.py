@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ from render import acme, data_volume, migration, nginx, proxy_runtime
 from render import backup as bk
 from render import observability as obs
 from render.cloud_init import CloudInitSpec, render_cloud_init
+from stores.mariadb.kind import MariadbTarget
+from stores.postgres.kind import PostgresTarget
+from stores.volume.kind import VolumeTarget
 from tests.helpers import run_with
 from tests.test_hostile_config import HOSTILE
 from tests.tool_requirements import require_tool
@@ -185,7 +189,7 @@ def test_backup_defaults_are_assigned_quoted_whatever_the_repository_holds(tmp_p
         snapshot_host="shop-prod",
         schedule="0 * * * *",
         retention=Retention(),
-        volumes=(bk.VolumeTarget(name="files"),),
+        targets=(VolumeTarget(name="files"),),
         s3_region=region,
     )
     common = bk.render_backup_scripts(spec)["common.sh"]
@@ -202,26 +206,38 @@ def test_backup_defaults_are_assigned_quoted_whatever_the_repository_holds(tmp_p
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"snapshot_host": "shop$(id)"}, "snapshot_host 'shop$(id)': expected letters, digits, dots and dashes"),
         (
-            {"postgres": (bk.PostgresTarget(name="db", host="db;id", database="app", user="app"),)},
+            lambda: {"snapshot_host": "shop$(id)"},
+            "snapshot_host 'shop$(id)': expected letters, digits, dots and dashes",
+        ),
+        (
+            lambda: {"targets": (PostgresTarget(name="db", host="db;id", database="app", user="app"),)},
             "store db: host 'db;id': expected letters, digits, dots and dashes",
         ),
         (
-            {"volumes": (bk.VolumeTarget(name="files", sqlite_files=("../x.db",)),)},
+            lambda: {"targets": (MariadbTarget(name="db", host="db\nid", database="app", user="app"),)},
+            "store db: host 'db\\nid': expected letters, digits, dots and dashes",
+        ),
+        (
+            lambda: {"targets": (VolumeTarget(name="files", sqlite_files=("../x.db",)),)},
             "store files: sqlite file '../x.db': expected a relative path",
         ),
-        ({"volumes": (bk.VolumeTarget(name="files\n"),)}, "store name 'files\\n': expected lower-case letters"),
+        (
+            lambda: {"targets": (VolumeTarget(name="files", sqlite_files=("x.db\n",)),)},
+            "store files: sqlite file 'x.db\\n': expected a relative path",
+        ),
+        (lambda: {"targets": (VolumeTarget(name="files\n"),)}, "store name 'files\\n': expected lower-case letters"),
     ],
-    ids=["snapshot host", "store host", "sqlite file", "store name with a newline"],
-)
-def test_backup_renderer_refuses_names_it_would_write_unquoted(changes: dict[str, object], message: str):
+    ids=["snapshot host", "store host", "mariadb host", "sqlite file", "sqlite file with a newline",
+         "store name with a newline"],
+)  # fmt: skip
+def test_backup_renderer_refuses_names_it_would_write_unquoted(changes: Callable[[], dict[str, object]], message: str):
     values: dict[str, object] = dict(
         repository="s3:https://x/b", snapshot_host="shop-prod", schedule="0 * * * *", retention=Retention()
     )
-    values.setdefault("volumes", (bk.VolumeTarget(name="files"),))
-    values.update(changes)
     with pytest.raises(ValueError, match=None) as caught:
+        values.setdefault("targets", (VolumeTarget(name="files"),))
+        values.update(changes())
         bk.BackupSpec(**values)  # type: ignore[arg-type]
     assert message in str(caught.value)
 

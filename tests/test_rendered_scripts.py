@@ -10,7 +10,7 @@ import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
 from render import acme, data_volume, host_units, migration, proxy_runtime
-from render import postgres as pg
+from stores.postgres import server as pg
 from tests.tool_requirements import require_root, require_tool
 
 MIGRATION = migration.MigrationJob(

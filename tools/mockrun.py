@@ -331,9 +331,25 @@ def run(
     preview against that state would see them.
     """
     try:
-        values, secrets = read_config_file(config_file or stack_file(stack))
+        values, secrets = stack_values(
+            stack, config_file=config_file, overrides=overrides, fill_secrets=fill_secrets, secret_keys=secret_keys
+        )
     except StackFileError as refused:
         return Run(stack=stack, resources=[], outputs={}, error=refused, logs=[])
+    return run_values(stack, values, secrets, preview=preview, prior=prior)
+
+
+def stack_values(
+    stack: str,
+    *,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    fill_secrets: bool = True,
+    secret_keys: list[str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """The config values and secret keys ``run`` hands the program (its arguments, same meaning);
+    StackFileError if the stack file cannot be read."""
+    values, secrets = read_config_file(config_file or stack_file(stack))
     for key, value in (overrides or {}).items():
         if value is None:
             values.pop(key, None)
@@ -344,7 +360,18 @@ def run(
         extra, extra_secret_keys = placeholder_secrets(values)
         values.update(extra)
         secrets += extra_secret_keys
+    return values, secrets
 
+
+def run_values(
+    stack: str,
+    values: dict[str, str],
+    secrets: list[str],
+    *,
+    preview: bool = False,
+    prior: Mapping[str, readback.StateEntry] | None = None,
+) -> Run:
+    """Run __main__.py with these config values (``stack_values``), as ``run`` does."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     outputs: dict[str, Any] = {}

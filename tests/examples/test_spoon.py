@@ -11,7 +11,7 @@ import yaml
 
 from config import ConfigError, parse
 from config.models import image_is_pinned
-from render.postgres import postgres_tuning
+from stores.postgres.server import postgres_tuning
 from tests.examples.example_helpers import (
     MIB,
     SECRET,

@@ -18,7 +18,9 @@ from backup_helpers import SNAPSHOT_HOST, BackupWorld, backup_world, job_lock_he
 from s3_harness import BUCKET, S3Server
 
 from config.models import Retention
-from render.backup import BackupSpec, RedisTarget, VolumeTarget
+from render.backup import BackupSpec
+from stores.redis.kind import RedisTarget
+from stores.volume.kind import VolumeTarget
 from tests.tool_requirements import require_tool
 
 pytestmark = pytest.mark.requires_tool("restic")
@@ -36,7 +38,7 @@ def _spec(*, retention: Retention | None = None, initialise: bool = False) -> Ba
         snapshot_host=SNAPSHOT_HOST,
         schedule="0 * * * *",
         retention=retention or Retention(),
-        volumes=(VolumeTarget(name="files"),),
+        targets=(VolumeTarget(name="files"),),
         initialise=initialise,
     )
 
@@ -208,7 +210,7 @@ def test_key_revoked_mid_run_fails_that_store_and_the_run_leaves_the_repository_
 ) -> None:
     spec = BackupSpec(
         repository="s3:https://unused.example.com/bucket", snapshot_host=SNAPSHOT_HOST, schedule="0 * * * *",
-        retention=Retention(), volumes=(VolumeTarget(name="files"), VolumeTarget(name="uploads")),
+        retention=Retention(), targets=(VolumeTarget(name="files"), VolumeTarget(name="uploads")),
     )  # fmt: skip
     world = _world(tmp_path, s3, restic_template, spec=spec)
     (world.stores / "uploads").mkdir()
@@ -416,7 +418,7 @@ def test_drill_says_which_rdb_format_its_redis_check_cannot_read(
 ) -> None:
     spec = BackupSpec(
         repository="s3:https://unused.example.com/bucket", snapshot_host=SNAPSHOT_HOST, schedule="0 * * * *",
-        retention=Retention(), redis=(RedisTarget(name="cache", host="cache.internal"),),
+        retention=Retention(), targets=(RedisTarget(name="cache", host="cache.internal"),),
     )  # fmt: skip
     world = backup_world(tmp_path / "backup", spec, template=restic_template, s3=s3)
     # An RDB as Redis 7.4 writes it (format 12), newer than this machine's redis-check-rdb (7.0) reads.

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pg_helpers import postgres_server
 
-from config.models import PostgresSpec, Resources
-from render.postgres import postgres_tuning, render_postgresql_conf
+from config.base import Resources
+from stores.postgres.model import PostgresSpec
+from stores.postgres.server import postgres_tuning, render_postgresql_conf
 
 
 def _store(memory_mb: int, max_connections: int = 100) -> PostgresSpec:

@@ -1,4 +1,4 @@
-"""The roles step's SQL (render/postgres.py, roles_sql) run by a real PostgreSQL's superuser, then
+"""The roles step's SQL (stores/postgres/server.py, roles_sql) run by a real PostgreSQL's superuser, then
 each role logging in with its own password (sent as a SCRAM verifier, never as text) and trying
 what it may and may not do."""
 
@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from pg_helpers import Postgres, postgres_server
 
-from config.models import PostgresSpec, Resources
-from render import postgres as pg
-from render.postgres import render_postgresql_conf, roles_sql
+from config.models import Resources
+from stores.postgres import server as pg
+from stores.postgres.model import PostgresSpec
+from stores.postgres.server import render_postgresql_conf, roles_sql
 from tests.tool_requirements import require_tool
 
 SPEC = PostgresSpec(kind="postgres", user="shop", database="shop", resources=Resources(memory_mb=256))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pg_helpers import Redis, free_port, redis_server
 
-from config.models import RedisSpec
-from render.redis import (
+from stores.redis.model import RedisSpec
+from stores.redis.server import (
     BACKUP_USER,
     CLIENT_USERS,
     EXPORTER_USER,

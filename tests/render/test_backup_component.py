@@ -264,6 +264,11 @@ def test_image_is_built_from_the_stores_postgres_and_redis_and_the_pinned_restic
         "POSTGRES_IMAGE": "postgres:16.6-alpine",
         "RESTIC_IMAGE": "restic/restic:0.18.0",
         "REDIS_IMAGE": "redis:7.4.1-alpine",
+        # sqlite3 for the volume's SQLite file, from the base image's distribution.
+        "APK_PACKAGES": "sqlite",
+        "APT_PACKAGES": "sqlite3",
+        "TOOL_CHECKS": "pg_dump --version && pg_dumpall --version && pg_restore --version && psql --version"
+        " && redis-cli --version && redis-check-rdb --version && sqlite3 --version",
     }
     assert image.inputs["name"].startswith("shop-backup:")
     assert prod.container("shop-backup")["image"] == image.inputs["name"]
@@ -330,3 +335,7 @@ def test_volume_left_out_of_backups_gets_no_job_step() -> None:
     assert "uploads" not in declared.component.spec.store_names
     mounts = {m["target"] for m in declared.container("shop-backup")["mounts"]}
     assert "/stores/uploads" not in mounts
+    # Nor its kind's scripts, nor sqlite3 in the image.
+    assert "restore-sqlite.sh" not in bk.render_backup_scripts(declared.component.spec)
+    [image] = [r for r in declared.resources if r.type == IMAGE]
+    assert image.inputs["build"]["buildArgs"]["APK_PACKAGES"] == ""

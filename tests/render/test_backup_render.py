@@ -19,16 +19,16 @@ from render.backup import (
     MAX_RUN_S,
     SCRIPT_NAMES,
     BackupSpec,
-    PostgresTarget,
-    VolumeTarget,
     backup_spec,
     job_health_command,
     render_backup_scripts,
     repository_url,
     run_deadline_seconds,
     schedule_interval_seconds,
-    sqlite_snapshot_name,
 )
+from stores.postgres.kind import PostgresTarget
+from stores.redis.kind import RedisTarget
+from stores.volume.kind import VolumeTarget, sqlite_snapshot_name
 from tests.helpers import stack_values, with_fragment
 from tests.tool_requirements import require_tool
 
@@ -45,10 +45,18 @@ def _prod_spec(repository: dict[str, Any] | None = None) -> BackupSpec:
     values.update(with_fragment("prod", fragment))
     raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
     cfg = parse(raw)
-    return backup_spec(cfg, stack_name="prod", service_names={"db": "shop-db", "cache": "shop-cache"})
+    return backup_spec(cfg, stack_name="prod")
 
 
-@pytest.mark.parametrize("name", SCRIPT_NAMES)
+# The job's scripts, and the restore scripts of the kinds prod has (postgres, redis, volume).
+PROD_SCRIPTS = (*SCRIPT_NAMES, "restore-postgres.sh", "restore-redis.sh", "restore-sqlite.sh", "restore-files.sh")
+
+
+def test_prod_ships_the_job_scripts_and_its_kinds_restore_scripts() -> None:
+    assert sorted(render_backup_scripts(_prod_spec())) == sorted(PROD_SCRIPTS)
+
+
+@pytest.mark.parametrize("name", PROD_SCRIPTS)
 def test_rendered_script_matches_golden(name: str) -> None:
     text = render_backup_scripts(_prod_spec())[name]
     golden = GOLDEN / name
@@ -62,7 +70,7 @@ def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
     for name, text in render_backup_scripts(_prod_spec()).items():
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        [require_tool("shellcheck"), "--shell=sh", "--external-sources", "--severity=style", *SCRIPT_NAMES],
+        [require_tool("shellcheck"), "--shell=sh", "--external-sources", "--severity=style", *PROD_SCRIPTS],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,26 +121,33 @@ def test_repository_url_for_s3_compatible_endpoints(endpoint: str, path: str, ur
 def test_spec_has_every_store_with_data_and_skips_external_ones() -> None:
     spec = _prod_spec()
     assert spec.store_names == ("db", "cache", "uploads")
-    assert spec.postgres == (PostgresTarget(name="db", host="shop-db", database="shop", user="keel_backup"),)
-    assert spec.volumes == (VolumeTarget(name="uploads", sqlite_files=("data/app.db", "cache.sqlite"), files=True),)
+    assert spec.targets == (
+        PostgresTarget(name="db", host="shop-db", database="shop", user="keel_backup"),
+        RedisTarget(name="cache", host="shop-cache", user="keel-backup"),
+        VolumeTarget(name="uploads", sqlite_files=("data/app.db", "cache.sqlite"), files=True),
+    )
     assert spec.snapshot_host == "shop-prod"
 
 
+@pytest.mark.parametrize("path", ["../etc/passwd", "app db", "/abs.db"])
+def test_a_sqlite_path_the_scripts_could_not_name_safely_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="expected a relative path"):
+        VolumeTarget(name="files", sqlite_files=(path,))
+
+
 @pytest.mark.parametrize(
-    ("volumes", "message"),
+    ("targets", "message"),
     [
-        ((VolumeTarget(name="files", sqlite_files=("../etc/passwd",)),), "expected a relative path"),
-        ((VolumeTarget(name="files", sqlite_files=("app db",)),), "expected a relative path"),
-        ((VolumeTarget(name="files", sqlite_files=("/abs.db",)),), "expected a relative path"),
         ((), "at least one store"),
         ((VolumeTarget(name="files"), VolumeTarget(name="files")), "unique"),
+        ((VolumeTarget(name="Files"),), "lower-case letters"),
     ],
 )
-def test_spec_refuses_what_the_scripts_could_not_quote_safely(volumes: tuple[VolumeTarget, ...], message: str) -> None:
+def test_spec_refuses_what_the_scripts_could_not_quote_safely(targets: tuple[VolumeTarget, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BackupSpec(
             repository="s3:https://example.com/b", snapshot_host="h", schedule="0 * * * *",
-            retention=Retention(), volumes=volumes,
+            retention=Retention(), targets=targets,
         )  # fmt: skip
 
 

@@ -17,6 +17,9 @@ from config import capacity
 from config.models import StackConfig, StoreSpec
 from render import grafana as gf
 from render import observability as obs
+from stores import registry
+from stores.postgres import kind as postgres
+from stores.redis import kind as redis
 from tests.helpers import EMAIL_ALERTS as EMAIL
 from tests.helpers import host_scaffold, store_clients, store_password, tag_of
 from tests.helpers import observability_config as stack_config
@@ -35,10 +38,10 @@ WEBHOOK_URL = "https://hooks.example.com/T000/B000/secret-token-77aa"
 
 
 @dataclass
-@dataclass
 class FakeStore:
     spec: StoreSpec
     service_name: str
+    volume: docker.Volume | None
     password: pulumi.Output[str] | None
     password_secret: docker.Secret | None
     client_users: dict[str, str] = field(default_factory=dict)
@@ -86,7 +89,7 @@ def declare(
         for key, store in cfg.stores().items():
             password, secret = store_password(key, store, host.on_host)
             users, client_secrets = store_clients(key, store, host.on_host)
-            stores[key] = FakeStore(store, f"shop-{key}", password, secret, users, client_secrets)
+            stores[key] = FakeStore(store, f"shop-{key}", None, password, secret, users, client_secrets)
         component = ObservabilityStack(
             "observability",
             stack=host.stack,
@@ -133,14 +136,13 @@ def test_every_exporter_matches_a_store_of_its_kind(prod):
     cfg = stack_config("prod")
     for name, service in prod.services().items():
         part = name.removeprefix("shop-")
-        if part.removesuffix("-exporter") in cfg.services:
-            store = cfg.services[part.removesuffix("-exporter")]
+        if part.removesuffix("-exporter") in cfg.stores():
+            store = cfg.stores()[part.removesuffix("-exporter")]
             image = tag_of(service.inputs["taskSpec"]["containerSpec"]["image"])
-            expected = {
-                "postgres": cfg.observability.postgres_exporter_image,
-                "redis": cfg.observability.redis_exporter_image,
-            }
-            assert image == expected[store.kind], f"{service.urn}: {image} does not watch a {store.kind} store"
+            exporter = registry.kind_of(store).exporter()
+            assert exporter is not None, service.urn
+            expected = getattr(cfg.observability, exporter.image_key)
+            assert image == expected, f"{service.urn}: {image} does not watch a {store.kind} store"
 
 
 def test_component_has_its_type_token_and_parents_every_resource(prod):
@@ -175,8 +177,8 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
         assert inputs["labels"] == expected, service.urn
         limit_mb = {
             **capacity.OBSERVABILITY_LIMITS_MB,
-            "db-exporter": capacity.POSTGRES_EXPORTER_MB,
-            "cache-exporter": capacity.REDIS_EXPORTER_MB,
+            "db-exporter": postgres.EXPORTER_MB,
+            "cache-exporter": redis.EXPORTER_MB,
         }[part]
         resources = inputs["taskSpec"]["resources"]
         assert resources["limits"]["memoryBytes"] == limit_mb * 1024 * 1024, service.urn

@@ -16,6 +16,9 @@ from config import capacity, crossref
 from config.errors import ConfigError
 from render import grafana as gf
 from render import observability as obs
+from stores.postgres import kind as postgres
+from stores.redis import kind as redis
+from stores.redis.model import RedisSpec
 from tests.helpers import BACKUP_ON as BACKUP
 from tests.helpers import EMAIL_ALERTS as EMAIL
 from tests.helpers import observability_config as stack_config
@@ -334,8 +337,11 @@ def test_access_log_directive_sends_json_lines_to_the_log_exporter():
 
 
 def test_redis_exporter_without_password_runs_the_binary_directly():
-    store = obs.StoreTarget("cache", "redis", "shop-cache", "shop-cache-exporter")
-    assert obs.redis_exporter_command(store, None) == ["/redis_exporter", "--redis.addr=redis://shop-cache:6379"]
+    spec = RedisSpec(kind="redis")
+    assert redis.exporter_container(spec, "shop-cache", None, None).command == (
+        "/redis_exporter",
+        "--redis.addr=redis://shop-cache:6379",
+    )
 
 
 def test_a_metrics_path_without_a_port_is_reported_with_its_key_path():
@@ -361,9 +367,7 @@ def test_reference_topology_with_monitoring_and_backups_fits_a_4gb_host():
     plan = capacity.budget(cfg)
     assert cfg.host.memory_mib == 4096
     assert plan.total_mb <= plan.allowed_mb, plan.as_output()
-    monitoring = (
-        sum(capacity.OBSERVABILITY_LIMITS_MB.values()) + capacity.POSTGRES_EXPORTER_MB + capacity.REDIS_EXPORTER_MB
-    )
+    monitoring = sum(capacity.OBSERVABILITY_LIMITS_MB.values()) + postgres.EXPORTER_MB + redis.EXPORTER_MB
     assert {line.name: line.memory_mb for line in plan.lines}.keys() >= set(capacity.OBSERVABILITY_LIMITS_MB)
     assert monitoring == sum(
         line.memory_mb

@@ -27,6 +27,7 @@ keel_default_region=us-east-1
 : "${PG_RESTORE:=pg_restore}"
 : "${PSQL:=psql}"
 : "${REDIS_CLI:=redis-cli}"
+: "${REDIS_CHECK_RDB:=redis-check-rdb}"
 : "${SQLITE3:=sqlite3}"
 export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE AWS_DEFAULT_REGION
 mkdir -p "$KEEL_WORK_DIR"

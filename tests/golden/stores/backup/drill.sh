@@ -1,15 +1,14 @@
 #!/bin/sh
 # Restore drill, run on demand: restore every store's newest snapshot into scratch space and
-# check it. PostgreSQL goes into a scratch database on the store's own server (created, checked,
-# dropped) after its roles are applied in a transaction that is rolled back; Redis, SQLite and
-# files go into a temporary directory. Takes turns with the backup runs of this host (the job
-# lock). Writes keel_backup_drill.prom. Rendered by keel (render/backup.py).
+# check it, each kind its own way (drill_<kind>: a database server's into a scratch database on the
+# store's own server, created, checked and dropped; files into a temporary directory). Takes turns
+# with the backup runs of this host (the job lock). Writes keel_backup_drill.prom. Rendered by
+# keel (render/backup.py).
 set -u
 KEEL_SCRIPTS_DIR=${KEEL_SCRIPTS_DIR:-$(dirname "$0")}
 # shellcheck source=common.sh
 . "$KEEL_SCRIPTS_DIR/common.sh"
 
-: "${REDIS_CHECK_RDB:=redis-check-rdb}"
 : "${KEEL_JOB_LOCK_WAIT_S:=10800}"
 keel_mark_start
 keel_drill_dir="$keel_tmp/drill"
@@ -18,37 +17,37 @@ trap 'exit 130' INT TERM
 keel_results="$keel_tmp/results"
 : >"$keel_results"
 
-keel_sql() {
+keel_pg_sql() {
   # $1 store, $2 host, $3 port, $4 user, $5 database, $6 SQL. Prints unaligned rows.
   PGPASSWORD=$(keel_password "$1") "$PSQL" --no-password --no-psqlrc --quiet --tuples-only --no-align \
     --set ON_ERROR_STOP=1 --host "$2" --port "$3" --username "$4" --dbname "$5" --command "$6"
 }
 
-KEEL_TABLE_COUNTS="SELECT format('%I.%I', schemaname, relname) || ' ' || n_live_tup FROM pg_stat_user_tables ORDER BY 1"
+KEEL_PG_TABLE_COUNTS="SELECT format('%I.%I', schemaname, relname) || ' ' || n_live_tup FROM pg_stat_user_tables ORDER BY 1"
 
 drill_postgres() {
   # $1 store, $2 host, $3 port, $4 database, $5 user
   keel_scratch="${4}_keel_drill"
-  keel_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || return 1
-  keel_sql "$1" "$2" "$3" "$5" "$4" "CREATE DATABASE \"$keel_scratch\"" || return 1
+  keel_pg_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || return 1
+  keel_pg_sql "$1" "$2" "$3" "$5" "$4" "CREATE DATABASE \"$keel_scratch\"" || return 1
   keel_pg_ok=1
   KEEL_RESTORE_ROLES=check sh "$KEEL_SCRIPTS_DIR/restore-postgres.sh" "$1" "$2" "$3" "$keel_scratch" "$5" ||
     keel_pg_ok=0
   if [ "$keel_pg_ok" = 1 ]; then
-    keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" "ANALYZE" || keel_pg_ok=0
-    keel_restored=$(keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" \
+    keel_pg_sql "$1" "$2" "$3" "$5" "$keel_scratch" "ANALYZE" || keel_pg_ok=0
+    keel_restored=$(keel_pg_sql "$1" "$2" "$3" "$5" "$keel_scratch" \
       "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
-    keel_live=$(keel_sql "$1" "$2" "$3" "$5" "$4" \
+    keel_live=$(keel_pg_sql "$1" "$2" "$3" "$5" "$4" \
       "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
     keel_log "$1: restored $keel_restored tables (the live database has ${keel_live:-?})"
-    keel_sql "$1" "$2" "$3" "$5" "$keel_scratch" "$KEEL_TABLE_COUNTS" | sed "s/^/$1 restored rows: /" >&2
+    keel_pg_sql "$1" "$2" "$3" "$5" "$keel_scratch" "$KEEL_PG_TABLE_COUNTS" | sed "s/^/$1 restored rows: /" >&2
     # An empty restore of a database that has tables is the failure a drill exists to catch.
     if [ "${keel_restored:-0}" -eq 0 ] && [ "${keel_live:-0}" -gt 0 ]; then
       keel_log "$1: the restored database has no tables"
       keel_pg_ok=0
     fi
   fi
-  keel_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || keel_pg_ok=0
+  keel_pg_sql "$1" "$2" "$3" "$5" "$4" "DROP DATABASE IF EXISTS \"$keel_scratch\"" || keel_pg_ok=0
   [ "$keel_pg_ok" = 1 ]
 }
 

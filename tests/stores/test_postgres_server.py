@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from config.models import PostgresSpec, Resources
-from render.postgres import postgres_health_command, postgres_tuning, render_postgresql_conf
+from config.base import Resources
+from stores.postgres.model import PostgresSpec
+from stores.postgres.server import postgres_health_command, postgres_tuning, render_postgresql_conf
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores"
 

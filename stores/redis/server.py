@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
-from config.models import RedisSpec
-from render import render_template
+from render import render_from
+from stores.redis.model import RedisSpec
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 PORT = 6379
 CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
@@ -62,7 +65,8 @@ def render_redis_conf(store: RedisSpec, *, acl_path: str | None = ACL_PATH, data
     ``data_dir`` is the official image's /data unless a test runs the file elsewhere (Redis
     changes into it while reading the file, so it cannot be overridden on the command line).
     """
-    return render_template(
+    return render_from(
+        TEMPLATES,
         "redis.conf.j2",
         settings=redis_settings(store),
         port=PORT,

@@ -13,10 +13,12 @@ import hashlib
 import hmac
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
-from config.models import PostgresSpec
-from render import render_template
+from render import render_from
+from stores.postgres.model import PostgresSpec
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 PORT = 5432
 CONFIG_PATH = "/etc/postgresql/postgresql.conf"
 """Where the component mounts the rendered file; the server is started with config_file=this."""
@@ -73,7 +75,7 @@ def postgres_tuning(memory_mb: int, max_connections: int) -> PostgresTuning:
 def render_postgresql_conf(store: PostgresSpec) -> str:
     """The complete postgresql.conf for ``store`` (mounted at CONFIG_PATH)."""
     tuning = postgres_tuning(store.resources.memory_mb, store.max_connections)
-    return render_template("postgresql.conf.j2", tuning=tuning, port=PORT)
+    return render_from(TEMPLATES, "postgresql.conf.j2", tuning=tuning, port=PORT)
 
 
 def postgres_command(config_path: str = CONFIG_PATH) -> list[str]:
@@ -161,7 +163,7 @@ def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
     if missing:
         raise ValueError(f"no password for role(s) {sorted(missing)}")
     lines = [
-        "-- Rendered by keel (render/postgres.py, roles_sql): every role but the superuser, as the config says.",
+        "-- Rendered by keel (stores/postgres/server.py, roles_sql): every role but the superuser, as the config says.",
         "\\set ON_ERROR_STOP on",
         "BEGIN;",
     ]
@@ -186,7 +188,7 @@ def roles_script(service: str) -> str:
     the host's disk: it arrives on stdin and leaves through ``docker exec -i``."""
     q = shlex.quote
     return f"""#!/bin/sh
-# The roles of {service} (render/postgres.py, roles_sql), applied by its superuser over the socket.
+# The roles of {service} (stores/postgres/server.py, roles_sql), applied by its superuser over the socket.
 set -eu
 service={q(service)}
 container=

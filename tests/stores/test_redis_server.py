@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from config.models import RedisSpec
-from render.redis import redis_acl, redis_health_command, redis_settings, render_redis_conf
+from stores.redis.model import RedisSpec
+from stores.redis.server import redis_acl, redis_health_command, redis_settings, render_redis_conf
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores"
 

@@ -1,0 +1,152 @@
+"""A real MariaDB server for tests (Debian's mariadb-server): unprivileged, in a temp dir, on
+loopback, on a free port, started with the rendered keel.cnf and set up as the official image's
+entrypoint sets up a new store.
+
+mariadbd refuses to run as root, so as root the data directory belongs to `nobody` and the server
+runs as that user (pg_helpers' rule); any other user runs it as itself. The entrypoint's first
+start is reproduced: the database and the user with every privilege on it (as
+docker-entrypoint.sh's docker_setup_db does, mariadb-docker 11.4), then the rendered keel.sql as
+root. Clients connect over TCP with the user's password, the way the backup job and the exporter
+reach the store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pg_helpers import _as_pg_user, _own, free_port
+
+from stores.mariadb.server import identifier, literal, render_init_sql
+from tests.tool_requirements import require_tool
+
+START_TIMEOUT_S = 60
+
+
+@dataclass
+class Mariadb:
+    """A running server: TCP on 127.0.0.1:``port`` as ``user``/``password``; root on ``socket``."""
+
+    port: int
+    user: str
+    password: str
+    database: str
+    socket: Path
+    data_dir: Path
+    log_file: Path
+    pid: int
+
+    def sql(self, statement: str, database: str | None = None, *, root: bool = False) -> str:
+        """Run SQL (as the store's user over TCP, or as root on the socket); tab-separated rows."""
+        if root:
+            connect = [f"--socket={self.socket}", "--user=root"]
+            env = dict(os.environ)
+        else:
+            connect = ["--protocol=tcp", "--host=127.0.0.1", f"--port={self.port}", f"--user={self.user}"]
+            env = {**os.environ, "MYSQL_PWD": self.password}
+        result = subprocess.run(
+            [require_tool("mariadb"), "--no-defaults", *connect, f"--database={database or self.database}",
+             "--batch", "--skip-column-names", f"--execute={statement}"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"mariadb failed ({result.returncode}): {result.stderr}")
+        return result.stdout.strip()
+
+    def rss_kib(self) -> int:
+        """The server's resident memory (VmRSS), in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS for mariadbd")
+
+
+@contextmanager
+def mariadb_server(
+    config_text: str, *, database: str = "shop", user: str = "app", extra: tuple[str, ...] = ()
+) -> Iterator[Mariadb]:
+    """Initialise a data directory, start mariadbd with ``config_text`` as its only option file, and
+    set up the database and user as the official image does. Only what a test machine differs in is
+    overridden on the command line: the port, loopback only, and paths the unprivileged user owns."""
+    require_tool("mariadb-install-db")
+    mariadbd = require_tool("mariadbd")
+    base = Path(tempfile.mkdtemp(prefix="keel-mariadb-"))
+    os.chmod(base, 0o755)
+    _own(base)
+    try:
+        yield from _run(base, mariadbd, config_text, database, user, extra)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(
+    base: Path, mariadbd: str, config_text: str, database: str, user: str, extra: tuple[str, ...]
+) -> Iterator[Mariadb]:
+    data_dir = base / "data"
+    install = subprocess.run(
+        [require_tool("mariadb-install-db"), "--no-defaults", f"--datadir={data_dir}",
+         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=base, **_as_pg_user(),
+    )  # fmt: skip
+    if install.returncode != 0:
+        raise AssertionError(f"mariadb-install-db failed: {install.stdout}{install.stderr}")
+    config_file = base / "keel.cnf"
+    config_file.write_text(config_text)
+    port = free_port()
+    socket, log_file = base / "mysqld.sock", base / "error.log"
+    # Started as the unprivileged user directly, so signals reach mariadbd.
+    process = subprocess.Popen(
+        [mariadbd, f"--defaults-file={config_file}", f"--datadir={data_dir}", f"--socket={socket}",
+         f"--pid-file={base / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
+         f"--log-error={log_file}", "--innodb-flush-log-at-trx-commit=2", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, cwd=base,
+        **_as_pg_user(),
+    )  # fmt: skip
+    password = secrets.token_urlsafe(18)
+    server = Mariadb(port, user, password, database, socket, data_dir, log_file, process.pid)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            ping = subprocess.run(
+                [require_tool("mariadb"), "--no-defaults", f"--socket={socket}", "--user=root", "--execute=SELECT 1"],
+                capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
+            if ping.returncode == 0:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = log_file.read_text() if log_file.exists() else ""
+                raise AssertionError(f"mariadbd did not start:\n{log}")
+            time.sleep(0.2)
+        # docker-entrypoint.sh's docker_setup_db, then /docker-entrypoint-initdb.d (keel.sql).
+        server.sql(
+            f"CREATE DATABASE {identifier(database)}; "
+            f"CREATE USER {literal(user)}@'%' IDENTIFIED BY {literal(password)}; "
+            f"GRANT ALL ON {identifier(database, grant=True)}.* TO {literal(user)}@'%';",
+            database="mysql",
+            root=True,
+        )
+        server.sql(render_init_sql(database, user), database=database, root=True)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    # SIGTERM is mariadbd's normal shutdown.
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
