@@ -6,16 +6,19 @@ Reads the stack's configuration (config.load()), then declares, in order:
 - Networks: the overlay networks by role: edge (proxy and apps), data (apps and stores),
   monitoring (Prometheus, exporters, apps' metrics);
 - StatefulStore per postgres / redis / volume / external service;
-- AppService per app service (with its migration step);
+- AppService per app service (with its migration step) and per background worker;
+- Scheduler (with backups or jobs): swarm-cronjob, the one scheduler of the stack;
 - BackupJob (when enabled): restic backups of every store to S3-compatible storage on a
   schedule, retention, a weekly `restic check`, an on-demand restore drill, and a freshness
   metric for the backup-age alert;
+- ScheduledJob per entry of `jobs`: a command on a cron schedule, never overlapping, with its
+  outcome as metrics for the job alerts;
 - ObservabilityStack (when enabled): Prometheus, Alertmanager, Grafana, node-exporter,
   cAdvisor and the exporters for the proxy and each store, with alert rules;
 - ProxyTier: Cloudflare DNS and zone TLS settings, the certificate, and nginx, the only
   service that publishes ports (and Grafana's way in);
 and exports the addresses, the SSH command, the Docker host, the URLs, the estimated monthly
-cost and the memory budget.
+cost, the memory budget and the one-off run command of each job.
 """
 
 import pulumi
@@ -28,6 +31,7 @@ from components.host import Host, RegistryLogin, monthly_cost
 from components.networks import Networks
 from components.observability import ObservabilityStack
 from components.proxy_tier import ProxyTier, web_sources
+from components.scheduled_job import ScheduledJob, Scheduler
 from components.stateful_store import StatefulStore
 from config import capacity
 from config.catalogue import PRICES_RECORDED_ON
@@ -57,11 +61,16 @@ apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-# node-exporter's textfile collector: where backup runs leave their freshness metrics, and where
+# node-exporter's textfile collector: where backup and job runs leave their metrics, and where
 # a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
-textfile_dir = (
-    f"{host.data_dir or '/var/lib/keel'}/metrics" if cfg.backup.enabled or cfg.host.provider == "hcloud" else None
-)
+scheduled = cfg.backup.enabled or bool(cfg.jobs)
+textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if scheduled or cfg.host.provider == "hcloud" else None
+
+scheduler = None
+if scheduled and textfile_dir is not None:
+    scheduler = Scheduler(
+        "scheduler", stack=stack, host=host, textfile_dir=textfile_dir, with_jobs=bool(cfg.jobs), opts=on_host
+    )
 
 if cfg.backup.enabled and textfile_dir is not None:
     BackupJob(
@@ -73,6 +82,23 @@ if cfg.backup.enabled and textfile_dir is not None:
         textfile_dir=textfile_dir,
         opts=on_host,
     )
+
+jobs = {
+    name: ScheduledJob(
+        name,
+        spec=spec,
+        stack=stack,
+        host=host,
+        networks=networks,
+        scheduler=scheduler,
+        apps=apps,
+        stores=stores,
+        textfile_dir=textfile_dir,
+        opts=on_host,
+    )
+    for name, spec in cfg.jobs.items()
+    if scheduler is not None and textfile_dir is not None
+}
 
 observability = None
 if cfg.observability.enabled:
@@ -114,3 +140,6 @@ if observability is not None:
 pulumi.export("estimated_monthly_cost_eur", monthly_cost(cfg.host))
 pulumi.export("prices_recorded_on", PRICES_RECORDED_ON)
 pulumi.export("memory_budget", capacity.budget(cfg).as_output())
+if jobs:
+    # Run on the host (ssh_command): one run now, outside the schedule.
+    pulumi.export("job_run_commands", {name: job.run_command for name, job in jobs.items()})

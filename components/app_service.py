@@ -1,4 +1,7 @@
-"""AppService: one stateless application as a swarm service with N replicas.
+"""AppService: one stateless application (or a background worker) as a swarm service with N replicas.
+
+A worker (``kind: worker``) is an app without a port or route: health from a command or a heartbeat
+file, role label ``worker``, and a monitor window that covers its stop grace period.
 
 Rollout is swarm's own: start the new task first, wait for its health check through a monitor
 window longer than the health start period, roll back automatically on failure; `pulumi up`
@@ -24,7 +27,7 @@ from components.networks import Networks
 from components.stateful_store import StatefulStore
 from config import crossref
 from config.loader import Stack
-from config.models import AppSpec, SecretRef
+from config.models import SWARM_STOP_DELAY_S, AppSpec, SecretRef, WorkerSpec
 from render.migration import MigrationJob, migration_script
 
 SECRETS_DIR = "/run/secrets"
@@ -41,16 +44,22 @@ def monitor_seconds(spec: AppSpec) -> int:
         return spec.rollout.monitor_s
     health = spec.health
     # Longer than the start period plus enough intervals for `retries` failures to be seen.
-    return health.start_period_s + health.interval_s * (health.retries + 1) + health.timeout_s
+    seen = health.start_period_s + health.interval_s * (health.retries + 1) + health.timeout_s
+    if isinstance(spec, WorkerSpec):
+        # And, for a worker, than the old task's drain: config.models.WorkerSpec says why.
+        return max(seen, spec.stop_grace_period_s + SWARM_STOP_DELAY_S)
+    return seen
 
 
 class AppService(pulumi.ComponentResource):
     """Outputs: ``service_name`` (swarm DNS name; the short name is an alias on each network),
-    ``service`` (docker.Service) and ``spec``."""
+    ``service`` (docker.Service), ``spec`` and ``container`` (what its tasks run with, shared by
+    the scheduled jobs that name it)."""
 
     spec: AppSpec
     service_name: str
     service: docker.Service
+    container: swarm.Container
 
     def __init__(
         self,
@@ -68,7 +77,7 @@ class AppService(pulumi.ComponentResource):
         self.service_name = stack.config.names.app(name)
         child = pulumi.ResourceOptions(parent=self)
 
-        values = {env: _secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
+        values = {env: secret_value(ref, stack, stores) for env, ref in spec.secrets.items()}
         secrets = {
             env: docker.Secret(
                 f"{name}-{secret_file_name(env)}", docker.SecretArgs(data=swarm.secret_data(value)), opts=child
@@ -79,6 +88,22 @@ class AppService(pulumi.ComponentResource):
         if spec.file_env:
             env.update({f"{key}_FILE": f"{SECRETS_DIR}/{secret_file_name(key)}" for key in spec.secrets})
 
+        attached = [networks.by_role(role) for role in spec.networks]
+        if spec.metrics_path is not None and networks.monitoring is not None:
+            attached.append(networks.monitoring)  # Prometheus scrapes it there
+        secret_files = {f"{SECRETS_DIR}/{secret_file_name(env_name)}": secret for env_name, secret in secrets.items()}
+        self.container = swarm.Container(
+            image=host.image(spec.image),
+            env=env,
+            secrets=tuple(swarm.secret_file(secret, path) for path, secret in secret_files.items()),
+            mounts=tuple(self._mounts(spec, stores)),
+            hardening=swarm.Hardening(
+                read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
+            ),
+            networks=tuple(swarm.Attachment(network.id, aliases=(name,)) for network in attached),
+            constraints=tuple(_constraints(spec)),
+            logging=spec.logging,
+        )
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
         # Only the stores it uses (config.crossref.referenced_stores): others do not hold it back;
@@ -88,10 +113,6 @@ class AppService(pulumi.ComponentResource):
             resource for n, store in stores.items() if n in used for resource in store.ready
         ]
         depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
-        attached = [networks.by_role(role) for role in spec.networks]
-        if spec.metrics_path is not None and networks.monitoring is not None:
-            attached.append(networks.monitoring)  # Prometheus scrapes it there
-        secret_files = {f"{SECRETS_DIR}/{secret_file_name(env_name)}": secret for env_name, secret in secrets.items()}
         if spec.migration is not None:
             depends.append(
                 self._migration(
@@ -102,27 +123,18 @@ class AppService(pulumi.ComponentResource):
         self.service = swarm.service(
             f"{name}-service",
             name=self.service_name,
-            role="app",
+            role="worker" if isinstance(spec, WorkerSpec) else "app",
             part=name,
-            image=host.image(spec.image),
             command=spec.command,
             args=spec.args,
-            env=env,
-            hardening=swarm.Hardening(
-                read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
-            ),
-            secrets=[swarm.secret_file(secret, path) for path, secret in secret_files.items()],
-            mounts=self._mounts(spec, stores),
             health=swarm.app_health(spec.health, spec.port),
             resources=spec.resources,
             replicas=spec.replicas,
             stop_signal=spec.stop_signal,
             stop_grace_s=spec.stop_grace_period_s,
-            logging=spec.logging,
-            constraints=_constraints(spec),
-            networks=[swarm.Attachment(network.id, aliases=(name,)) for network in attached],
             rollout=rollout(spec),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            **self.container.settings(),
         )
         self.register_outputs({"service_name": self.service_name})
 
@@ -130,12 +142,7 @@ class AppService(pulumi.ComponentResource):
     def _mounts(
         spec: AppSpec, stores: Mapping[str, StatefulStore]
     ) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
-        mounts = []
-        for path, volume_store in sorted(spec.volumes.items()):
-            volume = stores[volume_store].volume
-            assert volume is not None  # guaranteed by config.crossref: apps mount `volume` stores
-            mounts.append(swarm.volume_mount(volume.name, path))
-        return mounts + [swarm.tmpfs_mount(path) for path in spec.tmpfs]
+        return store_mounts(spec.volumes, stores) + [swarm.tmpfs_mount(path) for path in spec.tmpfs]
 
     def _migration(
         self,
@@ -228,6 +235,18 @@ class AppService(pulumi.ComponentResource):
         return steps
 
 
+def store_mounts(
+    volumes: Mapping[str, str], stores: Mapping[str, StatefulStore]
+) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
+    """Mount path -> `volume` store, as mounts (sorted by path)."""
+    mounts = []
+    for path, volume_store in sorted(volumes.items()):
+        volume = stores[volume_store].volume
+        assert volume is not None  # guaranteed by config.crossref: only `volume` stores are mounted
+        mounts.append(swarm.volume_mount(volume.name, path))
+    return mounts
+
+
 def numeric_owner(user: str | None) -> str | None:
     """`uid:gid` for a numeric `user` (`uid` alone means gid = uid); None for names or the image's user."""
     match = NUMERIC_USER.match(user or "")
@@ -253,7 +272,7 @@ echo {q(f"{volume} belongs to {owner}")}
 """
 
 
-def _secret_value(ref: SecretRef, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
+def secret_value(ref: SecretRef, stack: Stack, stores: Mapping[str, StatefulStore]) -> pulumi.Output[str]:
     if ref.source == "secret":
         return stack.secrets[ref.name]
     store = stores[ref.name]
@@ -282,3 +301,8 @@ def _constraints(spec: AppSpec) -> list[str]:
     if spec.volumes and swarm.ON_MANAGER not in constraints:
         constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
     return constraints
+
+
+def network_id(networks: Networks, role: str) -> pulumi.Output[str]:
+    """The id of the network an app's or job's config names (edge or data)."""
+    return networks.by_role(role).id

@@ -12,7 +12,8 @@ immutable configs:
 
 Scheduling: swarm has no cron, so the jobs are swarm services with zero replicas, labelled
 ``swarm.cronjob.*``, and crazymax/swarm-cronjob (a kept, swarm-native scheduler; one small
-service on the manager reading the Docker API) scales a job to one replica on its schedule.
+service on the manager reading the Docker API, shared with the ``jobs:`` section:
+components/scheduled_job.py ``Scheduler``) scales a job to one replica on its schedule.
 Why this rather than a systemd timer on the host: the jobs stay swarm services, declared,
 diffed and replaced by Pulumi like every other service (image, secrets as files, configs,
 networks, limits, log rotation), and nothing is installed on the host outside Docker, so the
@@ -28,8 +29,8 @@ success is older than twice the schedule's interval, whether the run failed, nev
 
 Networks: the stores' data network has no egress, and restic must reach S3, so the jobs also
 join a network of their own with egress (``egress_network``, created when not given); they never
-join the edge network the proxy and apps share. The scheduler reaches the swarm API through a
-Docker API proxy of its own (components/docker_api.py), on a network the two share alone.
+join the edge network the proxy and apps share. The stack's scheduler (components/scheduled_job.py)
+reaches the swarm API through a Docker API proxy of its own (components/docker_api.py).
 """
 
 from __future__ import annotations
@@ -43,15 +44,14 @@ import pulumi
 import pulumi_docker as docker
 
 from components import swarm
-from components.docker_api import DockerApiProxy
 from components.host import Host
 from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL
+from components.scheduled_job import SCHEDULER_OWNED_FIELDS, SPEC_LABEL, cron_labels, fingerprint_of, idle_before_update
 from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
-from config.models import BackupConfig, Resources, StackConfig
+from config.models import Resources, StackConfig
 from render import backup as bk
-from render import docker_api, jobs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTEXT = "render/templates/backup/image"
@@ -60,28 +60,25 @@ build context as given and replaces the image when it changes (``build.context``
 an absolute path would rebuild it from every other checkout."""
 CACHE_DIR = "/cache"
 TEXTFILE_TARGET = bk.TEXTFILE_DIR
-SCHEDULER_MB = 32
+SCHEDULER_MB = capacity.SCHEDULER_MB
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
 JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB - capacity.DOCKER_API_PROXY_MB
 MAX_RUN_S = bk.MAX_RUN_S
-SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
-"""Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase)."""
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 
 
 class BackupJob(pulumi.ComponentResource):
     """Backups of every store whose kind backs it up (external stores are their provider's).
 
-    Outputs: ``image`` (the job image's name), ``backup_service``, ``check_service``,
-    ``drill_service`` and ``scheduler_service`` (docker.Service), ``repository`` (the restic URL),
-    ``drill_command`` (how to run the restore drill).
+    Outputs: ``image`` (the job image's name), ``backup_service``, ``check_service`` and
+    ``drill_service`` (docker.Service), ``repository`` (the restic URL), ``drill_command`` (how to
+    run the restore drill). The scheduler that starts them is the stack's ``Scheduler``.
     """
 
     image: pulumi.Output[str]
     backup_service: docker.Service
     check_service: docker.Service
     drill_service: docker.Service
-    scheduler_service: docker.Service
     repository: str
     drill_command: str
     spec: bk.BackupSpec
@@ -154,17 +151,6 @@ class BackupJob(pulumi.ComponentResource):
         )
         self.drill_service = job.service(f"{name}-drill", names.backup_drill, "drill.sh", None, MAX_RUN_S)
         self.drill_command = f"docker service update --force --replicas 1 {names.backup_drill}"
-        api = DockerApiProxy(
-            f"{name}-scheduler-docker-api",
-            service_name=names.scheduler_api_proxy,
-            network_name=names.scheduler_api_network,
-            purpose="swarm-cronjob (services, tasks, nodes, events, service updates)",
-            rules=docker_api.SCHEDULER,
-            image=backup.docker_api_proxy_image,
-            host=host,
-            parent=self,
-        )
-        self.scheduler_service = _scheduler(f"{name}-scheduler", names.scheduler, backup, host, api, self)
 
         self.register_outputs(
             {
@@ -304,25 +290,25 @@ class _JobParts:
     def service(
         self, resource_name: str, service_name: str, script: str, schedule: str | None, deadline_s: int
     ) -> docker.Service:
-        labels = {}
-        if schedule is not None:
-            labels = {
-                "swarm.cronjob.enable": "true",
-                "swarm.cronjob.schedule": schedule,
-                "swarm.cronjob.skip-running": "true",
-                "swarm.cronjob.replicas": "1",
-            }
         # The job's spec, as far as an update would change it: the deploy waits for the job to be
         # idle before it applies a new one (render/jobs.py).
-        fingerprint = pulumi.Output.all(
+        fingerprint = fingerprint_of(
             self.image,
             *[secret.secret_id for secret in self.secrets],
             *[config.config_id for config in self.configs],
-        ).apply(lambda ids: hashlib.sha256(repr([*ids, script, schedule, deadline_s]).encode()).hexdigest())
-        idle = self.host.run(
+            static=[script, schedule, deadline_s],
+        )
+        labels: dict[str, pulumi.Input[str]] = {SPEC_LABEL: fingerprint}
+        if schedule is not None:
+            labels.update(cron_labels(schedule))
+        idle = idle_before_update(
+            self.host,
             f"{resource_name}-idle",
-            create=fingerprint.apply(lambda digest: jobs.idle_script(service=service_name, fingerprint=digest)),
-            opts=pulumi.ResourceOptions(parent=self.parent, depends_on=self.depends_on),
+            service_name=service_name,
+            fingerprint=fingerprint,
+            scheduled=schedule is not None,
+            parent=self.parent,
+            depends_on=self.depends_on,
         )
         return swarm.service(
             resource_name,
@@ -371,31 +357,3 @@ class _JobParts:
                 parent=self.parent, depends_on=[*self.depends_on, idle], ignore_changes=list(SCHEDULER_OWNED_FIELDS)
             ),
         )
-
-
-def _scheduler(
-    resource_name: str,
-    service_name: str,
-    backup: BackupConfig,
-    host: Host,
-    api: DockerApiProxy,
-    parent: pulumi.Resource,
-) -> docker.Service:
-    return swarm.service(
-        resource_name,
-        name=service_name,
-        role="backup",
-        part=service_name,
-        image=host.image(backup.scheduler_image),
-        # Its Docker client reads DOCKER_HOST (client.FromEnv, swarm-cronjob internal/docker/client.go):
-        # the proxy that answers only what scheduling needs, never the socket itself.
-        env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "false", "DOCKER_HOST": api.endpoint},
-        # Alive; whether it actually schedules is what the backup-age alert watches.
-        health=swarm.Health(("CMD-SHELL", "pgrep -x swarm-cronjob >/dev/null"), interval_s=60, start_period_s=10),
-        stop_grace_s=10,
-        resources=Resources(memory_mb=SCHEDULER_MB),
-        networks=[swarm.Attachment(api.network.id)],
-        constraints=[swarm.ON_MANAGER],
-        rollout=swarm.STOP_FIRST,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[api.service]),
-    )

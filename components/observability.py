@@ -4,9 +4,9 @@ Declares, as swarm services that publish no port, each on the networks its role 
 
 - Prometheus (data on a protected volume, retention from observability/retention_days);
 - Alertmanager, routing to the configured receiver (on its own egress network as well when
-  there is one: the internal network has no way out);
+  there is one: the monitoring network has no way out);
 - Grafana, with a provisioned datasource and dashboards, its admin password a swarm secret
-  file; the proxy reaches it on the internal network (``grafana_upstream``);
+  file; the proxy reaches it on ``proxy-metrics`` (``grafana_upstream``);
 - node-exporter (global, reading the host's filesystems and the backup job's textfile
   directory) and cAdvisor (global, per-container memory, CPU and limits);
 - nginx-prometheus-exporter (the proxy's stub_status), the nginx access-log exporter (status

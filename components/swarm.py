@@ -19,7 +19,7 @@ from typing import Any, Literal, cast
 import pulumi
 import pulumi_docker as docker
 
-from config.models import HealthCheck, Logging, Resources
+from config.models import HealthCheck, Logging, Resources, WorkerHealthCheck
 
 MIB = 1024 * 1024
 ROLE_LABEL = "keel.role"
@@ -123,9 +123,22 @@ def http_probe(port: int, path: str) -> tuple[str, ...]:
     return ("CMD-SHELL", f"wget -q -O /dev/null {url} 2>/dev/null || curl -fsS -o /dev/null {url} || exit 1")
 
 
+def heartbeat_probe(path: str, max_age_s: int) -> tuple[str, ...]:
+    """Healthy while the file a worker touches is younger than ``max_age_s`` (date and stat, in
+    busybox and coreutils alike); a missing file fails the arithmetic, so it is unhealthy too.
+
+    The path reaches the shell as one single-quoted word; config/ also refuses any path that is
+    not plain letters, digits, ``._-/``.
+    """
+    age = f"$(( $(date +%s) - $(stat -c %Y {shlex.quote(path)}) ))"
+    return ("CMD-SHELL", f'[ "{age}" -lt {int(max_age_s)} ]')
+
+
 def app_health(spec: HealthCheck, port: int | None) -> Health:
-    if spec.command is not None:
-        test: tuple[str, ...] = ("CMD", *spec.command)
+    if isinstance(spec, WorkerHealthCheck) and spec.heartbeat_file is not None:
+        test: tuple[str, ...] = heartbeat_probe(spec.heartbeat_file, spec.heartbeat_max_age_s)
+    elif spec.command is not None:
+        test = ("CMD", *spec.command)
     else:
         assert spec.http_path is not None and port is not None  # guaranteed by the config model
         test = http_probe(port, spec.http_path)
@@ -301,6 +314,38 @@ LOCKED = Hardening()
 """Read-only root, no capabilities, the image's user."""
 
 
+@dataclass(frozen=True)
+class Container:
+    """What an app's tasks run with besides their command, health, resources and rollout: its image,
+    env, secrets, mounts, hardening, networks, placement and logging.
+
+    An app's service, a worker's, and every scheduled job that names the app are declared from one
+    (``service(..., **container.settings())``), so none copies a flag by hand.
+    """
+
+    image: pulumi.Input[str]
+    env: Mapping[str, str]
+    secrets: tuple[docker.ServiceTaskSpecContainerSpecSecretArgs, ...] = ()
+    mounts: tuple[docker.ServiceTaskSpecContainerSpecMountArgs, ...] = ()
+    hardening: Hardening = LOCKED
+    networks: tuple[Attachment, ...] = ()
+    constraints: tuple[str, ...] = ()
+    logging: Logging = DEFAULT_LOGGING
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``service()``."""
+        return {
+            "image": self.image,
+            "env": self.env,
+            "secrets": self.secrets,
+            "mounts": self.mounts,
+            "hardening": self.hardening,
+            "networks": self.networks,
+            "constraints": self.constraints,
+            "logging": self.logging,
+        }
+
+
 def service(
     resource_name: str,
     *,
@@ -327,7 +372,7 @@ def service(
     hostname: str | None = None,
     restart: Literal["any", "none"] = "any",
     logging: Logging = DEFAULT_LOGGING,
-    labels: Mapping[str, str] | None = None,
+    labels: Mapping[str, pulumi.Input[str]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> docker.Service:
     """Declare one swarm service with every house default.
@@ -338,7 +383,7 @@ def service(
     labels the service so the policy pack and TargetDown know Prometheus watches it instead.
     ``command`` replaces the image's ENTRYPOINT, ``args`` its CMD.
     """
-    all_labels = {ROLE_LABEL: role, SERVICE_LABEL: part, **(labels or {})}
+    all_labels: dict[str, pulumi.Input[str]] = {ROLE_LABEL: role, SERVICE_LABEL: part, **(labels or {})}
     if health is None:
         all_labels[HEALTH_LABEL] = HEALTH_BY_PROMETHEUS
     container = docker.ServiceTaskSpecContainerSpecArgs(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import AppSpec, StackConfig
+from config.models import AppSpec, StackConfig, WorkerSpec
 from stores import registry
 
 MAX_SHARE = 0.90
@@ -36,7 +36,10 @@ OBSERVABILITY_LIMITS_MB = {
 DOCKER_API_PROXY_MB = 24
 """A Docker API proxy: HAProxy for one client (a few connections, maxconn 64), a few MiB resident."""
 BACKUP_MB = 256
-"""The backup job, its scheduler and the scheduler's Docker API proxy."""
+"""The backup job and the stack's scheduler with its Docker API proxy, when backups are on."""
+SCHEDULER_MB = 32
+"""swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise (beside
+its Docker API proxy's)."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,14 @@ class Budget:
     def share(self) -> float:
         return self.total_mb / self.host_memory_mb
 
+    def limits(self) -> dict[str, int]:
+        """Each budget line's memory limit (MiB) by name."""
+        return {line.name: line.memory_mb for line in self.lines}
+
     def as_output(self) -> dict[str, object]:
         return {
             "host_memory_mb": self.host_memory_mb,
-            "limits_mb": {line.name: line.memory_mb for line in self.lines},
+            "limits_mb": self.limits(),
             "rollout_headroom_mb": self.rollout_headroom_mb,
             "total_mb": self.total_mb,
             "allowed_mb": self.allowed_mb,
@@ -83,8 +90,11 @@ def budget(cfg: StackConfig) -> Budget:
         if isinstance(service, AppSpec):
             lines.append(BudgetLine(name, service.resources.memory_mb * service.replicas))
             if service.replicas:
-                # start-first runs `parallelism` new tasks beside the old ones during a rollout.
-                headroom = max(headroom, service.resources.memory_mb * service.rollout.parallelism)
+                # start-first runs `parallelism` new tasks beside the old ones during a rollout. Old
+                # workers keep finishing their jobs (up to their grace period) while the next batches
+                # start, so all of them may still run beside their replacements.
+                extra = service.replicas if isinstance(service, WorkerSpec) else service.rollout.parallelism
+                headroom = max(headroom, service.resources.memory_mb * extra)
         else:
             container = registry.kind_of(service).container(name, service)
             if container is not None:
@@ -98,4 +108,10 @@ def budget(cfg: StackConfig) -> Budget:
                 lines.append(BudgetLine(f"{name}-exporter", exporter.memory_mb))
     if cfg.backup.enabled:
         lines.append(BudgetLine("backup", BACKUP_MB))
+    elif cfg.jobs:
+        lines.append(BudgetLine("scheduler", SCHEDULER_MB))
+        lines.append(BudgetLine("scheduler-docker-api", DOCKER_API_PROXY_MB))
+    # Runs of different jobs may overlap; one job never overlaps itself.
+    for name, job in cfg.jobs.items():
+        lines.append(BudgetLine(f"job-{name}", job.resources.memory_mb))
     return Budget(tuple(lines), headroom, cfg.host.memory_mib)

@@ -8,7 +8,7 @@ import re
 from config import capacity, grammar
 from config.base import image_is_pinned
 from config.errors import ConfigError, key_path, show
-from config.models import AppSpec, HcloudHostSpec, LocalHostSpec, RegistryAuth, StackConfig
+from config.models import AppSpec, HcloudHostSpec, JobSpec, LocalHostSpec, RegistryAuth, StackConfig, WorkerSpec
 from config.names import Names
 from stores import registry
 from stores.base import Password, SecretUrl
@@ -40,6 +40,7 @@ def check(cfg: StackConfig) -> None:
     problems += _trusted_proxies(cfg)
     problems += _metrics_paths(cfg)
     problems += _registries(cfg)
+    problems += _jobs(cfg)
     problems += _backups(cfg)
     problems += _hardening(cfg)
     problems += _derived_names(cfg)
@@ -51,7 +52,8 @@ def check(cfg: StackConfig) -> None:
 
 def _routes(cfg: StackConfig) -> list[str]:
     out = []
-    apps = cfg.apps()
+    # Workers serve no requests: never a route's target, so never offered as one.
+    apps = {n: s for n, s in cfg.apps().items() if not isinstance(s, WorkerSpec)}
     hostnames = set(cfg.dns.all_hostnames) if cfg.dns else None
     for index, route in enumerate(cfg.proxy.routes):
         where = f"proxy/routes/{index}"
@@ -70,6 +72,11 @@ def _routes(cfg: StackConfig) -> list[str]:
             out.append(
                 f"{where}/service: {show(route.service)} is a {target.kind} store; "
                 "expected an app service (stores are never exposed through the proxy)"
+            )
+        elif isinstance(target, WorkerSpec):
+            out.append(
+                f"{where}/service: {show(route.service)} is a worker, which serves no requests; "
+                "expected an app service (kind app, with a port)"
             )
         elif target.port is None:
             out.append(f"{where}/service: {show(route.service)} has no port; set services/{route.service}/port")
@@ -120,12 +127,16 @@ def _generated_routes(cfg: StackConfig) -> list[str]:
 def _volumes(cfg: StackConfig) -> list[str]:
     out = []
     volume_stores = {n for n, s in cfg.stores().items() if registry.kind_of(s).mountable()}
-    for name, app in cfg.apps().items():
-        for mount, volume in app.volumes.items():
+    mounting: list[tuple[tuple[str, str], dict[str, str]]] = [
+        *((("services", name), app.volumes) for name, app in cfg.apps().items()),
+        *((("jobs", name), job.volumes) for name, job in cfg.jobs.items()),
+    ]
+    for (section, name), volumes in mounting:
+        for mount, volume in volumes.items():
             if volume not in volume_stores:
                 known = ", ".join(sorted(volume_stores)) or "none defined"
                 out.append(
-                    f"{key_path('services', name, 'volumes', mount)}: {show(volume)} is not a volume store; "
+                    f"{key_path(section, name, 'volumes', mount)}: {show(volume)} is not a volume store; "
                     f"expected one of {known} (declare it under services with kind: volume)"
                 )
     return out
@@ -134,15 +145,19 @@ def _volumes(cfg: StackConfig) -> list[str]:
 def _store_refs(cfg: StackConfig) -> list[str]:
     out = []
     with_secret = {n for n, s in cfg.stores().items() if registry.kind_of(s).credentials(s) is not None}
-    for name, app in cfg.apps().items():
-        for env, ref in app.secrets.items():
+    owners: list[tuple[str, AppSpec | JobSpec]] = [
+        *((f"services/{name}", app) for name, app in cfg.apps().items()),
+        *((f"jobs/{name}", job) for name, job in cfg.jobs.items()),
+    ]
+    for where, spec in owners:
+        for env, ref in spec.secrets.items():
             if ref.store is not None and ref.store not in with_secret:
                 known = (
                     ", ".join(f"{ref.source}:{n}" for n in sorted(with_secret))
                     or "none (no store with a password or a URL)"
                 )
                 out.append(
-                    f"services/{name}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
+                    f"{where}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
                     f"expected one of {known}"
                 )
     return out
@@ -165,10 +180,14 @@ def _images(cfg: StackConfig) -> list[str]:
         for key in type(cfg.observability).model_fields:
             if key.endswith("_image"):
                 images.append((f"observability/{key}", getattr(cfg.observability, key)))
-    if cfg.backup.enabled:
-        images.append(("backup/image", cfg.backup.image))
+    for name, job in cfg.jobs.items():
+        if job.image is not None:
+            images.append((f"jobs/{name}/image", job.image))
+    if cfg.backup.enabled or cfg.jobs:
         images.append(("backup/scheduler_image", cfg.backup.scheduler_image))
         images.append(("backup/docker_api_proxy_image", cfg.backup.docker_api_proxy_image))
+    if cfg.backup.enabled:
+        images.append(("backup/image", cfg.backup.image))
     for path, image in images:
         if not image_is_pinned(image):
             out.append(
@@ -273,16 +292,49 @@ def _registries(cfg: StackConfig) -> list[str]:
     server with different credentials."""
     problems = []
     first: dict[str, tuple[str, RegistryAuth]] = {}
-    for name, app in cfg.apps().items():
-        if app.registry is None:
+    owners: list[tuple[str, RegistryAuth | None]] = [
+        *((f"services/{name}", app.registry) for name, app in cfg.apps().items()),
+        *((f"jobs/{name}", job.registry) for name, job in cfg.jobs.items()),
+    ]
+    for where, auth in owners:
+        if auth is None:
             continue
-        owner, login = first.setdefault(app.registry.server, (name, app.registry))
-        if login != app.registry:
+        owner, login = first.setdefault(auth.server, (where, auth))
+        if login != auth:
             problems.append(
-                f"services/{name}/registry: logs in to {show(login.server)} as {show(app.registry.username)} "
-                f"with {show(app.registry.password_secret)}, but services/{owner}/registry uses "
+                f"{where}/registry: logs in to {show(login.server)} as {show(auth.username)} "
+                f"with {show(auth.password_secret)}, but {owner}/registry uses "
                 f"{show(login.username)} with {show(login.password_secret)}; "
                 "expected one username and password_secret per registry server"
+            )
+    return problems
+
+
+def _jobs(cfg: StackConfig) -> list[str]:
+    """A job names an app or worker to run as, and its service name is its own."""
+    problems = []
+    for name, job in cfg.jobs.items():
+        if job.app is not None:
+            target = cfg.services.get(job.app)
+            if not isinstance(target, AppSpec):
+                known = ", ".join(sorted(cfg.apps())) or "none defined"
+                found = "is not a service" if target is None else f"is a {target.kind} store"
+                problems.append(
+                    f"jobs/{name}/app: {show(job.app)} {found}; expected an app or worker whose image the job runs "
+                    f"(one of {known})"
+                )
+        if f"job-{name}" in cfg.services:
+            problems.append(
+                f"jobs/{name}: its service would be named {cfg.names.job(name)}, like services/job-{name}; "
+                "rename one of them"
+            )
+        # As for apps (_hardening), but a job has no exemptions: one that must run as root runs with
+        # app: set to an app whose exemption says why.
+        if cfg.environment == "prod" and job.app is None and (job.user is None or grammar.runs_as_root(job.user)):
+            found = "is null, which runs the image's own USER, often root" if job.user is None else "is root"
+            problems.append(
+                f'jobs/{name}/user: {found}; expected a uid:gid such as "10001:10001" (prod), or app: set to an '
+                "app whose exemptions/root says why"
             )
     return problems
 
@@ -341,7 +393,7 @@ def _derived_names(cfg: StackConfig) -> list[str]:
     for attribute, _ in inspect.getmembers(Names, lambda member: isinstance(member, property)):
         kind = "volume" if attribute.endswith("_volume") else "network" if attribute.endswith("_network") else "service"
         owners[(kind, getattr(names, attribute))] = f"keel's own {attribute.replace('_', ' ')}"
-    for role in ("public", "internal"):
+    for role in ("edge", "data", "monitoring"):
         owners[("network", names.network(role))] = f"keel's {role} network"
     owners[("upstream", names.grafana)] = "keel's Grafana upstream"
     out = []
@@ -413,6 +465,12 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
             credentials = registry.kind_of(service).credentials(service)
             if isinstance(credentials, (Password, SecretUrl)) and credentials.secret:
                 refs.setdefault(credentials.secret, f"services/{name}/{credentials.key}")
+    for name, job in cfg.jobs.items():
+        for env, ref in job.secrets.items():
+            if ref.source == "secret":
+                refs.setdefault(ref.name, f"jobs/{name}/secrets/{env}")
+        if job.registry is not None:
+            refs.setdefault(job.registry.password_secret, f"jobs/{name}/registry/password_secret")
     if cfg.proxy.tls.mode == "acme":
         refs.setdefault(cfg.proxy.tls.acme_dns_token_secret, "proxy/tls/acme_dns_token_secret")
     obs = cfg.observability
@@ -441,14 +499,14 @@ def referenced_stores(app: AppSpec, cfg: StackConfig) -> set[str]:
     keel cannot see counts.
 
     Named: a ``store:``/``store-url:`` secret and a mounted volume. Over the network, only for an
-    app on the internal network (stores sit on no other): a store's short name or swarm service
+    app on the data network (stores sit on no other): a store's short name or swarm service
     name as a host in an env value, the command, args, the health command or the migration
     command (``postgres://app@db:5432/app``, ``--redis=cache:6379``); and every store when the app
     holds a secret set in the config, whose value (a URL the user wrote) is unknown until deploy.
     """
     stores = cfg.stores()
     found = {ref.store for ref in app.secrets.values() if ref.store is not None} | set(app.volumes.values())
-    if "internal" not in app.networks:
+    if "data" not in app.networks:
         return found & set(stores)
     if any(ref.source == "secret" for ref in app.secrets.values()):
         return set(stores)

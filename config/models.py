@@ -416,6 +416,35 @@ class HealthCheck(Model):
         return self
 
 
+HEARTBEAT_FILE_PATTERN = r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
+
+
+class WorkerHealthCheck(HealthCheck):
+    """How swarm decides a worker (no port) is healthy: a command, or a heartbeat file the worker
+    touches while it works, healthy while it is younger than ``heartbeat_max_age_s``."""
+
+    heartbeat_file: str | None = None
+    """Absolute path inside the container (on a writable mount such as the /tmp tmpfs)."""
+    heartbeat_max_age_s: int = Field(default=60, ge=1, le=86400)
+    """Older than this, the worker is unhealthy and swarm replaces it. Touch the file from a thread
+    of its own (or between jobs, if no job lasts longer than this): a job that outlives it is
+    killed with its task."""
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> WorkerHealthCheck:
+        if self.http_path is not None:
+            raise KeyPathError("http_path", "a worker has no port to probe; expected command or heartbeat_file instead")
+        if (self.command is None) == (self.heartbeat_file is None):
+            raise ValueError("set exactly one of command or heartbeat_file")
+        if self.heartbeat_file is not None and not re.match(HEARTBEAT_FILE_PATTERN, self.heartbeat_file):
+            raise KeyPathError(
+                "heartbeat_file",
+                f"found {show(self.heartbeat_file)}; expected an absolute path such as /tmp/heartbeat "
+                "(letters, digits, ., _, - and /)",
+            )
+        return self
+
+
 class RolloutConfig(Model):
     """Swarm rolling update: start the new task first, roll back on failure."""
 
@@ -633,6 +662,56 @@ class AppSpec(Model):
         return self
 
 
+SWARM_STOP_DELAY_S = 2
+"""Swarm takes a stopping task out of its service's DNS and waits this long before it sends the stop
+signal (moby docker-v29.7.2 daemon/cluster/executor/container/controller.go, Shutdown:
+defaultGossipConvergeDelay)."""
+
+
+class WorkerSpec(AppSpec):
+    """A background worker (queue consumer, mailer): an app with no port and no route.
+
+    It shares everything else with an app (image pinning, secrets, resources, hardening, networks,
+    volumes, the start-first rollout with rollback); its health is a command or a heartbeat file,
+    and its stop grace period is how long it may take to finish the job in hand after the stop
+    signal. Swarm sends SIGKILL only once that has passed (moby daemon/stop.go, containerStop).
+    """
+
+    kind: Literal["worker"]  # type: ignore[assignment]
+    health: WorkerHealthCheck
+    """Required: the rollout waits for it and a stuck worker is replaced."""
+    stop_grace_period_s: int = Field(default=60, ge=0, le=3600)
+    """How long the worker may take to finish its current job after the stop signal; set it to
+    your longest job. The rollout's monitor window is at least this long (see rollout/monitor_s)."""
+
+    @model_validator(mode="after")
+    def _worker_has_no_port(self) -> WorkerSpec:
+        for key in ("port", "metrics_path"):
+            if getattr(self, key) is not None:
+                raise KeyPathError(
+                    key,
+                    f"found {show(getattr(self, key))}, but a worker listens on no port; "
+                    "remove it, or use kind app for a service that serves requests",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _monitor_covers_the_grace_period(self) -> WorkerSpec:
+        # The old task drains in the background while swarm watches its replacement; swarm calls
+        # the rollout complete once the monitor window after the last batch has passed (moby/swarmkit
+        # v2.1.2 manager/orchestrator/update/updater.go, Run). With the window at least the grace
+        # period, a rollout reported complete has no old-release worker still in a job, and the next
+        # deploy's migration never changes the schema under one.
+        needed = self.stop_grace_period_s + SWARM_STOP_DELAY_S
+        if self.rollout.monitor_s is not None and self.rollout.monitor_s < needed:
+            raise KeyPathError(
+                "rollout/monitor_s",
+                f"found {self.rollout.monitor_s}, shorter than stop_grace_period_s ({self.stop_grace_period_s}) "
+                f"plus swarm's {SWARM_STOP_DELAY_S}s stop delay; expected at least {needed}, or leave it unset",
+            )
+        return self
+
+
 def _service_kind(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("kind", "app"))
@@ -641,7 +720,7 @@ def _service_kind(value: object) -> str:
 
 def _service_union() -> Any:
     """App services and every store kind of the registry, told apart by ``kind``."""
-    members = [Annotated[AppSpec, Tag("app")]]
+    members = [Annotated[AppSpec, Tag("app")], Annotated[WorkerSpec, Tag("worker")]]
     members += [Annotated[kind.spec_type, Tag(kind.name)] for kind in registry.KINDS.values()]
     return Annotated[Union[tuple(members)], Discriminator(_service_kind)]  # noqa: UP007
 
@@ -650,7 +729,82 @@ if TYPE_CHECKING:
     ServiceSpec = AppSpec | StoreSpec
 else:
     ServiceSpec = _service_union()
-SERVICE_KINDS = frozenset({"app", *registry.KINDS})
+SERVICE_KINDS = frozenset({"app", "worker", *registry.KINDS})
+
+# ----------------------------------------------------------------------------- scheduled jobs
+
+
+def cron_that_fires(value: str) -> str:
+    """A cron schedule swarm-cronjob and croniter read alike (config/grammar.py), that runs at all:
+    the backups' schedules and the jobs'."""
+    cron = grammar.parse_cron(value)
+    if isinstance(cron, str):
+        raise ValueError(cron)
+    if not cron.run_days():
+        raise ValueError(f"found {show(value)}, which names no day that exists (such as 30 February); it never runs")
+    return value
+
+
+class JobSpec(Model):
+    """A command run on a cron schedule (reports, cleanups, syncs), by the scheduler the backups use.
+
+    Runs never overlap (a run still going when the next is due makes the scheduler skip that one,
+    and the skip is counted), a run that outlives ``timeout_s`` is stopped and reported as failed,
+    and a deploy never runs a job twice: it waits for a run in progress to finish before changing
+    the job, and a start the scheduler did not ask for runs nothing (components/scheduled_job.py).
+    """
+
+    app: Name | None = None
+    """Run with this app's (or worker's) image and container settings: its env, secrets, user,
+    hardening, volumes and networks, so the job always runs the app's release. `env` and `secrets`
+    below are added to the app's."""
+    image: Image | None = None
+    """Or an image of its own (pinned outside dev), run with the app defaults below."""
+    command: list[str] = Field(min_length=1)
+    """The whole command line (the image's ENTRYPOINT is not applied). The image needs a POSIX sh,
+    date, sleep and mv: a wrapper runs the command and reports its outcome."""
+    schedule: str
+    """Cron expression, five fields, UTC."""
+    timeout_s: int = Field(default=3600, ge=10, le=86400)
+    """A run still going after this long gets SIGTERM, then SIGKILL after stop_grace_period_s, and
+    is reported failed (reason timeout)."""
+    stop_grace_period_s: int = Field(default=30, ge=0, le=3600)
+    resources: Resources
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretRefField] = Field(default_factory=dict)
+    """As an app's secrets: files under /run/secrets, with <NAME>_FILE set."""
+    networks: list[NetworkName] | None = None
+    """Default: the app's networks (with app), else edge and data."""
+    user: str | None = "10001:10001"
+    """Only without app (an app's jobs run as the app does)."""
+    volumes: dict[MountTarget, Name] = Field(default_factory=dict, max_length=20)
+    """Mount path -> a volume store; only without app (an app's jobs mount the app's volumes)."""
+    registry: RegistryAuth | None = None
+    """Only without app (an app's jobs pull with the app's login)."""
+    logging: Logging = Field(default_factory=Logging)
+
+    _schedule = field_validator("schedule")(classmethod(lambda cls, v: cron_that_fires(v)))
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        problem = None if value is None else grammar.container_user_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_image(self) -> JobSpec:
+        if (self.app is None) == (self.image is None):
+            raise ValueError("set exactly one of app (run with that app's image) or image")
+        if self.app is not None:
+            for key, default in (("user", "10001:10001"), ("volumes", {}), ("registry", None)):
+                if getattr(self, key) != default:
+                    raise KeyPathError(
+                        key, f"comes from services/{self.app} when app is set; remove it here or set it on the app"
+                    )
+        return self
+
 
 # ----------------------------------------------------------------------------- proxy
 
@@ -1030,17 +1184,7 @@ class BackupConfig(Model):
     docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
     """The scheduler's Docker API proxy (services and tasks only): it never mounts the Docker socket itself."""
 
-    @field_validator("schedule", "check_schedule")
-    @classmethod
-    def _fires(cls, value: str) -> str:
-        cron = grammar.parse_cron(value)
-        if isinstance(cron, str):
-            raise ValueError(cron)
-        if not cron.run_days():
-            raise ValueError(
-                f"found {show(value)}, which names no day that exists (such as 30 February); it never runs"
-            )
-        return value
+    _fires = field_validator("schedule", "check_schedule")(classmethod(lambda cls, v: cron_that_fires(v)))
 
     @field_validator("schedule")
     @classmethod
@@ -1098,6 +1242,8 @@ class StackConfig(Model):
     services: dict[Name, ServiceSpec] = Field(default_factory=dict)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    jobs: dict[Name, JobSpec] = Field(default_factory=dict)
+    """Scheduled jobs: name -> job (service <name_prefix>-job-<name>)."""
     secret_rules: dict[SecretName, SecretRule] = Field(default_factory=dict)
     """Secret name -> rule its value must meet (e.g. JWT secrets of at least 32 characters)."""
 
@@ -1107,15 +1253,20 @@ class StackConfig(Model):
         return Names(self.name_prefix)
 
     def apps(self) -> dict[str, AppSpec]:
+        """Apps and workers (a worker is an app without a port)."""
         return {n: s for n, s in self.services.items() if isinstance(s, AppSpec)}
+
+    def workers(self) -> dict[str, WorkerSpec]:
+        return {n: s for n, s in self.services.items() if isinstance(s, WorkerSpec)}
 
     def registries(self) -> list[RegistryAuth]:
         """The private registries the apps pull from, each once (crossref refuses two credentials
         for one server)."""
         found: dict[str, RegistryAuth] = {}
-        for app in self.apps().values():
-            if app.registry is not None:
-                found.setdefault(app.registry.server, app.registry)
+        pulling: list[AppSpec | JobSpec] = [*self.apps().values(), *self.jobs.values()]
+        for spec in pulling:
+            if spec.registry is not None:
+                found.setdefault(spec.registry.server, spec.registry)
         return [found[server] for server in sorted(found)]
 
     def stores(self) -> dict[str, StoreSpec]:
@@ -1123,5 +1274,6 @@ class StackConfig(Model):
 
 
 SECTIONS = (
-    "environment", "name_prefix", "host", "dns", "proxy", "services", "observability", "backup", "secret_rules",
+    "environment", "name_prefix", "host", "dns", "proxy", "services", "observability", "backup", "jobs",
+    "secret_rules",
 )  # fmt: skip

@@ -43,6 +43,10 @@ class Names:
         """The swarm job that runs an app's migration before its rollout."""
         return self.of(f"{app}-migration")
 
+    def job(self, name: str) -> str:
+        """A scheduled job's service (config/models.py JobSpec)."""
+        return self.of(f"job-{name}")
+
     # ------------------------------------------------------------------ proxy
     @property
     def proxy(self) -> str:

@@ -58,6 +58,10 @@ SOCKET_ALIASES = ("/var/run/docker.sock", "/run/docker.sock")
 """/var/run is a symlink to /run on every current distribution: both paths name the socket."""
 ALERTING_PARTS = frozenset({"prometheus", "alertmanager"})
 """The only services on the alerting network: whoever reaches Alertmanager can silence every alert."""
+WORKER_ROLE = "worker"
+# Services no exemption applies to: a worker listens on no port (Prometheus cannot watch it), and
+# a rollout of it without a health check could not tell a broken release from a good one.
+NO_HEALTH_EXEMPTION_ROLES = frozenset({WORKER_ROLE})
 ENVIRONMENTS = ("dev", "staging", "prod")
 STRICTEST_ENVIRONMENT = "prod"
 ENVIRONMENT_SCHEMA = PolicyConfigSchema(
@@ -120,6 +124,12 @@ def check_health_check(props: Mapping[str, Any]) -> list[str]:
     if not tests:
         return ["taskSpec.containerSpec.healthcheck is missing; expected a health check (tests: [CMD, ...])"]
     if tests[0] == "NONE":
+        role = service_role(props)
+        if role in NO_HEALTH_EXEMPTION_ROLES:
+            return [
+                f"taskSpec.containerSpec.healthcheck disables the image's check (NONE) on a {role}; expected a "
+                "command or a heartbeat-file check (a worker has no port for Prometheus to watch instead)"
+            ]
         # An image built FROM scratch cannot run any probe. It may go without one only when it
         # says so and Prometheus watches it instead (TargetDown fires when its scrape fails).
         if _label(props, HEALTH_LABEL) in HEALTH_EXEMPTIONS:

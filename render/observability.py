@@ -24,7 +24,10 @@ Two alerts need data that nginx's ``stub_status`` does not have:
 
 Backups are watched through the textfile the backup job writes for node-exporter (a contract
 with ``render.backup``): ``keel_backup_last_success_timestamp_seconds{store}``,
-``keel_backup_last_run_success{store}`` and ``keel_backup_schedule_interval_seconds``.
+``keel_backup_last_run_success{store}`` and ``keel_backup_schedule_interval_seconds``. Scheduled
+jobs likewise (a contract with ``render.jobs``): ``keel_job_last_run_success{job_name[,reason]}``,
+``keel_job_last_success_timestamp_seconds{job_name}``, ``keel_job_run_deadline_timestamp_seconds``
+and, from the scheduler, ``keel_job_skipped_runs_total{service}``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from config.names import Names
 from render import dump_yaml, render_template
 from render.backup import schedule_interval_seconds
 from render.cloud_init import DATA_DIR
+from render.jobs import late_after_s
 from render.nginx import NginxRoute
 from stores import registry
 from stores.base import AlertRule
@@ -132,6 +136,15 @@ class StoreTarget:
 
 
 @dataclass(frozen=True)
+class JobTarget:
+    """A scheduled job, watched through the report its wrapper writes."""
+
+    name: str
+    late_after_s: int
+    """Its last success may be this old before the job is late (render.jobs.late_after_s)."""
+
+
+@dataclass(frozen=True)
 class ScrapeJob:
     """One Prometheus job over the tasks of one swarm service."""
 
@@ -187,6 +200,9 @@ class ObservabilitySpec:
     grafana: GrafanaUpstream
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
+    scheduled_jobs: tuple[JobTarget, ...] = ()
+    scheduler: bool = False
+    """swarm-cronjob runs (backups or jobs): its skipped runs are counted."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     data_mountpoint: str | None = None
     """Where the data volume is mounted on the host (its own disk alert); None: no separate volume."""
@@ -287,6 +303,14 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        scheduled_jobs=tuple(
+            JobTarget(
+                name,
+                late_after_s(schedule=job.schedule, timeout_s=job.timeout_s, grace_s=job.stop_grace_period_s),
+            )
+            for name, job in sorted(cfg.jobs.items())
+        ),
+        scheduler=cfg.backup.enabled or bool(cfg.jobs),
         data_mountpoint=DATA_DIR if hcloud else None,
         data_volume_gib=hcloud.data_volume_gib if hcloud else None,
     )
@@ -397,6 +421,7 @@ def render_alert_rules(spec: ObservabilitySpec) -> str:
         jobs=["prometheus", *(job.job for job in spec.scrape_jobs()), "tls"],
         backup_interval_s=interval,
         backup_missing_for=_duration(2 * interval) if interval else None,
+        duration=_duration,
         cert_seconds=spec.thresholds.cert_days * 86400,
         data_mountpoint=spec.data_mountpoint,
         store_rules=spec.store_alert_rules(),

@@ -38,6 +38,13 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
         },
         {"proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
     ),
+    # A job's update always follows its wait step (render/jobs.py idle_script).
+    "a job's schedule": ({"job-prune-logs-idle", "job-prune-logs-service"}, set(), set()),
+    "a release of an app, its worker and its job": (
+        {"backend-service", "mailer-service", "job-prune-logs-idle", "job-prune-logs-service"},
+        set(),
+        {"backend-service", "mailer-service", "job-prune-logs-service"},
+    ),
 }
 
 
@@ -79,6 +86,15 @@ def test_a_replaced_object_is_created_before_the_old_one_is_deleted(impacts):
 def test_the_migration_runs_before_the_service_rolls(impacts):
     order = impacts["an app's image tag"].order
     assert order.index(("update", "api-migration")) < order.index(("update", "api-service"))
+
+
+@pytest.mark.parametrize("title", ["a job's schedule", "a release of an app, its worker and its job"])
+def test_a_job_changes_after_its_app_and_its_wait_for_a_run_in_progress(impacts, title):
+    order = impacts[title].order
+    wait = order.index(("update", "job-prune-logs-idle"))
+    assert wait < order.index(("update", "job-prune-logs-service"))
+    if ("update", "backend-service") in order:
+        assert order.index(("update", "backend-service")) < wait
 
 
 def test_every_change_of_the_catalogue_is_pinned():

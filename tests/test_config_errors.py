@@ -131,13 +131,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "unknown service kind",
         "dev",
         {"keel:services": {"db": {"kind": "mysql"}}},
-        'services/db/kind: found "mysql"; expected one of app, external, mariadb, postgres, redis, volume',
+        'services/db/kind: found "mysql"; expected one of app, external, mariadb, postgres, redis, volume, worker',
     ),
     (
         "service kind written as a list",
         "dev",
         {"keel:services": {"db": {"kind": ["postgres"]}}},
-        "services/db/kind: found a list; expected one of app, external, mariadb, postgres, redis, volume",
+        "services/db/kind: found a list; expected one of app, external, mariadb, postgres, redis, volume, worker",
     ),
     (
         "latest image outside dev",
@@ -283,6 +283,119 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         },
         'services/api/registry: logs in to "ghcr.io" as "bot" with "ghcr_bot", but services/web/registry uses '
         '"ci" with "ghcr_token"; expected one username and password_secret per registry server',
+    ),
+]
+
+
+# Workers and scheduled jobs (issue 17).
+WORKER = {
+    "kind": "worker",
+    "image": "ghcr.io/example/shop-api:1.4.2",
+    "health": {"heartbeat_file": "/tmp/heartbeat"},
+    "resources": {"memory_mb": 64},
+}
+JOB = {"app": "api", "command": ["node", "report.js"], "schedule": "0 3 * * *", "resources": {"memory_mb": 64}}
+IMAGE_JOB = {**{k: v for k, v in JOB.items() if k != "app"}, "image": "alpine:3.21"}
+CASES += [
+    (
+        "worker with a port",
+        "prod",
+        {"keel:services": {"mailer": {**WORKER, "port": 3000}}},
+        "services/mailer/port: found 3000, but a worker listens on no port; remove it, or use kind app for a "
+        "service that serves requests",
+    ),
+    (
+        "worker probed over http",
+        "prod",
+        {"keel:services": {"mailer": {**WORKER, "health": {"http_path": "/health"}}}},
+        "services/mailer/health/http_path: a worker has no port to probe; expected command or heartbeat_file instead",
+    ),
+    (
+        "worker without a health check",
+        "prod",
+        {"keel:services": {"mailer": {k: v for k, v in WORKER.items() if k != "health"}}},
+        "services/mailer/health: is required but missing",
+    ),
+    (
+        "worker heartbeat path that is not plain",
+        "prod",
+        {"keel:services": {"mailer": {**WORKER, "health": {"heartbeat_file": "tmp/hb;rm"}}}},
+        'services/mailer/health/heartbeat_file: found "tmp/hb;rm"; expected an absolute path such as '
+        "/tmp/heartbeat (letters, digits, ., _, - and /)",
+    ),
+    (
+        "worker grace period longer than its rollout's monitor window",
+        "prod",
+        {"keel:services": {"mailer": {**WORKER, "stop_grace_period_s": 300, "rollout": {"monitor_s": 60}}}},
+        "services/mailer/rollout/monitor_s: found 60, shorter than stop_grace_period_s (300) plus swarm's 2s "
+        "stop delay; expected at least 302, or leave it unset",
+    ),
+    (
+        "route to a worker",
+        "prod",
+        {"keel:services": {"mailer": WORKER}, "keel:proxy": {"routes": [{"path": "/mail/", "service": "mailer"}]}},
+        'proxy/routes/0/service: "mailer" is a worker, which serves no requests; expected an app service '
+        "(kind app, with a port)",
+    ),
+    (
+        "job schedule with a descriptor",
+        "prod",
+        {"keel:jobs": {"report": {**JOB, "schedule": "@daily"}}},
+        'jobs/report/schedule: found "@daily"; expected 5 cron fields (minute hour day-of-month month '
+        "day-of-week) such as '0 3 * * *', separated by single spaces",
+    ),
+    (
+        "job with an app and an image",
+        "prod",
+        {"keel:jobs": {"report": {**JOB, "image": "alpine:3.21"}}},
+        "jobs/report: set exactly one of app (run with that app's image) or image",
+    ),
+    (
+        "job naming a store as its app",
+        "prod",
+        {"keel:jobs": {"report": {**JOB, "app": "db"}}},
+        'jobs/report/app: "db" is a postgres store; expected an app or worker whose image the job runs '
+        "(one of api, web)",
+    ),
+    (
+        "job overriding its app's user",
+        "prod",
+        {"keel:jobs": {"report": {**JOB, "user": "0:0"}}},
+        "jobs/report/user: comes from services/api when app is set; remove it here or set it on the app",
+    ),
+    (
+        "job image unpinned outside dev",
+        "prod",
+        {"keel:jobs": {"report": {**IMAGE_JOB, "image": "alpine:latest"}}},
+        'jobs/report/image: "alpine:latest" is not pinned; expected a fixed tag or a digest (latest is allowed '
+        "only in dev, and this stack's environment is prod)",
+    ),
+    (
+        "job running as root in prod",
+        "prod",
+        {"keel:jobs": {"report": {**IMAGE_JOB, "user": "0:0"}}},
+        'jobs/report/user: is root; expected a uid:gid such as "10001:10001" (prod), or app: set to an app whose '
+        "exemptions/root says why",
+    ),
+    (
+        "job with the image's own user in prod",
+        "prod",
+        {"keel:jobs": {"report": {**IMAGE_JOB, "user": None}}},
+        "jobs/report/user: is null, which runs the image's own USER, often root; expected a uid:gid such as "
+        '"10001:10001" (prod), or app: set to an app whose exemptions/root says why',
+    ),
+    (
+        "job secret naming no store",
+        "prod",
+        {"keel:jobs": {"report": {**JOB, "secrets": {"DB": "store:nope"}}}},
+        'jobs/report/secrets/DB: "store:nope" names no store with a password or URL; expected one of '
+        "store:cache, store:db",
+    ),
+    (
+        "job whose service name is taken",
+        "prod",
+        {"keel:services": {"job-report": WORKER}, "keel:jobs": {"report": JOB}},
+        "jobs/report: its service would be named shop-job-report, like services/job-report; rename one of them",
     ),
 ]
 

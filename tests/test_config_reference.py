@@ -20,7 +20,8 @@ def test_reference_is_a_valid_stack_config():
     raw = {key: value if isinstance(value, str) else json.dumps(value) for key, value in data.items()}
     cfg = parse(raw)
     assert cfg.environment == "prod" and cfg.host.provider == "hcloud"
-    assert set(cfg.services) == {"web", "api", "db", "cache", "uploads", "orders"}
+    assert set(cfg.services) == {"web", "api", "mailer", "db", "cache", "uploads", "orders"}
+    assert set(cfg.jobs) == {"nightly-report", "prune-uploads"}
 
 
 def _field_names(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[str]:

@@ -56,6 +56,7 @@ class Impact:
 
 
 SHOP_API = "ghcr.io/example/shop-api:1.4.3"
+ALMEYO_BACKEND = "ghcr.io/almeyo/almeyo-backend:1.3.1"
 CHANGES: tuple[UserChange, ...] = (
     UserChange(
         "an app's image tag",
@@ -123,6 +124,25 @@ CHANGES: tuple[UserChange, ...] = (
         meaning=(
             "a DNS record is created and the origin certificate issued again (its hostnames force replacement); "
             "the proxy restarts (stop-first) and so does Prometheus, for its new probe"
+        ),
+    ),
+    UserChange(
+        "a job's schedule",
+        "almeyo",
+        {"keel:jobs": {"prune-logs": {"schedule": "45 2 * * *"}}},
+        meaning=(
+            "the deploy pauses the job's schedule and waits for a run in progress to end, then updates the job, "
+            "which puts the schedule back; no app restarts"
+        ),
+    ),
+    UserChange(
+        "a release of an app, its worker and its job",
+        "almeyo",
+        {"keel:services": {"backend": {"image": ALMEYO_BACKEND}, "mailer": {"image": ALMEYO_BACKEND}}},
+        meaning=(
+            "the app and the worker roll start-first (an old mailer has its 60 s grace to finish the message in "
+            "hand); then the job waits for a run of it to end and takes the new image. The task its update may "
+            "start finds no run ticket and runs nothing: the next run is the scheduler's"
         ),
     ),
 )
@@ -223,7 +243,8 @@ def markdown(impacts: list[Impact]) -> str:
     for item in impacts:
         updated = ", ".join(sorted(item.names("update"))) or "nothing"
         replaced = ", ".join(sorted(item.names("replace"))) or "nothing"
-        restarted = ", ".join(item.restarted) or "none"
+        # Sorted like the other columns: independent services register in no fixed order.
+        restarted = ", ".join(sorted(item.restarted)) or "none"
         title = f"{item.change.title} ({item.change.stack})"
         lines.append(f"| {title} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
     return "\n".join(lines)

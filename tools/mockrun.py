@@ -57,6 +57,8 @@ class Registered:
     delete_before_replace: bool
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+    """The URNs the resource was known by before (its ``aliases`` option)."""
     secret_outputs: list[str] = field(default_factory=list)
     """The outputs its SDK registers as secret (`additional_secret_outputs`: private keys, passwords)."""
 
@@ -231,10 +233,19 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 delete_before_replace=request.deleteBeforeReplace,
                 id=response.id,
                 outputs=dict(state),
+                aliases=[self._alias_urn(alias, request) for alias in request.aliases],
                 secret_outputs=list(request.additionalSecretOutputs),
             )
         )
         return response
+
+    def _alias_urn(self, alias: Any, request: Any) -> str:
+        """An alias as the URN the engine would look the old state up by."""
+        if alias.urn:
+            return str(alias.urn)
+        spec = alias.spec
+        parent = spec.parentUrn if spec.parentUrn else ("" if spec.noParent else request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
     def _mark_secret_outputs(self, response: Any, names: list[str]) -> Any:
         """Mark outputs secret as the engine does for `additional_secret_outputs` (the SDK mock does not)."""

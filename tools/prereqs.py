@@ -123,6 +123,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("old-restic", "restic", "the test that a restic older than 0.17 is refused (bookworm's 0.14)",
          command="restic", version=r"^restic 0\.(1[0-6]|[0-9])\.", version_args=("version",)),
     Tool("busybox", "busybox", "the backup and proxy scripts under the alpine images' busybox userland"),
+    Tool("tini", "tini", "scheduled jobs and the dev worker under Docker's init (signals, reaping)"),
     Tool("unshare", "util-linux", "backup runs killed with their whole process tree"),
     Tool("sqlite3", "sqlite3", "SQLite backup and restore"),
     Tool("redis-server", "redis-server", "a live Redis with the rendered config", service="redis-server"),

@@ -137,3 +137,28 @@ def test_dotfiles_are_denied_and_security_headers_are_sent(conf):
     assert "location ~ /\\.(?!well-known/) {\n            deny all;" in conf
     for header in ("X-Frame-Options", "Content-Security-Policy", "X-Content-Type-Options"):
         assert f"add_header {header} " in location(conf, "/")
+
+
+def test_logs_older_than_30_days_are_pruned_nightly_with_the_backends_image_and_volume(run):
+    job = service(run, "job-prune-logs")
+    backend = service(run, "backend")
+    spec = container(job)
+    labels = {item["label"]: item["value"] for item in job.inputs["labels"]}
+    assert labels["swarm.cronjob.schedule"] == "30 2 * * *" and labels["keel.role"] == "job"
+    assert spec["image"] == container(backend)["image"]
+    assert spec["commands"][2:] == ["find", "/app/logs", "-type", "f", "-mtime", "+30", "-delete"]
+    logs = [m for m in spec["mounts"] if m["target"] == "/app/logs"]
+    assert logs == [m for m in container(backend)["mounts"] if m["target"] == "/app/logs"]
+    assert limits(job)["memoryBytes"] == 64 * MIB
+
+
+def test_mail_is_sent_by_a_worker_of_the_backends_release(run):
+    mailer = service(run, "mailer")
+    spec = container(mailer)
+    labels = {item["label"]: item["value"] for item in mailer.inputs["labels"]}
+    assert labels["keel.role"] == "worker"
+    assert spec["image"] == container(service(run, "backend"))["image"]
+    assert spec["commands"] == ["node", "dist/mailer.js"]
+    assert spec["stopGracePeriod"] == "1m" and spec["env"]["SMTP_PASSWORD_FILE"] == "/run/secrets/smtp_password"
+    assert "/tmp/heartbeat" in health(mailer)["tests"][1]
+    assert not (mailer.inputs.get("endpointSpec") or {}).get("ports")

@@ -49,7 +49,7 @@ def test_example_is_a_single_self_contained_prod_stack_file(name):
     assert values["keel:host"]["provider"] == "hcloud"
     # Secrets are set with `pulumi config set --secret`, never written into the example.
     sections = {"keel:environment", "keel:name_prefix", "keel:host", "keel:dns", "keel:proxy", "keel:services",
-                "keel:observability", "keel:backup", "keel:secret_rules"}  # fmt: skip
+                "keel:observability", "keel:backup", "keel:jobs", "keel:secret_rules"}  # fmt: skip
     assert set(values) <= sections, sorted(set(values) - sections)
 
 

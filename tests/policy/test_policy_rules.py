@@ -125,6 +125,24 @@ def test_health_check_fails_when_it_disables_the_images_check() -> None:
     ]
 
 
+def test_a_worker_without_a_port_passes_with_a_heartbeat_check() -> None:
+    heartbeat = ["CMD-SHELL", '[ "$(( $(date +%s) - $(stat -c %Y /tmp/heartbeat) ))" -lt 60 ]']
+    worker = with_task(service_props("worker"), "containerSpec.healthcheck", {"tests": heartbeat})
+    assert check_health_check(worker) == []
+    assert check_published_ports(worker) == []
+    assert [v for v in evaluate([policy_resource(SERVICE, worker)]) if v.level == rules.MANDATORY] == []
+
+
+@pytest.mark.parametrize("healthcheck", [None, {"tests": []}, {"tests": ["NONE"]}])
+def test_a_worker_without_a_health_check_fails_even_when_labelled_for_prometheus(healthcheck: Any) -> None:
+    worker = with_task(service_props("worker"), "containerSpec.healthcheck", healthcheck)
+    worker["labels"].append({"label": "keel.health", "value": "prometheus-target"})
+    found = [v for v in evaluate([policy_resource(SERVICE, worker)]) if v.level == rules.MANDATORY]
+    assert [v.policy for v in found] == ["service-health-check"]
+    if healthcheck == {"tests": ["NONE"]}:
+        assert "on a worker; expected a command or a heartbeat-file check" in found[0].message
+
+
 def test_health_check_fails_with_empty_tests() -> None:
     assert len(check_health_check(with_task(GOOD, "containerSpec.healthcheck", {"tests": []}))) == 1
 

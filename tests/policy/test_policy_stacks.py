@@ -70,7 +70,8 @@ def test_stack_passes_every_mandatory_rule(stack: str) -> None:
 def test_every_registered_service_is_labelled_with_a_role(stack: str) -> None:
     for service in registered(stack).of_type(SERVICE):
         roles = [item.get("value") for item in service.inputs.get("labels", []) if item.get("label") == "keel.role"]
-        assert roles and roles[0] in {"proxy", "app", "store", "observability", "backup", "socket-proxy"}, service.urn
+        roles_known = {"proxy", "app", "worker", "store", "observability", "backup", "scheduler", "job", "socket-proxy"}
+        assert roles and roles[0] in roles_known, service.urn
 
 
 def crafted(stack: str, type_: str, name: str, inputs: dict[str, Any], **options: Any) -> mockrun.Registered:

@@ -28,8 +28,21 @@ UNIT_TESTS = Path(__file__).resolve().parent / "promtool"
 BLACKBOX = "prometheus-blackbox-exporter"
 
 
+# A job every 10 minutes with a 5-minute timeout and the default 30 s grace: late after
+# 600 + 300 + 30 + 300 = 1230 s (render/jobs.py late_after_s); tests/realtools/promtool/jobs_test.yml.
+JOBS = {
+    "report": {
+        "app": "api",
+        "command": ["node", "report.js"],
+        "schedule": "*/10 * * * *",
+        "timeout_s": 300,
+        "resources": {"memory_mb": 64},
+    }
+}
+
 CASES = {
-    "prod-email-backup": lambda: stack_config("prod", {"keel:backup": BACKUP}, alerts=EMAIL),
+    "prod-email-backup": lambda: stack_config("prod", {"keel:backup": BACKUP, "keel:jobs": JOBS}, alerts=EMAIL),
+    "prod-jobs-no-backup": lambda: stack_config("prod", {"keel:jobs": JOBS}),
     "prod-webhook": lambda: stack_config("prod", alerts={"kind": "webhook", "webhook_url_secret": "alert_hook"}),
     "staging-no-receiver": lambda: stack_config("staging", {"keel:backup": {**BACKUP, "schedule": "15 3 * * *"}}),
     "dev": lambda: stack_config("dev"),

@@ -11,13 +11,12 @@ import pulumi
 import pulumi_docker as docker
 import pytest
 
-from components import swarm
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import parse
 from config.models import StackConfig, StoreSpec
 from render import backup as bk
-from tests.helpers import host_scaffold, stack_values, store_clients, store_password, tag_of, with_fragment
+from tests.helpers import host_scaffold, stack_values, store_clients, store_password, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -115,10 +114,9 @@ def prod() -> Declared:
     return declare(stack_config())
 
 
-def test_declares_backup_check_and_drill_jobs_and_their_scheduler(prod: Declared) -> None:
-    assert sorted(prod.services()) == [
-        "shop-backup", "shop-backup-check", "shop-backup-drill", "shop-cronjob", "shop-cronjob-docker-api",
-    ]  # fmt: skip
+def test_declares_backup_check_and_drill_jobs(prod: Declared) -> None:
+    # Their scheduler is the stack's (components/scheduled_job.py Scheduler, tests/test_jobs_graph.py).
+    assert sorted(prod.services()) == ["shop-backup", "shop-backup-check", "shop-backup-drill"]
     component = [r for r in prod.resources if r.type == "keel:index:BackupJob"]
     assert len(component) == 1
     for resource in prod.resources:
@@ -152,7 +150,6 @@ def test_what_the_scheduler_changes_on_each_run_is_not_drift(prod: Declared) -> 
         assert set(registered.ignore_changes) >= {"mode", "taskSpec.forceUpdate"}, registered.urn
     # The path names a real input (taskSpec.force_update, camelCase as the engine sees it).
     assert isinstance(docker.ServiceTaskSpecArgs.force_update, property)
-    assert prod.services()["shop-cronjob"].ignore_changes == list(swarm.CREATE_ONLY_FIELDS)
 
 
 def test_a_job_changes_only_once_no_run_of_it_is_in_progress(prod: Declared) -> None:
@@ -165,6 +162,11 @@ def test_a_job_changes_only_once_no_run_of_it_is_in_progress(prod: Declared) -> 
         assert len(idle) == 1, registered.urn
         script = idle[0].inputs["create"]
         assert f"service={service}" in script and "desired-state=running" in script
+        # A scheduled job's schedule is paused until the update (which carries the spec's
+        # fingerprint as a label, so it always follows the step) puts it back.
+        paused = "--label-add swarm.cronjob.enable=false" in script
+        assert paused == (service != "shop-backup-drill"), idle[0].urn
+        assert prod.labels(service)["keel.spec"] in script, registered.urn
 
 
 def test_temporary_files_go_to_the_disk_cache_not_the_small_tmpfs(prod: Declared) -> None:
@@ -284,11 +286,11 @@ def test_image_is_built_through_the_providers_own_connection_to_the_host(prod: D
 
 
 def test_job_limits_fit_the_backup_budget(prod: Declared) -> None:
+    # The rest of the budget: the stack's scheduler and its Docker API proxy.
     assert JOB_MB + SCHEDULER_MB + capacity.DOCKER_API_PROXY_MB == capacity.BACKUP_MB
-    limits = {"shop-cronjob": SCHEDULER_MB, "shop-cronjob-docker-api": capacity.DOCKER_API_PROXY_MB}
-    for name, service in prod.services().items():
+    for service in prod.services().values():
         limit = service.inputs["taskSpec"]["resources"]["limits"]["memoryBytes"]
-        assert limit == limits.get(name, JOB_MB) * 1024 * 1024, service.urn
+        assert limit == JOB_MB * 1024 * 1024, service.urn
         assert service.inputs["taskSpec"]["logDriver"]["name"] == "json-file", service.urn
 
 
@@ -305,29 +307,6 @@ def test_jobs_are_ended_when_a_run_outlives_its_deadline(prod: Declared) -> None
 def test_jobs_of_a_node_share_one_hostname_so_their_restic_locks_are_told_apart(prod: Declared) -> None:
     hostnames = {prod.container(s).get("hostname") for s in ("shop-backup", "shop-backup-check", "shop-backup-drill")}
     assert hostnames == {"{{.Node.Hostname}}-keel-backup"}
-
-
-def test_scheduler_reads_the_swarm_api_on_a_manager(prod: Declared) -> None:
-    scheduler = prod.services()["shop-cronjob"]
-    container = scheduler.inputs["taskSpec"]["containerSpec"]
-    assert tag_of(container["image"]) == "crazymax/swarm-cronjob:1.14.0"
-    assert container["env"]["TZ"] == "UTC"
-    assert scheduler.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]
-
-
-def test_scheduler_drives_swarm_through_its_own_proxy_never_the_socket(prod: Declared) -> None:
-    scheduler = prod.services()["shop-cronjob"]
-    container = scheduler.inputs["taskSpec"]["containerSpec"]
-    assert "mounts" not in container
-    assert container["env"]["DOCKER_HOST"] == "tcp://shop-cronjob-docker-api:2375"
-    assert container["capDrops"] == ["ALL"] and container["readOnly"] is True
-    proxy = prod.services()["shop-cronjob-docker-api"]
-    [network] = [n["id"] for n in scheduler.inputs["taskSpec"]["networksAdvanceds"]]
-    assert [n["id"] for n in proxy.inputs["taskSpec"]["networksAdvanceds"]] == [network]
-    assert prod.by_id(NETWORK, network).inputs["internal"] is True
-    [socket] = proxy.inputs["taskSpec"]["containerSpec"]["mounts"][:1]
-    assert (socket["source"], socket["readOnly"]) == ("/var/run/docker.sock", True)
-    assert prod.labels("shop-cronjob-docker-api")["keel.role"] == "socket-proxy"
 
 
 def test_volume_left_out_of_backups_gets_no_job_step() -> None:
