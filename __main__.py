@@ -32,7 +32,7 @@ from components.networks import Networks
 from components.observability import ObservabilityStack
 from components.proxy_tier import ProxyTier, web_sources
 from components.scheduled_job import ScheduledJob, Scheduler
-from components.stateful_store import StatefulStore
+from components.stateful_store import PitrWiring, StatefulStore
 from config import capacity
 from config.catalogue import PRICES_RECORDED_ON
 
@@ -52,20 +52,26 @@ host = Host(
 )
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
-networks = Networks("networks", names=cfg.names, monitoring=cfg.observability.enabled, opts=on_host)
+networks = Networks(
+    "networks", names=cfg.names, monitoring=cfg.observability.enabled, egress=bool(cfg.pitr_stores()), opts=on_host
+)
+# node-exporter's textfile collector: where backup and job runs leave their metrics, and where
+# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
+scheduled = cfg.backup.enabled or bool(cfg.jobs)
+textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if scheduled or cfg.host.provider == "hcloud" else None
+pitr = (
+    PitrWiring(egress_network=networks.egress, textfile_dir=textfile_dir)
+    if networks.egress is not None and textfile_dir is not None
+    else None
+)
 stores = {
-    name: StatefulStore(name, spec=spec, stack=stack, host=host, networks=networks, opts=on_host)
+    name: StatefulStore(name, spec=spec, stack=stack, host=host, networks=networks, pitr=pitr, opts=on_host)
     for name, spec in cfg.stores().items()
 }
 apps = {
     name: AppService(name, spec=spec, stack=stack, host=host, networks=networks, stores=stores, opts=on_host)
     for name, spec in cfg.apps().items()
 }
-# node-exporter's textfile collector: where backup and job runs leave their metrics, and where
-# a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
-scheduled = cfg.backup.enabled or bool(cfg.jobs)
-textfile_dir = f"{host.data_dir or '/var/lib/keel'}/metrics" if scheduled or cfg.host.provider == "hcloud" else None
-
 scheduler = None
 if scheduled and textfile_dir is not None:
     scheduler = Scheduler(

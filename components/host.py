@@ -412,6 +412,7 @@ class Host(pulumi.ComponentResource):
         parent: pulumi.Resource,
         owner: str | None = None,
         image: str | None = None,
+        protect: bool = True,
     ) -> docker.Volume:
         """A protected volume that is kept when removed from the program; on a host with a data
         directory (the Hetzner Volume), bind-backed there so it outlives the server.
@@ -420,8 +421,10 @@ class Host(pulumi.ComponentResource):
         not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
         hands it to ``owner`` (numeric uid:gid, or a user name of ``image``), the user the service
         runs as. Without them the directory stays the deploy user's.
+        ``protect`` False: still kept when removed from the program, but removable from it (a store's
+        previous or next volume generation, docs/restore.md); Pulumi refuses to drop a protected one.
         """
-        protected = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+        protected = pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=True)
         volume_labels = [docker.VolumeLabelArgs(label=key, value=value) for key, value in labels.items()]
         if self.data_dir is None:
             return docker.Volume(

@@ -9,6 +9,8 @@
   has a way out, and the proxy is not on it.
 - monitoring (with observability): Prometheus, Grafana, the exporters, and every app with a
   metrics_path, which Prometheus scrapes there. Internal.
+- egress (only with point-in-time recovery): the PostgreSQL stores whose WAL is archived to S3
+  (archive_command runs in the store), and nothing else.
 
 Narrower networks belong to the components that own them: Alertmanager's (with Prometheus only),
 the proxy's link to its own exporters and Grafana, the Docker API proxies', and the egress
@@ -56,9 +58,16 @@ class Networks(pulumi.ComponentResource):
     edge: docker.Network
     data: docker.Network
     monitoring: docker.Network | None
+    egress: docker.Network | None
 
     def __init__(
-        self, name: str, *, names: Names, monitoring: bool, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        *,
+        names: Names,
+        monitoring: bool,
+        egress: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("keel:index:Networks", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -71,11 +80,30 @@ class Networks(pulumi.ComponentResource):
             if monitoring
             else None
         )
+        # PostgreSQL stores whose WAL is archived must reach S3 (archive_command runs in the store).
+        self.egress = None
+        if egress:
+            self.egress = docker.Network(
+                f"{name}-pitr-egress",
+                docker.NetworkArgs(
+                    name=names.pitr_egress_network,
+                    driver="overlay",
+                    attachable=False,
+                    # The only non-internal network a store may join (policy/rules.py, stores-on-internal-networks).
+                    labels=[
+                        docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
+                        docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value="egress"),
+                        docker.NetworkLabelArgs(label="keel.wal-archive", value="egress"),
+                    ],
+                ),
+                opts=child,
+            )
         self.register_outputs(
             {
                 "edge": self.edge.id,
                 "data": self.data.id,
                 "monitoring": self.monitoring.id if self.monitoring is not None else None,
+                "egress": self.egress.id if self.egress is not None else None,
             }
         )
 

@@ -16,6 +16,8 @@ check) has a user and a generated password of its own, with only what it uses; t
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Protocol
 
 import pulumi
@@ -25,6 +27,7 @@ import pulumi_random as random
 from components import swarm
 from components.host import Host
 from components.networks import Networks
+from components.pitr import PitrArchive
 from config.base import StoreSpec
 from config.loader import Stack
 from stores import registry
@@ -33,6 +36,16 @@ from stores.base import ContainerPlan, Password, SecretFile, SecretUrl
 # First start includes initialisation (initdb, the system tables) or an AOF load, plus the health
 # start period.
 STORE_CONVERGE_TIMEOUT_S = 600
+SOCKET_DIR = "/var/run/postgresql"
+
+
+@dataclass(frozen=True)
+class PitrWiring:
+    """What a store whose WAL is archived needs from the stack: a way out to S3, and where its
+    jobs leave metrics for node-exporter."""
+
+    egress_network: docker.Network
+    textfile_dir: str
 
 
 class StoreLike(Protocol):
@@ -91,8 +104,10 @@ class StatefulStore(pulumi.ComponentResource):
         stack: Stack,
         host: Host,
         networks: Networks,
+        pitr: PitrWiring | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``pitr``: given when the stack archives WAL (cfg.pitr_stores()); stores it names get a PitrArchive."""
         super().__init__("keel:index:StatefulStore", name, {}, opts)
         names = stack.config.names
         kind = registry.kind_of(spec)
@@ -111,6 +126,9 @@ class StatefulStore(pulumi.ComponentResource):
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
         self._host = host
+        self.pitr: PitrArchive | None = None
+        self._stack = stack
+        self._owner: tuple[str, str] | None = None
 
         credentials = kind.credentials(spec)
         if isinstance(credentials, SecretUrl):
@@ -120,16 +138,25 @@ class StatefulStore(pulumi.ComponentResource):
         if kind.data_volume(spec):
             # On the data disk: the store's data outlives the server (the resource name is the one
             # the volume always had: renaming it would create an empty volume beside the data).
-            user = container.user if container is not None else None
-            self.volume = host.data_volume(
-                f"{name}-data",
-                volume_name=names.store_volume(name),
-                labels={"keel.store": name},
-                parent=self,
-                # Its server runs as the image's own user: the data directory is that user's.
-                owner=user,
-                image=container.image if container is not None and user is not None else None,
-            )
+            # Its server runs as the image's own user, if the plan names one: the directory is that user's.
+            self._owner = (container.user, container.image) if container is not None and container.user else None
+            self.volume = self._generation(getattr(spec, "volume_generation", 0), protect=True)
+        restore_volume = None
+        # PostgreSQL stores (stores/postgres/model.py) may be restored to a point in time into a new volume.
+        if name in stack.config.pitr_stores() or getattr(spec, "restore_to", None) is not None:
+            generation = int(getattr(spec, "volume_generation", 0))
+            if generation > 0:
+                # The volume it ran on before a restore was swapped in: kept, and no longer
+                # protected, so the next swap can drop it from the program (not from the disk).
+                self._generation(generation - 1, protect=False)
+            if getattr(spec, "restore_to", None) is not None:
+                restore_volume = self._generation(generation + 1, protect=False)
+            if pitr is not None and name in stack.config.pitr_stores():
+                self.pitr = PitrArchive(
+                    f"{name}-pitr", store=name, spec=spec, stack=stack, host=host,
+                    egress_network=pitr.egress_network, internal_network=networks.data,
+                    textfile_dir=pitr.textfile_dir, opts=self._child,
+                )  # fmt: skip
         if isinstance(credentials, Password):
             self.password = self._password(f"{name}-password", credentials.secret, stack)
             self.password_secret = docker.Secret(
@@ -144,10 +171,29 @@ class StatefulStore(pulumi.ComponentResource):
             self.ready = [self.service]
             if container.setup is not None:
                 self.ready.append(self._setup(container, stack))
+        if self.pitr is not None and self.service is not None and self.volume is not None:
+            assert self.password_secret is not None
+            self.pitr.jobs(
+                data_volume=self.volume, password_secret=self.password_secret, store_service=self.service,
+                restore_volume=restore_volume,
+            )  # fmt: skip
 
         self.register_outputs({"service_name": self.service_name})
 
     # ------------------------------------------------------------------ parts
+
+    def _generation(self, generation: int, *, protect: bool) -> docker.Volume:
+        # On the data disk: the store's data outlives the server (generation 0's resource name is the
+        # one the volume always had: renaming it would create an empty volume beside the data).
+        return self._host.data_volume(
+            f"{self._name}-data" + (f"-g{generation}" if generation else ""),
+            volume_name=self._stack.config.names.store_volume(self._name, generation),
+            labels={"keel.store": self._name},
+            parent=self,
+            protect=protect,
+            owner=self._owner[0] if self._owner is not None else None,
+            image=self._owner[1] if self._owner is not None else None,
+        )
 
     def _password(self, resource_name: str, configured: str | None, stack: Stack) -> pulumi.Output[str]:
         return stack.secrets[configured] if configured else self._generated(resource_name)
@@ -218,16 +264,37 @@ class StatefulStore(pulumi.ComponentResource):
 
     def _service(self, plan: ContainerPlan, networks: Networks) -> docker.Service:
         assert self.volume is not None, f"{self._name}: a store with a container keeps a data volume"
+        conf = next((f for f in plan.config_files if f.part == "postgresql.conf"), None)
+        parts = self.pitr.store_parts(conf.text) if self.pitr is not None and conf is not None else None
+        if parts is not None:
+            # Archived: postgresql.conf with archive_command, and the socket directory on a volume the
+            # base-backup jobs share (pgBackRest reaches the server through it) instead of a tmpfs.
+            plan = dataclasses.replace(
+                plan,
+                config_files=tuple(
+                    dataclasses.replace(f, text=parts.postgresql_conf) if f.part == "postgresql.conf" else f
+                    for f in plan.config_files
+                ),
+                tmpfs=tuple(t for t in plan.tmpfs if t.path != SOCKET_DIR),
+            )
         configs = self._configs(plan)
         secrets = [
             swarm.secret_file(self._secret_file(file, self.password_secret), file.path) for file in plan.secret_files
         ]
+        extra_mounts: list[docker.ServiceTaskSpecContainerSpecMountArgs] = []
+        networks_extra: list[swarm.Attachment] = []
+        if parts is not None:
+            configs += parts.configs
+            secrets += parts.secrets
+            extra_mounts.append(parts.socket_mount)
+            networks_extra.append(swarm.Attachment(parts.network))
         return swarm.service(
             f"{self._name}-service",
             name=self.service_name,
             role="store",
             part=self._name,
-            image=self._host.image(plan.image),
+            # Archived: the same official image plus pgBackRest, built on the host.
+            image=parts.image if parts is not None else self._host.image(plan.image),
             # `args`, not `command`: swarm's Command replaces the image's ENTRYPOINT, and the official
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
             args=plan.args,
@@ -242,6 +309,7 @@ class StatefulStore(pulumi.ComponentResource):
             mounts=[
                 swarm.volume_mount(self.volume.name, plan.data_dir),
                 *(swarm.tmpfs_mount(tmpfs.path, tmpfs.size_mb) for tmpfs in plan.tmpfs),
+                *extra_mounts,
             ],
             health=swarm.Health(
                 plan.health.test,
@@ -255,7 +323,8 @@ class StatefulStore(pulumi.ComponentResource):
             stop_grace_s=plan.stop_grace_s,
             logging=plan.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.data.id, aliases=(self._name,))],
+            networks=[swarm.Attachment(networks.data.id, aliases=(self._name,)), *networks_extra],
+            labels={"keel.wal-archive": "true"} if parts is not None else None,
             # One task owns the data directory: the old one stops before the new one starts.
             # A swarm task counts as running only once its health check passes, so waiting for
             # convergence means apps and migrations that depend on the store find it accepting

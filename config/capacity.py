@@ -37,6 +37,11 @@ DOCKER_API_PROXY_MB = 24
 """A Docker API proxy: HAProxy for one client (a few connections, maxconn 64), a few MiB resident."""
 BACKUP_MB = 256
 """The backup job and the stack's scheduler with its Docker API proxy, when backups are on."""
+PITR_JOB_MB = 128
+"""A point-in-time job's limit (pgBackRest with process-max=2, or the drill's PostgreSQL with 32 MiB of
+shared_buffers); one runs at a time per store (their schedules do not overlap by default)."""
+PITR_HEARTBEAT_MB = 16
+"""The heartbeat writer (a shell loop and psql). archive-push itself runs in the store, within its limit."""
 SCHEDULER_MB = 32
 """swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise (beside
 its Docker API proxy's)."""
@@ -111,6 +116,8 @@ def budget(cfg: StackConfig) -> Budget:
     elif cfg.jobs:
         lines.append(BudgetLine("scheduler", SCHEDULER_MB))
         lines.append(BudgetLine("scheduler-docker-api", DOCKER_API_PROXY_MB))
+    for name in cfg.pitr_stores():
+        lines.append(BudgetLine(f"{name}-pitr", PITR_JOB_MB + PITR_HEARTBEAT_MB))
     # Runs of different jobs may overlap; one job never overlaps itself.
     for name, job in cfg.jobs.items():
         lines.append(BudgetLine(f"job-{name}", job.resources.memory_mb))

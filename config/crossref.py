@@ -44,6 +44,7 @@ def check(cfg: StackConfig) -> None:
     problems += _backups(cfg)
     problems += _hardening(cfg)
     problems += _derived_names(cfg)
+    problems += _pitr(cfg)
     if not problems:
         problems += _capacity(cfg)
     if problems:
@@ -385,6 +386,24 @@ def _hardening(cfg: StackConfig) -> list[str]:
     return out
 
 
+def _pitr(cfg: StackConfig) -> list[str]:
+    out = []
+    if cfg.backup.pitr.enabled and not cfg.backup.enabled:
+        out.append(
+            "backup/pitr/enabled: is true but backup/enabled is false; point-in-time recovery archives to the "
+            "backup repository's bucket and runs beside the backup jobs: enable backups too"
+        )
+    archived = cfg.pitr_stores()
+    for name, spec in cfg.services.items():
+        restore_to = getattr(spec, "restore_to", None)
+        if restore_to is not None and name not in archived:
+            out.append(
+                f"services/{name}/restore_to: found {show(restore_to)} but the store's WAL is not archived "
+                f"(backup/pitr/enabled, services/{name}/pitr); expected point-in-time recovery on for a restore"
+            )
+    return out
+
+
 def _derived_names(cfg: StackConfig) -> list[str]:
     """Two things named alike after derivation (config/names.py) would be one Docker object, or two
     resources fighting over it: a store named prometheus, a service named <store>-exporter."""
@@ -409,6 +428,17 @@ def _derived_names(cfg: StackConfig) -> list[str]:
                     claims.append(("service", names.store_exporter(name), f"the exporter of services/{name}"))
             if store_kind.data_volume(spec):
                 claims.append(("volume", names.store_volume(name), f"the volume of services/{name}"))
+            generation = getattr(spec, "volume_generation", None)
+            if generation is not None:
+                generations = {generation - 1, generation, generation + 1} - {-1, 0}
+                claims += [("volume", names.store_volume(name, g), f"a volume of services/{name}") for g in generations]
+                if name in cfg.pitr_stores():
+                    claims += [
+                        ("service", names.pitr_job(name, job), f"the point-in-time {job} of services/{name}")
+                        for job in ("heartbeat", "full", "diff", "drill", "restore")
+                    ]
+                    claims.append(("volume", names.store_socket_volume(name), f"the socket volume of services/{name}"))
+                    claims.append(("volume", names.pitr_scratch_volume(name), f"the scratch volume of services/{name}"))
         for kind, derived, owner in claims:
             first = owners.setdefault((kind, derived), owner)
             if first != owner:
@@ -488,6 +518,9 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
         repo = cfg.backup.repository
         for key in ("access_key_secret", "secret_key_secret", "password_secret"):
             refs.setdefault(getattr(repo, key), f"backup/repository/{key}")
+        if cfg.pitr_stores():
+            for key in ("access_key_secret", "secret_key_secret", "cipher_secret"):
+                refs.setdefault(getattr(cfg.backup.pitr, key), f"backup/pitr/{key}")
     return refs
 
 

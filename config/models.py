@@ -1170,6 +1170,73 @@ class Retention(Model):
 MIN_BACKUP_INTERVAL_S = 15 * 60
 
 
+def _cron_that_fires(value: str) -> str:
+    cron = grammar.parse_cron(value)
+    if isinstance(cron, str):
+        raise ValueError(cron)
+    if not cron.run_days():
+        raise ValueError(f"found {show(value)}, which names no day that exists (such as 30 February); it never runs")
+    return value
+
+
+class PitrTargets(Model):
+    """What each point-in-time drill must achieve; an alert fires when a drill does worse."""
+
+    rpo_s: int = Field(default=60, ge=1, le=86400)
+    """Recovery point objective: seconds of writes a restore may lose."""
+    rto_s: int = Field(default=900, ge=1, le=86400)
+    """Recovery time objective: seconds from the start of a restore to a queryable database."""
+
+
+class PitrConfig(Model):
+    """Point-in-time recovery of PostgreSQL stores with pgBackRest: WAL archiving and base backups."""
+
+    enabled: bool | None = None
+    """Unset means on in prod (when backups are enabled) and off elsewhere."""
+    archive_timeout_s: int = Field(default=60, ge=10, le=3600)
+    """PostgreSQL's archive_timeout: a WAL segment is archived at least this often, which bounds
+    the writes an archive can miss when the server dies."""
+    recovery_window_days: int = Field(default=14, ge=1, le=3650)
+    """How far back a restore can go: expiry keeps every backup and WAL segment that window needs."""
+    full_schedule: str = "0 2 * * 0"
+    """Full base backups (cron, UTC). Weekly suits stores up to tens of GiB; take them monthly
+    beyond that and lean on the differentials."""
+    diff_schedule: str = "0 2 * * 1-6"
+    """Differential base backups (changes since the last full), which shorten the WAL a restore replays."""
+    drill_schedule: str = "30 5 * * *"
+    """When the point-in-time restore drill runs (cron, UTC)."""
+    path: str = ""
+    """Prefix in the backup bucket; default <name_prefix>/<stack>/pitr."""
+    access_key_secret: SecretName = "pitr_access_key"
+    """S3 key of the host: may read and write the archive, never delete (expiry runs elsewhere)."""
+    secret_key_secret: SecretName = "pitr_secret_key"
+    cipher_secret: SecretName = "pitr_cipher_password"
+    """Passphrase of the archive's AES-256 encryption."""
+    targets: PitrTargets = Field(default_factory=PitrTargets)
+
+    @field_validator("full_schedule", "diff_schedule", "drill_schedule")
+    @classmethod
+    def _fires(cls, value: str) -> str:
+        return _cron_that_fires(value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", value.strip("/")):
+            raise ValueError(f"found {show(value)}; expected a path of letters, digits, dots, dashes and underscores")
+        return value.strip("/")
+
+    @model_validator(mode="after")
+    def _rpo_reachable(self) -> PitrConfig:
+        if self.targets.rpo_s < self.archive_timeout_s:
+            raise KeyPathError(
+                "targets/rpo_s",
+                f"found {self.targets.rpo_s}, below archive_timeout_s ({self.archive_timeout_s}), which bounds the "
+                "recovery point; expected at least archive_timeout_s",
+            )
+        return self
+
+
 class BackupConfig(Model):
     enabled: bool = False
     schedule: str = "0 * * * *"
@@ -1183,6 +1250,7 @@ class BackupConfig(Model):
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
     docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
     """The scheduler's Docker API proxy (services and tasks only): it never mounts the Docker socket itself."""
+    pitr: PitrConfig = Field(default_factory=PitrConfig)
 
     _fires = field_validator("schedule", "check_schedule")(classmethod(lambda cls, v: cron_that_fires(v)))
 
@@ -1271,6 +1339,20 @@ class StackConfig(Model):
 
     def stores(self) -> dict[str, StoreSpec]:
         return {n: s for n, s in self.services.items() if not isinstance(s, AppSpec)}
+
+    @property
+    def pitr_on(self) -> bool:
+        """Whether backup/pitr is on: as configured, else on in prod when backups are enabled."""
+        enabled = self.backup.pitr.enabled
+        return (self.environment == "prod" and self.backup.enabled) if enabled is None else enabled
+
+    def pitr_stores(self) -> dict[str, Any]:
+        """The PostgreSQL stores whose WAL is archived."""
+        if not self.pitr_on:
+            return {}
+        # PostgreSQL stores (stores/postgres/model.py: pitr, volume_generation, restore_to); the layers
+        # reach kinds through the registry only, so by kind name and attribute.
+        return {n: s for n, s in self.services.items() if s.kind == "postgres" and getattr(s, "pitr", False)}
 
 
 SECTIONS = (

@@ -36,8 +36,27 @@ class Names:
     def store(self, name: str) -> str:
         return self.of(name)
 
-    def store_volume(self, name: str) -> str:
-        return self.of(f"{name}-data")
+    def store_volume(self, name: str, generation: int = 0) -> str:
+        """Generation 0 is the volume a store always had; a point-in-time restore fills the next one."""
+        return self.of(f"{name}-data" + (f"-g{generation}" if generation else ""))
+
+    def store_socket_volume(self, name: str) -> str:
+        """PostgreSQL's socket directory, shared with the jobs that reach the server through it (pgBackRest)."""
+        return self.of(f"{name}-socket")
+
+    def pitr_job(self, name: str, job: str) -> str:
+        """A point-in-time recovery service of store ``name``: heartbeat, full, diff, drill, restore."""
+        return self.of(f"{name}-pitr-{job}")
+
+    def pitr_scratch_volume(self, name: str) -> str:
+        return self.of(f"{name}-pitr-scratch")
+
+    def pitr_image(self, name: str, tag: str) -> str:
+        return f"{self.of(f'{name}-pitr')}:{tag}"
+
+    @property
+    def pitr_egress_network(self) -> str:
+        return self.of("pitr-egress")
 
     def migration(self, app: str) -> str:
         """The swarm job that runs an app's migration before its rollout."""

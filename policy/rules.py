@@ -340,6 +340,20 @@ def _is_internal(network: PolicyResource) -> bool:
         return False
 
 
+WAL_ARCHIVE_LABEL = "keel.wal-archive"
+"""On a store whose archive_command ships WAL to S3 (``true``) and on the one network with egress it
+may join for that (``egress``): components/pitr.py, components/networks.py."""
+
+
+def _wal_archive_egress(service: PolicyResource, network: PolicyResource) -> bool:
+    try:
+        return (
+            _label(service.props, WAL_ARCHIVE_LABEL) == "true" and _label(network.props, WAL_ARCHIVE_LABEL) == "egress"
+        )
+    except UnknownValueError:
+        return False
+
+
 def _network_role(network: PolicyResource) -> str | None:
     try:
         return _label(network.props, NETWORK_LABEL)
@@ -378,7 +392,8 @@ def _attachments(
 
 
 def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
-    """Stores are attached to internal networks only, never the edge. Returns (urn, problem) pairs.
+    """Stores are attached to internal networks only, never the edge (but a store that archives its
+    WAL may also join the network labelled for that egress). Returns (urn, problem) pairs.
 
     An attachment that matches no network of the stack is a violation too: a store must not join
     a network declared elsewhere.
@@ -398,7 +413,7 @@ def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str,
                     (service.urn, f"is a store attached to network {network.name!r}, the edge network the proxy "
                      "shares; expected the data network")
                 )  # fmt: skip
-            elif not _is_internal(network):
+            elif not _is_internal(network) and not _wal_archive_egress(service, network):
                 problems.append(
                     (service.urn, f"is a store attached to network {network.name!r}, which is not internal; "
                      "expected internal networks only")

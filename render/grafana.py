@@ -130,6 +130,8 @@ def _host(spec: ObservabilitySpec) -> dict[str, Any]:
     ]
     if spec.backup_interval_s is not None:
         panels.append(panel("Newest backup age", [Query(_BACKUP_AGE, "{{store}}")], "s"))
+    if spec.pitr:
+        panels += _pitr_panels()
     return dashboard("keel-host", "Host", panels)
 
 
@@ -210,3 +212,29 @@ def _proxy() -> dict[str, Any]:
             ),
         ],
     )
+
+
+def _pitr_panels() -> list[dict[str, Any]]:
+    """What each point-in-time drill achieved against the targets (a month: drills are daily), and
+    how far the WAL archive is behind now."""
+    drills = panel(
+        "Point-in-time drills: recovery point and time",
+        [
+            Query("keel_pitr_drill_rpo_seconds", "{{store}} RPO achieved"),
+            Query("keel_pitr_rpo_target_seconds", "{{store}} RPO target"),
+            Query("keel_pitr_drill_rto_seconds", "{{store}} RTO achieved"),
+            Query("keel_pitr_rto_target_seconds", "{{store}} RTO target"),
+        ],
+        "s",
+    )
+    drills["timeFrom"] = "30d"
+    lag = panel(
+        "WAL archive lag", [Query("time() - keel_pitr_archive_last_success_timestamp_seconds", "{{store}}")], "s"
+    )
+    # 16 MiB segments that archive_command has not taken yet, on the data disk.
+    waiting = panel(
+        "WAL waiting to be archived",
+        [Query("keel_pitr_archive_pending_segments * 16 * 1024 * 1024", "{{store}}")],
+        "bytes",
+    )
+    return [drills, lag, waiting]

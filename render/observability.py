@@ -200,6 +200,8 @@ class ObservabilitySpec:
     grafana: GrafanaUpstream
     backup_interval_s: int | None = None
     """The longest gap between two scheduled backups; None when backups are off."""
+    pitr: bool = False
+    """Whether a PostgreSQL store's WAL is archived (its alerts and dashboard panel)."""
     scheduled_jobs: tuple[JobTarget, ...] = ()
     scheduler: bool = False
     """swarm-cronjob runs (backups or jobs): its skipped runs are counted."""
@@ -303,6 +305,7 @@ def observability_spec(cfg: StackConfig, *, proxy_https_port: int | None = None)
         receiver=obs.alerts,
         grafana=grafana_upstream(cfg, names),
         backup_interval_s=schedule_interval_seconds(cfg.backup.schedule) if cfg.backup.enabled else None,
+        pitr=bool(cfg.pitr_stores()),
         scheduled_jobs=tuple(
             JobTarget(
                 name,

@@ -195,3 +195,12 @@ def check_render_is_readable(run: mockrun.Run, out: Path) -> None:
     secrets = [line for line in lines if len(line) > 8 and not line.startswith("-----")]
     assert secrets
     assert [(path, secret) for path, body in files.items() for secret in secrets if secret in body] == []
+
+
+def base_image(run: mockrun.Run, image: str) -> str:
+    """A service's image, or for one built on the host (a PostgreSQL store with point-in-time
+    recovery runs its official image plus pgBackRest) the pinned image it is built from."""
+    for built in run.of_type("docker:index/remoteImage:RemoteImage"):
+        if built.inputs["name"] == image:
+            return str(built.inputs["build"]["buildArgs"]["POSTGRES_IMAGE"])
+    return image

@@ -429,7 +429,7 @@ def test_fails_when_named_secret_is_not_set():
     )
     assert_fails_cleanly(
         run,
-        "5 configuration problems:\n"
+        "8 configuration problems:\n"
         '  - observability/alerts/webhook_url_secret: names the secret "alert_webhook_url", which is not set; '
         "run: pulumi config set --secret alert_webhook_url <value>\n"
         '  - backup/repository/access_key_secret: names the secret "backup_access_key", which is not set; '
@@ -439,7 +439,14 @@ def test_fails_when_named_secret_is_not_set():
         '  - backup/repository/secret_key_secret: names the secret "backup_secret_key", which is not set; '
         "run: pulumi config set --secret backup_secret_key <value>\n"
         '  - services/api/secrets/JWT_SECRET: names the secret "jwt_secret", which is not set; '
-        "run: pulumi config set --secret jwt_secret <value>",
+        "run: pulumi config set --secret jwt_secret <value>\n"
+        # prod archives its PostgreSQL store's WAL by default (backup/pitr), with keys of its own.
+        '  - backup/pitr/access_key_secret: names the secret "pitr_access_key", which is not set; '
+        "run: pulumi config set --secret pitr_access_key <value>\n"
+        '  - backup/pitr/cipher_secret: names the secret "pitr_cipher_password", which is not set; '
+        "run: pulumi config set --secret pitr_cipher_password <value>\n"
+        '  - backup/pitr/secret_key_secret: names the secret "pitr_secret_key", which is not set; '
+        "run: pulumi config set --secret pitr_secret_key <value>",
     )
 
 
@@ -509,7 +516,8 @@ def test_fails_when_a_rule_names_no_secret_of_the_config():
     assert_fails_cleanly(
         run,
         'secret_rules/jwt_secert: "jwt_secert" is not a secret the config names; '
-        "expected one of alert_webhook_url, backup_access_key, backup_password, backup_secret_key, jwt_secret",
+        "expected one of alert_webhook_url, backup_access_key, backup_password, backup_secret_key, jwt_secret, "
+        "pitr_access_key, pitr_cipher_password, pitr_secret_key",
     )
 
 

@@ -60,6 +60,7 @@ def test_an_image_left_as_a_tag_after_create_is_caught(monkeypatch):
     monkeypatch.setattr(Host, "image", lambda self, reference: reference)
     plan, run = second_preview("prod", None)
     text = described(plan, run)
-    assert "~ update  docker:index/service:Service::db-service" in text
-    assert "taskSpec.containerSpec.image: 'postgres:16.6-alpine@sha256:" in text
-    assert "=> 'postgres:16.6-alpine'" in text
+    # prod's postgres runs an image built on the host (point-in-time recovery): the scheduler's is pulled.
+    assert "~ update  docker:index/service:Service::scheduler-service" in text
+    assert "taskSpec.containerSpec.image: 'crazymax/swarm-cronjob:1.14.0@sha256:" in text
+    assert "=> 'crazymax/swarm-cronjob:1.14.0'" in text

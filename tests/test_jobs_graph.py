@@ -30,7 +30,7 @@ FRAGMENT: dict[str, Any] = {
             "secrets": {"REDIS_URL": "store-url:cache"},
             "health": {"heartbeat_file": "/tmp/heartbeat", "heartbeat_max_age_s": 45},
             "stop_grace_period_s": 300,
-            "resources": {"memory_mb": 128},
+            "resources": {"memory_mb": 112},  # the stack's budget also holds the Docker API proxies
             "networks": ["data"],
         }
     },
@@ -125,8 +125,8 @@ def test_a_worker_stops_with_its_grace_period_and_rolls_like_an_app(prod: mockru
 
 def test_old_workers_finishing_their_jobs_are_budgeted_beside_their_replacements() -> None:
     budget = capacity.budget(parsed("prod", FRAGMENT))
-    assert budget.limits()["mailer"] == 256
-    # The api's start-first batch is 768 MiB; both old mailers draining beside two new ones is 256.
+    assert budget.limits()["mailer"] == 224
+    # The api's start-first batch is 768 MiB; both old mailers draining beside two new ones is 224.
     assert budget.rollout_headroom_mb == 768
     small_api = {**FRAGMENT, "keel:services": {**FRAGMENT["keel:services"], "api": {"replicas": 1}}}
     assert capacity.budget(parsed("prod", small_api)).rollout_headroom_mb == 768
@@ -266,7 +266,10 @@ def test_one_scheduler_serves_the_backups_and_the_jobs(prod: mockrun.Run) -> Non
     schedulers = [s for s in prod.of_type(SERVICE) if labels(s)["keel.role"] == "scheduler"]
     assert [s.inputs["name"] for s in schedulers] == ["shop-cronjob"]
     scheduled = [s.inputs["name"] for s in prod.of_type(SERVICE) if "swarm.cronjob.schedule" in labels(s)]
-    assert sorted(scheduled) == ["shop-backup", "shop-backup-check", "shop-job-prune", "shop-job-report"]
+    assert sorted(scheduled) == [
+        "shop-backup", "shop-backup-check", "shop-db-pitr-diff", "shop-db-pitr-drill", "shop-db-pitr-full",
+        "shop-job-prune", "shop-job-report",
+    ]  # fmt: skip
 
 
 def test_the_scheduler_moved_out_of_backups_keeps_its_state(prod: mockrun.Run) -> None:

@@ -70,6 +70,10 @@ def attached_roles(run: mockrun.Run, service: mockrun.Registered) -> set[str]:
     return {role_of[n["id"]] for n in service.inputs["taskSpec"].get("networksAdvanceds", [])}
 
 
+def labels_of(service: mockrun.Registered) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in service.inputs["labels"]}
+
+
 def part(service: mockrun.Registered) -> str:
     return {item["label"]: item["value"] for item in service.inputs["labels"]}["keel.service"]
 
@@ -94,7 +98,10 @@ def test_each_service_is_only_on_the_networks_of_its_role(run):
     for service in services(run):
         roles = attached_roles(run, service)
         kind = role(service)
-        if kind == "store":
+        if kind == "store" and labels_of(service).get("keel.wal-archive") == "true":
+            # archive_command ships WAL to S3 from inside the store: the one egress network a store may join.
+            assert roles == {"data", "egress"}, service.urn
+        elif kind == "store":
             assert roles == {"data"}, service.urn
         elif kind == "proxy" and service.name == "proxy-service":
             assert roles <= {"edge", "proxy-metrics"} and "edge" in roles, service.urn
@@ -145,6 +152,10 @@ def test_stores_sit_only_on_the_data_network(run):
     assert len(data) == 1
     for service in services(run, "store"):
         attached = {n["id"] for n in service.inputs["taskSpec"]["networksAdvanceds"]}
+        if service.name == "db-service" and run.stack == "prod":
+            # archive_command ships WAL to S3 from inside the store (point-in-time recovery, on in prod).
+            assert attached - data == {"networks-pitr-egress-id"}, attached
+            attached -= {"networks-pitr-egress-id"}
         assert attached == data, f"{service.urn} is on {attached}"
 
 
@@ -408,8 +419,9 @@ def test_long_running_services_restart_on_any_exit_and_backup_jobs_never(run):
     # manager/orchestrator/restart/restart.go, shouldRestart: TaskStateCompleted is not restarted),
     # and a graceful stop exits 0 (Postgres on SIGINT, Redis on SIGTERM, the proxy's watcher).
     jobs = [s for s in services(run, "backup") if _run_to_completion(s)]
+    pitr_jobs = {"db-pitr-full", "db-pitr-diff", "db-pitr-drill"} if run.stack == "prod" else set()
     assert {s.name for s in jobs} == (
-        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill"}
+        set() if run.stack == "dev" else {"backup-backup", "backup-check", "backup-drill", *pitr_jobs}
     )
     for service in jobs:
         assert service.inputs["taskSpec"]["restartPolicy"]["condition"] == "none", service.urn

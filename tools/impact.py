@@ -98,7 +98,7 @@ CHANGES: tuple[UserChange, ...] = (
     UserChange(
         "a store's memory",
         "prod",
-        {"keel:services": {"db": {"resources": {"memory_mb": 2528, "memory_reservation_mb": 1264}}}},
+        {"keel:services": {"db": {"resources": {"memory_mb": 2304, "memory_reservation_mb": 1152}}}},
         meaning="its tuning is rendered again and the database restarts (stop-first: seconds without it)",
     ),
     UserChange(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -29,6 +30,16 @@ class PostgresSpec(StoreSpec):
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
     max_connections: int = Field(default=100, ge=10, le=5000)
     logging: Logging = Field(default_factory=Logging)
+    pitr: bool = True
+    """Archive this store's WAL for point-in-time recovery when backup/pitr is on; false opts it out."""
+    volume_generation: int = Field(default=0, ge=0, le=999)
+    """Which data volume the store runs on: 0 is <prefix>-<name>-data, N is <prefix>-<name>-data-gN. A
+    point-in-time restore fills generation N+1 beside the live volume; setting this swaps it in
+    (docs/restore.md). Earlier volumes are never deleted by a deploy."""
+    restore_to: str | None = None
+    """A point-in-time restore in progress: ``latest`` or an instant (``2026-11-29T14:03:07Z``, UTC). A
+    deploy fills data volume generation volume_generation+1 with the store as it was then and verifies it;
+    the live store is untouched until volume_generation is raised (docs/restore.md)."""
 
     @field_validator("database")
     @classmethod
@@ -46,3 +57,24 @@ class PostgresSpec(StoreSpec):
         if value.startswith("pg_"):
             raise ValueError(f"found {show(value)}; role names starting with pg_ are reserved by PostgreSQL")
         return value
+
+    @field_validator("restore_to")
+    @classmethod
+    def _restore_to(cls, value: str | None) -> str | None:
+        if value is None or value == "latest":
+            return value
+        try:
+            when = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            when = None
+        if when is None or when.utcoffset() != datetime.timedelta(0):
+            raise ValueError(f"found {show(value)}; expected 'latest' or a UTC instant such as 2026-11-29T14:03:07Z")
+        return value
+
+    @property
+    def restore_target(self) -> str | None:
+        """restore_to as pgBackRest's --target reads it (``YYYY-MM-DD HH:MM:SS[.ffffff]+00``), or ``latest``."""
+        if self.restore_to is None or self.restore_to == "latest":
+            return self.restore_to
+        when = datetime.datetime.fromisoformat(self.restore_to)
+        return when.strftime("%Y-%m-%d %H:%M:%S" + (".%f" if when.microsecond else "") + "+00")

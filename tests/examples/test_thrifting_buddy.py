@@ -30,7 +30,7 @@ from tests.examples.example_helpers import (
     service,
     service_config_text,
 )
-from tests.helpers import tag_of
+from tests.helpers import base_image, tag_of
 from tools import mockrun
 
 NAME = "thrifting-buddy"
@@ -46,7 +46,9 @@ def network_ids(svc: mockrun.Registered) -> set[str]:
 
 
 def test_postgres_is_15_and_redis_is_7(run):
-    assert re.fullmatch(r"postgres:15\.[0-9]+-alpine", tag_of(container(service(run, "db"))["image"]))
+    # Archived (point-in-time recovery, on in prod): the store's image is built from the official one.
+    db_image = base_image(run, container(service(run, "db"))["image"])
+    assert re.fullmatch(r"postgres:15\.[0-9]+-alpine", tag_of(db_image))
     assert re.fullmatch(r"redis:7\.[0-9.]+-alpine", tag_of(container(service(run, "cache"))["image"]))
 
 
@@ -79,8 +81,9 @@ def test_an_edge_network_and_an_internal_data_network(run):
     monitoring = {networks["thrifting-monitoring"].id} if "thrifting-monitoring" in networks else set()
     assert network_ids(service(run, "frontend")) - monitoring == {edge}
     assert network_ids(service(run, "backend")) - monitoring == {edge, data}
-    for store in ("db", "cache"):
-        assert network_ids(service(run, store)) == {data}, f"{store} must be on the data network only"
+    assert network_ids(service(run, "cache")) == {data}, "cache must be on the data network only"
+    # The database also reaches S3 for its WAL archive (point-in-time recovery), on that network alone.
+    assert network_ids(service(run, "db")) == {data, networks["thrifting-pitr-egress"].id}
     assert all(
         not (s.inputs.get("endpointSpec") or {}).get("ports") for s in run.of_type(SERVICE) if role(s) != "proxy"
     )

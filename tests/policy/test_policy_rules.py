@@ -341,6 +341,30 @@ def test_store_on_a_public_network_resolved_by_id_fails() -> None:
     ]
 
 
+def test_only_an_archiving_store_may_join_the_wal_archive_egress_network() -> None:
+    internal = network("internal", True, "net-internal-id")
+    egress = network("pitr-egress", False, "net-egress-id")
+    egress.props["labels"] = [{"label": "keel.wal-archive", "value": "egress"}]
+    archiving = store(["net-internal-id", "net-egress-id"])
+    archiving.props["labels"] = [*archiving.props["labels"], {"label": "keel.wal-archive", "value": "true"}]
+    assert check_store_networks([internal, egress, archiving]) == []
+    other = store(["net-internal-id", "net-egress-id"], name="cache")
+    assert check_store_networks([internal, egress, other]) == [
+        (
+            other.urn,
+            "is a store attached to network 'pitr-egress', which is not internal; expected internal networks only",
+        )
+    ]
+    # The store's label alone opens no other network.
+    public = network("public", False, "net-public-id")
+    archiving_public = store(["net-internal-id", "net-public-id"])
+    archiving_public.props["labels"] = [
+        *archiving_public.props["labels"],
+        {"label": "keel.wal-archive", "value": "true"},
+    ]
+    assert [urn for urn, _ in check_store_networks([internal, public, archiving_public])] == [archiving_public.urn]
+
+
 def test_store_network_resolved_by_name_is_checked_too() -> None:
     public = network("public", False)
     db = store(["shop-public"])

@@ -76,12 +76,20 @@ class Postgres:
 
 @contextmanager
 def postgres_server(
-    tmp_path: Path, config_text: str, *, extra: tuple[str, ...] = (), user: str = "app"
+    tmp_path: Path,
+    config_text: str,
+    *,
+    extra: tuple[str, ...] = (),
+    user: str = "app",
+    server_env: Callable[[Path, Path, int], dict[str, str]] | None = None,
+    data_dir: Path | None = None,
 ) -> Iterator[Postgres]:
     """initdb a cluster with scram passwords, start it with ``config_text`` as its config_file.
 
     Only what a test machine differs in is overridden on the command line: the port, loopback
-    only, and a socket directory the unprivileged user may write.
+    only, and a socket directory the unprivileged user may write. ``server_env(data_dir,
+    socket_dir, port)`` gives the server's environment (what its archive_command sees); with
+    ``data_dir`` (an existing cluster, e.g. a restored one) there is no initdb.
     """
     require_tool("initdb")
     require_tool("postgres")
@@ -90,27 +98,35 @@ def postgres_server(
     os.chmod(base, 0o755)
     _own(base)
     try:
-        yield from _run_postgres(tmp_path, base, config_text, extra, user)
+        yield from _run_postgres(tmp_path, base, config_text, extra, user, server_env, data_dir)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 def _run_postgres(
-    tmp_path: Path, base: Path, config_text: str, extra: tuple[str, ...], user: str
+    tmp_path: Path,
+    base: Path,
+    config_text: str,
+    extra: tuple[str, ...],
+    user: str,
+    server_env: Callable[[Path, Path, int], dict[str, str]] | None,
+    existing: Path | None,
 ) -> Iterator[Postgres]:
     password = secrets.token_urlsafe(18)
     password_file = tmp_path / "pg-password"
+    if existing is not None:
+        password = password_file.read_text()
     password_file.write_text(password)
     init_password = base / "initpw"
     init_password.write_text(password)
     _own(init_password)
-    data_dir = base / "data"
-    initdb = subprocess.run(
+    data_dir = existing or base / "data"
+    initdb = None if existing is not None else subprocess.run(
         [require_tool("initdb"), "-D", str(data_dir), "-U", user,
          "--pwfile", str(init_password), "-A", "scram-sha-256", "-E", "UTF8", "--locale", "C.UTF-8", "--no-sync"],
         check=False, capture_output=True, text=True, timeout=120, cwd=base, **_as_pg_user(),
     )  # fmt: skip
-    if initdb.returncode != 0:
+    if initdb is not None and initdb.returncode != 0:
         raise AssertionError(f"initdb failed: {initdb.stderr}")
     config_file = base / "postgresql.conf"
     config_file.write_text(config_text)
@@ -124,7 +140,7 @@ def _run_postgres(
          "-c", f"config_file={config_file}", "-c", f"port={port}", "-c", "listen_addresses=127.0.0.1",
          "-c", f"unix_socket_directories={base}", "-c", "fsync=off", *extra],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=base,
-        **_as_pg_user(),
+        env=None if server_env is None else {**os.environ, **server_env(data_dir, base, port)}, **_as_pg_user(),
     )  # fmt: skip
     server = Postgres(port, user, password, password_file, data_dir, log_file)
     try:

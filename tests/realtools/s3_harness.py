@@ -6,7 +6,11 @@
 - Signatures and IAM policies are checked (moto's INITIAL_NO_AUTH_ACTION_COUNT, switched to 0 once
   the users exist): a wrong secret key is refused the way the real endpoint refuses it.
 - Users: ``backup`` may do anything to the bucket; ``no-delete`` may do anything but delete (a key
-  that cannot prune); ``admin`` is the test's own, for looking into the bucket.
+  that cannot prune); ``pitr`` may read, list and write but delete only pgBackRest's ``latest``
+  marker (the archive key of render/pitr.py); ``admin`` is the test's own, for looking into the bucket.
+- Every TLS connection ends with a close_notify, as real endpoints send: werkzeug drops the TLS
+  layer without one, and OpenSSL 3 clients that read a response to the end (pgBackRest) then fail
+  with "unexpected eof while reading".
 - Clients reach it through a TCP relay that can be cut (connection refused, as for an endpoint
   that is down) and restored without losing the bucket's content.
 - ``stall_after_next_lock()``: once restic has written its next lock file, every request hangs
@@ -47,6 +51,16 @@ _POLICIES = {
     "admin": [_ALL, {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}],
     "backup": [_ALL],
     # Deletes its own locks (restic cannot work without that), nothing else: retention cannot run.
+    # pgBackRest removes backup/<stanza>/latest after each backup (a symlink on a file system, never
+    # an object on S3: the delete is of nothing); every other delete is refused.
+    "pitr": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": "*",
+        },
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/*/backup/*/latest"},
+    ],
     "no-delete": [
         _ALL,
         {
@@ -276,6 +290,20 @@ class S3Server:
         self.faults.release()
 
 
+def _close_tls_cleanly(server: BaseWSGIServer) -> None:
+    plain = server.shutdown_request
+
+    def shutdown_request(request: Any) -> None:
+        try:
+            request.settimeout(5)
+            request.unwrap()
+        except (OSError, ValueError):
+            pass  # the client went first, or never finished its handshake
+        plain(request)
+
+    server.shutdown_request = shutdown_request  # type: ignore[method-assign]
+
+
 @contextmanager
 def s3_server(directory: Path) -> Iterator[S3Server]:
     """Start moto on loopback with TLS, create the bucket and users, then turn signature checks on."""
@@ -288,6 +316,7 @@ def s3_server(directory: Path) -> Iterator[S3Server]:
         "127.0.0.1", 0, faults, threaded=True, request_handler=MotoRequestHandler,
         ssl_context=(str(cert_file), str(key_file)),
     )  # fmt: skip
+    _close_tls_cleanly(server)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     port = int(server.server_address[1])
