@@ -3,7 +3,8 @@
 Reads the stack's configuration (config.load()), then declares, in order:
 - Host: the Hetzner VM (firewall, primary IPs, data volume, cloud-init, readiness) and the
   Docker provider over SSH, or the local Docker engine in swarm mode on dev;
-- Networks: the public and the internal overlay networks;
+- Networks: the overlay networks by role: edge (proxy and apps), data (apps and stores),
+  monitoring (Prometheus, exporters, apps' metrics);
 - StatefulStore per postgres / redis / volume / external service;
 - AppService per app service (with its migration step) and per background worker;
 - Scheduler (with backups or jobs): swarm-cronjob, the one scheduler of the stack;
@@ -51,7 +52,9 @@ host = Host(
 )
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
-networks = Networks("networks", names=cfg.names, egress=bool(cfg.pitr_stores()), opts=on_host)
+networks = Networks(
+    "networks", names=cfg.names, monitoring=cfg.observability.enabled, egress=bool(cfg.pitr_stores()), opts=on_host
+)
 # node-exporter's textfile collector: where backup and job runs leave their metrics, and where
 # a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
 scheduled = cfg.backup.enabled or bool(cfg.jobs)
@@ -81,7 +84,7 @@ if cfg.backup.enabled and textfile_dir is not None:
         stack=stack,
         host=host,
         stores=stores,
-        network=networks.internal,
+        network=networks.data,
         textfile_dir=textfile_dir,
         opts=on_host,
     )
@@ -110,7 +113,7 @@ if cfg.observability.enabled:
         stack=stack,
         host=host,
         stores=stores,
-        network=networks.internal,
+        networks=networks,
         textfile_dir=textfile_dir,
         proxy_https_port=443,  # the proxy container's own port on the overlay, whatever it publishes
         opts=on_host,
@@ -124,6 +127,7 @@ proxy = ProxyTier(
     extra_upstreams=[observability.nginx_upstream()] if observability else [],
     extra_routes=observability.nginx_routes() if observability else (),
     extra_access_logs=[observability.proxy_access_log] if observability else [],
+    monitoring_network=observability.proxy_network if observability else None,
     # nginx resolves the log exporter's name when it loads its configuration.
     opts=pulumi.ResourceOptions.merge(
         on_host, pulumi.ResourceOptions(depends_on=[observability] if observability else [])

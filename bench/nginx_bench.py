@@ -257,6 +257,9 @@ def rendered_site(directory: Path, pki: Pki, upstream_port: int, dns_port: int) 
         mime_types_path="/etc/nginx/mime.types",
         cache_dir=str(directory / "cache"),
         include_glob=str(directory / "keel.d" / "*.conf"),
+        # The load clients present no Cloudflare client certificate and connect by address (no SNI).
+        client_ca_path=None,
+        reject_unknown_names=False,
     )
 
 

@@ -413,6 +413,9 @@ def rollout_site(directory: Path, pki: Pki, dns_port: int, **overrides: Any) -> 
         worker_processes="auto",
         cache_dir=str(directory / "cache"),
         include_glob=str(directory / "keel.d" / "*.conf"),
+        # The load clients present no Cloudflare client certificate and connect by address (no SNI).
+        client_ca_path=None,
+        reject_unknown_names=False,
         **overrides,
     )
 

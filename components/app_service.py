@@ -28,7 +28,7 @@ from components.stateful_store import StatefulStore
 from config import crossref
 from config.loader import Stack
 from config.models import SWARM_STOP_DELAY_S, AppSpec, SecretRef, WorkerSpec
-from render.migration import migration_script, migration_stdin
+from render.migration import MigrationJob, migration_script
 
 SECRETS_DIR = "/run/secrets"
 NUMERIC_USER = re.compile(r"^(\d+)(?::(\d+))?$")
@@ -88,33 +88,36 @@ class AppService(pulumi.ComponentResource):
         if spec.file_env:
             env.update({f"{key}_FILE": f"{SECRETS_DIR}/{secret_file_name(key)}" for key in spec.secrets})
 
+        attached = [networks.by_role(role) for role in spec.networks]
+        if spec.metrics_path is not None and networks.monitoring is not None:
+            attached.append(networks.monitoring)  # Prometheus scrapes it there
+        secret_files = {f"{SECRETS_DIR}/{secret_file_name(env_name)}": secret for env_name, secret in secrets.items()}
         self.container = swarm.Container(
             image=host.image(spec.image),
             env=env,
-            secrets=tuple(
-                swarm.secret_file(secret, f"{SECRETS_DIR}/{secret_file_name(env_name)}")
-                for env_name, secret in secrets.items()
-            ),
+            secrets=tuple(swarm.secret_file(secret, path) for path, secret in secret_files.items()),
             mounts=tuple(self._mounts(spec, stores)),
             hardening=swarm.Hardening(
                 read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
             ),
-            networks=tuple(swarm.Attachment(network_id(networks, net), aliases=(name,)) for net in spec.networks),
+            networks=tuple(swarm.Attachment(network.id, aliases=(name,)) for network in attached),
             constraints=tuple(_constraints(spec)),
             logging=spec.logging,
         )
-        registry_password = stack.secrets[spec.registry.password_secret] if spec.registry else None
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
         # find the database accepting connections instead of failing against a booting one.
-        # Only the stores it uses (config.crossref.referenced_stores): others do not hold it back.
+        # Only the stores it uses (config.crossref.referenced_stores): others do not hold it back;
+        # and their roles exist (the app logs in as its own).
         used = crossref.referenced_stores(spec, stack.config)
         store_services: list[pulumi.Resource] = [
-            s.service for n, s in stores.items() if n in used and s.service is not None
+            resource for n, store in stores.items() if n in used for resource in store.ready
         ]
         depends: list[pulumi.Resource] = [*store_services, *self._volume_owners(name, spec, stack, host, stores)]
         if spec.migration is not None:
             depends.append(
-                self._migration(name, spec, values, registry_password, networks, host, depends=list(depends))
+                self._migration(
+                    name, spec, env, secret_files, attached[: len(spec.networks)], stack, host, stores, list(depends)
+                )
             )
 
         self.service = swarm.service(
@@ -145,42 +148,66 @@ class AppService(pulumi.ComponentResource):
         self,
         name: str,
         spec: AppSpec,
-        values: Mapping[str, pulumi.Output[str]],
-        registry_password: pulumi.Output[str] | None,
-        networks: Networks,
+        env: Mapping[str, str],
+        secret_files: Mapping[str, docker.Secret],
+        networks: list[docker.Network],
+        stack: Stack,
         host: Host,
+        stores: Mapping[str, StatefulStore],
         depends: list[pulumi.Resource],
     ) -> pulumi.Resource:
+        """The migration as a swarm job with the service's own user, limits, capabilities, secrets,
+        volumes and networks (render/migration.py)."""
         assert spec.migration is not None
-        files = {secret_file_name(env_name): value for env_name, value in values.items()}
-        secret_files: pulumi.Output[dict[str, str]] = (
-            pulumi.Output.all(**files) if files else pulumi.Output.from_input({})
+        migration = spec.migration
+        image = host.image(spec.image)
+        constraints = _constraints(spec)
+        if spec.registry is not None:
+            # The provider pulls it with its own registry credentials: the host never logs in.
+            pulled = docker.RemoteImage(
+                f"{name}-image",
+                docker.RemoteImageArgs(name=image, keep_locally=True),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            depends = [*depends, pulled]
+            if swarm.ON_MANAGER not in constraints:
+                constraints.append(swarm.ON_MANAGER)  # where the provider pulled it
+        volumes = [(stores[store].volume, path) for path, store in sorted(spec.volumes.items())]
+        names = pulumi.Output.all(
+            image=image,
+            networks=pulumi.Output.all(*[network.name for network in networks]),
+            secrets=pulumi.Output.all(*[secret.name for secret in secret_files.values()]),
+            volumes=pulumi.Output.all(*[volume.name for volume, _ in volumes if volume is not None]),
         )
-        content: pulumi.Output[str] = pulumi.Output.all(secret_files, registry_password).apply(
-            lambda v: migration_stdin(v[0], v[1])
-        )
-        stdin: pulumi.Output[str] = pulumi.Output.secret(content.apply(str))
-        network = "public" if "internal" not in spec.networks else "internal"
-        network_name = networks.internal.name if network == "internal" else networks.public.name
-        # The exact image, env and user the service will run with: its container settings.
-        container = self.container
-        script = pulumi.Output.all(network_name, container.image).apply(
-            lambda values: migration_script(
-                image=values[1],
-                command=spec.migration.command,  # type: ignore[union-attr]
-                network=values[0],
-                env=container.env,
-                user=container.hardening.user,
-                timeout_s=spec.migration.timeout_s,  # type: ignore[union-attr]
-                registry_server=spec.registry.server if spec.registry else None,
-                registry_username=spec.registry.username if spec.registry else None,
+        script = names.apply(
+            lambda v: migration_script(
+                MigrationJob(
+                    name=stack.config.names.migration(name),
+                    image=v["image"],
+                    command=tuple(migration.command),
+                    networks=tuple(v["networks"]),
+                    env=dict(env),
+                    secrets=tuple(zip(v["secrets"], secret_files, strict=True)),
+                    volumes=tuple(zip(v["volumes"], [path for _, path in volumes], strict=True)),
+                    tmpfs=tuple(spec.tmpfs),
+                    user=spec.user,
+                    read_only=spec.read_only,
+                    cap_add=tuple(spec.cap_add),
+                    init=spec.init,
+                    memory_mb=spec.resources.memory_mb,
+                    reservation_mb=spec.resources.reservation_mb,
+                    cpus=spec.resources.cpus,
+                    cpu_reservation=spec.resources.cpu_reservation,
+                    constraints=tuple(constraints),
+                    log_max_size=spec.logging.max_size,
+                    log_max_file=spec.logging.max_file,
+                    timeout_s=migration.timeout_s,
+                    labels={swarm.ROLE_LABEL: "migration", swarm.SERVICE_LABEL: name},
+                )
             )
         )
         return host.run(
-            f"{name}-migration",
-            create=script,
-            stdin=stdin,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            f"{name}-migration", create=script, opts=pulumi.ResourceOptions(parent=self, depends_on=depends)
         )
 
     def _volume_owners(
@@ -277,4 +304,5 @@ def _constraints(spec: AppSpec) -> list[str]:
 
 
 def network_id(networks: Networks, role: str) -> pulumi.Output[str]:
-    return {"public": networks.public.id, "internal": networks.internal.id}[role]
+    """The id of the network an app's or job's config names (edge or data)."""
+    return networks.by_role(role).id

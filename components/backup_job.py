@@ -27,9 +27,10 @@ A missed run is visible: each run writes the node-exporter textfile ``keel_backu
 success is older than twice the schedule's interval, whether the run failed, never started
 (scheduler down) or hung.
 
-Networks: the stores' internal network has no egress, and restic must reach S3, so the jobs
-also join a network of their own with egress (``egress_network``, created when not given);
-they never join the public network the proxy and apps share.
+Networks: the stores' data network has no egress, and restic must reach S3, so the jobs also
+join a network of their own with egress (``egress_network``, created when not given); they never
+join the edge network the proxy and apps share. The stack's scheduler (components/scheduled_job.py)
+reaches the swarm API through a Docker API proxy of its own (components/docker_api.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import pulumi_docker as docker
 
 from components import swarm
 from components.host import Host
+from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL
 from components.scheduled_job import SCHEDULER_OWNED_FIELDS, SPEC_LABEL, cron_labels, fingerprint_of, idle_before_update
 from components.stateful_store import StoreLike
 from config import capacity
@@ -60,7 +62,7 @@ CACHE_DIR = "/cache"
 TEXTFILE_TARGET = bk.TEXTFILE_DIR
 SCHEDULER_MB = capacity.SCHEDULER_MB
 """The scheduler's limit, taken from the backup budget (config.capacity.BACKUP_MB)."""
-JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB
+JOB_MB = capacity.BACKUP_MB - SCHEDULER_MB - capacity.DOCKER_API_PROXY_MB
 MAX_RUN_S = bk.MAX_RUN_S
 JOB_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 
@@ -93,7 +95,7 @@ class BackupJob(pulumi.ComponentResource):
         egress_network: docker.Network | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``stores``: store name -> StatefulStore; ``network``: the internal network the stores
+        """``stores``: store name -> StatefulStore; ``network``: the data network the stores
         are on; ``textfile_dir``: host directory of node-exporter's textfile collector;
         ``host``: the Host the jobs run on (it also creates ``textfile_dir`` before they mount it);
         ``egress_network``: a network with a way out to S3 (default: one created here)."""
@@ -109,19 +111,24 @@ class BackupJob(pulumi.ComponentResource):
         image = self._image(cfg)
         self.image = image.name
         if egress_network is None:
-            # The stores' internal network has no way out, and restic must reach S3.
+            # The stores' data network has no way out, and restic must reach S3.
             egress_network = docker.Network(
                 f"{name}-egress",
                 docker.NetworkArgs(
                     name=names.backup_egress_network,
                     driver="overlay",
                     attachable=False,
-                    labels=[docker.NetworkLabelArgs(label="keel.managed", value="true")],
+                    labels=[
+                        docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
+                        docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value="egress"),
+                    ],
                 ),
                 opts=self._child,
             )
         depends: list[pulumi.Resource] = [
-            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child)
+            host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child),
+            # The job logs in with its own role or user, which the store's roles step creates.
+            *[resource for store in backed_up.values() for resource in store.ready],
         ]
         job = _JobParts(
             image=image.name,
@@ -171,10 +178,11 @@ class BackupJob(pulumi.ComponentResource):
             )
         ]
         for store_name, store in backed_up.items():
-            if store.password_secret is not None:
-                secrets.append(
-                    swarm.secret_file(store.password_secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400)
-                )
+            # The job's own credentials for the store (its backup role or user) where its kind has
+            # them, never the apps'; otherwise the store's password.
+            secret = store.client_secrets.get("backup", store.password_secret)
+            if secret is not None:
+                secrets.append(swarm.secret_file(secret, f"{bk.SECRETS_DIR}/{bk.password_file(store_name)}", 0o400))
         return secrets
 
     def _scripts(self) -> list[docker.ServiceTaskSpecContainerSpecConfigArgs]:

@@ -326,6 +326,9 @@ class Host(pulumi.ComponentResource):
                     advertise_addr=values[2],
                     data_device=volume_device(values[3]),
                     swap_gib=spec.swap_gib,
+                    # Applied when the server is created: user_data changes are ignored after that.
+                    automatic_reboot=spec.reboot_window is not None,
+                    reboot_time=spec.reboot_window or "04:00",
                 )
             )
         )
@@ -416,8 +419,8 @@ class Host(pulumi.ComponentResource):
 
         ``owner``/``image``: a bind-backed directory gets no copy of the image's directory (and so
         not its owner), unlike a volume in Docker's own storage: a throw-away container of ``image``
-        hands it to ``owner`` (numeric uid:gid), the user the service runs as. Without them the
-        service's own entrypoint takes care of it (the official database images do).
+        hands it to ``owner`` (numeric uid:gid, or a user name of ``image``), the user the service
+        runs as. Without them the directory stays the deploy user's.
         ``protect`` False: still kept when removed from the program, but removable from it (a store's
         previous or next volume generation, docs/restore.md); Pulumi refuses to drop a protected one.
         """

@@ -1,18 +1,28 @@
 """ObservabilityStack: metrics, dashboards and alerts for everything on the host.
 
-Declares, as swarm services on the internal overlay network only (no published port):
+Declares, as swarm services that publish no port, each on the networks its role needs:
 
 - Prometheus (data on a protected volume, retention from observability/retention_days);
 - Alertmanager, routing to the configured receiver (on its own egress network as well when
-  there is one: the internal network has no way out);
+  there is one: the monitoring network has no way out);
 - Grafana, with a provisioned datasource and dashboards, its admin password a swarm secret
-  file; the proxy reaches it on the internal network (``grafana_upstream``);
+  file; the proxy reaches it on ``proxy-metrics`` (``grafana_upstream``);
 - node-exporter (global, reading the host's filesystems and the backup job's textfile
   directory) and cAdvisor (global, per-container memory, CPU and limits);
 - nginx-prometheus-exporter (the proxy's stub_status), the nginx access-log exporter (status
   codes, for the 5xx alert) and the blackbox exporter (certificate expiry);
 - one exporter per store whose kind has one (postgres_exporter, redis_exporter, mysqld_exporter:
-  the kind's ``exporter``, stores/<kind>/kind.py).
+  the kind's ``exporter``, stores/<kind>/kind.py), logging in with the store's own exporter
+  role or user where its kind has one (``clients``: statistics only).
+
+Networks: everything scraped is on the monitoring network with Prometheus; Alertmanager shares a
+network with Prometheus only (``alerting``), so nothing else can silence an alert; the proxy
+reaches Grafana and its own exporters reach the proxy on ``proxy-metrics`` (``proxy_network``),
+so the internet-facing proxy is on no network with Prometheus, the store exporters or cAdvisor;
+store exporters also join the data network (their store), cAdvisor a network of its own with its
+read-only Docker API proxy (components/docker_api.py). No service mounts the host's root or
+/var/run: node-exporter reads / read-only as nobody (filesystem metrics), cAdvisor reads /sys,
+/proc and the container layer ids read-only as nobody, and the Docker API through its proxy.
 
 Every file is a ``docker.ServiceConfig`` without a name: configs are immutable, so Pulumi
 creates the replacement first, the service rolls to it, and the old one is deleted.
@@ -32,13 +42,15 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import swarm
+from components.docker_api import DockerApiProxy
 from components.host import Host
+from components.networks import Networks, overlay
 from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
 from config.models import Resources
+from render import docker_api, nginx
 from render import grafana as gf
-from render import nginx
 from render import observability as obs
 from stores import registry
 
@@ -47,6 +59,13 @@ PROMETHEUS_OWNER = "65534:65534"
 """prom/prometheus runs as nobody."""
 GRAFANA_OWNER = "472:0"
 """grafana/grafana runs as uid 472, group root."""
+NOBODY = "65534:65534"
+"""The exporters that read host paths run as nobody: root's files (keys, other users' processes'
+environments and roots) stay out of reach of their read-only mounts."""
+LAYER_IDS = "/var/lib/docker/image/overlay2/layerdb/mounts"
+"""The one directory of Docker's root cAdvisor reads: each container's read-write layer id
+(google/cadvisor v0.49.2, container/docker/handler.go, getRwLayerID), and nothing else of Docker's
+state (swarm keys, volumes, other containers' files)."""
 NODE_MOUNTS_EXCLUDE = "^/(dev|etc|proc|run|sys|textfile|var/lib/docker/.+)($|/)"
 """Mount points node-exporter leaves out (matched after the /host prefix is stripped).
 
@@ -79,6 +98,8 @@ class ObservabilityStack(pulumi.ComponentResource):
     services: dict[str, docker.Service]
     prometheus_volume: docker.Volume
     egress_network: docker.Network | None
+    proxy_network: docker.Network
+    """The network the proxy joins to reach Grafana and be watched by its exporters."""
 
     def __init__(
         self,
@@ -87,7 +108,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         stack: Stack,
         host: Host,
         stores: Mapping[str, StoreLike],
-        network: docker.Network,
+        networks: Networks,
         textfile_dir: str | None,
         proxy_https_port: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -101,9 +122,19 @@ class ObservabilityStack(pulumi.ComponentResource):
         self.spec = obs.observability_spec(cfg, proxy_https_port=proxy_https_port)
         self._name = name
         self._host = host
-        self._network = network
         self._images = cfg.observability
         self._child = pulumi.ResourceOptions(parent=self)
+        assert networks.monitoring is not None  # Networks creates it when observability is enabled
+        self._monitoring = networks.monitoring
+        self._data = networks.data
+        names = self.spec.names
+        self._alerting = overlay(
+            f"{name}-alerting", name=names.alerting_network, role="alerting", internal=True, opts=self._child
+        )
+        self.proxy_network = overlay(
+            f"{name}-proxy-metrics", name=names.proxy_metrics_network, role="proxy-metrics", internal=True,
+            opts=self._child,
+        )  # fmt: skip
         self.grafana_upstream = self.spec.grafana
         self.access_log_syslog_target = self.spec.syslog_target
         self.proxy_access_log = obs.nginx_access_log_destination(self.spec)
@@ -153,6 +184,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             health=_wget(f"http://127.0.0.1:{obs.PROMETHEUS_PORT}/-/healthy"),
             # Two Prometheus processes cannot share one TSDB directory: stop the old task first.
             order="stop-first",
+            networks=[self._monitoring, self._alerting],
         )
 
     def _alertmanager(self, stack: Stack) -> None:
@@ -167,7 +199,10 @@ class ObservabilityStack(pulumi.ComponentResource):
                     driver="overlay",
                     internal=False,
                     attachable=False,
-                    labels=[docker.NetworkLabelArgs(label=swarm.ROLE_LABEL, value=ROLE)],
+                    labels=[
+                        docker.NetworkLabelArgs(label=swarm.ROLE_LABEL, value=ROLE),
+                        docker.NetworkLabelArgs(label="keel.network", value="egress"),
+                    ],
                 ),
                 opts=self._child,
             )
@@ -202,7 +237,8 @@ class ObservabilityStack(pulumi.ComponentResource):
             secrets=secrets,
             mounts=[swarm.tmpfs_mount("/alertmanager", 64)],
             health=_wget(f"http://127.0.0.1:{obs.ALERTMANAGER_PORT}/-/healthy"),
-            extra_networks=[self.egress_network] if self.egress_network is not None else [],
+            # Reachable from Prometheus only: no app, exporter or proxy can silence an alert.
+            networks=[self._alerting, *([self.egress_network] if self.egress_network is not None else [])],
         )
 
     def _grafana(self, stack: Stack) -> None:
@@ -240,10 +276,11 @@ class ObservabilityStack(pulumi.ComponentResource):
                 ),
             ],
             secrets=[self._secret("grafana-admin-password", password, gf.ADMIN_PASSWORD_FILE)],
-            # Its database (users, sessions, preferences, dashboards saved in the UI) survives restarts.
-            mounts=[swarm.volume_mount(volume.name, gf.DATA_DIR)],
+            # Its database (users, sessions, preferences, dashboards saved in the UI) survives restarts;
+            # everything else it writes (rendering, uploads in flight) goes to /tmp.
+            mounts=[swarm.volume_mount(volume.name, gf.DATA_DIR), swarm.tmpfs_mount("/tmp", 64)],
             health=_wget(f"http://127.0.0.1:{obs.GRAFANA_PORT}/api/health"),
-            read_only=False,
+            networks=[self._monitoring, self.proxy_network],
         )
 
     def _host_exporters(self, textfile_dir: str | None) -> None:
@@ -260,11 +297,26 @@ class ObservabilityStack(pulumi.ComponentResource):
             mounts=node_mounts,
             health=_wget(f"http://127.0.0.1:{obs.NODE_EXPORTER_PORT}/"),
             global_mode=True,
+            user=NOBODY,
         )
+        api = DockerApiProxy(
+            f"{self._name}-docker-api",
+            service_name=self.spec.names.docker_api_proxy,
+            network_name=self.spec.names.docker_api_network,
+            purpose="cAdvisor (info, version, container inspection, read-only)",
+            rules=docker_api.CADVISOR,
+            image=self._images.docker_api_proxy_image,
+            host=self._host,
+            parent=self,
+        )
+        self.services["docker-api"] = api.service
         self._add(
             "cadvisor",
             image=self._images.cadvisor_image,
             args=[
+                # The Docker API through its read-only proxy (container/docker/factory.go: --docker
+                # takes any endpoint the Docker client accepts).
+                f"--docker={api.endpoint}",
                 "--docker_only=true",
                 "--housekeeping_interval=30s",
                 # Only the labels the alerts and dashboards group by: a label per image label
@@ -274,16 +326,19 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "--disable_metrics=advtcp,cpu_topology,cpuset,disk,diskIO,hugetlb,memory_numa,percpu,"
                 "perf_event,process,referenced_memory,resctrl,sched,tcp,udp",
             ],
+            # /rootfs/proc present makes cAdvisor read each container's network counters from
+            # /rootfs/proc/<pid>/net/dev and its layer ids under /rootfs (manager/manager.go,
+            # inHostNamespace); as nobody, no process's environment or root is readable there.
             mounts=[
-                swarm.bind_mount("/", "/rootfs"),
-                swarm.bind_mount("/var/run", "/var/run"),
                 swarm.bind_mount("/sys", "/sys"),
-                swarm.bind_mount("/var/lib/docker", "/var/lib/docker"),
-                swarm.bind_mount("/dev/disk", "/dev/disk"),
+                swarm.bind_mount("/proc", "/rootfs/proc"),
+                swarm.bind_mount(LAYER_IDS, f"/rootfs{LAYER_IDS}"),
             ],
             health=_wget(f"http://127.0.0.1:{obs.CADVISOR_PORT}/healthz"),
             global_mode=True,
-            user="0:0",
+            user=NOBODY,
+            networks=[self._monitoring, api.network],
+            depends_on=[api.service],
         )
 
     def _proxy_exporters(self) -> None:
@@ -292,11 +347,14 @@ class ObservabilityStack(pulumi.ComponentResource):
         The first two images are built FROM scratch (no shell to probe with): Prometheus'
         TargetDown watches them instead."""
         spec = self.spec
+        # Scraped on monitoring; they reach the proxy (and it them) on the proxy's own network.
+        networks = [self._monitoring, self.proxy_network]
         self._add(
             "nginx-exporter",
             image=self._images.nginx_exporter_image,
             args=[f"--nginx.scrape-uri={spec.nginx_scrape_uri}", f"--web.listen-address=:{obs.NGINX_EXPORTER_PORT}"],
             health=None,
+            networks=networks,
         )
         self._add(
             "nginxlog-exporter",
@@ -304,6 +362,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             args=[f"-config-file={obs.NGINXLOG_CONFIG_FILE}"],
             configs=[self._config("nginxlog-config", obs.render_nginxlog_yml(spec), obs.NGINXLOG_CONFIG_FILE)],
             health=None,
+            networks=networks,
         )
         self._add(
             "blackbox-exporter",
@@ -311,6 +370,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             args=[f"--config.file={obs.BLACKBOX_CONFIG_FILE}"],
             configs=[self._config("blackbox-config", obs.render_blackbox_yml(spec), obs.BLACKBOX_CONFIG_FILE)],
             health=_wget(f"http://127.0.0.1:{obs.BLACKBOX_PORT}/-/healthy"),
+            networks=networks,
         )
 
     def _store_exporters(self, stores: Mapping[str, StoreLike]) -> None:
@@ -320,11 +380,15 @@ class ObservabilityStack(pulumi.ComponentResource):
             exporter = registry.kind_of(store.spec).exporter()
             assert exporter is not None  # the spec watches only stores with an exporter
             password_file = f"{obs.SECRETS_DIR}/{target.name}-password"
-            secrets = []
-            if store.password_secret is not None:
-                secrets.append(swarm.secret_file(store.password_secret, password_file))
+            # The store's own exporter credentials where its kind has them (statistics only, never
+            # the apps' password); otherwise the store's password.
+            secret = store.client_secrets.get("exporter", store.password_secret)
+            secrets = [swarm.secret_file(secret, password_file)] if secret is not None else []
             container = exporter.container(
-                store.spec, target.service_name, password_file if store.password_secret is not None else None
+                store.spec,
+                target.service_name,
+                password_file if secret is not None else None,
+                store.client_users.get("exporter"),
             )
             self._add(
                 f"{target.name}-exporter",
@@ -334,6 +398,9 @@ class ObservabilityStack(pulumi.ComponentResource):
                 secrets=secrets,
                 health=_wget(f"http://127.0.0.1:{exporter.port}{exporter.health_path}"),
                 memory_mb=exporter.memory_mb,
+                # It reaches its store on the data network and is scraped on monitoring.
+                networks=[self._monitoring, self._data],
+                depends_on=store.ready,
             )
 
     def nginx_upstream(self) -> nginx.NginxUpstream:
@@ -384,12 +451,13 @@ class ObservabilityStack(pulumi.ComponentResource):
         memory_mb: int | None = None,
         global_mode: bool = False,
         order: Literal["start-first", "stop-first"] = "start-first",
-        read_only: bool = True,
         user: str | None = None,
-        extra_networks: Sequence[docker.Network] = (),
+        networks: Sequence[docker.Network] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
     ) -> docker.Service:
-        """One monitoring service; ``health`` None is for images without a shell (Prometheus'
-        TargetDown watches them instead)."""
+        """One monitoring service: read-only root, every capability dropped; ``networks`` default
+        to monitoring alone. ``health`` None is for images without a shell (Prometheus' TargetDown
+        watches them instead)."""
         limit_mb = memory_mb if memory_mb is not None else capacity.OBSERVABILITY_LIMITS_MB[part]
         service = swarm.service(
             f"{self._name}-{part}",
@@ -404,12 +472,12 @@ class ObservabilityStack(pulumi.ComponentResource):
             secrets=secrets,
             mounts=mounts,
             health=swarm.Health(tuple(health), timeout_s=5) if health is not None else None,
-            hardening=swarm.Hardening(read_only=read_only, cap_drop_all=False, user=user),
+            hardening=swarm.Hardening(user=user),
             resources=Resources(memory_mb=limit_mb),
             replicas=None if global_mode else 1,
-            networks=[swarm.Attachment(net.id) for net in (self._network, *extra_networks)],
+            networks=[swarm.Attachment(net.id) for net in (networks or [self._monitoring])],
             rollout=swarm.Rollout(order=order, delay_s=5),
-            opts=self._child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         self.services[part] = service
         return service

@@ -25,7 +25,7 @@ import pulumi_tls as tls
 
 from components import swarm
 from components.host import WORLD, Host
-from components.networks import Networks
+from components.networks import Networks, overlay
 from config.loader import Stack
 from config.models import StackConfig
 from render import acme, nginx, proxy_runtime
@@ -72,10 +72,12 @@ class ProxyTier(pulumi.ComponentResource):
         extra_upstreams: Sequence[nginx.NginxUpstream] = (),
         extra_routes: Sequence[nginx.NginxRoute] = (),
         extra_access_logs: Sequence[str] = (),
+        monitoring_network: docker.Network | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``extra_upstreams``/``extra_routes``: what the proxy serves besides the apps (Grafana);
-        ``extra_access_logs``: more destinations of its access log (the log exporter)."""
+        ``extra_access_logs``: more destinations of its access log (the log exporter);
+        ``monitoring_network``: where the proxy reaches Grafana and its exporters reach it."""
         super().__init__("keel:index:ProxyTier", name, {}, opts)
         cfg = stack.config
         names = cfg.names
@@ -117,7 +119,8 @@ class ProxyTier(pulumi.ComponentResource):
         conf_volume = docker.Volume(
             f"{self._name}-conf", docker.VolumeArgs(name=cfg.names.proxy_conf_volume), opts=self._child
         )
-        self.service = self._nginx(cfg, networks, tls_files, conf_volume)
+        attached = [networks.edge, *([monitoring_network] if monitoring_network is not None else [])]
+        self.service = self._nginx(cfg, attached, tls_files, conf_volume)
         self._write_configuration(cfg, host, conf_volume, files)
         self.register_outputs({"service_name": self.service_name, "urls": self.urls})
 
@@ -147,7 +150,7 @@ class ProxyTier(pulumi.ComponentResource):
     def _nginx(
         self,
         cfg: StackConfig,
-        networks: Networks,
+        networks: Sequence[docker.Network],
         tls_files: _TlsFiles,
         conf_volume: docker.Volume,
     ) -> docker.Service:
@@ -157,6 +160,15 @@ class ProxyTier(pulumi.ComponentResource):
             docker.ServiceConfigArgs(data=swarm.b64(proxy_runtime.watcher_script())),
             opts=self._child,
         )
+        configs = [swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)]
+        if cfg.dns is not None and cfg.dns.proxied:
+            # Authenticated Origin Pulls: the CA whose client certificates nginx requires (render/nginx.py).
+            ca = docker.ServiceConfig(
+                f"{self._name}-origin-pull-ca",
+                docker.ServiceConfigArgs(data=swarm.b64(nginx.ORIGIN_PULL_CA_FILE.read_text())),
+                opts=self._child,
+            )
+            configs.append(swarm.file_config(ca, nginx.ORIGIN_PULL_CA_PATH))
         return swarm.service(
             f"{self._name}-service",
             name=self.service_name,
@@ -164,7 +176,7 @@ class ProxyTier(pulumi.ComponentResource):
             part=self._name,
             image=self._host.image(proxy.image),
             command=["/bin/sh", proxy_runtime.WATCHER_PATH],
-            configs=[swarm.file_config(watcher, proxy_runtime.WATCHER_PATH, 0o555)],
+            configs=configs,
             secrets=tls_files.secrets,
             mounts=[
                 *tls_files.mounts,
@@ -185,7 +197,8 @@ class ProxyTier(pulumi.ComponentResource):
             resources=proxy.resources,
             logging=proxy.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.public.id), swarm.Attachment(networks.internal.id)],
+            # Never the data network: the internet-facing process has no route to a store.
+            networks=[swarm.Attachment(network.id) for network in networks],
             ports=[
                 docker.ServiceEndpointSpecPortArgs(
                     target_port=80, published_port=proxy.http_port, publish_mode="host", protocol="tcp"
@@ -248,7 +261,13 @@ class ProxyTier(pulumi.ComponentResource):
                     ),
                     opts=child,
                 )
-        for setting, value in (("ssl", "strict"), ("always_use_https", "on"), ("min_tls_version", "1.2")):
+        settings = [("ssl", "strict"), ("always_use_https", "on"), ("min_tls_version", "1.2")]
+        if cfg.dns.proxied:
+            # Authenticated Origin Pulls, zone-wide with Cloudflare's certificate: the edge presents
+            # it to the origin, whose nginx requires it (render/nginx.py, client_ca_path). Setting id
+            # from cloudflare/terraform-provider-cloudflare v5.22.0, docs/resources/zone_setting.md.
+            settings.append(("tls_client_auth", "on"))
+        for setting, value in settings:
             cloudflare.ZoneSetting(
                 f"{name}-zone-{setting}",
                 cloudflare.ZoneSettingArgs(zone_id=cfg.dns.zone_id, setting_id=setting, value=value),
@@ -311,6 +330,9 @@ class ProxyTier(pulumi.ComponentResource):
             docker.VolumeArgs(name=cfg.names.acme_state_volume),
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
+        egress = overlay(
+            f"{name}-acme-egress", name=cfg.names.acme_egress_network, role="egress", internal=False, opts=child
+        )
         token = docker.Secret(
             f"{name}-acme-token",
             docker.SecretArgs(data=swarm.secret_data(stack.secrets[tls_cfg.acme_dns_token_secret])),
@@ -339,15 +361,22 @@ class ProxyTier(pulumi.ComponentResource):
             command=["/bin/sh", acme.SCRIPT_PATH],
             configs=[swarm.file_config(script, acme.SCRIPT_PATH, 0o555)],
             secrets=[swarm.secret_file(token, acme.TOKEN_PATH, 0o400)],
-            mounts=[swarm.volume_mount(state.name, acme.STATE_DIR), swarm.volume_mount(certs.name, acme.CERT_DIR)],
-            hardening=swarm.Hardening(read_only=False, cap_drop_all=False),
+            mounts=[
+                swarm.volume_mount(state.name, acme.STATE_DIR),
+                swarm.volume_mount(certs.name, acme.CERT_DIR),
+                # acme.sh's account settings, and the token it would save there, live and die here.
+                swarm.tmpfs_mount(acme.RUNTIME_DIR, 8),
+            ],
+            # Root (its volumes are root's) without a single capability, on a read-only root.
+            hardening=swarm.Hardening(),
             health=swarm.Health(tuple(acme.health_command()), interval_s=300, start_period_s=600),
             # Healthy only after its first check (start period 600 s, checked every 300 s).
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.public.id)],
+            # Its own way out (Let's Encrypt, Cloudflare's API), shared with nothing else.
+            networks=[swarm.Attachment(egress.id)],
             rollout=swarm.Rollout(order="stop-first", converge_timeout_s=1200),
             opts=child,
         )

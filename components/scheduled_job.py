@@ -30,6 +30,7 @@ import pulumi_docker as docker
 
 from components import swarm
 from components.app_service import SECRETS_DIR, AppService, network_id, secret_file_name, secret_value, store_mounts
+from components.docker_api import DockerApiProxy
 from components.host import Host
 from components.networks import Networks
 from components.stateful_store import StatefulStore
@@ -37,7 +38,7 @@ from config import capacity
 from config.loader import Stack
 from config.models import NETWORKS, JobSpec, Resources
 from render import backup as bk
-from render import jobs
+from render import docker_api, jobs
 
 SCHEDULER_OWNED_FIELDS = ("mode", "taskSpec.forceUpdate")
 """Job service fields swarm-cronjob changes on each run (Pulumi property paths, camelCase): it sets
@@ -48,7 +49,6 @@ SPEC_LABEL = "keel.spec"
 """The job's spec fingerprint: every change of it is a service update, which puts the schedule back
 after the idle step paused it."""
 SCHEDULER_SCRIPTS_DIR = "/etc/keel-scheduler"
-DOCKER_SOCKET = "/var/run/docker.sock"
 JOB_HEALTH_INTERVAL_S = 10
 """swarm-cronjob's skip-running counts tasks in state Running only, and a task with a health check is
 Running only once its first probe passed (moby daemon/cluster/executor/container/controller.go,
@@ -102,6 +102,7 @@ class Scheduler(pulumi.ComponentResource):
     """
 
     service: docker.Service
+    api: DockerApiProxy
     job_script: docker.ServiceConfig | None
     tickets_dir: str
     prepared: pulumi.Resource
@@ -143,6 +144,18 @@ class Scheduler(pulumi.ComponentResource):
         # The service lived in BackupJob before the jobs shared it: the alias keeps it (an update,
         # not a new service beside the old one of the same name).
         moved_from = pulumi.Alias(name="backup-scheduler", parent=pulumi.create_urn("backup", "keel:index:BackupJob"))
+        # swarm-cronjob's Docker client reads DOCKER_HOST (client.FromEnv, swarm-cronjob
+        # internal/docker/client.go): a proxy that answers only what scheduling needs, never the socket.
+        self.api = DockerApiProxy(
+            f"{name}-docker-api",
+            service_name=cfg.names.scheduler_api_proxy,
+            network_name=cfg.names.scheduler_api_network,
+            purpose="swarm-cronjob (services, tasks, nodes, events, service updates)",
+            rules=docker_api.SCHEDULER,
+            image=cfg.backup.docker_api_proxy_image,
+            host=host,
+            parent=self,
+        )
         self.service = swarm.service(
             f"{name}-service",
             name=cfg.names.scheduler,
@@ -151,27 +164,32 @@ class Scheduler(pulumi.ComponentResource):
             image=host.image(cfg.backup.scheduler_image),
             command=["sh", f"{SCHEDULER_SCRIPTS_DIR}/{jobs.SCHEDULER_SCRIPT}"],
             # JSON lines: what the reader parses (the console format is coloured).
-            env={"TZ": "UTC", "LOG_LEVEL": "info", "LOG_JSON": "true", "KEEL_TEXTFILE_DIR": jobs.TEXTFILE_TARGET},
+            env={
+                "TZ": "UTC",
+                "LOG_LEVEL": "info",
+                "LOG_JSON": "true",
+                "KEEL_TEXTFILE_DIR": jobs.TEXTFILE_TARGET,
+                "DOCKER_HOST": self.api.endpoint,
+            },
             configs=[swarm.file_config(reader, f"{SCHEDULER_SCRIPTS_DIR}/{jobs.SCHEDULER_SCRIPT}", 0o555)],
             mounts=[
-                swarm.bind_mount(DOCKER_SOCKET, DOCKER_SOCKET, read_only=False),
                 swarm.bind_mount(textfile_dir, jobs.TEXTFILE_TARGET, read_only=False),
                 swarm.tmpfs_mount("/tmp", 1),
             ],
-            # Alive and holding the Docker socket it schedules through. Whether it actually schedules
-            # is what the backup-age and job-late alerts watch.
-            health=swarm.Health(
-                ("CMD-SHELL", f"test -S {DOCKER_SOCKET} && pgrep -x swarm-cronjob >/dev/null"),
-                interval_s=60,
-                start_period_s=10,
-            ),
+            # Alive. Whether it actually schedules is what the backup-age and job-late alerts watch.
+            health=swarm.Health(("CMD-SHELL", "pgrep -x swarm-cronjob >/dev/null"), interval_s=60, start_period_s=10),
+            # Root keeps Docker's default capabilities for now: its log reader rewrites run tickets the
+            # deploy user created in the textfile directory (issue 17); the socket is no longer mounted.
             hardening=swarm.Hardening(cap_drop_all=False),
             stop_grace_s=10,
             resources=Resources(memory_mb=capacity.SCHEDULER_MB),
             # It drives services through the swarm API, which only managers answer.
+            networks=[swarm.Attachment(self.api.network.id)],
             constraints=[swarm.ON_MANAGER],
             rollout=swarm.STOP_FIRST,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.prepared], aliases=[moved_from]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.prepared, self.api.service], aliases=[moved_from]
+            ),
         )
         self.register_outputs({"tickets_dir": self.tickets_dir})
 

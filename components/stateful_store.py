@@ -3,9 +3,15 @@
 Every store with data keeps it in a protected docker.Volume (retained when removed from the
 code) which, on a Hetzner host, is a directory on the Hetzner Volume (/mnt/data/volumes/...), so
 it survives the server's replacement. A store with a container (PostgreSQL, Redis, MariaDB) runs
-one task on the internal network only, pinned to the manager node (the one that holds the data
+one task on the data network only, pinned to the manager node (the one that holds the data
 volume) and reachable by its short name (`db`, `cache`) through a network alias; what runs in it
 (image, args, env, files, mounts, health, stop) is its kind's ``container`` plan.
+
+Least privilege: a store runs with every capability dropped and a read-only root, as its image's
+own user when its plan names one (its data directory handed to that user when the volume is
+prepared). Each client the kind names (``clients``: the exporter, the backup job, Redis' health
+check) has a user and a generated password of its own, with only what it uses; the plan's
+``setup`` step (PostgreSQL's roles) runs after the task is healthy.
 """
 
 from __future__ import annotations
@@ -60,12 +66,23 @@ class StoreLike(Protocol):
     @property
     def password_secret(self) -> docker.Secret | None: ...
 
+    @property
+    def client_users(self) -> dict[str, str]: ...
+
+    @property
+    def client_secrets(self) -> dict[str, docker.Secret]: ...
+
+    @property
+    def ready(self) -> list[pulumi.Resource]: ...
+
 
 class StatefulStore(pulumi.ComponentResource):
     """One store. Outputs: ``service_name`` (also reachable by the store's own name on the
     internal network), ``volume``, ``password`` (a secret, for stores with one),
-    ``password_secret`` (the swarm secret holding it), ``url`` (external stores) and
-    ``connection_url`` (a secret: what an app's ``store-url:<name>`` receives)."""
+    ``password_secret`` (the swarm secret holding it), ``url`` (external stores),
+    ``connection_url`` (a secret: what an app's ``store-url:<name>`` receives), ``client_users``
+    and ``client_secrets`` (each client's own user and password secret, by client, from the kind's
+    ``clients``), and ``ready`` (what must be done before a client connects)."""
 
     spec: StoreSpec
     service_name: str
@@ -75,6 +92,9 @@ class StatefulStore(pulumi.ComponentResource):
     password_secret: docker.Secret | None
     url: pulumi.Output[str] | None
     connection_url: pulumi.Output[str] | None
+    client_users: dict[str, str]
+    client_secrets: dict[str, docker.Secret]
+    ready: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -99,19 +119,27 @@ class StatefulStore(pulumi.ComponentResource):
         self.password_secret = None
         self.url = None
         self.connection_url = None
+        self.client_users = {}
+        self.client_secrets = {}
+        self._client_passwords: dict[str, pulumi.Output[str]] = {}
+        self.ready = []
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
         self._host = host
         self.pitr: PitrArchive | None = None
         self._stack = stack
+        self._owner: tuple[str, str] | None = None
 
         credentials = kind.credentials(spec)
         if isinstance(credentials, SecretUrl):
             self.url = stack.secrets[credentials.secret]
             self.connection_url = self.url
+        container = kind.container(name, spec)
         if kind.data_volume(spec):
             # On the data disk: the store's data outlives the server (the resource name is the one
             # the volume always had: renaming it would create an empty volume beside the data).
+            # Its server runs as the image's own user, if the plan names one: the directory is that user's.
+            self._owner = (container.user, container.image) if container is not None and container.user else None
             self.volume = self._generation(getattr(spec, "volume_generation", 0), protect=True)
         restore_volume = None
         # PostgreSQL stores (stores/postgres/model.py) may be restored to a point in time into a new volume.
@@ -126,7 +154,7 @@ class StatefulStore(pulumi.ComponentResource):
             if pitr is not None and name in stack.config.pitr_stores():
                 self.pitr = PitrArchive(
                     f"{name}-pitr", store=name, spec=spec, stack=stack, host=host,
-                    egress_network=pitr.egress_network, internal_network=networks.internal,
+                    egress_network=pitr.egress_network, internal_network=networks.data,
                     textfile_dir=pitr.textfile_dir, opts=self._child,
                 )  # fmt: skip
         if isinstance(credentials, Password):
@@ -136,9 +164,13 @@ class StatefulStore(pulumi.ComponentResource):
             )
             password, url = self.password, credentials.url
             self.connection_url = swarm.as_secret(password.apply(lambda value: url(name, value)))
-        container = kind.container(name, spec)
+        for client, client_user in kind.clients(spec).items():
+            self._client(client, client_user)
         if container is not None:
             self.service = self._service(container, networks)
+            self.ready = [self.service]
+            if container.setup is not None:
+                self.ready.append(self._setup(container, stack))
         if self.pitr is not None and self.service is not None and self.volume is not None:
             assert self.password_secret is not None
             self.pitr.jobs(
@@ -159,6 +191,8 @@ class StatefulStore(pulumi.ComponentResource):
             labels={"keel.store": self._name},
             parent=self,
             protect=protect,
+            owner=self._owner[0] if self._owner is not None else None,
+            image=self._owner[1] if self._owner is not None else None,
         )
 
     def _password(self, resource_name: str, configured: str | None, stack: Stack) -> pulumi.Output[str]:
@@ -170,6 +204,34 @@ class StatefulStore(pulumi.ComponentResource):
         )
         return swarm.as_secret(generated.result)
 
+    def _client(self, client: str, user: str) -> None:
+        """A generated password, and its swarm secret, for one client of the store."""
+        password = self._generated(f"{self._name}-{client}-password")
+        self.client_users[client] = user
+        self._client_passwords[client] = password
+        self.client_secrets[client] = docker.Secret(
+            f"{self._name}-{client}-password", docker.SecretArgs(data=swarm.secret_data(password)), opts=self._child
+        )
+
+    def _clients_by_user(self) -> pulumi.Output[dict[str, str]]:
+        by_user = {self.client_users[client]: value for client, value in self._client_passwords.items()}
+        return pulumi.Output.all(**by_user).apply(dict)
+
+    def _setup(self, plan: ContainerPlan, stack: Stack) -> pulumi.Resource:
+        """The plan's setup step, run on the host after the task is healthy; what it reads (e.g.
+        PostgreSQL's roles with their password verifiers) arrives on stdin and touches no disk."""
+        setup = plan.setup
+        assert setup is not None and self.password is not None and self.service is not None
+        stdin = pulumi.Output.all(self.password, self._clients_by_user()).apply(
+            lambda values: setup.stdin(values[0], dict(values[1]))
+        )
+        return self._host.run(
+            f"{self._name}-{setup.part}",
+            create=setup.script(self.service_name),
+            stdin=swarm.as_secret(stdin),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+        )
+
     def _configs(self, plan: ContainerPlan) -> list[docker.ServiceTaskSpecContainerSpecConfigArgs]:
         configs = []
         for file in plan.config_files:
@@ -180,7 +242,9 @@ class StatefulStore(pulumi.ComponentResource):
         return configs
 
     def _secret_file(self, file: SecretFile, stack_secret: docker.Secret | None) -> docker.Secret:
-        """The password's secret, or the secret of its own a file names (derived or generated)."""
+        """The password's secret, a client's, or the secret of its own a file names (derived or generated)."""
+        if file.client is not None:
+            return self.client_secrets[file.client]
         if file.part is None:
             assert stack_secret is not None, f"{self._name}: {file.path} names the password of a store without one"
             return stack_secret
@@ -188,7 +252,12 @@ class StatefulStore(pulumi.ComponentResource):
             value = self._generated(f"{self._name}-{file.part}")
         else:
             assert file.derive is not None and self.password is not None
-            value = self.password.apply(file.derive)
+            derive = file.derive
+            value = swarm.as_secret(
+                pulumi.Output.all(self.password, self._clients_by_user()).apply(
+                    lambda values: derive(values[0], dict(values[1]))
+                )
+            )
         return docker.Secret(
             f"{self._name}-{file.part}", docker.SecretArgs(data=swarm.secret_data(value)), opts=self._child
         )
@@ -230,7 +299,11 @@ class StatefulStore(pulumi.ComponentResource):
             # entrypoint is what initialises the data directory, reads the *_FILE secrets and drops root.
             args=plan.args,
             env=plan.env,
-            hardening=swarm.Hardening(read_only=True, cap_drop_all=False),
+            # With the image's user from the start the entrypoint neither chowns nor switches users,
+            # so no capability is needed; without one the entrypoint drops root itself.
+            hardening=swarm.Hardening(read_only=True, user=plan.user)
+            if plan.user is not None
+            else swarm.Hardening(read_only=True, cap_drop_all=False),
             secrets=secrets,
             configs=configs,
             mounts=[
@@ -250,7 +323,7 @@ class StatefulStore(pulumi.ComponentResource):
             stop_grace_s=plan.stop_grace_s,
             logging=plan.logging,
             constraints=[swarm.ON_MANAGER],
-            networks=[swarm.Attachment(networks.internal.id, aliases=(self._name,)), *networks_extra],
+            networks=[swarm.Attachment(networks.data.id, aliases=(self._name,)), *networks_extra],
             labels={"keel.wal-archive": "true"} if parts is not None else None,
             # One task owns the data directory: the old one stops before the new one starts.
             # A swarm task counts as running only once its health check passes, so waiting for

@@ -30,15 +30,21 @@ OBSERVABILITY_LIMITS_MB = {
     "nginx-exporter": 16,
     "nginxlog-exporter": 32,
     "blackbox-exporter": 24,
+    # cAdvisor's Docker API proxy (HAProxy, components/docker_api.py).
+    "docker-api": 24,
 }
+DOCKER_API_PROXY_MB = 24
+"""A Docker API proxy: HAProxy for one client (a few connections, maxconn 64), a few MiB resident."""
 BACKUP_MB = 256
+"""The backup job and the stack's scheduler with its Docker API proxy, when backups are on."""
 PITR_JOB_MB = 128
 """A point-in-time job's limit (pgBackRest with process-max=2, or the drill's PostgreSQL with 32 MiB of
 shared_buffers); one runs at a time per store (their schedules do not overlap by default)."""
 PITR_HEARTBEAT_MB = 16
 """The heartbeat writer (a shell loop and psql). archive-push itself runs in the store, within its limit."""
 SCHEDULER_MB = 32
-"""swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise."""
+"""swarm-cronjob's limit; part of BACKUP_MB when backups are on, a line of its own otherwise (beside
+its Docker API proxy's)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def budget(cfg: StackConfig) -> Budget:
         lines.append(BudgetLine("backup", BACKUP_MB))
     elif cfg.jobs:
         lines.append(BudgetLine("scheduler", SCHEDULER_MB))
+        lines.append(BudgetLine("scheduler-docker-api", DOCKER_API_PROXY_MB))
     for name in cfg.pitr_stores():
         lines.append(BudgetLine(f"{name}-pitr", PITR_JOB_MB + PITR_HEARTBEAT_MB))
     # Runs of different jobs may overlap; one job never overlaps itself.

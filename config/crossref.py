@@ -58,6 +58,13 @@ def _routes(cfg: StackConfig) -> list[str]:
     hostnames = set(cfg.dns.all_hostnames) if cfg.dns else None
     for index, route in enumerate(cfg.proxy.routes):
         where = f"proxy/routes/{index}"
+        if route.host is not None and hostnames is not None and route.host not in hostnames:
+            out.append(
+                f"{where}/host: {show(route.host)} is not one of dns/hostnames; "
+                f"expected one of {', '.join(sorted(hostnames))}"
+            )
+        if route.service is None:
+            continue  # a deny route: nothing to reach
         target = cfg.services.get(route.service)
         if target is None:
             known = ", ".join(sorted(apps)) or "none defined"
@@ -79,10 +86,10 @@ def _routes(cfg: StackConfig) -> list[str]:
                 f"{where}/service: {show(route.service)} has 0 replicas, so every request to {route.path} "
                 f"would fail with 502; expected services/{route.service}/replicas of at least 1, or no route"
             )
-        if route.host is not None and hostnames is not None and route.host not in hostnames:
+        elif "edge" not in target.networks:
             out.append(
-                f"{where}/host: {show(route.host)} is not one of dns/hostnames; "
-                f"expected one of {', '.join(sorted(hostnames))}"
+                f"{where}/service: {show(route.service)} is not on the edge network, where the proxy reaches it; "
+                f"add edge to services/{route.service}/networks"
             )
     return out
 
@@ -179,6 +186,7 @@ def _images(cfg: StackConfig) -> list[str]:
             images.append((f"jobs/{name}/image", job.image))
     if cfg.backup.enabled or cfg.jobs:
         images.append(("backup/scheduler_image", cfg.backup.scheduler_image))
+        images.append(("backup/docker_api_proxy_image", cfg.backup.docker_api_proxy_image))
     if cfg.backup.enabled:
         images.append(("backup/image", cfg.backup.image))
     for path, image in images:
@@ -266,7 +274,8 @@ def _trusted_proxies(cfg: StackConfig) -> list[str]:
 
 
 def _metrics_paths(cfg: StackConfig) -> list[str]:
-    """An app's metrics are scraped only with monitoring on, on its port, over the internal network."""
+    """An app's metrics are scraped only with monitoring on, on its port (the app joins the
+    monitoring network for it)."""
     problems: list[str] = []
     if not cfg.observability.enabled:
         return problems
@@ -276,11 +285,6 @@ def _metrics_paths(cfg: StackConfig) -> list[str]:
         where = f"services/{name}/metrics_path"
         if app.port is None:
             problems.append(f"{where}: is set but the service has no port to scrape; set services/{name}/port")
-        if "internal" not in app.networks:
-            problems.append(
-                f"{where}: is set but the service is not on the internal network, where Prometheus scrapes; "
-                f"add internal to services/{name}/networks"
-            )
     return problems
 
 
@@ -408,7 +412,7 @@ def _derived_names(cfg: StackConfig) -> list[str]:
     for attribute, _ in inspect.getmembers(Names, lambda member: isinstance(member, property)):
         kind = "volume" if attribute.endswith("_volume") else "network" if attribute.endswith("_network") else "service"
         owners[(kind, getattr(names, attribute))] = f"keel's own {attribute.replace('_', ' ')}"
-    for role in ("public", "internal"):
+    for role in ("edge", "data", "monitoring"):
         owners[("network", names.network(role))] = f"keel's {role} network"
     owners[("upstream", names.grafana)] = "keel's Grafana upstream"
     out = []
@@ -528,14 +532,14 @@ def referenced_stores(app: AppSpec, cfg: StackConfig) -> set[str]:
     keel cannot see counts.
 
     Named: a ``store:``/``store-url:`` secret and a mounted volume. Over the network, only for an
-    app on the internal network (stores sit on no other): a store's short name or swarm service
+    app on the data network (stores sit on no other): a store's short name or swarm service
     name as a host in an env value, the command, args, the health command or the migration
     command (``postgres://app@db:5432/app``, ``--redis=cache:6379``); and every store when the app
     holds a secret set in the config, whose value (a URL the user wrote) is unknown until deploy.
     """
     stores = cfg.stores()
     found = {ref.store for ref in app.secrets.values() if ref.store is not None} | set(app.volumes.values())
-    if "internal" not in app.networks:
+    if "data" not in app.networks:
         return found & set(stores)
     if any(ref.source == "secret" for ref in app.secrets.values()):
         return set(stores)

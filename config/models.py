@@ -7,6 +7,7 @@ span sections run once in ``config.crossref``. Units are in the field names (``_
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -90,9 +91,62 @@ def _parse_secret_ref(value: object) -> object:
 
 SecretRefField = Annotated[SecretRef, BeforeValidator(_parse_secret_ref), PlainSerializer(str)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-NetworkName = Literal["public", "internal"]
-NETWORKS: tuple[NetworkName, ...] = ("public", "internal")
+RENAMED_NETWORKS = {"public": "edge", "internal": "data"}
+"""Network names before networks were split by role, and what replaced them."""
+
+
+def _network_name(value: object) -> object:
+    if isinstance(value, str) and value in RENAMED_NETWORKS:
+        raise ValueError(
+            f"found {show(value)}, a network name that is no longer used; expected {RENAMED_NETWORKS[value]} "
+            "(networks are now split by role: edge joins the proxy and the apps, data joins the apps and the "
+            "stores; Prometheus reaches an app with a metrics_path on the monitoring network by itself)"
+        )
+    return value
+
+
+NetworkRole = Literal["edge", "data"]
+NetworkName = Annotated[NetworkRole, BeforeValidator(_network_name)]
+NETWORKS: tuple[NetworkRole, ...] = ("edge", "data")
+
 SSH_PORT = 22
+_CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+MIN_RSA_BITS = 3072
+"""NIST SP 800-57 part 1 rev. 5: RSA below 3072 bits gives less than 128 bits of security."""
+
+
+def rsa_key_bits(key: str) -> int | None:
+    """The modulus size of an ``ssh-rsa`` public key line; None for other key types or a malformed blob.
+
+    The blob is RFC 4253 section 6.6: string "ssh-rsa", mpint e, mpint n, each a 4-byte length then
+    the bytes.
+    """
+    parts = key.split()
+    if len(parts) < 2 or parts[0] != "ssh-rsa":
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        return None
+    fields = []
+    offset = 0
+    for _ in range(3):
+        if offset + 4 > len(blob):
+            return None
+        length = int.from_bytes(blob[offset : offset + 4], "big")
+        fields.append(blob[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    if fields[0] != b"ssh-rsa" or offset > len(blob):
+        return None
+    return int.from_bytes(fields[2], "big").bit_length()
+
+
+def check_cidr(value: str) -> str:
+    """An IPv4 or IPv6 network, normalised (203.0.113.7 -> 203.0.113.7/32)."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"found {show(value)}; expected a network such as 203.0.113.0/24") from None
 
 
 Hostname = Annotated[str, checked(grammar.hostname_problem)]
@@ -134,6 +188,17 @@ class HcloudHostSpec(Model):
     """A swap file on the root disk; at most half of it (catalogue.SERVER_TYPES disk_gib)."""
     deploy_user: str = "deploy"
     """The user Pulumi and the admins log in as (in the docker group); never root or a system user."""
+    reboot_window: str | None = None
+    """HH:MM (UTC): when an installed update needs a reboot (a new kernel, libc), unattended-upgrades
+    reboots the host at this time. Off by default: RebootRequired tells you, and you reboot in a quiet
+    hour. A reboot is a few minutes without service (README, "What happens on a reboot")."""
+
+    @field_validator("reboot_window")
+    @classmethod
+    def _clock_time(cls, value: str | None) -> str | None:
+        if value is not None and not _CLOCK_TIME.match(value):
+            raise ValueError(f"found {show(value)}; expected a time of day HH:MM in UTC, such as 04:00")
+        return value
 
     @field_validator("server_type")
     @classmethod
@@ -175,6 +240,16 @@ class HcloudHostSpec(Model):
             problem = grammar.ssh_key_problem(line)
             if problem is not None:
                 raise KeyPathError(index, problem)
+            if line.split(" ")[0] == "ssh-rsa":
+                bits = rsa_key_bits(line)
+                if bits is None:
+                    raise KeyPathError(index, f"found {show(line[:40])}, an ssh-rsa line whose key cannot be read")
+                if bits < MIN_RSA_BITS:
+                    raise KeyPathError(
+                        index,
+                        f"found an ssh-rsa key of {bits} bits; expected at least {MIN_RSA_BITS} bits, "
+                        "or an ed25519 key (ssh-keygen -t ed25519)",
+                    )
             material = " ".join(line.split(" ")[:2])
             if any(" ".join(seen.split(" ")[:2]) == material for seen in out):
                 raise KeyPathError(index, "is the same key as an earlier entry; expected each key once")
@@ -471,7 +546,9 @@ class AppSpec(Model):
     volumes: dict[MountTarget, Name] = Field(default_factory=dict, max_length=20)
     """Mount path -> name of a `volume` store."""
     networks: list[NetworkName] = Field(default_factory=lambda: list(NETWORKS))
-    """Overlay networks: public (proxy and apps) and internal (apps and stores)."""
+    """Overlay networks by role: edge (the proxy and the apps; the way out to the internet) and data
+    (the apps and the stores). An app with a metrics_path also joins monitoring, where Prometheus
+    scrapes it."""
     constraints: list[str] = Field(default_factory=list, max_length=20)
     """Swarm placement constraints, such as node.labels.disk==ssd."""
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -697,7 +774,7 @@ class JobSpec(Model):
     secrets: dict[EnvName, SecretRefField] = Field(default_factory=dict)
     """As an app's secrets: files under /run/secrets, with <NAME>_FILE set."""
     networks: list[NetworkName] | None = None
-    """Default: the app's networks (with app), else public and internal."""
+    """Default: the app's networks (with app), else edge and data."""
     user: str | None = "10001:10001"
     """Only without app (an app's jobs run as the app does)."""
     volumes: dict[MountTarget, Name] = Field(default_factory=dict, max_length=20)
@@ -733,10 +810,17 @@ class JobSpec(Model):
 
 
 class Route(Model):
-    """One proxied path prefix (optionally on one host) to an app service."""
+    """One path prefix (optionally on one host): proxied to an app service, or denied."""
 
     path: str = "/"
-    service: Name
+    service: Name | None = None
+    """The app that serves the prefix; unset only for a deny route."""
+    deny: bool = False
+    """Answer 404 for the prefix (and for the app server's spellings of it: any case, ";params")
+    instead of serving it: paths that must never be public, such as Spring's /actuator/."""
+    allow_from: list[str] = Field(default_factory=list, max_length=50)
+    """Serve the prefix only to these client networks (CIDRs, the real client address behind
+    Cloudflare); everyone else gets 404, as if it did not exist. Empty: everyone."""
     host: Hostname | None = None
     cache: Literal["pages", "site", "static", "images", "api", "none"] = "none"
     """pages: HTML 1h and fingerprinted assets 30d; site: HTML 1h and every static file (css, js,
@@ -766,6 +850,31 @@ class Route(Model):
                 f"found {show(value)}, a dotfile path that nginx never serves (.git, .env); expected another path"
             )
         return value
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, cidrs: list[str]) -> list[str]:
+        out = []
+        for index, text in enumerate(cidrs):
+            try:
+                out.append(check_cidr(text))
+            except ValueError as error:
+                raise KeyPathError(index, str(error)) from None
+        return out
+
+    @model_validator(mode="after")
+    def _service_or_deny(self) -> Route:
+        if self.deny and self.service is not None:
+            raise KeyPathError(
+                "deny", f"is true but the route also names service {show(self.service)}; expected one of the two"
+            )
+        if not self.deny and self.service is None:
+            raise KeyPathError("service", "is required (or deny: true, to answer 404 for the prefix)")
+        if self.deny and self.allow_from:
+            raise KeyPathError(
+                "allow_from", "is set on a deny route; expected a service to serve those networks, or no allow_from"
+            )
+        return self
 
     @model_validator(mode="after")
     def _proxy_cache_needs_cacheable_route(self) -> Route:
@@ -893,6 +1002,10 @@ class ProxyConfig(Model):
 # ----------------------------------------------------------------------------- observability & backup
 
 
+DOCKER_API_PROXY_IMAGE = "tecnativa/docker-socket-proxy:v0.4.1"
+"""HAProxy in front of the Docker socket, run with keel's own rules (render/docker_api.py)."""
+
+
 class AlertReceiver(Model):
     kind: Literal["none", "email", "webhook"] = "none"
     email_to: Email | None = None
@@ -961,6 +1074,8 @@ class ObservabilityConfig(Model):
     """Probes the proxy's TLS listener: the certificate-expiry alert reads probe_ssl_earliest_cert_expiry."""
     nginxlog_exporter_image: Image = "quay.io/martinhelmich/prometheus-nginxlog-exporter:v1.11.0"
     """Counts the proxy's responses by status from its access log (syslog over UDP): the 5xx-ratio alert."""
+    docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
+    """cAdvisor's read-only Docker API proxy: the only service that mounts the Docker socket."""
 
 
 def _with_store_exporter_images(base: type[ObservabilityConfig]) -> type[ObservabilityConfig]:
@@ -1133,6 +1248,8 @@ class BackupConfig(Model):
     image: Image = "restic/restic:0.18.0"
     scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
     """The swarm-native scheduler that starts the backup and check jobs on their cron schedules."""
+    docker_api_proxy_image: Image = DOCKER_API_PROXY_IMAGE
+    """The scheduler's Docker API proxy (services and tasks only): it never mounts the Docker socket itself."""
     pitr: PitrConfig = Field(default_factory=PitrConfig)
 
     _fires = field_validator("schedule", "check_schedule")(classmethod(lambda cls, v: cron_that_fires(v)))

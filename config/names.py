@@ -58,6 +58,10 @@ class Names:
     def pitr_egress_network(self) -> str:
         return self.of("pitr-egress")
 
+    def migration(self, app: str) -> str:
+        """The swarm job that runs an app's migration before its rollout."""
+        return self.of(f"{app}-migration")
+
     def job(self, name: str) -> str:
         """A scheduled job's service (config/models.py JobSpec)."""
         return self.of(f"job-{name}")
@@ -83,6 +87,10 @@ class Names:
     def acme_state_volume(self) -> str:
         return self.of("proxy-acme")
 
+    @property
+    def acme_egress_network(self) -> str:
+        return self.of("acme-egress")
+
     # ------------------------------------------------------------------ backups
     @property
     def backup(self) -> str:
@@ -107,6 +115,15 @@ class Names:
     @property
     def backup_egress_network(self) -> str:
         return self.of("backup-egress")
+
+    @property
+    def scheduler_api_proxy(self) -> str:
+        """The scheduler's Docker API proxy (services and tasks only)."""
+        return self.of("cronjob-docker-api")
+
+    @property
+    def scheduler_api_network(self) -> str:
+        return self.of("cronjob-docker-api")
 
     def backup_image(self, tag: str) -> str:
         return f"{self.of('backup')}:{tag}"
@@ -135,6 +152,25 @@ class Names:
     @property
     def alerts_egress_network(self) -> str:
         return self.of("alerts-egress")
+
+    @property
+    def alerting_network(self) -> str:
+        """Prometheus and Alertmanager, and nothing else."""
+        return self.of("alerting")
+
+    @property
+    def proxy_metrics_network(self) -> str:
+        """The proxy, Grafana and the proxy's exporters."""
+        return self.of("proxy-metrics")
+
+    @property
+    def docker_api_proxy(self) -> str:
+        """cAdvisor's read-only Docker API proxy."""
+        return self.of("docker-api")
+
+    @property
+    def docker_api_network(self) -> str:
+        return self.of("docker-api")
 
     @property
     def grafana(self) -> str:

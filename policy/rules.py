@@ -47,6 +47,15 @@ HEALTH_BY_PROMETHEUS = "prometheus-target"
 HEALTH_EXEMPTIONS = frozenset({HEALTH_BY_PROMETHEUS})
 PROXY_ROLE = "proxy"
 STORE_ROLE = "store"
+SOCKET_PROXY_ROLE = "socket-proxy"
+SERVICE_LABEL = "keel.service"
+NETWORK_LABEL = "keel.network"
+"""A network's role (components/networks.py): edge, data, monitoring, alerting, ..."""
+DOCKER_SOCKET = "/var/run/docker.sock"
+SOCKET_ALIASES = ("/var/run/docker.sock", "/run/docker.sock")
+"""/var/run is a symlink to /run on every current distribution: both paths name the socket."""
+ALERTING_PARTS = frozenset({"prometheus", "alertmanager"})
+"""The only services on the alerting network: whoever reaches Alertmanager can silence every alert."""
 WORKER_ROLE = "worker"
 # Services no exemption applies to: a worker listens on no port (Prometheus cannot watch it), and
 # a rollout of it without a health check could not tell a broken release from a good one.
@@ -165,6 +174,51 @@ def check_published_ports(props: Mapping[str, Any]) -> list[str]:
         published = ", ".join(str(_get(port, "publishedPort") or _get(port, "targetPort")) for port in ports)
         return [f"publishes port(s) {published} but its {ROLE_LABEL} is {role!r}; only the proxy publishes ports"]
     return []
+
+
+def _uid_gid(user: Any) -> tuple[str, str | None]:
+    uid, _, gid = str(user or "").partition(":")
+    return uid, gid or None
+
+
+def _contains_socket(source: str) -> bool:
+    """Whether a bind of ``source`` hands the container the Docker socket (it, or a directory above it)."""
+    path = "/" + source.strip("/")
+    return any(alias == path or alias.startswith(path.rstrip("/") + "/") for alias in SOCKET_ALIASES)
+
+
+def check_docker_socket(props: Mapping[str, Any]) -> list[str]:
+    """Only the Docker API proxy mounts the Docker socket, which is root on the host.
+
+    A read-only mount restricts nothing (the API is spoken over it). A directory that holds the
+    socket (/, /var/run, /run) counts as the socket, unless it is read-only and the task runs as
+    a user who can neither be root nor be in the docker group (uid and gid numeric and not 0, no
+    extra groups): the socket is root:docker 0660, so connect(2) is refused to such a user.
+    """
+    role = service_role(props)
+    container = _get(props, "taskSpec", "containerSpec") or {}
+    uid, gid = _uid_gid(container.get("user"))
+    unprivileged = uid.isdigit() and uid != "0" and gid is not None and gid.isdigit() and gid != "0"
+    unprivileged = unprivileged and not container.get("groups")
+    problems = []
+    for index, mount in enumerate(container.get("mounts") or []):
+        if not isinstance(mount, Mapping) or mount.get("type") != "bind":
+            continue
+        source = str(mount.get("source") or "")
+        if not _contains_socket(source):
+            continue
+        if role == SOCKET_PROXY_ROLE and "/" + source.strip("/") in SOCKET_ALIASES:
+            continue
+        if source.rstrip("/") not in ("/var/run/docker.sock", "/run/docker.sock") and (
+            mount.get("readOnly") is True and unprivileged
+        ):
+            continue
+        problems.append(
+            f"taskSpec.containerSpec.mounts[{index}] binds {source!r}, which holds the Docker socket (root on the "
+            f"host), into a service whose {ROLE_LABEL} is {role!r}; expected only the {SOCKET_PROXY_ROLE} to mount "
+            f"{DOCKER_SOCKET}, and its clients to reach the API through it"
+        )
+    return problems
 
 
 def check_server_delete_protection(props: Mapping[str, Any], protect: bool, environment: str) -> list[str]:
@@ -298,41 +352,90 @@ def _wal_archive_egress(service: PolicyResource, network: PolicyResource) -> boo
         return False
 
 
-def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
-    """Stores are attached to internal networks only (but a store that archives its WAL may also join
-    the network labelled for that egress). Returns (urn, problem) pairs.
+def _network_role(network: PolicyResource) -> str | None:
+    try:
+        return _label(network.props, NETWORK_LABEL)
+    except UnknownValueError:
+        return None
+
+
+def _attachments(
+    resources: Sequence[PolicyResource],
+) -> Iterable[tuple[PolicyResource, list[PolicyResource], list[str | None]]]:
+    """Each service, the networks of the stack it is attached to, and the references that match none.
 
     An attachment names a network by id (or name). It is matched to a Network resource of the
     stack; where the value is not known (a preview before the network exists) the networks the
-    service depends on stand in for it. An attachment that matches no network of the stack is a
-    violation too: a store must not join a network declared elsewhere.
+    service depends on stand in for it; a reference that matches nothing and has no stand-in is
+    returned as foreign.
     """
-    networks = [r for r in resources if r.resource_type == NETWORK]
     by_key: dict[str, PolicyResource] = {}
-    for network in networks:
+    for network in (r for r in resources if r.resource_type == NETWORK):
         for key in _network_keys(network):
             by_key[key] = network
-    problems: list[tuple[str, str]] = []
     for service in resources:
-        if service.resource_type != SERVICE or service_role(service.props) != STORE_ROLE:
+        if service.resource_type != SERVICE:
             continue
         attached: list[PolicyResource] = []
+        foreign: list[str | None] = []
         for ref in _network_refs(service.props):
             if ref is not None and ref in by_key:
                 attached.append(by_key[ref])
                 continue
             depended = [d for d in service.dependencies if d.resource_type == NETWORK]
             if not depended:
-                problems.append(
-                    (service.urn, f"is attached to network {ref!r}, which is not a network of this stack; "
-                     "expected an internal network declared here")
-                )  # fmt: skip
+                foreign.append(ref)
             attached.extend(depended)
-        for network in {n.urn: n for n in attached}.values():
-            if not _is_internal(network) and not _wal_archive_egress(service, network):
+        yield service, list({n.urn: n for n in attached}.values()), foreign
+
+
+def check_store_networks(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
+    """Stores are attached to internal networks only, never the edge (but a store that archives its
+    WAL may also join the network labelled for that egress). Returns (urn, problem) pairs.
+
+    An attachment that matches no network of the stack is a violation too: a store must not join
+    a network declared elsewhere.
+    """
+    problems: list[tuple[str, str]] = []
+    for service, attached, foreign in _attachments(resources):
+        if service_role(service.props) != STORE_ROLE:
+            continue
+        for ref in foreign:
+            problems.append(
+                (service.urn, f"is attached to network {ref!r}, which is not a network of this stack; "
+                 "expected an internal network declared here")
+            )  # fmt: skip
+        for network in attached:
+            if _network_role(network) == "edge":
+                problems.append(
+                    (service.urn, f"is a store attached to network {network.name!r}, the edge network the proxy "
+                     "shares; expected the data network")
+                )  # fmt: skip
+            elif not _is_internal(network) and not _wal_archive_egress(service, network):
                 problems.append(
                     (service.urn, f"is a store attached to network {network.name!r}, which is not internal; "
                      "expected internal networks only")
+                )  # fmt: skip
+    return problems
+
+
+def check_network_topology(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
+    """The proxy is on no data network; only Prometheus and Alertmanager are on the alerting network."""
+    problems: list[tuple[str, str]] = []
+    for service, attached, _ in _attachments(resources):
+        role = service_role(service.props)
+        part = _label(service.props, SERVICE_LABEL)
+        for network in attached:
+            network_role = _network_role(network)
+            if role == PROXY_ROLE and network_role == "data":
+                problems.append(
+                    (service.urn, f"is the proxy attached to network {network.name!r}, the stores' data network; "
+                     "expected the edge network (and the proxy's own monitoring link) only")
+                )  # fmt: skip
+            if network_role == "alerting" and not (role == "observability" and part in ALERTING_PARTS):
+                problems.append(
+                    (service.urn, f"is attached to network {network.name!r}, Alertmanager's; expected only "
+                     "Prometheus and Alertmanager there (whoever reaches Alertmanager can silence every alert)")
                 )  # fmt: skip
     return problems
 
@@ -391,6 +494,11 @@ def _validate_store_networks(args: StackValidationArgs, report_violation: Report
         report_violation(problem, urn)
 
 
+def _validate_topology(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, problem in check_network_topology(args.resources):
+        report_violation(problem, urn)
+
+
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
 
@@ -428,8 +536,20 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="stores-on-internal-networks",
-        description="Services labelled keel.role=store are attached to internal networks only.",
+        description="Services labelled keel.role=store are attached to internal networks only, never the edge.",
         validate=_validate_store_networks,
+        enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="network-topology",
+        description="The proxy is not on the data network; only Prometheus and Alertmanager share the alerting one.",
+        validate=_validate_topology,
+        enforcement_level=MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="docker-socket-only-in-socket-proxy",
+        description="Only the service labelled keel.role=socket-proxy mounts the Docker socket.",
+        validate=_on_services(check_docker_socket),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(

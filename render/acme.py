@@ -16,6 +16,12 @@ SCRIPT_PATH = "/usr/local/bin/keel-acme"
 TOKEN_PATH = "/run/secrets/cloudflare-token"
 STATE_DIR = "/acme.sh"
 CERT_DIR = "/certs"
+RUNTIME_DIR = "/tmp"
+"""A tmpfs: acme.sh's account settings file lives here, never in the state volume, because acme.sh
+saves every DNS API credential it is given into that file (dns_cf.sh, _saveaccountconf_mutable
+CF_Token) and reads it back on renewal. Here the token is read from its secret at each start and
+what acme.sh writes of it disappears with the task."""
+ACCOUNT_CONF = f"{RUNTIME_DIR}/keel-acme-account.conf"
 CHECK_INTERVAL_S = 12 * 3600
 
 
@@ -31,22 +37,29 @@ CF_Token="$(cat {TOKEN_PATH})"
 CF_Zone_ID={q(zone_id)}
 export CF_Token CF_Zone_ID
 home={STATE_DIR}
+# Account settings on the tmpfs ({ACCOUNT_CONF}), not in the volume; a token saved there by an
+# earlier version is removed.
+conf={ACCOUNT_CONF}
+if [ -f "$home/account.conf" ]; then
+  sed -i '/^SAVED_CF_/d' "$home/account.conf"
+fi
 if [ ! -s {CERT_DIR}/tls.crt ]; then
   # A stand-in so nginx can start before the first issuance; replaced within minutes.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \\
     -subj {q("/CN=" + domains[0])} -keyout {CERT_DIR}/tls.key -out {CERT_DIR}/tls.crt 2>/dev/null
 fi
-acme.sh --home "$home" --register-account -m {q(email)} --server {server} >/dev/null 2>&1 || true
+acme.sh --home "$home" --accountconf "$conf" --register-account -m {q(email)} --server {server} >/dev/null 2>&1 || true
 while :; do
   rc=0
-  acme.sh --home "$home" --issue --dns dns_cf {domain_flags} --keylength ec-256 --server {server} || rc=$?
+  acme.sh --home "$home" --accountconf "$conf" --issue --dns dns_cf {domain_flags} \\
+    --keylength ec-256 --server {server} || rc=$?
   # 0: issued or renewed; 2: not due yet. Anything else is a failure worth a log line.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then
     echo "keel-acme: issuance failed with status $rc; retrying in an hour" >&2
     sleep 3600
     continue
   fi
-  acme.sh --home "$home" --install-cert -d {first} --ecc \\
+  acme.sh --home "$home" --accountconf "$conf" --install-cert -d {first} --ecc \\
     --fullchain-file {CERT_DIR}/tls.crt.new --key-file {CERT_DIR}/tls.key.new >/dev/null
   mv {CERT_DIR}/tls.key.new {CERT_DIR}/tls.key
   mv {CERT_DIR}/tls.crt.new {CERT_DIR}/tls.crt

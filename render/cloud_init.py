@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from render import dump_yaml
-from render.host_units import HostUnitsSpec, host_files, timers, unattended_upgrades_blacklist
+from render.host_units import (
+    CONTAINER_SLICE,
+    FORGET_USER_DATA,
+    METADATA_BLOCK,
+    HostUnitsSpec,
+    boot_units,
+    host_files,
+    timers,
+    unattended_upgrades_blacklist,
+)
 
 DATA_DIR = "/mnt/data"
 METRICS_DIR = f"{DATA_DIR}/metrics"
@@ -78,6 +87,12 @@ def daemon_json(max_size: str, max_file: int) -> str:
             "log-driver": "json-file",
             "log-opts": {"max-size": max_size, "max-file": str(max_file)},
             "live-restore": False,
+            # No process in any container gains privileges through setuid binaries or file
+            # capabilities (moby daemon/config/config_linux.go, NoNewPrivileges): services cannot
+            # set it themselves (the docker provider has no such field).
+            "no-new-privileges": True,
+            # Every container under one slice whose TasksMax bounds them (render/host_units.py).
+            "cgroup-parent": CONTAINER_SLICE,
         },
         indent=2,
     )
@@ -201,6 +216,12 @@ def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
         *([["sh", "-c", wait_for_volume]] if spec.data_device else []),
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "docker"],
+        # Containers lose the metadata service now; cloud-init's copies of the user data go once
+        # this boot's cloud-init is done (--no-block: runcmd runs inside cloud-final, which the
+        # unit waits for) and on every later boot.
+        ["systemctl", "enable", *boot_units()],
+        ["systemctl", "start", f"{METADATA_BLOCK}.service"],
+        ["systemctl", "start", "--no-block", f"{FORGET_USER_DATA}.service"],
         ["ufw", "default", "deny", "incoming"],
         ["ufw", "default", "allow", "outgoing"],
         # Who may reach port 22 is decided by the Hetzner firewalls in front of the host: admin_cidrs

@@ -50,6 +50,26 @@ IMAGE_PRUNE_AGE = "240h"
 """Images younger than this are kept even if unused: a freshly built backup image has no container
 until its first scheduled run."""
 SWARM_TASK_LABEL = "com.docker.swarm.task.id"
+METADATA_BLOCK = "keel-metadata-block"
+DOCKER_USER_RULES = "/etc/keel/docker-user.rules"
+METADATA_ADDRESS = "169.254.169.254"
+"""Hetzner's metadata service: it serves the user data (with the host's private SSH key) to any
+address of the server that asks, a container's included."""
+FORGET_USER_DATA = "keel-forget-user-data"
+CLOUD_INIT_COPIES = (
+    "/var/lib/cloud/instances/*/user-data.txt",
+    "/var/lib/cloud/instances/*/user-data.txt.i",
+    "/var/lib/cloud/instances/*/obj.pkl",
+)
+"""Where cloud-init keeps the user data after a boot: as fetched, as processed, and inside the
+pickled datasource it reuses on the next boot (cloudinit/stages.py, _store_rawdata and
+_write_to_cache)."""
+CONTAINER_SLICE = "keel-containers.slice"
+CONTAINER_TASKS_MAX = 8192
+"""Processes and threads of every container together. Swarm services cannot set a PIDs limit
+(kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_service_structures.go: "TODO add
+pids"), so the daemon puts every container under this slice (cgroup-parent): a fork bomb in one
+exhausts the slice, never the host's sshd, dockerd or a deploy."""
 
 
 @dataclass(frozen=True)
@@ -250,12 +270,77 @@ def unattended_upgrades_blacklist() -> str:
     return f"Unattended-Upgrade::Package-Blacklist {{ {entries} }};"
 
 
+def docker_user_rules() -> str:
+    """iptables-restore input for DOCKER-USER, the chain Docker leaves to the administrator and jumps
+    to first from FORWARD: traffic from containers to the metadata service is refused. The host's
+    own processes (OUTPUT) still reach it: cloud-init reads it at boot. With --noflush, naming the
+    chain flushes it (iptables-restore: an existing user-defined chain is flushed), so loading the
+    file again gives the same chain."""
+    return f"""# Rendered by keel (render/host_units.py); loaded by {METADATA_BLOCK}.service.
+*filter
+:DOCKER-USER - [0:0]
+-A DOCKER-USER -d {METADATA_ADDRESS}/32 -j REJECT --reject-with icmp-admin-prohibited
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+
+def metadata_block_unit() -> str:
+    return f"""# Rendered by keel (render/host_units.py).
+[Unit]
+Description=Containers cannot reach the metadata service (DOCKER-USER)
+After=docker.service
+# Again whenever Docker starts: it creates DOCKER-USER when it is missing.
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/iptables-restore --noflush {DOCKER_USER_RULES}
+
+[Install]
+WantedBy=docker.service
+"""
+
+
+def forget_user_data_unit() -> str:
+    copies = " ".join(CLOUD_INIT_COPIES)
+    return f"""# Rendered by keel (render/host_units.py).
+[Unit]
+Description=Remove cloud-init's copies of the user data, which hold the host's private key
+# On every boot, after cloud-init has written them again.
+After=cloud-final.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'rm -f {copies}'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def container_slice() -> str:
+    return f"""# Rendered by keel (render/host_units.py).
+[Unit]
+Description=Every Docker container (the daemon's cgroup-parent)
+Before=slices.target
+
+[Slice]
+TasksMax={CONTAINER_TASKS_MAX}
+"""
+
+
 def host_files(spec: HostUnitsSpec) -> dict[str, tuple[str, str]]:
     """Every file cloud-init writes for these units: path -> (permissions, text)."""
     files: dict[str, tuple[str, str]] = {}
     if spec.data_dir is not None:
         files[DOCKER_DROPIN] = ("0644", docker_dropin(spec.data_dir))
     units = {**prune_units(spec.prune_schedule), **docker_upgrade_units(spec.upgrade_window)}
+    units[f"{METADATA_BLOCK}.service"] = metadata_block_unit()
+    units[f"{FORGET_USER_DATA}.service"] = forget_user_data_unit()
+    units[CONTAINER_SLICE] = container_slice()
+    files[DOCKER_USER_RULES] = ("0644", docker_user_rules())
     if spec.metrics_dir is not None:
         units.update(reboot_required_units(spec.metrics_dir))
         units.update(swarm_report_units(spec.metrics_dir))
@@ -264,6 +349,11 @@ def host_files(spec: HostUnitsSpec) -> dict[str, tuple[str, str]]:
     for name, text in units.items():
         files[f"{UNIT_DIR}/{name}"] = ("0644", text)
     return files
+
+
+def boot_units() -> list[str]:
+    """The services cloud-init enables (after Docker)."""
+    return [f"{METADATA_BLOCK}.service", f"{FORGET_USER_DATA}.service"]
 
 
 def timers(spec: HostUnitsSpec) -> list[str]:

@@ -73,6 +73,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from config.models import AppSpec, ProxyConfig, RateLimits, Route
@@ -90,6 +91,12 @@ SWARM_DNS = "127.0.0.11"
 # Where swarm mounts the ProxyTier's certificate and key secrets.
 CERTIFICATE_PATH = "/run/secrets/tls.crt"
 CERTIFICATE_KEY_PATH = "/run/secrets/tls.key"
+ORIGIN_PULL_CA_FILE = Path(__file__).resolve().parent / "certs" / "cloudflare-origin-pull-ca.pem"
+"""Cloudflare's CA for Authenticated Origin Pulls (developers.cloudflare.com, "Set up authenticated
+origin pulls", zone-level with Cloudflare's certificate): CN origin-pull.cloudflare.net, valid until
+2029-11-01. Shipped here and pinned by its SHA-256 in tests/render/test_nginx_render.py."""
+ORIGIN_PULL_CA_PATH = "/etc/nginx/cloudflare-origin-pull-ca.pem"
+"""Where the ProxyTier mounts it in the proxy (a swarm config)."""
 # RFC 1918 and RFC 4193: the overlay networks the exporter scrapes from.
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
@@ -164,10 +171,11 @@ class NginxUpstream:
 
 @dataclass(frozen=True)
 class NginxRoute:
-    """One path prefix (optionally on one host) proxied to an upstream."""
+    """One path prefix (optionally on one host) proxied to an upstream, or denied (404)."""
 
     path: str
-    upstream: str
+    upstream: str | None
+    """The upstream that serves the prefix; None for a deny route."""
     host: str | None = None
     cache: CachePolicy = "none"
     """pages: HTML 1h, fingerprinted assets 30d; site: HTML 1h, static files by extension 30d;
@@ -179,8 +187,18 @@ class NginxRoute:
     strip_prefix: bool = False
     csp: str | None = None
     """This route's Content-Security-Policy; None: the site's. (Grafana needs its own inline boot script.)"""
+    deny: bool = False
+    """404 for the prefix, in any case and with ";params" (see ``private_pattern``)."""
+    allow_from: tuple[str, ...] = ()
+    """Only these client networks (after realip: the visitor behind Cloudflare) are served; others get 404."""
 
     def __post_init__(self) -> None:
+        if self.deny == (self.upstream is not None):
+            raise ValueError(f"route {self.path}: expected either an upstream or deny")
+        if self.deny and self.allow_from:
+            raise ValueError(f"route {self.path}: a deny route admits no network")
+        for cidr in self.allow_from:
+            ipaddress.ip_network(cidr, strict=False)
         if self.csp is not None and _UNSAFE_IN_STRING.search(self.csp):
             raise ValueError(
                 f"route {self.path}: csp: double quotes, backslashes, $ and control characters are not allowed"
@@ -189,7 +207,7 @@ class NginxRoute:
             raise ValueError(f"route path {self.path!r}: expected a URL path prefix such as /api/")
         if self.host is not None and not _HOST.fullmatch(self.host):
             raise ValueError(f"route {self.path}: host {self.host!r} is not a DNS name")
-        if not _NAME.fullmatch(self.upstream):
+        if self.upstream is not None and not _NAME.fullmatch(self.upstream):
             raise ValueError(f"route {self.path}: upstream {self.upstream!r} is not an upstream name")
         if not _SIZE.fullmatch(self.max_body):
             raise ValueError(f"route {self.path}: max_body {self.max_body!r} is not an nginx size such as 10m")
@@ -199,10 +217,13 @@ class NginxRoute:
     @classmethod
     def from_route(cls, route: Route, upstream: str | None = None) -> NginxRoute:
         """The nginx view of a config route; `upstream` defaults to the route's service name."""
+        if route.deny:
+            return cls(path=route.path, upstream=None, host=route.host, deny=True)
         return cls(
             path=route.path,
             upstream=upstream or route.service,
             host=route.host,
+            allow_from=tuple(route.allow_from),
             cache=route.cache,
             proxy_cache=route.proxy_cache,
             rate_limit=route.rate_limit,
@@ -210,6 +231,22 @@ class NginxRoute:
             max_body=route.max_body,
             strip_prefix=route.strip_prefix,
         )
+
+    @property
+    def private(self) -> bool:
+        """Denied, or served to some networks only: matched by ``private_pattern``, before any other route."""
+        return self.deny or bool(self.allow_from)
+
+    @property
+    def private_pattern(self) -> str:
+        """A case-insensitive PCRE (``location ~*``) matching every spelling an app server may take for
+        the prefix: nginx's own prefix match, any case, and, for a directory prefix (``/actuator/``),
+        the bare name and its path parameters (``/actuator;x=y/env``, which Spring and other servlet
+        containers serve as ``/actuator/env``). nginx matches the decoded, slash-merged URI, so
+        ``%61ctuator`` and ``//actuator`` are caught too."""
+        if self.path.endswith("/"):
+            return "^" + re.escape(self.path[:-1]) + "(?:[/;]|$)"
+        return "^" + re.escape(self.path)
 
     @property
     def strip_pattern(self) -> str:
@@ -264,6 +301,12 @@ class NginxSite:
     acme_webroot: str = "/var/www/acme"
     """Directory served at /.well-known/acme-challenge/ on both ports (HTTP-01 challenges)."""
     include_glob: str = f"{INCLUDE_DIR}/*.conf"
+    client_ca_path: str | None = None
+    """Cloudflare's origin-pull CA (Authenticated Origin Pulls): only TLS clients with a certificate it
+    signed (Cloudflare's edge) are served; None serves any client (not proxied, dev)."""
+    reject_unknown_names: bool = True
+    """With server_names, a TLS handshake for any other name (or none) is refused instead of answered
+    with the site's certificate and content (ssl_reject_handshake)."""
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]
@@ -272,7 +315,7 @@ class NginxSite:
             raise ValueError(f"upstream {duplicated[0]!r} is declared twice")
         seen: set[tuple[str | None, str]] = set()
         for route in self.routes:
-            if route.upstream not in names:
+            if route.upstream is not None and route.upstream not in names:
                 raise ValueError(f"route {route.path}: upstream {route.upstream!r} is not one of {sorted(names)}")
             key = (route.host, route.path)
             if key in seen:
@@ -300,10 +343,25 @@ class NginxSite:
         """Server blocks for HTTPS: the default one, then one per host named by a route."""
         own_hosts = sorted({r.host for r in self.routes if r.host is not None})
         default_names = tuple(n for n in self.server_names if n not in own_hosts) or ("_",)
-        hosts = [VirtualHost(default_names, True, _by_path([r for r in self.routes if r.host is None]))]
+        # A site that knows its names refuses the others in a server of its own (reject_handshake).
+        default = not self.rejects_unknown_names
+        hosts = [VirtualHost(default_names, default, _by_path([r for r in self.routes if r.host is None]))]
         for host in own_hosts:
             hosts.append(VirtualHost((host,), False, _by_path([r for r in self.routes if r.host == host])))
         return tuple(hosts)
+
+    @property
+    def rejects_unknown_names(self) -> bool:
+        return self.reject_unknown_names and bool(self.server_names)
+
+    @property
+    def allow_lists(self) -> tuple[tuple[str, ...], ...]:
+        """The distinct allow_from lists of the routes, in a stable order: one geo variable each."""
+        lists = sorted({r.allow_from for r in self.routes if r.allow_from})
+        return tuple(lists)
+
+    def allow_variable(self, route: NginxRoute) -> str:
+        return f"$keel_allowed_{self.allow_lists.index(route.allow_from)}"
 
 
 @dataclass(frozen=True)
@@ -316,7 +374,16 @@ class VirtualHost:
 
     @property
     def has_root_route(self) -> bool:
-        return any(r.path == "/" for r in self.routes)
+        return any(r.path == "/" and not r.private for r in self.routes)
+
+    @property
+    def private_routes(self) -> tuple[NginxRoute, ...]:
+        """Denied and network-restricted prefixes, longest first: nginx tries regex locations in order."""
+        return tuple(sorted((r for r in self.routes if r.private), key=lambda r: (-len(r.path), r.path)))
+
+    @property
+    def public_routes(self) -> tuple[NginxRoute, ...]:
+        return tuple(r for r in self.routes if not r.private)
 
 
 def _by_path(routes: Sequence[NginxRoute]) -> tuple[NginxRoute, ...]:
@@ -348,19 +415,22 @@ def site_from_config(
     on the overlay network). `extra_upstreams`/`extra_routes` carry what is not an app
     service (Grafana). `overrides` replace any other NginxSite field (tests remap ports).
     """
-    routed = sorted({r.service for r in proxy.routes})
+    routed = sorted({r.service for r in proxy.routes if r.service is not None})
     upstreams = []
     for service in routed:
         port = apps[service].port
         if port is None:
             raise ValueError(f"service {service} is routed but has no port")
         upstreams.append(swarm_upstream(service, port, docker_service_name(service)))
+    routes = [NginxRoute.from_route(r) for r in proxy.routes]
     values: dict[str, Any] = {
         "upstreams": (*upstreams, *extra_upstreams),
-        "routes": (*(NginxRoute.from_route(r) for r in proxy.routes), *extra_routes),
+        "routes": (*routes, *metrics_denials(proxy.routes, apps), *extra_routes),
         "server_names": tuple(server_names),
         "trusted_cidrs": (*cloudflare_cidrs, *proxy.trusted_proxies),
         "real_ip_header": "CF-Connecting-IP" if cloudflare_cidrs else "X-Forwarded-For",
+        # Proxied by Cloudflare: only its edge, with the origin-pull certificate, is served.
+        "client_ca_path": ORIGIN_PULL_CA_PATH if cloudflare_cidrs else None,
         "rate_limits": proxy.rate_limits,
         "csp": proxy.csp,
         "hsts_max_age_s": proxy.hsts_max_age_s,
@@ -368,6 +438,33 @@ def site_from_config(
     }
     values.update(overrides)
     return NginxSite(**values)
+
+
+def public_metrics_paths(route: Route, metrics_path: str) -> str | None:
+    """Where an app's metrics_path is reachable from the internet through ``route``, if anywhere:
+    behind a stripped prefix, or as it is under the route's prefix."""
+    if route.strip_prefix:
+        return route.path.rstrip("/") + metrics_path
+    if metrics_path.startswith(route.path):
+        return metrics_path
+    return None
+
+
+def metrics_denials(routes: Sequence[Route], apps: Mapping[str, AppSpec]) -> tuple[NginxRoute, ...]:
+    """A deny route for every public path that would reach an app's metrics_path: Prometheus scrapes
+    it on the monitoring network, and the internet has no business reading it. A route the config
+    writes for that very path wins (an explicit decision)."""
+    configured = {(r.host, r.path) for r in routes}
+    denials: dict[tuple[str | None, str], NginxRoute] = {}
+    for route in routes:
+        app = apps.get(route.service) if route.service is not None else None
+        if app is None or app.metrics_path is None:
+            continue
+        path = public_metrics_paths(route, app.metrics_path)
+        if path is None or (route.host, path) in configured:
+            continue
+        denials.setdefault((route.host, path), NginxRoute(path=path, upstream=None, host=route.host, deny=True))
+    return tuple(denials[key] for key in sorted(denials, key=lambda k: (k[0] or "", k[1])))
 
 
 def render_nginx_conf(site: NginxSite) -> str:

@@ -81,16 +81,20 @@ class ConfigFile:
 
 @dataclass(frozen=True)
 class SecretFile:
-    """A secret mounted as a file: the store's password itself (``part`` None), or a secret of
-    its own (``<store>-<part>``): made from the password by ``derive``, or a password of its own,
-    ``generated`` once (pulumi-random) and kept in the stack's state."""
+    """A secret mounted as a file: the store's password itself (``part`` and ``client`` None), a
+    client's own password (``client``, one of the kind's ``clients``), or a secret of its own
+    (``<store>-<part>``): made by ``derive`` from the password and the clients' passwords (by user
+    name), or a password of its own, ``generated`` once (pulumi-random) and kept in the stack's state."""
 
     path: str
     part: str | None = None
-    derive: Callable[[str], str] | None = None
+    derive: Callable[[str, dict[str, str]], str] | None = None
     generated: bool = False
+    client: str | None = None
 
     def __post_init__(self) -> None:
+        if self.client is not None and (self.part is not None or self.derive is not None or self.generated):
+            raise ValueError(f"{self.path}: a client's password is its own secret, neither derived nor generated")
         if (self.part is None) != (self.derive is None and not self.generated):
             raise ValueError(f"{self.path}: a secret of its own (part) is either derived or generated")
         if self.derive is not None and self.generated:
@@ -115,6 +119,17 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Setup:
+    """A step run on the host after the store's task is healthy, on every change of its input:
+    ``script(service name)`` is the shell, ``stdin(password, clients' passwords by user name)`` what
+    it reads (a secret: it never touches the host's disk). E.g. PostgreSQL's per-client roles."""
+
+    part: str
+    script: Callable[[str], str]
+    stdin: Callable[[str, dict[str, str]], str]
+
+
+@dataclass(frozen=True)
 class ContainerPlan:
     """The store's one task. ``args`` replace the image's CMD, never its ENTRYPOINT: the official
     images' entrypoints initialise the data directory, read the *_FILE secrets and drop root."""
@@ -132,6 +147,10 @@ class ContainerPlan:
     config_files: tuple[ConfigFile, ...] = ()
     secret_files: tuple[SecretFile, ...] = ()
     tmpfs: tuple[Tmpfs, ...] = ()
+    user: str | None = None
+    """The image's own user the server runs as from the start (no capability needed to drop root;
+    the data directory is handed to it when the volume is prepared); None: the image decides."""
+    setup: Setup | None = None
 
 
 # ----------------------------------------------------------------------------- monitoring
@@ -171,8 +190,9 @@ class Exporter(Generic[S]):
     memory_mb: int
     health_path: str
     """Probed with wget inside the exporter's container."""
-    container: Callable[[S, str, str | None], ExporterContainer]
-    """(spec, the store's service name, the password file or None) -> how the exporter runs."""
+    container: Callable[[S, str, str | None, str | None], ExporterContainer]
+    """(spec, the store's service name, the password file or None, the exporter's own user from
+    the kind's ``clients`` or None for the app's) -> how the exporter runs."""
     dashboards: tuple[dict[str, Any], ...]
     """Grafana dashboards (render.dashboards), provisioned when the stack has such a store."""
     alert_rules: tuple[AlertRule, ...]
@@ -186,7 +206,7 @@ class BackupTarget(ABC):
     """One store as the backup scripts see it (subclassed by each kind with what its scripts need).
 
     ``name`` is the store's name in the config; ``host`` the name it is reached at over the
-    internal network (the scripts let KEEL_HOST_<NAME> and KEEL_PORT_<NAME> override it)."""
+    data network (the scripts let KEEL_HOST_<NAME> and KEEL_PORT_<NAME> override it)."""
 
     kind: ClassVar[str]
     name: str
@@ -263,6 +283,11 @@ class StoreKind(ABC, Generic[S]):
     @abstractmethod
     def credentials(self, spec: S) -> Credentials:
         """What an app's ``store:<name>`` / ``store-url:<name>`` secret receives; None: refused."""
+
+    @abstractmethod
+    def clients(self, spec: S) -> Mapping[str, str]:
+        """The store's clients other than the apps, each with a user and a generated password of its
+        own (``exporter``, ``backup``, ...) -> user name; empty: every client uses the app's."""
 
     @abstractmethod
     def mountable(self) -> bool:

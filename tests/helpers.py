@@ -15,6 +15,7 @@ import pulumi_docker as docker
 import yaml
 
 from components.host import Host
+from components.networks import Networks
 from config import parse
 from config.loader import Stack, merge
 from config.models import LocalHostSpec, StackConfig, StoreSpec
@@ -89,26 +90,47 @@ def observability_spec(cfg: StackConfig) -> Any:
 @dataclass
 class HostScaffold:
     """What a component needs around it in a test: a (local) Host and its docker provider, the
-    internal network, a Stack."""
+    stack's networks (``network`` is the data network), a Stack."""
 
     host: Host
     on_host: pulumi.ResourceOptions
     network: docker.Network
     stack: Stack
+    networks: Networks
 
 
 def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str]) -> HostScaffold:
     """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
     host = Host("host", spec=LocalHostSpec(provider="local"), server_name="test")
     on_host = pulumi.ResourceOptions(provider=host.provider)
-    network = docker.Network("internal", docker.NetworkArgs(driver="overlay", internal=True), opts=on_host)
+    networks = Networks("networks", names=cfg.names, monitoring=True, opts=on_host)
     stack = Stack(
         project="keel",
         name=stack_name,
         config=cfg,
         secrets={key: pulumi.Output.secret(value) for key, value in secrets.items()},
     )
-    return HostScaffold(host, on_host, network, stack)
+    return HostScaffold(host, on_host, networks.data, stack, networks)
+
+
+def store_clients(
+    key: str, store: object, on_host: pulumi.ResourceOptions
+) -> tuple[dict[str, str], dict[str, docker.Secret]]:
+    """A store's client users and their password secrets (exporter, backup...), as StatefulStore
+    exposes them (the kind's ``clients``); none for volumes."""
+    from components import swarm
+    from stores import registry
+
+    users = dict(registry.kind_of(store).clients(store))  # type: ignore[arg-type]
+    secrets = {
+        client: docker.Secret(
+            f"{key}-{client}-password",
+            docker.SecretArgs(data=swarm.secret_data(pulumi.Output.secret(f"{client}-password-{key}"))),
+            opts=on_host,
+        )
+        for client in users
+    }
+    return users, secrets
 
 
 def store_password(

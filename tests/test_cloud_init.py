@@ -152,6 +152,41 @@ def test_docker_logs_rotate_at_ten_megabytes_times_three():
     assert daemon["live-restore"] is False  # refused by Docker in swarm mode
 
 
+def test_containers_gain_no_privileges_and_share_a_bounded_slice():
+    import json
+
+    doc = parsed()
+    daemon = json.loads(next(f["content"] for f in doc["write_files"] if f["path"] == "/etc/docker/daemon.json"))
+    assert daemon["no-new-privileges"] is True
+    assert daemon["cgroup-parent"] == "keel-containers.slice"
+    slice_unit = next(f["content"] for f in doc["write_files"] if f["path"].endswith("/keel-containers.slice"))
+    assert "\n[Slice]\nTasksMax=8192\n" in slice_unit
+
+
+def test_containers_lose_the_metadata_service_and_the_user_data_copies_go_after_cloud_init():
+    runcmd = parsed()["runcmd"]
+    docker = runcmd.index(["systemctl", "enable", "--now", "docker"])
+    enable = runcmd.index(["systemctl", "enable", "keel-metadata-block.service", "keel-forget-user-data.service"])
+    block = runcmd.index(["systemctl", "start", "keel-metadata-block.service"])
+    # runcmd runs inside cloud-final, which the unit waits for: queued, never waited on.
+    forget = runcmd.index(["systemctl", "start", "--no-block", "keel-forget-user-data.service"])
+    assert docker < enable < block < forget
+    unit = next(f["content"] for f in parsed()["write_files"] if f["path"].endswith("/keel-forget-user-data.service"))
+    assert "After=cloud-final.service" in unit
+    assert "rm -f /var/lib/cloud/instances/*/user-data.txt /var/lib/cloud/instances/*/user-data.txt.i " in unit
+
+
+def test_the_reboot_window_turns_automatic_reboots_on_at_its_time():
+    def local_conf(doc: dict) -> str:
+        path = "/etc/apt/apt.conf.d/52unattended-upgrades-local"
+        return next(f["content"] for f in doc["write_files"] if f["path"] == path)
+
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in local_conf(parsed())
+    on = local_conf(parsed(automatic_reboot=True, reboot_time="03:30"))
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in on
+    assert 'Unattended-Upgrade::Automatic-Reboot-Time "03:30";' in on
+
+
 def test_host_firewall_leaves_ssh_sources_to_the_hetzner_firewalls():
     """A CI runner's address is unknown at boot: the Hetzner firewalls (admin_cidrs, and the CI
     firewall's short-lived /32) decide who reaches 22; the host admits 22 and denies the rest."""
@@ -246,3 +281,13 @@ def test_a_host_without_data_volume_gets_no_docker_drop_in_nor_reboot_metric():
     assert "/etc/systemd/system/keel-reboot-required.timer" not in paths
     assert "/etc/systemd/system/keel-swarm-report.timer" not in paths
     assert "/etc/systemd/system/keel-docker-prune.timer" in paths
+
+
+def test_host_reboot_window_reaches_the_user_data():
+    from tests.helpers import run_with
+
+    run = run_with("prod", {"keel:host": {"reboot_window": "03:30"}})
+    assert run.error is None, run.error
+    text = str(run.one("hcloud:index/server:Server").inputs["userData"])
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in text
+    assert 'Unattended-Upgrade::Automatic-Reboot-Time "03:30";' in text

@@ -14,6 +14,8 @@ from config import ConfigError
 from tests.helpers import run_with
 from tools import mockrun
 
+RSA_2048 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDCdYj2clF+LYrf6WsH0JbAKot2GA2toR88Se4ij+0P+/FtvN6AHkNODEcp7AgK21MNM2ng15nlsTWoikQUd0m7PDQ/WhZ6rhBuCTldc9NVSXiTP4obmLqzZze09olKVmL2yMe2ZU+5dsi4ePFtK41RXFP4ANA4Y22VT9ZJO6Fx1Vz0bJIc1UO2gy4UJE4Yo9kEOK8f5ArP56SZb4vH0THky8ohm020ABX1CJ+GK/olF+iSiAOsnr3xf+5De61B/pAx7PTOMKrg3RNlvHa3yaT6xVXtrDdPnD8GeXiiybHx4RZSjUsaWLNr6O0glmj4+F5FHhdCAd4/utnf1XXkJSJp weak@example.com"  # noqa: E501
+RSA_3072 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQCoKl7MHrpcUGSu/ZIPCBNRRYwVuSu4wsP+fTk/S4h+KUDxsew0VOdy67T3oTgipIu8FvRasGl1kF79cKH4s2cBBhyeY7xpKx2dQ1gmBGmSuun4jb3PyfcProD++QnS0eFF+JOvIzcZoQzEZ/hhnzkIcJVvZ1ZKYvYG/7RLY0uHi3/uiz+k354Dufk3YJWymOS85KvhjEIqIlrgroG1aJRIllFV3nqZRsc0L9f212L1z9JNh1mPxbcO5KmHYyAr5JRXxkD0qVOPQ/W3b9vB8S31CNw+pE1D58puiXS4JMifFZDhuUw1lUhd4h3RxzyfbzmvXRqEH3WXYFED+oIdwo52t7jt8VGlis1NnfmFliaCpJkjeIW7PVvniDQcrtl9Ob9SaTZTsZSpUTBucu5hGWaZaARZ9GHUW75a0FQbPeVBbXMvKvW3ax91UH9SnwOawuvoc0Yxo8FkJ8OArdOPpK7BoSTKbhfk89nu80zVMY0Qhrt/0C8Da28gOHeU9LxS5Pk= ok@example.com"  # noqa: E501
 TYPES = (
     "cx23, cx33, cx43, cx53, cax11, cax21, cax31, cax41, cpx12, cpx22, cpx32, cpx42, cpx52, cpx62, ccx13, ccx23, ccx33"
 )
@@ -188,7 +190,7 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "memory over capacity",
         "staging",
         {"keel:services": {"api": {"replicas": 6}}},
-        "host/server_type: memory limits add up to 6208 MiB (largest: api 3072, db 1024, proxy 256; rollout "
+        "host/server_type: memory limits add up to 6232 MiB (largest: api 3072, db 1024, proxy 256; rollout "
         "headroom 512), over 90% of the host's 4096 MiB (3686 MiB); expected a larger server type or smaller limits",
     ),
     (
@@ -218,11 +220,57 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "expected a topology YAML path relative to the project directory, such as topology/webapp.yaml",
     ),
     (
-        "app metrics scraped off the internal network",
+        "a network name from before the split by role",
         "prod",
-        {"keel:services": {"web": {"metrics_path": "/metrics", "networks": ["public"]}}},
-        "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
-        "scrapes; add internal to services/web/networks",
+        {"keel:services": {"web": {"networks": ["public"]}}},
+        'services/web/networks/0: found "public", a network name that is no longer used; expected edge '
+        "(networks are now split by role: edge joins the proxy and the apps, data joins the apps and the stores; "
+        "Prometheus reaches an app with a metrics_path on the monitoring network by itself)",
+    ),
+    (
+        "a routed app off the edge network",
+        "prod",
+        {"keel:services": {"web": {"networks": ["data"]}}},
+        'proxy/routes/0/service: "web" is not on the edge network, where the proxy reaches it; '
+        "add edge to services/web/networks",
+    ),
+    (
+        "an RSA admin key below 3072 bits",
+        "prod",
+        {"keel:host": {"admin_ssh_keys": [RSA_2048]}},
+        "host/admin_ssh_keys/0: found an ssh-rsa key of 2048 bits; expected at least 3072 bits, "
+        "or an ed25519 key (ssh-keygen -t ed25519)",
+    ),
+    (
+        "a reboot window that is not a time of day",
+        "prod",
+        {"keel:host": {"reboot_window": "4am"}},
+        'host/reboot_window: found "4am"; expected a time of day HH:MM in UTC, such as 04:00',
+    ),
+    (
+        "a route that both denies and serves",
+        "prod",
+        {"keel:proxy": {"routes": [{"path": "/actuator/", "service": "api", "deny": True}]}},
+        'proxy/routes/0/deny: is true but the route also names service "api"; expected one of the two',
+    ),
+    (
+        "a route that neither denies nor serves",
+        "prod",
+        {"keel:proxy": {"routes": [{"path": "/actuator/"}]}},
+        "proxy/routes/0/service: is required (or deny: true, to answer 404 for the prefix)",
+    ),
+    (
+        "a deny route admitting networks",
+        "prod",
+        {"keel:proxy": {"routes": [{"path": "/actuator/", "deny": True, "allow_from": ["10.0.0.0/8"]}]}},
+        "proxy/routes/0/allow_from: is set on a deny route; expected a service to serve those networks, "
+        "or no allow_from",
+    ),
+    (
+        "a route admitting a network that is not one",
+        "prod",
+        {"keel:proxy": {"routes": [{"path": "/admin/", "service": "api", "allow_from": ["10.0.0.300/8"]}]}},
+        'proxy/routes/0/allow_from/0: found "10.0.0.300/8"; expected a network such as 203.0.113.0/24',
     ),
     (
         "two logins for one registry",
@@ -480,3 +528,10 @@ def test_a_long_enough_secret_passes_its_rule():
         secret_keys=["keel:jwt_secret"],
     )
     assert run.error is None, run.error
+
+
+def test_an_rsa_admin_key_of_3072_bits_is_accepted() -> None:
+    from tests.helpers import parsed
+
+    cfg = parsed("prod", {"keel:host": {"admin_ssh_keys": [RSA_3072]}})
+    assert cfg.host.admin_ssh_keys == [RSA_3072]  # type: ignore[union-attr]

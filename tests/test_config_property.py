@@ -103,14 +103,22 @@ def shell_scripts(cfg: StackConfig) -> dict[str, str]:
             scripts[f"{name}-probe.sh"] = swarm.http_probe(app.port, app.health.http_path)[1] + "\n"
         if app.migration is not None:
             scripts[f"{name}-migration.sh"] = migration.migration_script(
-                image=app.image,
-                command=app.migration.command,
-                network=names.network("internal"),
-                env={**app.env, **{f"{k}_FILE": f"/run/secrets/{k.lower()}" for k in app.secrets}},
-                user=app.user,
-                timeout_s=app.migration.timeout_s,
-                registry_server=app.registry.server if app.registry else None,
-                registry_username=app.registry.username if app.registry else None,
+                migration.MigrationJob(
+                    name=names.migration(name),
+                    image=app.image,
+                    command=tuple(app.migration.command),
+                    networks=tuple(names.network(role) for role in app.networks),
+                    env={**app.env, **{f"{k}_FILE": f"/run/secrets/{k.lower()}" for k in app.secrets}},
+                    secrets=tuple((f"{name}-{k.lower()}", f"/run/secrets/{k.lower()}") for k in app.secrets),
+                    volumes=tuple((names.store_volume(v), path) for path, v in sorted(app.volumes.items())),
+                    tmpfs=tuple(app.tmpfs),
+                    user=app.user,
+                    read_only=app.read_only,
+                    cap_add=tuple(app.cap_add),
+                    memory_mb=app.resources.memory_mb,
+                    reservation_mb=app.resources.reservation_mb,
+                    timeout_s=app.migration.timeout_s,
+                )
             )
         for volume in sorted(set(app.volumes.values())):
             scripts[f"{name}-owns-{volume}.sh"] = volume_owner_script(
@@ -169,6 +177,8 @@ def nginx_site(cfg: StackConfig, directory: Path, pki: Any) -> nginx.NginxSite:
         # Where the test's nginx finds its files; every directive the stack writes is kept.
         certificate_path=str(pki.certificate),
         certificate_key_path=str(pki.key),
+        # Proxied: the origin-pull CA as shipped in the repository.
+        client_ca_path=str(nginx.ORIGIN_PULL_CA_FILE) if proxied else None,
         pid_path=str(directory / "nginx.pid"),
         error_log=str(directory / "error.log"),
         access_log=str(directory / "access.log"),

@@ -30,9 +30,9 @@ FRAGMENT: dict[str, Any] = {
             "secrets": {"REDIS_URL": "store-url:cache"},
             "health": {"heartbeat_file": "/tmp/heartbeat", "heartbeat_max_age_s": 45},
             "stop_grace_period_s": 300,
-            # Small enough that prod, with PITR's jobs in its budget, still fits its server.
+            # Small enough that prod, with PITR's jobs and the Docker API proxies in its budget, fits its server.
             "resources": {"memory_mb": 96},
-            "networks": ["internal"],
+            "networks": ["data"],
         }
     },
     "keel:jobs": {
@@ -52,7 +52,7 @@ FRAGMENT: dict[str, Any] = {
             "timeout_s": 600,
             "volumes": {"/uploads": "uploads"},
             "resources": {"memory_mb": 32},
-            "networks": ["internal"],
+            "networks": ["data"],
         },
     },
 }
@@ -101,7 +101,7 @@ def test_a_worker_gets_an_apps_image_pinning_secrets_hardening_and_networks(prod
     assert spec["env"]["REDIS_URL_FILE"] == "/run/secrets/redis_url"
     assert [s["fileName"] for s in spec["secrets"]] == ["/run/secrets/redis_url"]
     networks = by_name(prod, "shop-mailer").inputs["taskSpec"]["networksAdvanceds"]
-    assert networks == [{"id": "networks-internal-id", "aliases": ["mailer"]}]
+    assert networks == [{"id": "networks-data-id", "aliases": ["mailer"]}]
 
 
 def test_a_worker_is_healthy_while_its_heartbeat_is_fresh(prod: mockrun.Run) -> None:
@@ -168,7 +168,9 @@ def test_a_job_answers_to_no_name_of_its_app(prod: mockrun.Run) -> None:
     job = by_name(prod, "shop-job-report")
     api = by_name(prod, "shop-api")
     attachments = job.inputs["taskSpec"]["networksAdvanceds"]
-    assert {a["id"] for a in attachments} == {a["id"] for a in api.inputs["taskSpec"]["networksAdvanceds"]}
+    # The app's networks by role; not monitoring, where Prometheus scrapes the app (a job serves no metrics).
+    api_networks = {a["id"] for a in api.inputs["taskSpec"]["networksAdvanceds"]}
+    assert {a["id"] for a in attachments} == api_networks - {"networks-monitoring-id"}
     assert all(not a.get("aliases") for a in attachments), attachments
 
 
@@ -179,7 +181,7 @@ def test_a_job_with_an_image_of_its_own_runs_as_an_unprivileged_user_with_its_vo
     mounts = {m["target"]: m for m in job["mounts"]}
     assert mounts["/uploads"]["source"] == "shop-uploads-data"
     assert mounts["/tmp"]["type"] == "tmpfs"
-    assert by_name(prod, "shop-job-prune").inputs["taskSpec"]["networksAdvanceds"] == [{"id": "networks-internal-id"}]
+    assert by_name(prod, "shop-job-prune").inputs["taskSpec"]["networksAdvanceds"] == [{"id": "networks-data-id"}]
 
 
 @pytest.mark.parametrize("name", ["report", "prune"])
@@ -286,7 +288,7 @@ def test_the_scheduler_logs_json_through_its_reader_into_the_textfile_directory(
     assert spec["commands"] == ["sh", "/etc/keel-scheduler/scheduler.sh"]
     assert spec["env"]["LOG_JSON"] == "true" and spec["env"]["TZ"] == "UTC"
     mounts = {m["target"]: m for m in spec["mounts"]}
-    assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
+    assert "/var/run/docker.sock" not in mounts  # the swarm API through its proxy (below)
     assert mounts["/textfile"]["source"] == "/mnt/data/metrics" and mounts["/textfile"]["readOnly"] is False
     assert mounts["/tmp"]["type"] == "tmpfs"  # its log's FIFO, on a read-only root
     assert scheduler.inputs["taskSpec"]["placement"]["constraints"] == ["node.role==manager"]
@@ -295,6 +297,22 @@ def test_the_scheduler_logs_json_through_its_reader_into_the_textfile_directory(
     assert prepare.inputs["create"] == (
         "mkdir -p /mnt/data/metrics && mkdir -p /mnt/data/metrics/job-tickets && chmod 1777 /mnt/data/metrics"
     )
+
+
+def test_the_scheduler_drives_swarm_through_its_own_proxy_never_the_socket(prod: mockrun.Run) -> None:
+    scheduler = by_name(prod, "shop-cronjob")
+    spec = container(scheduler)
+    assert all(m.get("source") != "/var/run/docker.sock" for m in spec["mounts"])
+    assert spec["env"]["DOCKER_HOST"] == "tcp://shop-cronjob-docker-api:2375"
+    assert spec["readOnly"] is True
+    proxy = by_name(prod, "shop-cronjob-docker-api")
+    [network] = [n["id"] for n in scheduler.inputs["taskSpec"]["networksAdvanceds"]]
+    assert [n["id"] for n in proxy.inputs["taskSpec"]["networksAdvanceds"]] == [network]
+    [net] = [r for r in prod.of_type("docker:index/network:Network") if f"{r.name}-id" == network]
+    assert net.inputs["internal"] is True
+    [socket] = container(proxy)["mounts"][:1]
+    assert (socket["source"], socket["readOnly"]) == ("/var/run/docker.sock", True)
+    assert labels(proxy)["keel.role"] == "socket-proxy"
 
 
 def test_a_stack_with_jobs_and_no_backups_still_has_its_scheduler() -> None:

@@ -73,7 +73,7 @@ def test_prod_archives_its_postgres_store_by_default(prod: mockrun.Run) -> None:
     assert "repo1-path=/shop/prod/pitr\n" in backrest
     # archive_command needs S3: the store joins the egress network beside the internal one.
     networks = [n["id"] for n in store.inputs["taskSpec"]["networksAdvanceds"]]
-    assert networks == ["networks-internal-id", "networks-pitr-egress-id"]
+    assert networks == ["networks-data-id", "networks-pitr-egress-id"]
 
 
 def test_the_archive_key_and_cipher_passphrase_reach_the_store_as_a_secret_only(prod: mockrun.Run) -> None:
@@ -107,7 +107,7 @@ def test_base_backups_and_the_drill_run_on_their_schedules_beside_the_store(prod
     assert _mounts(services["shop-db"])["/var/run/postgresql"] == "shop-db-socket"
     heartbeat = services["shop-db-pitr-heartbeat"]
     assert heartbeat.inputs["mode"]["replicated"]["replicas"] == 1
-    assert [n["id"] for n in heartbeat.inputs["taskSpec"]["networksAdvanceds"]] == ["networks-internal-id"]
+    assert [n["id"] for n in heartbeat.inputs["taskSpec"]["networksAdvanceds"]] == ["networks-data-id"]
 
 
 def test_other_environments_and_opted_out_stores_do_not_archive() -> None:

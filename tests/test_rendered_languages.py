@@ -104,26 +104,30 @@ def test_health_probe_hands_a_hostile_path_to_wget_as_one_argument(tmp_path: Pat
 def test_migration_script_passes_every_hostile_value_as_data(label: str, tmp_path: Path):
     canary = tmp_path / CANARY
     value = PRINTABLE[label] + hostile(label, canary)
-    script = migration.migration_script(
+    job = migration.MigrationJob(
+        name=f"shop-api-migration{value}",
         image=f"ghcr.io/example/api:{value}",
-        command=["npm", "run", value],
-        network=f"net{value}",
+        command=("npm", "run", value),
+        networks=(f"net{value}",),
         env={"GREETING": value, f"K{label.replace(' ', '_')}": value},
+        secrets=((f"secret{value}", f"/run/secrets/{value}"),),
+        volumes=((f"vol{value}", f"/data{value}"),),
         user=value,
-        timeout_s=60,
-        registry_server=f"ghcr.io{value}",
-        registry_username=f"bot{value}",
+        # The stand-in docker reports no task: the script gives up at once and fails the deploy.
+        timeout_s=0,
     )
+    script = migration.migration_script(job)
     shellcheck(script, tmp_path)
-    stdin = migration.migration_stdin({"jwt_secret": "s3cret"}, registry_password="registry-pass")
-    recorded = run_sh(script, tmp_path, ("docker",), stdin=stdin)
-    login, run = recorded[0], recorded[1]
-    assert login[:5] == ["docker", "login", "--username", f"bot{value}", "--password-stdin"]
-    assert login[5] == f"ghcr.io{value}"
-    assert run[run.index("--network") + 1] == f"net{value}"
-    assert run[run.index("--user") + 1] == value
-    assert f"GREETING={value}" in run and f"K{label.replace(' ', '_')}={value}" in run
-    assert run[-4:] == [f"ghcr.io/example/api:{value}", "npm", "run", value]
+    recorded = run_sh(script, tmp_path, ("docker",), expect_status=1)
+    create = next(call for call in recorded if call[1:3] == ["service", "create"])
+    assert create[create.index("--name") + 1] == f"shop-api-migration{value}"
+    assert create[create.index("--network") + 1] == f"net{value}"
+    assert create[create.index("--user") + 1] == value
+    assert f"source=secret{value},target=/run/secrets/{value},mode=0444" in create
+    assert f"GREETING={value}" in create and f"K{label.replace(' ', '_')}={value}" in create
+    assert create[-4:] == [f"ghcr.io/example/api:{value}", "npm", "run", value]
+    # The job is removed whatever happened, by its exact name.
+    assert recorded[-1] == ["docker", "service", "rm", f"shop-api-migration{value}"]
     assert not canary.exists()
 
 

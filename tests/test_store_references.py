@@ -49,8 +49,8 @@ def test_an_app_on_the_internal_network_uses_the_stores_it_names(app: dict[str, 
     assert used_by_worker(**app) == stores
 
 
-def test_an_app_off_the_internal_network_reaches_no_store_by_host() -> None:
-    # Stores sit on the internal network only; a mount and a store: secret still count.
-    public = {"networks": ["public"]}
+def test_an_app_off_the_data_network_reaches_no_store_by_host() -> None:
+    # Stores sit on the data network only; a mount and a store: secret still count.
+    public = {"networks": ["edge"]}
     assert used_by_worker(**public, env={"DATABASE_HOST": "db"}, secrets={"API_KEY": "api_key"}) == set()
     assert used_by_worker(**public, volumes={"/data": "uploads"}, secrets={"P": "store:cache"}) == {"uploads", "cache"}

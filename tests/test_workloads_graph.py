@@ -57,16 +57,106 @@ def test_only_the_proxy_publishes_ports_in_host_mode(run):
             assert ports == [], f"{service.urn} publishes {ports}"
 
 
-def test_stores_sit_only_on_the_internal_network(run):
-    internal = internal_network_ids(run)
-    assert len(internal) == 1
+def networks_by_role(run: mockrun.Run) -> dict[str, list[mockrun.Registered]]:
+    out: dict[str, list[mockrun.Registered]] = {}
+    for network in run.of_type(NETWORK):
+        labels = {item["label"]: item["value"] for item in network.inputs.get("labels", [])}
+        out.setdefault(labels.get("keel.network", "unlabelled"), []).append(network)
+    return out
+
+
+def attached_roles(run: mockrun.Run, service: mockrun.Registered) -> set[str]:
+    role_of = {n.id: r for r, nets in networks_by_role(run).items() for n in nets}
+    return {role_of[n["id"]] for n in service.inputs["taskSpec"].get("networksAdvanceds", [])}
+
+
+def labels_of(service: mockrun.Registered) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in service.inputs["labels"]}
+
+
+def part(service: mockrun.Registered) -> str:
+    return {item["label"]: item["value"] for item in service.inputs["labels"]}["keel.service"]
+
+
+def test_networks_by_role_each_internal_unless_it_needs_egress(run):
+    by_role = networks_by_role(run)
+    assert "unlabelled" not in by_role
+    assert len(by_role["edge"]) == len(by_role["data"]) == 1
+    for role_name, networks in by_role.items():
+        for network in networks:
+            # Only the edge (the proxy's published ports, the apps' way out) and the egress networks
+            # (backups to S3, alert delivery, certificate renewal) leave the host.
+            assert network.inputs.get("internal", False) is (role_name not in ("edge", "egress")), network.urn
+            assert network.inputs["attachable"] is False, network.urn
+    observed = run.stack != "dev" or "monitoring" in by_role
+    assert ("monitoring" in by_role) is observed
+
+
+def test_each_service_is_only_on_the_networks_of_its_role(run):
+    """The graph of who can reach whom: the proxy never meets a store, nothing but Prometheus
+    reaches Alertmanager, and each Docker API proxy is shared with its one client only."""
+    for service in services(run):
+        roles = attached_roles(run, service)
+        kind = role(service)
+        if kind == "store" and labels_of(service).get("keel.wal-archive") == "true":
+            # archive_command ships WAL to S3 from inside the store: the one egress network a store may join.
+            assert roles == {"data", "egress"}, service.urn
+        elif kind == "store":
+            assert roles == {"data"}, service.urn
+        elif kind == "proxy" and service.name == "proxy-service":
+            assert roles <= {"edge", "proxy-metrics"} and "edge" in roles, service.urn
+        elif kind == "proxy":  # acme: its own way out
+            assert roles == {"egress"}, service.urn
+        elif kind == "app":
+            assert roles <= {"edge", "data", "monitoring"}, service.urn
+        elif kind == "socket-proxy":
+            assert roles == {"docker-api"}, service.urn
+        elif part(service) == "alertmanager":
+            assert roles <= {"alerting", "egress"} and "alerting" in roles, service.urn
+        elif part(service) == "prometheus":
+            assert roles == {"monitoring", "alerting"}, service.urn
+        else:
+            assert "edge" not in roles and "alerting" not in roles, service.urn
+    for network in run.of_type(NETWORK):
+        labels = {item["label"]: item["value"] for item in network.inputs.get("labels", [])}
+        if labels.get("keel.network") == "docker-api":
+            users = [
+                s for s in services(run) if network.id in {n["id"] for n in s.inputs["taskSpec"]["networksAdvanceds"]}
+            ]
+            assert sorted(role(s) for s in users)[-1] == "socket-proxy" and len(users) == 2, network.urn
+
+
+ROOT_EQUIVALENT = ("/", "/var/run", "/run", "/var/lib/docker", "/etc", "/root")
+
+
+def test_no_service_has_a_root_equivalent_mount(run):
+    """Only the Docker API proxies bind the socket; nothing binds /var/run or Docker's state, nor /
+    writable or as root (node-exporter reads / read-only as nobody, who cannot open the socket)."""
+    for service in services(run):
+        container = service.inputs["taskSpec"]["containerSpec"]
+        for mount in container.get("mounts", []):
+            if mount["type"] != "bind":
+                continue
+            source = mount["source"].rstrip("/") or "/"
+            if source.endswith("docker.sock"):
+                assert role(service) == "socket-proxy", service.urn
+                continue
+            if source in ROOT_EQUIVALENT:
+                assert mount.get("readOnly") is True, (service.urn, source)
+                assert source == "/" and container["user"] == "65534:65534", (service.urn, source)
+                assert part(service) == "node-exporter", service.urn
+
+
+def test_stores_sit_only_on_the_data_network(run):
+    data = {n.id for n in networks_by_role(run)["data"]}
+    assert len(data) == 1
     for service in services(run, "store"):
         attached = {n["id"] for n in service.inputs["taskSpec"]["networksAdvanceds"]}
         if service.name == "db-service" and run.stack == "prod":
             # archive_command ships WAL to S3 from inside the store (point-in-time recovery, on in prod).
-            assert attached - internal == {"networks-pitr-egress-id"}, attached
+            assert attached - data == {"networks-pitr-egress-id"}, attached
             attached -= {"networks-pitr-egress-id"}
-        assert attached and attached <= internal, f"{service.urn} is on {attached}"
+        assert attached == data, f"{service.urn} is on {attached}"
 
 
 def test_every_service_has_limits_health_rotation_and_a_pinned_image(run):
@@ -139,7 +229,11 @@ def test_postgres_gets_its_tuned_config_and_password_file(run):
 def test_redis_gets_acl_password_and_bounded_memory(run):
     cache = run.one(SERVICE, "cache-service")
     container = cache.inputs["taskSpec"]["containerSpec"]
-    assert {s["fileName"] for s in container["secrets"]} == {"/run/secrets/redis-acl", "/run/secrets/redis-password"}
+    # The ACL and the health check's own password: never the apps' password.
+    assert {s["fileName"] for s in container["secrets"]} == {
+        "/run/secrets/redis-acl",
+        "/run/secrets/redis-health-password",
+    }
     conf = base64.b64decode(run.one("docker:index/serviceConfig:ServiceConfig", "cache-redis.conf").inputs["data"])
     assert b"appendonly yes" in conf and b"maxmemory " in conf
 
@@ -211,11 +305,13 @@ def test_migration_runs_with_the_new_image_before_the_rollout(run):
     migration = run.one("command:remote:Command", "api-migration")
     api = run.one(SERVICE, "api-service")
     assert migration.urn in api.depends_on
-    assert re.search(
-        r"ghcr\.io/example/shop-api:1\.4\.2@sha256:[0-9a-f]{64} npm run migrate", migration.inputs["create"]
-    )
-    assert "--network shop-internal" in migration.inputs["create"]
-    assert not any(p.endswith(".stdin") for p, _ in migration.plaintext_strings()), "secrets on stdin must stay secret"
+    script = migration.inputs["create"]
+    assert re.search(r"ghcr\.io/example/shop-api:1\.4\.2@sha256:[0-9a-f]{64} \\\n  npm \\\n  run \\\n  migrate", script)
+    # A swarm job on the service's networks, with its secrets as swarm secrets: no value on stdin or disk.
+    assert "--mode \\\n  replicated-job" in script
+    for network in ("shop-edge", "shop-data"):
+        assert f"--network \\\n  {network}" in script
+    assert "stdin" not in migration.inputs
 
 
 def test_proxy_config_travels_by_volume_and_reloads_without_a_restart(run):
@@ -256,7 +352,8 @@ def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
     settings = {
         s.inputs["settingId"]: s.inputs["value"] for s in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")
     }
-    assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2"}
+    # tls_client_auth: Authenticated Origin Pulls, which the origin's nginx requires when proxied.
+    assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2", "tls_client_auth": "on"}
     origin = run.one("cloudflare:index/originCaCertificate:OriginCaCertificate")
     assert origin.inputs["hostnames"] == ["example.com", "www.example.com"]
     assert origin.inputs["requestType"] == "origin-ecc"

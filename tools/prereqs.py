@@ -150,6 +150,8 @@ TOOLS: tuple[Tool, ...] = (
          source=DEB_UNPACK, release="trixie", deb_version="0.17.2-1+b4", command="prometheus-mysqld-exporter",
          version=r"version 0\.17\.2 "),
     Tool("systemd-analyze", "systemd", "systemd-analyze verify of the host's units"),
+    Tool("iptables-restore", "iptables", "the DOCKER-USER rules that keep containers off the metadata service",
+         search=SBIN_DIRS),
     Tool("sshd", "openssh-server", "sshd -T on the rendered sshd drop-in", search=SBIN_DIRS, service="ssh",
          directories=("/run/sshd",)),
     Tool("ssh-keygen", "openssh-client", "a host key for sshd -T"),

@@ -15,6 +15,9 @@ class ExternalKind(StoreKind[ExternalSpec]):
     def credentials(self, spec: ExternalSpec) -> Credentials:
         return SecretUrl(spec.url_secret)
 
+    def clients(self, spec: ExternalSpec) -> dict[str, str]:
+        return {}
+
     def mountable(self) -> bool:
         return False
 

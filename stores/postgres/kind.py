@@ -23,6 +23,7 @@ from stores.base import (
     Password,
     Probe,
     SecretFile,
+    Setup,
     StoreKind,
     Tmpfs,
     VolumeAccess,
@@ -41,12 +42,13 @@ _HIT = "sum by (job) (rate(pg_stat_database_blks_hit[5m]))"
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresTarget(BackupTarget):
-    """A PostgreSQL store reached over the internal network."""
+    """A PostgreSQL store reached over the data network."""
 
     kind = "postgres"
     host: str
     database: str
-    user: str
+    user: str = server.BACKUP_ROLE
+    """The role the job logs in as: the store's backup role (pg_read_all_data), not the app's."""
     port: int = server.PORT
 
     def volume_access(self) -> VolumeAccess:
@@ -63,6 +65,9 @@ class PostgresKind(StoreKind[PostgresSpec]):
             return f"postgresql://{spec.user}:{quote(password, safe='')}@{host}:{server.PORT}/{spec.database}"
 
         return Password(secret=spec.password_secret, url=url)
+
+    def clients(self, spec: PostgresSpec) -> dict[str, str]:
+        return server.CLIENT_ROLES
 
     def mountable(self) -> bool:
         return False
@@ -84,21 +89,30 @@ class PostgresKind(StoreKind[PostgresSpec]):
             data_dir=DATA_DIR,
             env={
                 "POSTGRES_DB": spec.database,
-                "POSTGRES_USER": spec.user,
+                # The bootstrap superuser; the app's role (spec.user) is created by the roles step.
+                "POSTGRES_USER": server.ADMIN_ROLE,
                 "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
                 # A subdirectory: the volume's root may hold lost+found, which initdb refuses.
                 "PGDATA": f"{DATA_DIR}/pgdata",
             },
             config_files=(ConfigFile("postgresql.conf", server.render_postgresql_conf(spec), server.CONFIG_PATH),),
-            # Read by the entrypoint after it drops to the postgres user, whose uid differs between
-            # the alpine and debian images; the file exists only inside this task.
-            secret_files=(SecretFile(PASSWORD_FILE),),
+            # The superuser's password, read by the entrypoint at initdb; the file exists only inside
+            # this task. The apps' password is the app role's, set by the roles step.
+            secret_files=(SecretFile(PASSWORD_FILE, part="admin-password", generated=True),),
             tmpfs=(Tmpfs("/dev/shm", tuning.shm_size_mb), Tmpfs("/var/run/postgresql", 16), Tmpfs("/tmp", 64)),
             health=Probe(tuple(server.postgres_health_command(spec)), start_period_s=60),
             resources=spec.resources,
             logging=spec.logging,
             stop_signal="SIGINT",  # PostgreSQL's "fast" shutdown: clean, without waiting for clients
             stop_grace_s=60,
+            # The image's user from the start: the entrypoint then neither chowns nor switches users,
+            # so no capability is needed (docker-library/postgres docker-entrypoint.sh).
+            user="postgres",
+            setup=Setup(
+                part="roles",
+                script=server.roles_script,
+                stdin=lambda password, clients: server.roles_sql(spec, {spec.user: password, **clients}),
+            ),
         )
 
     def exporter(self) -> Exporter[PostgresSpec]:
@@ -123,9 +137,7 @@ class PostgresKind(StoreKind[PostgresSpec]):
 
     def backup(self) -> Backup[PostgresSpec]:
         return Backup(
-            target=lambda name, spec, host: PostgresTarget(
-                name=name, host=host, database=spec.database, user=spec.user
-            ),
+            target=lambda name, spec, host: PostgresTarget(name=name, host=host, database=spec.database),
             templates=TEMPLATES,
             functions="backup/backup-functions.sh.j2",
             calls="backup/backup-calls.sh.j2",
@@ -143,11 +155,12 @@ class PostgresKind(StoreKind[PostgresSpec]):
         )
 
 
-def exporter_container(spec: PostgresSpec, host: str, password_file: str | None) -> ExporterContainer:
-    """postgres_exporter's connection, the password read from a swarm secret file."""
+def exporter_container(spec: PostgresSpec, host: str, password_file: str | None, user: str | None) -> ExporterContainer:
+    """postgres_exporter's connection as the store's exporter role (pg_monitor: statistics, no
+    table), the password read from a swarm secret file."""
     env = {
         "DATA_SOURCE_URI": f"{host}:{server.PORT}/{spec.database}?sslmode=disable",
-        "DATA_SOURCE_USER": spec.user,
+        "DATA_SOURCE_USER": user or spec.user,
     }
     if password_file is not None:
         env["DATA_SOURCE_PASS_FILE"] = password_file

@@ -8,6 +8,10 @@ once stays inside what shared_buffers leaves. WAL and checkpoints suit a small V
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +91,122 @@ def postgres_health_command(store: PostgresSpec, port: int = PORT) -> list[str]:
     official image runs a socket-only server that must not count as ready.
     """
     return ["CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", store.user, "-d", store.database]
+
+
+# ----------------------------------------------------------------------------- roles
+
+ADMIN_ROLE = "postgres"
+"""The bootstrap superuser (POSTGRES_USER): used only by keel's roles step, over the container's own
+socket, and by an operator's restore. Nothing on the network logs in as it."""
+EXPORTER_ROLE = "keel_exporter"
+BACKUP_ROLE = "keel_backup"
+CLIENT_ROLES = {"exporter": EXPORTER_ROLE, "backup": BACKUP_ROLE}
+"""The store's clients other than the app, each with a role of its own (and a password of its own)."""
+MIN_MAJOR = 14
+"""pg_read_all_data, the backup role's way to read every table, exists from PostgreSQL 14 on."""
+SCRAM_ITERATIONS = 4096
+"""PostgreSQL's default scram_iterations (src/include/common/scram-common.h, SCRAM_SHA_256_DEFAULT_ITERATIONS)."""
+
+
+def scram_verifier(role: str, password: str) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (src/common/scram-common.c,
+    scram_build_secret): ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``, base64.
+
+    Sending the verifier instead of the password keeps the plaintext out of the server's logs and
+    statistics (an ALTER ROLE that fails is logged with its statement). The salt is derived from the
+    role and the password, so the same password gives the same verifier and the roles step stays
+    unchanged between deploys. Valid only for a password that SASLprep leaves as it is, which every
+    ASCII password is (RFC 4013; PostgreSQL's pg_saslprep): ``role_password`` sends others as text.
+    """
+    salt = hmac.new(password.encode(), f"keel-scram-salt:{role}".encode(), hashlib.sha256).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on by default since 9.1)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def role_password(role: str, password: str) -> str:
+    if not password:
+        raise ValueError(f"role {role}: a password must not be empty")
+    if password.isascii() and password.isprintable():
+        return _literal(scram_verifier(role, password))
+    return _literal(password)
+
+
+def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
+    """The roles step's SQL, run by the superuser over the container's socket on every change.
+
+    ``passwords``: role name -> password for the app's role (``spec.user``) and CLIENT_ROLES. Each
+    role is created when missing and then set exactly: the app's role owns its database and nothing
+    more (no superuser, no CREATEROLE, no CREATEDB); the exporter reads statistics (pg_monitor); the
+    backup reads every table (pg_read_all_data, BYPASSRLS: pg_dump refuses to dump a table whose
+    row-level security would hide rows) and may create a database (the restore drill's scratch one),
+    but not roles (CREATEROLE lets a role grant itself pg_execute_server_program before 16).
+    """
+    attributes = {
+        spec.user: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
+        EXPORTER_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
+        BACKUP_ROLE: "LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT",
+    }
+    missing = set(attributes) - set(passwords)
+    if missing:
+        raise ValueError(f"no password for role(s) {sorted(missing)}")
+    lines = [
+        "-- Rendered by keel (stores/postgres/server.py, roles_sql): every role but the superuser, as the config says.",
+        "\\set ON_ERROR_STOP on",
+        "BEGIN;",
+    ]
+    for role, attrs in attributes.items():
+        lines.append(
+            f"SELECT 'CREATE ROLE {_ident(role)}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = {_literal(role)})\\gexec"
+        )
+        lines.append(f"ALTER ROLE {_ident(role)} WITH {attrs} PASSWORD {role_password(role, passwords[role])};")
+    lines += [
+        f"GRANT pg_monitor TO {_ident(EXPORTER_ROLE)};",
+        f"GRANT pg_read_all_data TO {_ident(BACKUP_ROLE)};",
+        f"ALTER DATABASE {_ident(spec.database)} OWNER TO {_ident(spec.user)};",
+        "COMMIT;",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def roles_script(service: str) -> str:
+    """Runs on the host: feed the roles SQL (stdin) to psql inside the store's running task, as the
+    superuser over its socket (the official image trusts local connections). The SQL never touches
+    the host's disk: it arrives on stdin and leaves through ``docker exec -i``."""
+    q = shlex.quote
+    return f"""#!/bin/sh
+# The roles of {service} (stores/postgres/server.py, roles_sql), applied by its superuser over the socket.
+set -eu
+service={q(service)}
+container=
+for _ in $(seq 1 60); do
+  container=$(docker ps -q -f "label=com.docker.swarm.service.name=$service" -f status=running | head -n 1)
+  [ -n "$container" ] && break
+  sleep 2
+done
+if [ -z "$container" ]; then
+  echo "no running task of $service" >&2
+  exit 1
+fi
+if ! docker exec -u {ADMIN_ROLE} "$container" psql --no-psqlrc --quiet --username {ADMIN_ROLE} --dbname postgres \\
+  --command 'SELECT 1' >/dev/null; then
+  echo "$service has no superuser {ADMIN_ROLE}: a cluster created before keel's roles (its superuser is the" \\
+    "app's role); see docs/least-privilege.md" >&2
+  exit 1
+fi
+docker exec -i -u {ADMIN_ROLE} "$container" psql --no-psqlrc --quiet --username {ADMIN_ROLE} --dbname postgres
+echo "roles of $service are in place"
+"""

@@ -49,6 +49,8 @@ class RedisTarget(BackupTarget):
     kind = "redis"
     host: str
     port: int = server.PORT
+    user: str = server.BACKUP_USER
+    """The ACL user the job logs in as (PING, INFO and BGSAVE only)."""
 
     def volume_access(self) -> VolumeAccess:
         return "read-only"
@@ -60,11 +62,14 @@ class RedisKind(StoreKind[RedisSpec]):
     summary = "Redis (official image) with AOF persistence and a bounded memory"
 
     def credentials(self, spec: RedisSpec) -> Credentials:
-        # The ACL file's only user is `default`, so the URL names no user.
+        # The apps log in as the ACL file's `default` user, so the URL names no user.
         return Password(
             secret=spec.password_secret,
             url=lambda host, password: f"redis://:{quote(password, safe='')}@{host}:{server.PORT}/0",
         )
+
+    def clients(self, spec: RedisSpec) -> dict[str, str]:
+        return server.CLIENT_USERS
 
     def mountable(self) -> bool:
         return False
@@ -97,13 +102,16 @@ class RedisKind(StoreKind[RedisSpec]):
             config_files=(ConfigFile("redis.conf", server.render_redis_conf(spec), server.CONFIG_PATH),),
             secret_files=(
                 SecretFile(server.ACL_PATH, part="acl", derive=server.redis_acl),
-                SecretFile(server.PASSWORD_PATH),
+                # Only the health check's own password: the apps' is not this container's business.
+                SecretFile(server.HEALTH_PASSWORD_PATH, client="health"),
             ),
             tmpfs=(Tmpfs("/tmp", 16),),
             health=Probe(tuple(server.redis_health_command()), start_period_s=20),
             resources=spec.resources,
             logging=spec.logging,
             stop_grace_s=30,
+            # The image's user from the start: the entrypoint then neither chowns nor switches users.
+            user="redis",
         )
 
     def exporter(self) -> Exporter[RedisSpec]:
@@ -143,16 +151,17 @@ class RedisKind(StoreKind[RedisSpec]):
         )
 
 
-def exporter_container(spec: RedisSpec, host: str, password_file: str | None) -> ExporterContainer:
-    """redis_exporter reads its password from the environment only, so a shell exports it from the file.
+def exporter_container(spec: RedisSpec, host: str, password_file: str | None, user: str | None) -> ExporterContainer:
+    """redis_exporter reads its password from the environment only, so a shell exports it from the file;
+    ``user`` is the store's exporter user (``--redis.user``), whose ACL admits only what it reads.
 
     (``--redis.password-file`` is a JSON map of URIs to passwords, meant for multi-target mode.)
     """
-    address = f"redis://{host}:{server.PORT}"
+    args = (f"--redis.addr=redis://{host}:{server.PORT}", *([f"--redis.user={user}"] if user else []))
     if password_file is None:
-        return ExporterContainer(command=("/redis_exporter", f"--redis.addr={address}"))
+        return ExporterContainer(command=("/redis_exporter", *args))
     script = f'REDIS_PASSWORD="$(cat {password_file})" && export REDIS_PASSWORD && exec /redis_exporter "$@"'
-    return ExporterContainer(command=("/bin/sh", "-c", script, "redis_exporter", f"--redis.addr={address}"))
+    return ExporterContainer(command=("/bin/sh", "-c", script, "redis_exporter", *args))
 
 
 def job_tools(specs: list[RedisSpec]) -> JobTools:

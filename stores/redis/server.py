@@ -8,12 +8,14 @@ child's copy-on-write pages, client buffers and allocator fragmentation are char
 same cgroup; the remaining quarter is their headroom, so the kernel's OOM killer does not
 end the server in the middle of a save.
 
-Password: redis.conf cannot read a file, and a ``--requirepass`` argument would put the
-password in the service spec and the process list. Instead the config names an ``aclfile``
-that the component mounts as a swarm secret (render it with ``redis_acl``). That file holds
-only the SHA-256 of the password, so not even the server's own files hold the plaintext.
-Clients (apps, the health check, the exporter, the backup job) read the plaintext from the
-password secret file. If the ACL file is missing, Redis refuses to start: it fails closed.
+Users: redis.conf cannot read a file, and a ``--requirepass`` argument would put the password in
+the service spec and the process list. Instead the config names an ``aclfile`` that the
+component mounts as a swarm secret (render it with ``redis_acl``). It holds one user per client,
+each with only the commands that client uses: the apps as ``default`` (what a client that sends
+only a password logs in as) without administrative commands, the exporter, the backup job and the
+health check with a handful each. The file holds only the SHA-256 of each password, so not even
+the server's own files hold a plaintext; each client reads its own from a secret file. If the ACL
+file is missing, Redis refuses to start: it fails closed.
 """
 
 from __future__ import annotations
@@ -76,12 +78,43 @@ def render_redis_conf(store: RedisSpec, *, acl_path: str | None = ACL_PATH, data
     )
 
 
-def redis_acl(password: str) -> str:
-    """The ACL file: the default user, full access, identified by the SHA-256 of ``password``."""
-    if not password:
-        raise ValueError("a Redis password must not be empty")
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default on #{digest} ~* &* +@all\n"
+EXPORTER_USER = "keel-exporter"
+BACKUP_USER = "keel-backup"
+HEALTH_USER = "keel-health"
+CLIENT_USERS = {"exporter": EXPORTER_USER, "backup": BACKUP_USER, "health": HEALTH_USER}
+"""The store's clients other than the apps, each with a user of its own (and a password of its own)."""
+HEALTH_PASSWORD_PATH = "/run/secrets/redis-health-password"
+
+APP_RULES = "~* &* +@all -@admin"
+"""The apps (the ``default`` user, which a client that sends only a password authenticates as):
+every data command, none of the administrative ones: CONFIG (CONFIG SET dir and dbfilename write
+files where the server can), ACL, DEBUG, SHUTDOWN, MONITOR (every client's commands, passwords
+included), REPLICAOF, SAVE/BGSAVE, MODULE, FAILOVER. What an app does with its own keys it may."""
+CLIENT_RULES = {
+    # redis_exporter's own list (README, "ACL") without the key commands of --check-keys, unused here.
+    EXPORTER_USER: "resetkeys resetchannels -@all +ping +info +select +client|list +client|info +client|setname "
+    "+config|get +cluster|info +slowlog|get +slowlog|len +latency|latest +latency|histogram +memory|stats",
+    # The backup job: INFO persistence to watch BGSAVE, then BGSAVE; the RDB file it reads from the volume.
+    BACKUP_USER: "resetkeys resetchannels -@all +ping +info +bgsave",
+    # The container's health check.
+    HEALTH_USER: "resetkeys resetchannels -@all +ping",
+}
+
+
+def redis_acl(password: str, clients: dict[str, str] | None = None) -> str:
+    """The ACL file: each user identified by the SHA-256 of its password. ``password`` is the apps'
+    (the ``default`` user); ``clients``: user name (CLIENT_USERS) -> password."""
+    users = {"default": (password, APP_RULES)}
+    for user, secret in (clients or {}).items():
+        if user not in CLIENT_RULES:
+            raise ValueError(f"unknown Redis client user {user!r}; expected one of {sorted(CLIENT_RULES)}")
+        users[user] = (secret, CLIENT_RULES[user])
+    lines = []
+    for user, (secret, rules) in users.items():
+        if not secret:
+            raise ValueError(f"a Redis password must not be empty (user {user})")
+        lines.append(f"user {user} on #{hashlib.sha256(secret.encode()).hexdigest()} {rules}")
+    return "\n".join(lines) + "\n"
 
 
 def redis_command(config_path: str = CONFIG_PATH) -> list[str]:
@@ -90,12 +123,14 @@ def redis_command(config_path: str = CONFIG_PATH) -> list[str]:
     return ["redis-server", config_path]
 
 
-def redis_health_command(password_path: str | None = PASSWORD_PATH, port: int = PORT) -> list[str]:
-    """A swarm health check: PONG to an authenticated PING.
+def redis_health_command(
+    password_path: str | None = HEALTH_PASSWORD_PATH, port: int = PORT, user: str = HEALTH_USER
+) -> list[str]:
+    """A swarm health check: PONG to a PING authenticated as the health user (who may only PING).
 
     REDISCLI_AUTH keeps the password out of redis-cli's arguments (and its warning off stderr).
     """
-    ping = f"redis-cli -h 127.0.0.1 -p {port} ping | grep -qx PONG"
     if password_path is None:
-        return ["CMD-SHELL", ping]
+        return ["CMD-SHELL", f"redis-cli -h 127.0.0.1 -p {port} ping | grep -qx PONG"]
+    ping = f"redis-cli --user {user} -h 127.0.0.1 -p {port} ping | grep -qx PONG"
     return ["CMD-SHELL", f'REDISCLI_AUTH="$(cat {password_path})" {ping}']

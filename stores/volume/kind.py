@@ -60,6 +60,9 @@ class VolumeKind(StoreKind[VolumeSpec]):
     def credentials(self, spec: VolumeSpec) -> Credentials:
         return None
 
+    def clients(self, spec: VolumeSpec) -> dict[str, str]:
+        return {}
+
     def mountable(self) -> bool:
         return True
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from config import capacity
 from policy.rules import MANDATORY, evaluate
-from render.nginx import NginxUpstream, render_nginx_conf, site_from_config
+from render.nginx import ORIGIN_PULL_CA_FILE, ORIGIN_PULL_CA_PATH, NginxUpstream, render_nginx_conf, site_from_config
 from tests.examples.example_helpers import (
     EXAMPLES,
     EXAMPLES_DIR,
@@ -94,6 +95,7 @@ def test_real_nginx_accepts_the_examples_exact_nginx_conf(name):
         text = re.sub(r"/(run/secrets|etc/nginx/certs)/tls\.crt", str(pki.certificate), text)
         text = re.sub(r"/(run/secrets|etc/nginx/certs)/tls\.key", str(pki.key), text)
         text = re.sub(r"syslog:server=[a-z0-9-]+:", f"syslog:server={LOOPBACK}:", text)
+        text = text.replace(ORIGIN_PULL_CA_PATH, str(ORIGIN_PULL_CA_FILE))
         result = NginxProcess(wheel_nginx(), directory, text, []).test_config()
     assert result.returncode == 0, result.stderr
     assert "[emerg]" not in result.stderr and "[warn]" not in result.stderr, result.stderr
@@ -138,7 +140,11 @@ def _get(port: int, path: str) -> http.client.HTTPResponse:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    connection = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=10)
+    # The site's name as SNI: the proxy refuses a handshake for any other name, or none.
+    connection = http.client.HTTPSConnection("almeyo.example", port, context=context, timeout=10)
+    connection.sock = context.wrap_socket(
+        socket.create_connection((LOOPBACK, port), timeout=10), server_hostname="almeyo.example"
+    )
     connection.request("GET", path, headers={"Host": "almeyo.example"})
     response = connection.getresponse()
     response.read()

@@ -98,7 +98,8 @@ def test_dns_is_proxied_through_cloudflare_for_every_hostname(run):
     settings = {
         s.inputs["settingId"]: s.inputs["value"] for s in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")
     }
-    assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2"}
+    # tls_client_auth: Authenticated Origin Pulls, which the origin's nginx requires when proxied.
+    assert settings == {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2", "tls_client_auth": "on"}
 
 
 def test_tls_is_automatic_with_a_cloudflare_origin_certificate(run):

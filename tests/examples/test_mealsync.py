@@ -119,3 +119,16 @@ def test_prometheus_scrapes_the_actuator_endpoint(run):
     prometheus = service_config_text(run, "observability-prometheus-config")
     job = prometheus[prometheus.index("- job_name: app-app") :].split("- job_name:", 2)[1]
     assert "metrics_path: /actuator/prometheus" in job and "port: 8080" in job
+
+
+def test_actuator_is_denied_at_the_proxy(conf: str):
+    """A regex location wins over every plain prefix one (nginx checks regexes after the longest
+    prefix unless it carries ^~): /actuator/env never reaches the / route. Served by a real nginx
+    in tests/realtools/test_origin_live.py."""
+    denial = 'location ~* "^/actuator(?:[/;]|$)" {'
+    assert denial in conf
+    assert conf[conf.index(denial) :].split("}", 1)[0].strip().endswith("return 404;")
+    # Only ACME's challenge directory skips the regexes.
+    assert [line.strip() for line in conf.splitlines() if "^~" in line] == [
+        "location ^~ /.well-known/acme-challenge/ {"
+    ] * conf.count("^~")

@@ -72,17 +72,18 @@ def test_backend_listens_on_3000_scaled_to_3_behind_nginx(run):
     assert "proxy_pass http://frontend;" in location(conf, "/")
 
 
-def test_a_public_network_and_an_internal_only_one(run):
+def test_an_edge_network_and_an_internal_data_network(run):
     networks = {n.inputs["name"]: n for n in run.of_type(NETWORK)}
-    assert set(networks) >= {"thrifting-public", "thrifting-internal"}
-    assert networks["thrifting-internal"].inputs["internal"] is True
-    assert not networks["thrifting-public"].inputs.get("internal")
-    public, internal = networks["thrifting-public"].id, networks["thrifting-internal"].id
-    assert network_ids(service(run, "frontend")) == {public}
-    assert network_ids(service(run, "backend")) == {public, internal}
-    assert network_ids(service(run, "cache")) == {internal}, "cache must be internal only"
+    assert set(networks) >= {"thrifting-edge", "thrifting-data"}
+    assert networks["thrifting-data"].inputs["internal"] is True
+    assert not networks["thrifting-edge"].inputs.get("internal")
+    edge, data = networks["thrifting-edge"].id, networks["thrifting-data"].id
+    monitoring = {networks["thrifting-monitoring"].id} if "thrifting-monitoring" in networks else set()
+    assert network_ids(service(run, "frontend")) - monitoring == {edge}
+    assert network_ids(service(run, "backend")) - monitoring == {edge, data}
+    assert network_ids(service(run, "cache")) == {data}, "cache must be on the data network only"
     # The database also reaches S3 for its WAL archive (point-in-time recovery), on that network alone.
-    assert network_ids(service(run, "db")) == {internal, networks["thrifting-pitr-egress"].id}
+    assert network_ids(service(run, "db")) == {data, networks["thrifting-pitr-egress"].id}
     assert all(
         not (s.inputs.get("endpointSpec") or {}).get("ports") for s in run.of_type(SERVICE) if role(s) != "proxy"
     )
@@ -181,7 +182,8 @@ def test_backend_is_limited_to_1_cpu_1g_and_reserves_half_a_cpu_512m(run):
 
 def test_migrations_run_before_each_backend_rollout(run):
     migration = run.one("command:remote:Command", "backend-migration")
-    assert "npm run migrate" in migration.inputs["create"] or "'npm' 'run' 'migrate'" in migration.inputs["create"]
+    # The job's command line, one argument per continued line.
+    assert "npm run migrate" in migration.inputs["create"].replace(" \\\n  ", " ")
     assert migration.urn in service(run, "backend").depends_on
 
 

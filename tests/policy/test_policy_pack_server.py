@@ -127,6 +127,8 @@ def test_pack_serves_every_policy_with_its_enforcement_level(pack_for: Any) -> N
         "image-pinned": MANDATORY,
         "only-proxy-publishes-ports": MANDATORY,
         "stores-on-internal-networks": MANDATORY,
+        "network-topology": MANDATORY,
+        "docker-socket-only-in-socket-proxy": MANDATORY,
         "prod-server-delete-protection": MANDATORY,
         "no-world-ssh": MANDATORY,
         "service-non-root": ADVISORY,

@@ -14,11 +14,13 @@ from policy.rules import (
     NETWORK,
     SERVER,
     SERVICE,
+    check_docker_socket,
     check_firewall_ssh,
     check_health_check,
     check_image_pinned,
     check_log_rotation,
     check_memory_limit,
+    check_network_topology,
     check_non_root,
     check_published_ports,
     check_read_only_root,
@@ -397,6 +399,80 @@ def test_apps_may_join_public_networks() -> None:
     assert check_store_networks([public, app]) == []
 
 
+def role_network(name: str, role: str, internal: bool) -> Any:
+    props = {
+        "name": f"shop-{name}",
+        "id": f"net-{name}-id",
+        "internal": internal,
+        "labels": [{"label": "keel.network", "value": role}],
+    }
+    return policy_resource(NETWORK, props, name=name)
+
+
+def attached(role: str, part: str, networks: list[str]) -> Any:
+    props = service_props(role)
+    props["labels"].append({"label": "keel.service", "value": part})
+    return policy_resource(
+        SERVICE, with_task(props, "networksAdvanceds", [{"id": f"net-{n}-id"} for n in networks]), name=part
+    )
+
+
+def test_store_on_the_edge_network_fails_by_its_role() -> None:
+    edge, data = role_network("edge", "edge", False), role_network("data", "data", True)
+    db = attached("store", "db", ["data", "edge"])
+    assert check_store_networks([edge, data, db]) == [
+        (db.urn, "is a store attached to network 'edge', the edge network the proxy shares; expected the data network")
+    ]
+
+
+def test_proxy_on_the_data_network_fails_and_on_the_edge_passes() -> None:
+    edge, data = role_network("edge", "edge", False), role_network("data", "data", True)
+    assert check_network_topology([edge, data, attached("proxy", "proxy", ["edge"])]) == []
+    proxy = attached("proxy", "proxy", ["edge", "data"])
+    assert [(urn, problem.split(",")[0]) for urn, problem in check_network_topology([edge, data, proxy])] == [
+        (proxy.urn, "is the proxy attached to network 'data'")
+    ]
+
+
+def test_only_prometheus_and_alertmanager_join_the_alerting_network() -> None:
+    alerting = role_network("alerting", "alerting", True)
+    allowed = [attached("observability", part, ["alerting"]) for part in ("prometheus", "alertmanager")]
+    assert check_network_topology([alerting, *allowed]) == []
+    intruders = [attached("observability", "grafana", ["alerting"]), attached("app", "prometheus", ["alerting"])]
+    assert [urn for urn, _ in check_network_topology([alerting, *allowed, *intruders])] == [i.urn for i in intruders]
+
+
+def with_mounts(role: str, mounts: list[dict[str, Any]], user: str = "10001:10001") -> dict[str, Any]:
+    return with_task(with_task(service_props(role), "containerSpec.mounts", mounts), "containerSpec.user", user)
+
+
+def bind(source: str, read_only: bool = True) -> dict[str, Any]:
+    return {"type": "bind", "source": source, "target": source, "readOnly": read_only}
+
+
+def test_only_the_socket_proxy_mounts_the_docker_socket() -> None:
+    assert check_docker_socket(with_mounts("socket-proxy", [bind("/var/run/docker.sock")], "0:0")) == []
+    for role in ("observability", "backup", "app"):
+        for source in ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run/"):
+            problems = check_docker_socket(with_mounts(role, [bind(source)], "0:0"))
+            assert len(problems) == 1 and "holds the Docker socket" in problems[0], (role, source)
+    # A read-only socket is still the whole API, whoever runs.
+    assert check_docker_socket(with_mounts("observability", [bind("/var/run/docker.sock")], "65534:65534"))
+    # Even the proxy may not take the whole of /var/run.
+    assert check_docker_socket(with_mounts("socket-proxy", [bind("/var/run")], "0:0"))
+
+
+def test_a_read_only_root_mount_passes_only_for_a_user_who_cannot_open_the_socket() -> None:
+    """node-exporter reads / for filesystem metrics: the socket (root:docker 0660) is closed to nobody."""
+    assert check_docker_socket(with_mounts("observability", [bind("/")], "65534:65534")) == []
+    assert check_docker_socket(with_mounts("observability", [bind("/", read_only=False)], "65534:65534"))
+    for user in ("0:0", "65534", "65534:0", "", "nobody:nogroup"):
+        assert check_docker_socket(with_mounts("observability", [bind("/")], user)), user
+    grouped = with_task(with_mounts("observability", [bind("/")], "65534:65534"), "containerSpec.groups", ["999"])
+    assert check_docker_socket(grouped)
+    assert check_docker_socket(with_mounts("observability", [bind("/sys"), bind("/proc")], "0:0")) == []
+
+
 # ----------------------------------------------------------------------------- environment and wrappers
 
 
@@ -456,6 +532,8 @@ def test_every_mandatory_rule_of_the_issue_is_in_the_pack() -> None:
         "image-pinned",
         "only-proxy-publishes-ports",
         "stores-on-internal-networks",
+        "network-topology",
+        "docker-socket-only-in-socket-proxy",
         "prod-server-delete-protection",
         "no-world-ssh",
     }

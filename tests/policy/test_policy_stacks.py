@@ -70,7 +70,7 @@ def test_stack_passes_every_mandatory_rule(stack: str) -> None:
 def test_every_registered_service_is_labelled_with_a_role(stack: str) -> None:
     for service in registered(stack).of_type(SERVICE):
         roles = [item.get("value") for item in service.inputs.get("labels", []) if item.get("label") == "keel.role"]
-        roles_known = {"proxy", "app", "worker", "store", "observability", "backup", "scheduler", "job"}
+        roles_known = {"proxy", "app", "worker", "store", "observability", "backup", "scheduler", "job", "socket-proxy"}
         assert roles and roles[0] in roles_known, service.urn
 
 
@@ -110,13 +110,45 @@ def bad_resources(stack: str) -> list[mockrun.Registered]:
             "endpointSpec": {"ports": [{"targetPort": 5432, "publishedPort": 5432}]},
         },
     )
+    networks = {r.name: r for r in registered(stack).of_type(NETWORK)}
+    # Attachments name networks by an id known only after an up: the analyzer then matches them
+    # through the service's dependencies, as it does for the stack's own services.
+    edge, data = networks["networks-edge"].urn, networks["networks-data"].urn
+    # A store on the edge, the proxy on the data network, the socket mounted outside the socket proxy.
+    edge_db = crafted(
+        stack,
+        SERVICE,
+        "rogue-edge-db",
+        {"labels": [{"label": "keel.role", "value": "store"}], "taskSpec": {"networksAdvanceds": [{"id": None}]}},
+        depends_on=[edge],
+    )
+    data_proxy = crafted(
+        stack,
+        SERVICE,
+        "rogue-proxy",
+        {"labels": [{"label": "keel.role", "value": "proxy"}], "taskSpec": {"networksAdvanceds": [{"id": None}]}},
+        depends_on=[data],
+    )
+    socket = crafted(
+        stack,
+        SERVICE,
+        "rogue-cadvisor",
+        {
+            "labels": [{"label": "keel.role", "value": "observability"}],
+            "taskSpec": {
+                "containerSpec": {
+                    "mounts": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/s", "readOnly": True}]
+                }
+            },
+        },
+    )
     firewall = crafted(
         stack,
         "hcloud:index/firewall:Firewall",
         "rogue-fw",
         {"rules": [{"direction": "in", "protocol": "tcp", "port": "22", "sourceIps": ["0.0.0.0/0"]}]},
     )
-    extra = [public, service, firewall]
+    extra = [public, service, edge_db, data_proxy, socket, firewall]
     for server in registered(stack).of_type("hcloud:index/server:Server"):
         unprotected = dataclasses.replace(server, protect=False, outputs={}, inputs=copy.deepcopy(server.inputs))
         unprotected.inputs["deleteProtection"] = False
@@ -134,6 +166,8 @@ def test_the_same_path_fails_a_stack_with_crafted_bad_resources(stack: str) -> N
         "service-log-rotation",
         "only-proxy-publishes-ports",
         "stores-on-internal-networks",
+        "network-topology",
+        "docker-socket-only-in-socket-proxy",
         "no-world-ssh",
     }
     if environment(stack) != "dev":

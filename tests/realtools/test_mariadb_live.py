@@ -119,7 +119,7 @@ def test_exporter_with_the_rendered_flags_exports_what_the_dashboard_and_alerts_
     with mariadb_server(render_keel_cnf(512, 100), database="shop", user="app") as server:
         password_file = tmp_path / "mariadb-password"
         password_file.write_text(server.password)
-        plan = exporter_container(spec, "127.0.0.1", str(password_file))
+        plan = exporter_container(spec, "127.0.0.1", str(password_file), None)
         assert plan.command is not None
         shell, flag, script, argv0, *args = plan.command
         assert (shell, flag) == ("/bin/sh", "-c")

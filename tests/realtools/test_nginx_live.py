@@ -175,6 +175,10 @@ def live_site(directory: Path, pki: Pki, dns_port: int, ports: dict[str, int], i
         cache_dir=str(directory / "cache"),
         acme_webroot=str(directory / "acme"),
         include_glob=str(include_dir / "*.conf"),
+        # Origin pulls and unknown names are tests/realtools/test_origin_live.py's: these requests carry no
+        # client certificate.
+        client_ca_path=None,
+        reject_unknown_names=False,
     )
 
 

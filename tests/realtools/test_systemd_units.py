@@ -79,8 +79,10 @@ def build_root(root: Path, document: dict, *, with_mount_unit: bool = True) -> l
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
-    for binary in ("/usr/bin/apt-get",):  # Ubuntu's base system, as on this Debian machine
+    # Ubuntu's base system, as on this Debian machine.
+    for binary in ("/usr/bin/apt-get", "/bin/sh", "/usr/sbin/iptables-restore"):
         assert Path(binary).exists(), binary
+        (root / binary.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(binary, root / binary.lstrip("/"))
     if with_mount_unit:
         fstab = root / "fstab"
@@ -119,6 +121,9 @@ def test_every_rendered_unit_and_drop_in_passes_systemd_analyze_verify(tmp_path:
             *(f"{base}.{kind}" for base in ("keel-docker-prune", "keel-docker-upgrade", "keel-reboot-required",
                                              "keel-swarm-report")
               for kind in ("service", "timer")),
+            "keel-metadata-block.service",
+            "keel-forget-user-data.service",
+            "keel-containers.slice",
         ]
     )  # fmt: skip
     result = verify(tmp_path, names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -16,7 +16,7 @@ from config import capacity
 from config.loader import parse
 from config.models import StackConfig, StoreSpec
 from render import backup as bk
-from tests.helpers import host_scaffold, stack_values, store_password, with_fragment
+from tests.helpers import host_scaffold, stack_values, store_clients, store_password, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -57,6 +57,9 @@ class FakeStore:
     volume: docker.Volume | None
     password: pulumi.Output[str] | None
     password_secret: docker.Secret | None
+    client_users: dict[str, str] = field(default_factory=dict)
+    client_secrets: dict[str, docker.Secret] = field(default_factory=dict)
+    ready: list[pulumi.Resource] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +91,9 @@ def declare(cfg: StackConfig) -> Declared:
         stores: dict[str, FakeStore] = {}
         for key, store in cfg.stores().items():
             volume = docker.Volume(f"{key}-data", docker.VolumeArgs(name=f"shop-{key}-data"), opts=host.on_host)
-            stores[key] = FakeStore(store, f"shop-{key}", volume, *store_password(key, store, host.on_host))
+            password, secret = store_password(key, store, host.on_host)
+            users, client_secrets = store_clients(key, store, host.on_host)
+            stores[key] = FakeStore(store, f"shop-{key}", volume, password, secret, users, client_secrets)
         holder["component"] = BackupJob(
             "backup",
             stack=host.stack,
@@ -219,8 +224,9 @@ def test_secrets_reach_the_jobs_as_files_and_never_as_plaintext(prod: Declared) 
         secret = prod.by_id(SECRET, mounted[file_name]["secretId"])
         assert base64.b64decode(secret.inputs["data"]).decode() == SECRETS[key], secret.urn
         assert secret.raw_inputs["data"].get(mockrun.SECRET_SIG) == mockrun.SECRET_VALUE, secret.urn
-    # The stores' own password secrets are reused, not copied.
-    assert mounted["/run/secrets/db-password"]["secretId"] == "db-password-id"
+    # Each store's backup credentials (its backup role or user), never the apps' password.
+    assert mounted["/run/secrets/db-password"]["secretId"] == "db-backup-password-id"
+    assert mounted["/run/secrets/cache-password"]["secretId"] == "cache-backup-password-id"
     values = [*SECRETS.values(), "store-password-db", "store-password-cache"]
     for resource in prod.resources:
         for path, text in resource.plaintext_strings():
@@ -229,9 +235,9 @@ def test_secrets_reach_the_jobs_as_files_and_never_as_plaintext(prod: Declared) 
                 assert base64.b64encode(value.encode()).decode() not in text, f"{resource.urn} {path}"
 
 
-def test_jobs_reach_stores_on_the_internal_network_and_s3_through_their_own_egress(prod: Declared) -> None:
+def test_jobs_reach_stores_on_the_data_network_and_s3_through_their_own_egress(prod: Declared) -> None:
     networks = prod.services()["shop-backup"].inputs["taskSpec"]["networksAdvanceds"]
-    assert [n["id"] for n in networks] == ["internal-id", "backup-egress-id"]
+    assert [n["id"] for n in networks] == ["networks-data-id", "backup-egress-id"]
     egress = prod.by_id(NETWORK, "backup-egress-id")
     assert egress.inputs["name"] == "shop-backup-egress"
     assert not egress.inputs.get("internal", False), egress.urn
@@ -280,7 +286,8 @@ def test_image_is_built_through_the_providers_own_connection_to_the_host(prod: D
 
 
 def test_job_limits_fit_the_backup_budget(prod: Declared) -> None:
-    assert JOB_MB + SCHEDULER_MB == capacity.BACKUP_MB
+    # The rest of the budget: the stack's scheduler and its Docker API proxy.
+    assert JOB_MB + SCHEDULER_MB + capacity.DOCKER_API_PROXY_MB == capacity.BACKUP_MB
     for service in prod.services().values():
         limit = service.inputs["taskSpec"]["resources"]["limits"]["memoryBytes"]
         assert limit == JOB_MB * 1024 * 1024, service.urn

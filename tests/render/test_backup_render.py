@@ -122,8 +122,8 @@ def test_spec_has_every_store_with_data_and_skips_external_ones() -> None:
     spec = _prod_spec()
     assert spec.store_names == ("db", "cache", "uploads")
     assert spec.targets == (
-        PostgresTarget(name="db", host="shop-db", database="shop", user="shop"),
-        RedisTarget(name="cache", host="shop-cache"),
+        PostgresTarget(name="db", host="shop-db", database="shop", user="keel_backup"),
+        RedisTarget(name="cache", host="shop-cache", user="keel-backup"),
         VolumeTarget(name="uploads", sqlite_files=("data/app.db", "cache.sqlite"), files=True),
     )
     assert spec.snapshot_host == "shop-prod"

@@ -15,6 +15,8 @@ from config.loader import parse
 from config.models import RateLimits
 from render.nginx import (
     MAIN_CONF_PATH,
+    ORIGIN_PULL_CA_FILE,
+    ORIGIN_PULL_CA_PATH,
     STATUS_CONF_PATH,
     NginxRoute,
     NginxSite,
@@ -45,7 +47,11 @@ def site(*routes: NginxRoute, **changes: object) -> NginxSite:
 
 def server_blocks(text: str) -> list[str]:
     """The HTTPS server blocks of a rendered config, as text."""
-    return [block for block in text.split("\n    server {\n")[1:] if " ssl" in block.split("\n", 2)[0]]
+    return [
+        block
+        for block in text.split("\n    server {\n")[1:]
+        if " ssl" in block.split("\n", 2)[0] and "ssl_reject_handshake on;" not in block
+    ]
 
 
 @pytest.mark.parametrize("stack", ["prod", "dev"])
@@ -61,7 +67,8 @@ def test_status_include_matches_golden(stack: str) -> None:
 @pytest.mark.parametrize("stack", ["prod", "dev"])
 def test_real_nginx_accepts_the_exact_production_text(stack: str) -> None:
     """`nginx -t` (nginx 1.31, as the 1.28 image parses it) on the golden text; only the
-    certificate paths and the worker user, which exist only in the container, are swapped."""
+    certificate paths and the worker user, which exist only in the container, are swapped (the
+    origin-pull CA for the file shipped in the repository)."""
     require_root("nginx -t binds the production ports (80, 443) and creates /var/run/nginx.pid")
     text = render_nginx_conf(stack_site(stack))
     assert "\nuser nginx;\n" in text
@@ -69,6 +76,7 @@ def test_real_nginx_accepts_the_exact_production_text(stack: str) -> None:
         pki = make_pki(directory, ["example.com"])
         text = text.replace("\nuser nginx;\n", "\n")
         text = text.replace("/run/secrets/tls.crt", str(pki.certificate)).replace("/run/secrets/tls.key", str(pki.key))
+        text = text.replace(ORIGIN_PULL_CA_PATH, str(ORIGIN_PULL_CA_FILE))
         result = NginxProcess(wheel_nginx(), directory, text, []).test_config()
     assert result.returncode == 0, result.stderr
     assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
@@ -109,7 +117,8 @@ def test_host_routes_get_a_server_block_of_their_own() -> None:
     routes = (NginxRoute("/", "web"), NginxRoute("/api/", "api"), NginxRoute("/", "api", host="grafana.example.com"))
     text = render_nginx_conf(site(*routes, server_names=("example.com", "grafana.example.com")))
     default, grafana = server_blocks(text)
-    assert "server_name example.com;" in default and "default_server" in default.split("\n")[0]
+    # The names the site serves are never the default server: unknown names are refused (reject_handshake).
+    assert "server_name example.com;" in default and "default_server" not in default
     assert "server_name grafana.example.com;" in grafana and "default_server" not in grafana
     assert "location /api/ {" in default and "location /api/ {" not in grafana
     assert re.findall(r"proxy_pass http://(\w+);", grafana) == ["api"]
@@ -245,3 +254,86 @@ def test_a_route_policy_replaces_the_sites_on_that_route_only():
 def test_a_route_policy_cannot_break_out_of_its_nginx_string():
     with pytest.raises(ValueError, match="csp"):
         NginxRoute("/grafana/", "grafana", csp='default-src "self"; return 200')
+
+
+# ----------------------------------------------------------------------------- origin and private paths
+
+ORIGIN_PULL_CA_SHA256 = "fa7511982d758634477a48dc6375f8fc8d5fed9fdb43235bc3923887fdea0597"
+"""The file's digest, pinned: the same PEM as Cloudflare's documentation ("Set up authenticated origin
+pulls", zone-level, Cloudflare certificate) and cloudflared's embedded copy, byte for byte."""
+
+
+def test_the_shipped_origin_pull_ca_is_cloudflares_and_pinned() -> None:
+    import hashlib
+
+    from cryptography import x509
+
+    data = ORIGIN_PULL_CA_FILE.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == ORIGIN_PULL_CA_SHA256
+    ca = x509.load_pem_x509_certificate(data)
+    assert ca.subject.rfc4514_string().startswith("CN=origin-pull.cloudflare.net,")
+    assert ca.not_valid_after_utc.year == 2029
+
+
+def test_a_proxied_site_verifies_cloudflares_client_certificate_on_every_https_server() -> None:
+    text = render_nginx_conf(stack_site("prod"))
+    for block in server_blocks(text):
+        assert f"ssl_client_certificate {ORIGIN_PULL_CA_PATH};\n        ssl_verify_client on;" in block
+    assert "ssl_verify_client" not in render_nginx_conf(stack_site("dev"))
+
+
+def test_unknown_names_are_refused_only_by_a_site_that_knows_its_names() -> None:
+    prod = render_nginx_conf(stack_site("prod"))
+    refusing = prod.split("ssl_reject_handshake on;")[0].rsplit("server {", 1)[1]
+    assert "listen 443 ssl default_server;" in refusing
+    assert prod.count("default_server;") == 2  # port 80's catch-all and the refusing 443 server
+    assert "ssl_reject_handshake" not in render_nginx_conf(stack_site("dev"))
+
+
+def test_private_patterns_cover_the_spellings_an_app_server_accepts() -> None:
+    directory = NginxRoute("/actuator/", None, deny=True)
+    assert directory.private_pattern == "^/actuator(?:[/;]|$)"
+    for path in ("/actuator", "/actuator/", "/actuator/env", "/actuator;x/env"):
+        assert re.match(directory.private_pattern, path, re.IGNORECASE), path
+    for path in ("/actuators", "/shop/actuator/"):
+        assert not re.match(directory.private_pattern, path, re.IGNORECASE), path
+    file_like = NginxRoute("/metrics", None, deny=True)
+    assert re.match(file_like.private_pattern, "/metrics.json") and file_like.private_pattern == "^/metrics"
+
+
+def test_private_routes_come_first_longest_first() -> None:
+    routes = (
+        NginxRoute("/", "web"),
+        NginxRoute("/actuator/", None, deny=True),
+        NginxRoute("/actuator/health", "web", allow_from=("10.0.0.0/8",)),
+    )
+    text = render_nginx_conf(site(*routes))
+    block = server_blocks(text)[0]
+    health = block.index('location ~* "^/actuator/health"')
+    actuator = block.index('location ~* "^/actuator(?:[/;]|$)"')
+    assert health < actuator < block.index("location = /health") < block.index("location / {")
+    assert "geo $keel_allowed_0 {\n        default 0;\n        10.0.0.0/8 1;\n    }" in text
+    assert "if ($keel_allowed_0 = 0) {\n                return 404;" in block
+
+
+def test_metrics_paths_are_denied_where_a_route_reaches_them() -> None:
+    from config.models import AppSpec, HealthCheck, Resources, Route
+    from render.nginx import metrics_denials
+
+    def app(metrics_path: str) -> AppSpec:
+        return AppSpec(
+            image="x/y:1", port=1, health=HealthCheck(command=["true"]), resources=Resources(memory_mb=16),
+            metrics_path=metrics_path,
+        )  # fmt: skip
+
+    apps = {"web": app("/metrics"), "api": app("/metrics"), "spring": app("/actuator/prometheus")}
+    routes = [
+        Route(path="/", service="web"),
+        Route(path="/api/", service="api"),  # upstream sees /api/...: its /metrics is not reachable here
+        Route(path="/svc/", service="api", strip_prefix=True),
+        Route(path="/", service="spring", host="spring.example.com"),
+        Route(path="/actuator/prometheus", service="spring", host="spring.example.com", allow_from=["10.0.0.0/8"]),
+    ]
+    denied = {(r.host, r.path) for r in metrics_denials(routes, apps)}
+    # An explicit route for the path (here admitting a network) wins over the default denial.
+    assert denied == {(None, "/metrics"), (None, "/svc/metrics")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from stores import registry
 from stores.postgres import kind as postgres
 from stores.redis import kind as redis
 from tests.helpers import EMAIL_ALERTS as EMAIL
-from tests.helpers import host_scaffold, store_password, tag_of
+from tests.helpers import host_scaffold, store_clients, store_password, tag_of
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -44,6 +44,9 @@ class FakeStore:
     volume: docker.Volume | None
     password: pulumi.Output[str] | None
     password_secret: docker.Secret | None
+    client_users: dict[str, str] = field(default_factory=dict)
+    client_secrets: dict[str, docker.Secret] = field(default_factory=dict)
+    ready: list[pulumi.Resource] = field(default_factory=list)
 
 
 @dataclass
@@ -82,16 +85,17 @@ def declare(
 
     async def program() -> None:
         host = host_scaffold(cfg, stack_name="test", secrets=secrets or {})
-        stores = {
-            key: FakeStore(store, f"shop-{key}", None, *store_password(key, store, host.on_host))
-            for key, store in cfg.stores().items()
-        }
+        stores = {}
+        for key, store in cfg.stores().items():
+            password, secret = store_password(key, store, host.on_host)
+            users, client_secrets = store_clients(key, store, host.on_host)
+            stores[key] = FakeStore(store, f"shop-{key}", None, password, secret, users, client_secrets)
         component = ObservabilityStack(
             "observability",
             stack=host.stack,
             host=host.host,
             stores=stores,
-            network=host.network,
+            networks=host.networks,
             textfile_dir=textfile_dir,
             opts=host.on_host,
         )
@@ -123,6 +127,7 @@ def test_declares_every_monitoring_service_and_one_exporter_per_store(prod):
             "blackbox-exporter",
             "db-exporter",
             "cache-exporter",
+            "docker-api",
         )
     )
 
@@ -163,7 +168,10 @@ def test_every_service_is_labelled_limited_logged_and_pinned(prod):
     for name, service in prod.services().items():
         part = name.removeprefix("shop-")
         inputs = service.inputs
-        expected = [{"label": "keel.role", "value": "observability"}, {"label": "keel.service", "value": part}]
+        role = "socket-proxy" if part == "docker-api" else "observability"
+        expected = [{"label": "keel.role", "value": role}, {"label": "keel.service", "value": f"shop-{part}"}]
+        if role == "observability":
+            expected = [{"label": "keel.role", "value": role}, {"label": "keel.service", "value": part}]
         if part in ("nginx-exporter", "nginxlog-exporter"):  # FROM scratch: Prometheus watches them
             expected.append({"label": "keel.health", "value": "prometheus-target"})
         assert inputs["labels"] == expected, service.urn
@@ -191,22 +199,71 @@ def test_health_checks_probe_each_service_except_the_two_scratch_images(prod):
             assert tests[:2] == ["CMD", "wget"] and tests[-1].startswith("http://127.0.0.1:"), service.urn
 
 
-def test_only_alertmanager_leaves_the_internal_network(prod):
-    internal = prod.one(NETWORK, "internal")
+MONITORING, DATA = "networks-monitoring-id", "networks-data-id"
+ALERTING, PROXY_METRICS = "observability-alerting-id", "observability-proxy-metrics-id"
+DOCKER_API, EGRESS = "observability-docker-api-network-id", "observability-alerts-egress-id"
+NETWORKS_BY_SERVICE = {
+    "shop-prometheus": [MONITORING, ALERTING],
+    # Reachable from Prometheus alone: nothing else can silence an alert.
+    "shop-alertmanager": [ALERTING, EGRESS],
+    "shop-grafana": [MONITORING, PROXY_METRICS],
+    "shop-node-exporter": [MONITORING],
+    "shop-cadvisor": [MONITORING, DOCKER_API],
+    "shop-docker-api": [DOCKER_API],
+    "shop-nginx-exporter": [MONITORING, PROXY_METRICS],
+    "shop-nginxlog-exporter": [MONITORING, PROXY_METRICS],
+    "shop-blackbox-exporter": [MONITORING, PROXY_METRICS],
+    "shop-db-exporter": [MONITORING, DATA],
+    "shop-cache-exporter": [MONITORING, DATA],
+}
+
+
+def test_each_service_joins_only_the_networks_its_role_needs(prod):
     egress = prod.one(NETWORK, "observability-alerts-egress")
     assert egress.inputs["internal"] is False and egress.inputs["driver"] == "overlay"
-    for name, service in prod.services().items():
-        networks = [n["id"] for n in service.inputs["taskSpec"]["networksAdvanceds"]]
-        expected = ["internal-id", "observability-alerts-egress-id"] if name == "shop-alertmanager" else ["internal-id"]
-        assert networks == expected, f"{service.urn}: networks {networks}"
-    assert internal.inputs["internal"] is True
+    for name in ("observability-alerting", "observability-proxy-metrics", "observability-docker-api-network"):
+        network = prod.one(NETWORK, name)
+        assert network.inputs["internal"] is True and network.inputs["attachable"] is False, network.urn
+    assert {name: [n["id"] for n in service.inputs["taskSpec"]["networksAdvanceds"]]
+            for name, service in prod.services().items()} == NETWORKS_BY_SERVICE  # fmt: skip
 
 
 def test_without_a_receiver_no_egress_network_is_declared():
     declared = declare(stack_config("prod"))
-    assert not [r for r in declared.resources if r.type == NETWORK and r.name != "internal"]
+    assert not [r for r in declared.resources if r.type == NETWORK and r.name.endswith("egress")]
     networks = declared.service("alertmanager").inputs["taskSpec"]["networksAdvanceds"]
-    assert [n["id"] for n in networks] == ["internal-id"]
+    assert [n["id"] for n in networks] == [ALERTING]
+
+
+def test_no_monitoring_service_mounts_the_host_root_or_the_docker_socket_as_root(prod):
+    for name, service in prod.services().items():
+        container = service.inputs["taskSpec"]["containerSpec"]
+        assert container["capDrops"] == ["ALL"] and not container.get("capAdds"), name
+        assert container["readOnly"] is True, name
+        for mount in container.get("mounts", []):
+            if mount["type"] != "bind":
+                continue
+            assert mount["readOnly"] is True, f"{name} writes to the host's {mount['source']}"
+            assert mount["source"] not in ("/var/run", "/run", "/var/lib/docker"), f"{name} mounts {mount['source']}"
+            if mount["source"] == "/var/run/docker.sock":
+                assert name == "shop-docker-api", f"{name} mounts the Docker socket"
+            if mount["source"] in ("/", "/proc"):
+                assert container["user"] == "65534:65534", f"{name} reads the host's {mount['source']} as root"
+
+
+def test_cadvisor_reads_the_docker_api_through_its_read_only_proxy(prod):
+    cadvisor = prod.service("cadvisor").inputs["taskSpec"]["containerSpec"]
+    assert "--docker=tcp://shop-docker-api:2375" in cadvisor["args"]
+    assert [(m["source"], m["target"]) for m in cadvisor["mounts"]] == [
+        ("/sys", "/sys"),
+        ("/proc", "/rootfs/proc"),
+        ("/var/lib/docker/image/overlay2/layerdb/mounts", "/rootfs/var/lib/docker/image/overlay2/layerdb/mounts"),
+    ]
+    proxy = prod.service("docker-api").inputs["taskSpec"]["containerSpec"]
+    template = base64.b64decode(prod.by_id(CONFIG, proxy["configs"][0]["configId"]).inputs["data"]).decode()
+    assert proxy["configs"][0]["fileName"] == "/usr/local/etc/haproxy/haproxy.cfg.template"
+    # Read-only: no POST, no container list, logs, archive or export.
+    assert "POST" not in template and "/containers/json" not in template and "archive" not in template
 
 
 def test_prometheus_keeps_30_days_on_a_protected_volume_and_stops_first(prod):
@@ -286,20 +343,23 @@ def test_webhook_url_is_a_secret_file_read_with_url_file():
             assert "secret-token-77aa" not in value, f"{resource.urn}: webhook URL in plaintext at {path}"
 
 
-def test_store_exporters_read_the_store_password_secret_file(prod):
+def test_store_exporters_log_in_with_their_own_statistics_only_credentials(prod):
     db = prod.service("db-exporter").inputs["taskSpec"]["containerSpec"]
     assert db["env"] == {
         "DATA_SOURCE_URI": "shop-db:5432/shop?sslmode=disable",
-        "DATA_SOURCE_USER": "shop",
+        "DATA_SOURCE_USER": "keel_exporter",
         "DATA_SOURCE_PASS_FILE": "/run/secrets/db-password",
     }
-    assert [(s["secretId"], s["fileName"]) for s in db["secrets"]] == [("db-password-id", "/run/secrets/db-password")]
+    # The store's exporter password, never the app's (db-password).
+    assert [(s["secretId"], s["fileName"]) for s in db["secrets"]] == [
+        ("db-exporter-password-id", "/run/secrets/db-password")
+    ]
     cache = prod.service("cache-exporter").inputs["taskSpec"]["containerSpec"]
     assert cache["commands"][:2] == ["/bin/sh", "-c"]
     assert "cat /run/secrets/cache-password" in cache["commands"][2]
-    assert cache["commands"][-1] == "--redis.addr=redis://shop-cache:6379"
+    assert cache["commands"][-2:] == ["--redis.addr=redis://shop-cache:6379", "--redis.user=keel-exporter"]
     assert [(s["secretId"], s["fileName"]) for s in cache["secrets"]] == [
-        ("cache-password-id", "/run/secrets/cache-password")
+        ("cache-exporter-password-id", "/run/secrets/cache-password")
     ]
 
 
@@ -399,7 +459,10 @@ def test_grafana_keeps_its_state_on_a_protected_volume(prod):
     volume = prod.one(VOLUME, "observability-grafana-data")
     assert volume.protect and volume.retain_on_delete, volume.urn
     mounts = prod.service("grafana").inputs["taskSpec"]["containerSpec"]["mounts"]
-    assert [(m["target"], m["source"], m["type"]) for m in mounts] == [(gf.DATA_DIR, "shop-grafana-data", "volume")]
+    assert [(m["target"], m.get("source"), m["type"]) for m in mounts] == [
+        (gf.DATA_DIR, "shop-grafana-data", "volume"),
+        ("/tmp", None, "tmpfs"),  # the rest of what it writes: its root is read-only
+    ]
 
 
 def test_proxys_json_access_log_carries_what_the_log_exporter_reads():

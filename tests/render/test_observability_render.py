@@ -348,30 +348,28 @@ def test_access_log_directive_sends_json_lines_to_the_log_exporter():
 
 def test_redis_exporter_without_password_runs_the_binary_directly():
     spec = RedisSpec(kind="redis")
-    assert redis.exporter_container(spec, "shop-cache", None).command == (
+    assert redis.exporter_container(spec, "shop-cache", None, None).command == (
         "/redis_exporter",
         "--redis.addr=redis://shop-cache:6379",
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "app", "message"),
-    [
-        (
-            "web",
-            {"metrics_path": "/metrics", "networks": ["public"]},
-            "services/web/metrics_path: is set but the service is not on the internal network, where Prometheus "
-            "scrapes; add internal to services/web/networks",
-        ),
-    ],
-)
-def test_metrics_path_mistakes_are_reported_with_their_key_path(name, app, message):
+def test_a_metrics_path_without_a_port_is_reported_with_its_key_path():
+    """The path's form is the model's (config.grammar); that a port exists to scrape is crossref's."""
     cfg = stack_config("prod")
-    changed = cfg.services[name].model_copy(update=app)
-    bad = cfg.model_copy(update={"services": {**cfg.services, name: changed}})
+    changed = cfg.services["api"].model_copy(update={"metrics_path": "/metrics", "port": None})
+    routes = [route for route in cfg.proxy.routes if route.service != "api"]
+    bad = cfg.model_copy(
+        update={
+            "services": {**cfg.services, "api": changed},
+            "proxy": cfg.proxy.model_copy(update={"routes": routes}),
+        }
+    )
     with pytest.raises(ConfigError) as caught:
         crossref.check(bad)
-    assert str(caught.value) == message
+    assert "services/api/metrics_path: is set but the service has no port to scrape; set services/api/port" in str(
+        caught.value
+    )
 
 
 def test_reference_topology_with_monitoring_and_backups_fits_a_4gb_host():

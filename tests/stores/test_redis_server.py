@@ -47,8 +47,9 @@ def test_empty_password_is_refused() -> None:
 
 
 def test_health_check_reads_the_password_file_not_an_argument() -> None:
-    assert redis_health_command("/run/secrets/redis-password") == [
+    assert redis_health_command("/run/secrets/redis-health-password") == [
         "CMD-SHELL",
-        'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG',
+        'REDISCLI_AUTH="$(cat /run/secrets/redis-health-password)" '
+        "redis-cli --user keel-health -h 127.0.0.1 -p 6379 ping | grep -qx PONG",
     ]
     assert redis_health_command(None) == ["CMD-SHELL", "redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG"]

@@ -27,7 +27,8 @@ LAYERS = ("__main__.py", "components", "config", "render")
 
 def test_every_capability_is_abstract() -> None:
     assert CAPABILITIES == [
-        "backup", "container", "credentials", "data_volume", "exporter", "images", "mountable", "problems",
+        "backup", "clients", "container", "credentials", "data_volume", "exporter", "images", "mountable",
+        "problems",
     ]  # fmt: skip
 
 

@@ -47,40 +47,44 @@ backup_postgres() {
   (
     PGPASSWORD=$(keel_password "$1")
     export PGPASSWORD
+    # --no-role-passwords: the backup role may not read pg_authid (superusers only). keel sets its
+    # roles' passwords from their secrets on every deploy; other roles come back without one.
     keel_snapshot "$1" postgres-roles "$1.roles.sql" --stdin-from-command -- \
-      "$PG_DUMPALL" --roles-only --no-password --host "$2" --port "$3" --username "$5" --database "$4" &&
+      "$PG_DUMPALL" --roles-only --no-role-passwords --no-password --host "$2" --port "$3" --username "$5" \
+      --database "$4" &&
       keel_snapshot "$1" postgres "$1.pgdump" --stdin-from-command -- \
         "$PG_DUMP" --format=custom --compress=0 --no-password --host "$2" --port "$3" --username "$5" --dbname "$4"
   )
 }
 
 keel_redis() {
-  # $1 store, $2 host, $3 port, then the command. REDISCLI_AUTH keeps the password out of argv.
-  keel_redis_store=$1 keel_redis_host=$2 keel_redis_port=$3
-  shift 3
+  # $1 store, $2 host, $3 port, $4 ACL user, then the command. REDISCLI_AUTH keeps the password out
+  # of argv.
+  keel_redis_store=$1 keel_redis_host=$2 keel_redis_port=$3 keel_redis_user=$4
+  shift 4
   if [ -r "$KEEL_SECRETS_DIR/$keel_redis_store-password" ]; then
     REDISCLI_AUTH=$(cat "$KEEL_SECRETS_DIR/$keel_redis_store-password") \
-      "$REDIS_CLI" -h "$keel_redis_host" -p "$keel_redis_port" "$@"
+      "$REDIS_CLI" --user "$keel_redis_user" -h "$keel_redis_host" -p "$keel_redis_port" "$@"
   else
     "$REDIS_CLI" -h "$keel_redis_host" -p "$keel_redis_port" "$@"
   fi
 }
 
 keel_redis_info() {
-  # $1 store, $2 host, $3 port, $4 field of INFO persistence
-  keel_redis "$1" "$2" "$3" INFO persistence | tr -d '\r' | sed -n "s/^$4://p"
+  # $1 store, $2 host, $3 port, $4 ACL user, $5 field of INFO persistence
+  keel_redis "$1" "$2" "$3" "$4" INFO persistence | tr -d '\r' | sed -n "s/^$5://p"
 }
 
 backup_redis() {
-  # $1 store, $2 host, $3 port. BGSAVE, wait for it to finish, then back up the RDB file.
-  keel_saves=$(keel_redis_info "$1" "$2" "$3" rdb_saves)
+  # $1 store, $2 host, $3 port, $4 ACL user. BGSAVE, wait for it to finish, then back up the RDB file.
+  keel_saves=$(keel_redis_info "$1" "$2" "$3" "$4" rdb_saves)
   [ -n "$keel_saves" ] || { keel_log "$1: redis does not answer"; return 1; }
   # SCHEDULE: if an AOF rewrite is running, the save starts as soon as it ends.
-  keel_redis "$1" "$2" "$3" BGSAVE SCHEDULE >/dev/null || return 1
+  keel_redis "$1" "$2" "$3" "$4" BGSAVE SCHEDULE >/dev/null || return 1
   keel_waited=0
   while :; do
-    if [ "$(keel_redis_info "$1" "$2" "$3" rdb_saves)" -gt "$keel_saves" ] &&
-      [ "$(keel_redis_info "$1" "$2" "$3" rdb_bgsave_in_progress)" = 0 ]; then
+    if [ "$(keel_redis_info "$1" "$2" "$3" "$4" rdb_saves)" -gt "$keel_saves" ] &&
+      [ "$(keel_redis_info "$1" "$2" "$3" "$4" rdb_bgsave_in_progress)" = 0 ]; then
       break
     fi
     if [ "$keel_waited" -ge 600 ]; then
@@ -90,7 +94,7 @@ backup_redis() {
     sleep 1
     keel_waited=$((keel_waited + 1))
   done
-  if [ "$(keel_redis_info "$1" "$2" "$3" rdb_last_bgsave_status)" != ok ]; then
+  if [ "$(keel_redis_info "$1" "$2" "$3" "$4" rdb_last_bgsave_status)" != ok ]; then
     keel_log "$1: BGSAVE failed"
     return 1
   fi
@@ -231,10 +235,10 @@ if ! keel_job_lock "$KEEL_JOB_LOCK_WAIT_S" || ! keel_open_repository "$KEEL_INIT
   keel_broken=${keel_reason:-restic_failed}
 fi
 keel_begin db && backup_postgres db "${KEEL_HOST_DB:-shop-db}" \
-  "${KEEL_PORT_DB:-5432}" shop shop
+  "${KEEL_PORT_DB:-5432}" shop keel_backup
 keel_record db $?
 keel_begin cache && backup_redis cache "${KEEL_HOST_CACHE:-shop-cache}" \
-  "${KEEL_PORT_CACHE:-6379}"
+  "${KEEL_PORT_CACHE:-6379}" keel-backup
 keel_record cache $?
 keel_begin uploads && backup_sqlite uploads data/app.db
 keel_record uploads $?

@@ -90,7 +90,7 @@ if ! keel_job_lock "$KEEL_JOB_LOCK_WAIT_S" || ! keel_open_repository 0; then
 fi
 if [ "$keel_ready" = 1 ]; then
 drill_postgres db "${KEEL_HOST_DB:-shop-db}" \
-  "${KEEL_PORT_DB:-5432}" shop shop
+  "${KEEL_PORT_DB:-5432}" shop keel_backup
 keel_record db $?
 drill_redis cache
 keel_record cache $?
