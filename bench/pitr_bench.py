@@ -110,7 +110,7 @@ def main() -> None:
             def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
                 return server_env(world, data, sock, port, "")
 
-            with postgres_server(root, conf, server_env=env_of) as server:
+            with postgres_server(root, conf, user=pitr.SUPERUSER, server_env=env_of) as server:
                 world.env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)
                 server.psql("CREATE DATABASE shop")
                 server.psql(

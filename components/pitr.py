@@ -161,7 +161,6 @@ class PitrArchive(pulumi.ComponentResource):
         self,
         *,
         data_volume: docker.Volume,
-        password_secret: docker.Secret,
         store_service: docker.Service,
         restore_volume: docker.Volume | None,
     ) -> None:
@@ -186,7 +185,6 @@ class PitrArchive(pulumi.ComponentResource):
             swarm.tmpfs_mount("/tmp", 64),
         ]
         spec = self.spec
-        password = swarm.secret_file(password_secret, f"/run/secrets/{spec.store}-password", 0o400)
         self.heartbeat_service = swarm.service(
             f"{self._name}-heartbeat",
             name=self._names.pitr_job(self._store, "heartbeat"),
@@ -195,18 +193,19 @@ class PitrArchive(pulumi.ComponentResource):
             image=self.image.name,
             command=["sh", f"{pitr.SCRIPTS_DIR}/pitr-heartbeat.sh"],
             env={"TZ": "UTC"},
-            secrets=[password],
             configs=self._scripts,
-            # It also writes the archiver's state for the archive-lag alerts.
+            # The store's socket (it logs in as the superuser the image trusts locally: render/pitr.SUPERUSER);
+            # it also writes the archiver's state for the archive-lag alerts.
             mounts=[
+                self._socket_mount,
                 swarm.tmpfs_mount("/tmp", 1),
                 swarm.bind_mount(self._textfile_dir, pitr.TEXTFILE_DIR, read_only=False),
             ],
             health=swarm.Health(tuple(pitr.heartbeat_health_command()), interval_s=30, timeout_s=5, start_period_s=120),
-            # The image's root without capabilities: reads its password file (root's, 0400), nothing more.
+            # The image's root without capabilities: the image makes the socket directory 3777, the socket is 0777.
             hardening=swarm.LOCKED,
             resources=Resources(memory_mb=HEARTBEAT_MB),
-            networks=[swarm.Attachment(self._internal.id)],
+            # No network: the socket is its only way to the store, and it needs no other.
             rollout=swarm.STOP_FIRST,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, textfile]),
         )

@@ -172,11 +172,7 @@ class StatefulStore(pulumi.ComponentResource):
             if container.setup is not None:
                 self.ready.append(self._setup(container, stack))
         if self.pitr is not None and self.service is not None and self.volume is not None:
-            assert self.password_secret is not None
-            self.pitr.jobs(
-                data_volume=self.volume, password_secret=self.password_secret, store_service=self.service,
-                restore_volume=restore_volume,
-            )  # fmt: skip
+            self.pitr.jobs(data_volume=self.volume, store_service=self.service, restore_volume=restore_volume)
 
         self.register_outputs({"service_name": self.service_name})
 

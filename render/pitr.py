@@ -44,6 +44,12 @@ CONFIG_FILE = f"{CONFIG_DIR}/pgbackrest.conf"
 SECRETS_FILE = f"{CONFIG_DIR}/conf.d/keel-secrets.conf"
 SCRIPTS_DIR = "/etc/keel-pitr"
 SOCKET_DIR = "/var/run/postgresql"
+SUPERUSER = "postgres"
+"""Who pgBackRest, the heartbeat writer and the drill log in as: the cluster's superuser, the
+image's POSTGRES_USER as the postgres kind sets it (stores/postgres/server.ADMIN_ROLE; a test keeps
+them equal). The app's role owns its database and is no superuser, and archiving needs one
+(pg_backup_start, pg_ls_archive_statusdir, CREATE DATABASE for the heartbeat). It connects over
+the shared socket, which the official image trusts locally, so no password of it is handed out."""
 DATA_DIR = "/var/lib/postgresql/data/pgdata"
 """The store's PGDATA (components/stateful_store.py): jobs mount the volume at the same path."""
 TEXTFILE_DIR = "/textfile"
@@ -99,8 +105,8 @@ class PitrSpec:
     drill_schedule: str = "30 5 * * *"
     rpo_target_s: int = 60
     rto_target_s: int = 900
-    host: str = "db"
-    """The store's DNS name on the internal network (the heartbeat writer connects over TCP)."""
+    host: str = SOCKET_DIR
+    """Where the heartbeat writer reaches the store: the shared socket directory (tests pass an address)."""
     port: int = 5432
     max_connections: int = 100
     """The store's: a restored copy must allow at least as many as the server it came from."""
@@ -139,7 +145,7 @@ def pitr_specs(cfg: StackConfig, *, stack_name: str) -> dict[str, PitrSpec]:
             store=name,
             repository=repository(cfg, stack_name),
             database=store.database,
-            user=store.user,
+            user=SUPERUSER,
             archive_timeout_s=pitr.archive_timeout_s,
             recovery_window_days=pitr.recovery_window_days,
             full_schedule=pitr.full_schedule,
@@ -147,7 +153,6 @@ def pitr_specs(cfg: StackConfig, *, stack_name: str) -> dict[str, PitrSpec]:
             drill_schedule=pitr.drill_schedule,
             rpo_target_s=pitr.targets.rpo_s,
             rto_target_s=pitr.targets.rto_s,
-            host=cfg.names.store(name),
             max_connections=store.max_connections,
         )
     return specs

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from config import ConfigError
+from render import pitr
+from stores.postgres.server import ADMIN_ROLE
 from tests.helpers import run_with
 from tools import mockrun
 from tools import pitr as pitr_tool
@@ -107,7 +109,21 @@ def test_base_backups_and_the_drill_run_on_their_schedules_beside_the_store(prod
     assert _mounts(services["shop-db"])["/var/run/postgresql"] == "shop-db-socket"
     heartbeat = services["shop-db-pitr-heartbeat"]
     assert heartbeat.inputs["mode"]["replicated"]["replicas"] == 1
-    assert [n["id"] for n in heartbeat.inputs["taskSpec"]["networksAdvanceds"]] == ["networks-data-id"]
+    assert heartbeat.inputs["taskSpec"].get("networksAdvanceds") is None
+
+
+def test_pitr_logs_in_as_the_superuser_over_the_socket_and_holds_no_password(prod: mockrun.Run) -> None:
+    # The app's role owns its database and is no superuser (issue 18); archiving needs one.
+    assert pitr.SUPERUSER == ADMIN_ROLE
+    services = _services(prod)
+    assert f"pg1-user={ADMIN_ROLE}" in _config_at(
+        prod, services["shop-db-pitr-full"], "/etc/pgbackrest/pgbackrest.conf"
+    )
+    heartbeat = services["shop-db-pitr-heartbeat"]
+    assert _mounts(heartbeat)["/var/run/postgresql"] == "shop-db-socket"
+    assert not heartbeat.inputs["taskSpec"]["containerSpec"].get("secrets")
+    script = _config_at(prod, heartbeat, "/etc/keel-pitr/pitr-heartbeat.sh")
+    assert ': "${KEEL_HOST:=/var/run/postgresql}"' in script and f"--username {ADMIN_ROLE}" in script
 
 
 def test_other_environments_and_opted_out_stores_do_not_archive() -> None:

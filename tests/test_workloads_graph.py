@@ -121,7 +121,9 @@ def test_each_service_is_only_on_the_networks_of_its_role(run):
         labels = {item["label"]: item["value"] for item in network.inputs.get("labels", [])}
         if labels.get("keel.network") == "docker-api":
             users = [
-                s for s in services(run) if network.id in {n["id"] for n in s.inputs["taskSpec"]["networksAdvanceds"]}
+                s
+                for s in services(run)
+                if network.id in {n["id"] for n in s.inputs["taskSpec"].get("networksAdvanceds") or []}
             ]
             assert sorted(role(s) for s in users)[-1] == "socket-proxy" and len(users) == 2, network.urn
 

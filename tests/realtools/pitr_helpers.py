@@ -77,7 +77,7 @@ def pitr_world(s3: S3Server, *, path: str, archive_timeout_s: int = 10) -> PitrW
         # The test CA names localhost and 127.0.0.1; pgBackRest 2.45 matches the host against DNS names only.
         repository=pitr.Repository(host="localhost", port=port, bucket="keel-backups", region="us-east-1", path=path),
         database="shop",
-        user="app",
+        user=pitr.SUPERUSER,
         archive_timeout_s=archive_timeout_s,
         rpo_target_s=60,
         rto_target_s=900,

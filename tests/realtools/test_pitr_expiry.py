@@ -114,7 +114,7 @@ def test_the_workflow_step_expires_backups_beyond_the_window_and_fails_when_s3_r
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
         return server_env(world, data, sock, port, "")
 
-    with postgres_server(tmp_path, conf, server_env=env_of) as server:
+    with postgres_server(tmp_path, conf, user=pitr.SUPERUSER, server_env=env_of) as server:
         world.env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)
         (world.secrets / "db-password").write_text(server.password)
         shutil.chown(world.secrets / "db-password", user=PG_USER)

@@ -65,7 +65,7 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
         return server_env(world, data, sock, port, "")
 
-    with postgres_server(tmp_path, conf, server_env=env_of) as server:
+    with postgres_server(tmp_path, conf, user=pitr.SUPERUSER, server_env=env_of) as server:
         env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)
         world.env = env
         server.psql("CREATE DATABASE shop")
@@ -143,7 +143,9 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
         assert not (restored / "keel-verify").exists()
         # Swapped in: it promotes as the store, archiving, so its new timeline reaches the archive
         # (else a later restore would follow the old timeline past the fork).
-        with postgres_server(tmp_path, conf, server_env=env_of, data_dir=restored / "data") as again:
+        with postgres_server(
+            tmp_path, conf, user=pitr.SUPERUSER, server_env=env_of, data_dir=restored / "data"
+        ) as again:
             deadline = time.monotonic() + ARCHIVE_DEADLINE_S
             while again.psql("SELECT pg_is_in_recovery()") != "f":
                 assert time.monotonic() < deadline, again.log_file.read_text()
@@ -196,7 +198,7 @@ def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drai
         # pgBackRest retries a refused connection until io-timeout (60 s by default) runs out.
         return {**server_env(world, data, sock, port, ""), "PGBACKREST_IO_TIMEOUT": "5"}
 
-    with postgres_server(tmp_path, conf, server_env=env_of) as server:
+    with postgres_server(tmp_path, conf, user=pitr.SUPERUSER, server_env=env_of) as server:
         world.env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)
         (world.secrets / "db-password").write_text(server.password)
         shutil.chown(world.secrets / "db-password", user=PG_USER)
