@@ -115,7 +115,7 @@ def prod() -> Declared:
 
 
 def test_declares_backup_check_and_drill_jobs(prod: Declared) -> None:
-    # Their scheduler is the stack's (components/scheduled_job.py Scheduler, tests/test_jobs_graph.py).
+    # Their scheduler is the stack's (components/scheduled_job.py Scheduler, tests/components/test_jobs_graph.py).
     assert sorted(prod.services()) == ["shop-backup", "shop-backup-check", "shop-backup-drill"]
     component = [r for r in prod.resources if r.type == "keel:index:BackupJob"]
     assert len(component) == 1
