@@ -152,6 +152,11 @@ def check_cidr(value: str) -> str:
 Hostname = Annotated[str, checked(grammar.hostname_problem)]
 Email = Annotated[str, checked(grammar.email_problem)]
 MountTarget = Annotated[str, checked(grammar.mount_target_problem)]
+HostDirectory = Annotated[str, checked(grammar.host_directory_problem)]
+ContainerUser = Annotated[str, checked(grammar.container_user_problem)]
+Capability = Annotated[str, checked(grammar.capability_problem)]
+Constraint = Annotated[str, checked(grammar.constraint_problem)]
+MetricsPath = Annotated[str, checked(grammar.metrics_path_problem)]
 Size = Annotated[str, Field(pattern=r"^[0-9]{1,6}[kmg]?$")]
 """An nginx size (client_max_body_size): a number and k, m or g."""
 
@@ -324,7 +329,7 @@ class LocalHostSpec(Model):
     """Docker endpoint (unix://, tcp://host:port or ssh://user@host); unset means DOCKER_HOST or the default socket."""
     memory_mib: int = Field(default=8192, ge=512, le=4_194_304)
     """Memory the capacity check budgets against on this machine."""
-    data_dir: str | None = None
+    data_dir: HostDirectory | None = None
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
 
     @field_validator("docker_host")
@@ -334,14 +339,6 @@ class LocalHostSpec(Model):
             raise ValueError(
                 f"found {show(value)}; expected unix:///var/run/docker.sock, tcp://host:port or ssh://user@host"
             )
-        return value
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir(cls, value: str | None) -> str | None:
-        problem = None if value is None else grammar.host_directory_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
         return value
 
 
@@ -532,13 +529,13 @@ class AppSpec(Model):
     health: HealthCheck
     """Required: start-first rollouts and automatic rollback depend on it."""
     resources: Resources
-    user: str | None = "10001:10001"
+    user: ContainerUser | None = "10001:10001"
     """uid:gid to run as; non-root by default. Set null to keep the image's own USER. In prod, root
     (or null) needs exemptions/root."""
     read_only: bool = True
     """A read-only root filesystem; in prod, false needs exemptions/writable_root."""
     tmpfs: list[MountTarget] = Field(default_factory=lambda: ["/tmp"], max_length=20)
-    cap_add: list[str] = Field(default_factory=list, max_length=41)
+    cap_add: list[Capability] = Field(default_factory=list, max_length=41)
     """Capabilities added back (all are dropped); in prod, ALL needs exemptions/all_capabilities."""
     init: bool = True
     stop_grace_period_s: int = Field(default=30, ge=0, le=3600)
@@ -549,50 +546,16 @@ class AppSpec(Model):
     """Overlay networks by role: edge (the proxy and the apps; the way out to the internet) and data
     (the apps and the stores). An app with a metrics_path also joins monitoring, where Prometheus
     scrapes it."""
-    constraints: list[str] = Field(default_factory=list, max_length=20)
+    constraints: list[Constraint] = Field(default_factory=list, max_length=20)
     """Swarm placement constraints, such as node.labels.disk==ssd."""
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     migration: Migration | None = None
-    metrics_path: str | None = None
+    metrics_path: MetricsPath | None = None
     """Path of the app's Prometheus metrics on its port, scraped when observability is on."""
     registry: RegistryAuth | None = None
     logging: Logging = Field(default_factory=Logging)
     exemptions: Exemptions = Field(default_factory=Exemptions)
     """Reasons a prod service runs as root, with cap_add ALL or a writable root (refused otherwise)."""
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        problem = None if value is None else grammar.container_user_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("cap_add")
-    @classmethod
-    def _capabilities(cls, caps: list[str]) -> list[str]:
-        for index, cap in enumerate(caps):
-            problem = grammar.capability_problem(cap)
-            if problem is not None:
-                raise KeyPathError(index, problem)
-        return caps
-
-    @field_validator("constraints")
-    @classmethod
-    def _constraints(cls, constraints: list[str]) -> list[str]:
-        for index, constraint in enumerate(constraints):
-            problem = grammar.constraint_problem(constraint)
-            if problem is not None:
-                raise KeyPathError(index, problem)
-        return constraints
-
-    @field_validator("metrics_path")
-    @classmethod
-    def _metrics_path(cls, value: str | None) -> str | None:
-        problem = None if value is None else grammar.metrics_path_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @model_validator(mode="after")
     def _http_health_needs_port(self) -> AppSpec:
@@ -775,7 +738,7 @@ class JobSpec(Model):
     """As an app's secrets: files under /run/secrets, with <NAME>_FILE set."""
     networks: list[NetworkName] | None = None
     """Default: the app's networks (with app), else edge and data."""
-    user: str | None = "10001:10001"
+    user: ContainerUser | None = "10001:10001"
     """Only without app (an app's jobs run as the app does)."""
     volumes: dict[MountTarget, Name] = Field(default_factory=dict, max_length=20)
     """Mount path -> a volume store; only without app (an app's jobs mount the app's volumes)."""
@@ -784,14 +747,6 @@ class JobSpec(Model):
     logging: Logging = Field(default_factory=Logging)
 
     _schedule = field_validator("schedule")(classmethod(lambda cls, v: cron_that_fires(v)))
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        problem = None if value is None else grammar.container_user_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @model_validator(mode="after")
     def _one_image(self) -> JobSpec:
