@@ -1125,15 +1125,6 @@ class Retention(Model):
 MIN_BACKUP_INTERVAL_S = 15 * 60
 
 
-def _cron_that_fires(value: str) -> str:
-    cron = grammar.parse_cron(value)
-    if isinstance(cron, str):
-        raise ValueError(cron)
-    if not cron.run_days():
-        raise ValueError(f"found {show(value)}, which names no day that exists (such as 30 February); it never runs")
-    return value
-
-
 class PitrTargets(Model):
     """What each point-in-time drill must achieve; an alert fires when a drill does worse."""
 
@@ -1172,7 +1163,7 @@ class PitrConfig(Model):
     @field_validator("full_schedule", "diff_schedule", "drill_schedule")
     @classmethod
     def _fires(cls, value: str) -> str:
-        return _cron_that_fires(value)
+        return cron_that_fires(value)
 
     @field_validator("path")
     @classmethod
