@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +204,17 @@ def base_image(run: mockrun.Run, image: str) -> str:
         if built.inputs["name"] == image:
             return str(built.inputs["build"]["buildArgs"]["POSTGRES_IMAGE"])
     return image
+
+
+@dataclass
+class FakeStore:
+    """What BackupJob and ObservabilityStack read of a StatefulStore, for component tests of them alone."""
+
+    spec: StoreSpec
+    service_name: str
+    volume: docker.Volume | None
+    password: pulumi.Output[str] | None
+    password_secret: docker.Secret | None
+    client_users: dict[str, str] = field(default_factory=dict)
+    client_secrets: dict[str, docker.Secret] = field(default_factory=dict)
+    ready: list[pulumi.Resource] = field(default_factory=list)

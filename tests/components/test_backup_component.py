@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import pulumi
 import pulumi_docker as docker
 import pytest
 
 from components.backup_job import CACHE_DIR, IMAGE_CONTEXT, JOB_MB, SCHEDULER_MB, BackupJob
 from config import capacity
 from config.loader import parse
-from config.models import StackConfig, StoreSpec
+from config.models import StackConfig
 from render import backup as bk
-from tests.helpers import host_scaffold, stack_values, store_clients, store_password, with_fragment
+from tests.helpers import FakeStore, host_scaffold, stack_values, store_clients, store_password, with_fragment
 from tools import mockrun
 
 SERVICE = "docker:index/service:Service"
@@ -48,18 +47,6 @@ def stack_config(extra: dict[str, Any] | None = None) -> StackConfig:
     values.update(with_fragment("prod", fragment))
     raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for key, v in values.items()}
     return parse(raw)
-
-
-@dataclass
-class FakeStore:
-    spec: StoreSpec
-    service_name: str
-    volume: docker.Volume | None
-    password: pulumi.Output[str] | None
-    password_secret: docker.Secret | None
-    client_users: dict[str, str] = field(default_factory=dict)
-    client_secrets: dict[str, docker.Secret] = field(default_factory=dict)
-    ready: list[pulumi.Resource] = field(default_factory=list)
 
 
 @dataclass

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
-import pulumi_docker as docker
 import pytest
 
 from components.observability import ObservabilityStack
 from config import capacity
-from config.models import StackConfig, StoreSpec
+from config.models import StackConfig
 from render import grafana as gf
 from render import observability as obs
 from stores import registry
 from stores.postgres import kind as postgres
 from stores.redis import kind as redis
 from tests.helpers import EMAIL_ALERTS as EMAIL
-from tests.helpers import host_scaffold, store_clients, store_password, tag_of
+from tests.helpers import FakeStore, host_scaffold, store_clients, store_password, tag_of
 from tests.helpers import observability_config as stack_config
 from tools import mockrun
 
@@ -35,18 +33,6 @@ COMPONENT = "keel:index:ObservabilityStack"
 SMTP_PASSWORD = "smtp-password-value-4f1c2a"
 GRAFANA_PASSWORD = "grafana-admin-value-9d8e7f"
 WEBHOOK_URL = "https://hooks.example.com/T000/B000/secret-token-77aa"
-
-
-@dataclass
-class FakeStore:
-    spec: StoreSpec
-    service_name: str
-    volume: docker.Volume | None
-    password: pulumi.Output[str] | None
-    password_secret: docker.Secret | None
-    client_users: dict[str, str] = field(default_factory=dict)
-    client_secrets: dict[str, docker.Secret] = field(default_factory=dict)
-    ready: list[pulumi.Resource] = field(default_factory=list)
 
 
 @dataclass
