@@ -13,8 +13,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pg_helpers import PG_USER
 from s3_harness import S3Server
@@ -130,3 +132,16 @@ def server_env(world: PitrWorld, data_dir: Path, socket_dir: Path, port: int, pa
         "PGBACKREST_PG1_PORT": str(port),
         "PGPASSWORD": password,
     }
+
+
+ARCHIVE_DEADLINE_S = 120
+
+
+def wait_archived(server: Any, deadline_s: float = ARCHIVE_DEADLINE_S) -> None:
+    """Switch to a new WAL segment and wait until the archiver has pushed the one just closed."""
+    segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    deadline = time.monotonic() + deadline_s
+    while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{segment} not archived: {server.psql('SELECT * FROM pg_stat_archiver')}")
+        time.sleep(0.2)

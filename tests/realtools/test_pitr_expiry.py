@@ -14,13 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from pg_helpers import PG_USER, postgres_server
-from pitr_helpers import PitrWorld, pitr_world, server_env
+from pitr_helpers import PitrWorld, pitr_world, server_env, wait_archived
 from s3_harness import BUCKET, REGION, S3Server
 
 from config.base import Resources
@@ -34,7 +33,6 @@ SCRIPT = ROOT / ".github" / "scripts" / "pitr-expire.sh"
 STORE = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
 CIPHER = "test-cipher-passphrase"
 """pitr_helpers.pitr_world's: the archive's passphrase, which expiry needs to read its manifests."""
-ARCHIVE_DEADLINE_S = 120
 
 
 @pytest.fixture()
@@ -56,15 +54,6 @@ def _stack_file(tmp_path: Path, s3: S3Server, path: str) -> Path:
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(data))
     return stack_file
-
-
-def _wait_archived(server) -> None:
-    segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
-    deadline = time.monotonic() + ARCHIVE_DEADLINE_S
-    while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{segment} not archived: {server.psql('SELECT * FROM pg_stat_archiver')}")
-        time.sleep(0.2)
 
 
 def _full_backups(world: PitrWorld) -> list[str]:
@@ -123,10 +112,10 @@ def test_the_workflow_step_expires_backups_beyond_the_window_and_fails_when_s3_r
         first = world.run("pitr-backup.sh", "full")
         assert first.returncode == 0, first.stdout + first.stderr
         server.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n", database="shop")
-        _wait_archived(server)
+        wait_archived(server)
         second = world.run("pitr-backup.sh", "full")
         assert second.returncode == 0, second.stdout + second.stderr
-        _wait_archived(server)
+        wait_archived(server)
     backups = _full_backups(world)
     assert len(backups) == 2, backups
     wal_before = _wal_segments(s3, world)

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from pg_helpers import PG_USER, postgres_server
-from pitr_helpers import PitrWorld, pitr_world, server_env
+from pitr_helpers import ARCHIVE_DEADLINE_S, PitrWorld, pitr_world, server_env, wait_archived
 from s3_harness import BUCKET, S3Server
 
 from config.base import Resources
@@ -27,17 +27,6 @@ from stores.postgres import server as pg_server
 from stores.postgres.model import PostgresSpec
 
 STORE = PostgresSpec(kind="postgres", resources=Resources(memory_mb=512), database="shop", user="app")
-ARCHIVE_DEADLINE_S = 120
-
-
-def _wait_archived(server, deadline_s: float = ARCHIVE_DEADLINE_S) -> None:
-    """Switch to a new WAL segment and wait until the archiver has pushed the one just closed."""
-    segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
-    deadline = time.monotonic() + deadline_s
-    while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{segment} not archived: {server.psql('SELECT * FROM pg_stat_archiver')}")
-        time.sleep(0.2)
 
 
 def _heartbeats(world: PitrWorld, port: int, count: int) -> subprocess.Popen[str]:
@@ -96,7 +85,7 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
             before, after = written[26][1], written[27][1]
             assert after - before > datetime.timedelta(microseconds=2)
             target = before + (after - before) / 2
-            _wait_archived(server)
+            wait_archived(server)
 
             # The drill, while the store runs: a random recent second is its own business; here one
             # of the heartbeats' seconds, so the figures are known.
@@ -105,7 +94,7 @@ def test_restore_to_an_instant_between_two_writes_brings_back_exactly_the_rows_b
                 server.psql("SELECT count(*) FROM heartbeat", database="keel_pitr") if beats.poll() is None else ""
             )
             assert beat_count not in ("", "0"), beats.communicate(timeout=10)[0]
-            _wait_archived(server)
+            wait_archived(server)
             world.env = {**env, "KEEL_PITR_DRILL_TARGET": str(drill_target)}
             drill = world.run("pitr-drill.sh", timeout_s=600)
             assert drill.returncode == 0, drill.stderr
@@ -205,7 +194,7 @@ def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drai
         server.psql("CREATE DATABASE shop")
         created = world.pgbackrest("stanza-create")
         assert created.returncode == 0, created.stdout + created.stderr
-        _wait_archived(server)
+        wait_archived(server)
         failed_before = int(server.psql("SELECT failed_count FROM pg_stat_archiver"))
         s3.relay.down()
         try:
