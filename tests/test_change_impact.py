@@ -45,6 +45,16 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
         set(),
         {"backend-service", "mailer-service", "job-prune-logs-service"},
     ),
+    # A database password rotated without a gap (spoon's db, stores/postgres/model.py logins).
+    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-roles"}, set(), set()),
+    "step 2: logins [a, b] to [b, a]": ({"nextjs-service"}, {"db-password", "nextjs-database_url"}, {"nextjs-service"}),
+    "step 3: logins [b, a] to [b]": ({"db-roles"}, set(), set()),
+}
+# change title -> (created, deleted); every other change creates and deletes nothing.
+ADDED_AND_REMOVED: dict[str, tuple[set[str], set[str]]] = {
+    "a new hostname": ({"proxy-shop.example.com-a"}, set()),
+    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-password-b"}, set()),
+    "step 3: logins [b, a] to [b]": (set(), {"db-password-a"}),
 }
 
 
@@ -60,8 +70,22 @@ def test_each_change_updates_replaces_and_restarts_exactly_what_the_table_says(i
     assert found.names("update") == updated, found.plan.describe()
     assert found.names("replace") == replaced, found.plan.describe()
     assert set(found.restarted) == restarted
-    assert not found.plan.creates or title == "a new hostname", found.plan.describe()
-    assert not found.plan.deletes, found.plan.describe()
+    created, deleted = ADDED_AND_REMOVED.get(title, (set(), set()))
+    assert found.names("create") == created, found.plan.describe()
+    assert found.names("delete") == deleted, found.plan.describe()
+
+
+def test_a_rotation_step_touches_only_a_password_the_roles_step_and_the_apps_secret(impacts):
+    steps = [title for title in EXPECTED if "logins [" in title]
+    assert len(steps) == 3
+    for title in steps:
+        touched = {name for _, name in impacts[title].order}
+        assert touched <= {"db-password", "db-password-a", "db-password-b", "db-roles", "nextjs-database_url",
+                           "nextjs-service"}, touched  # fmt: skip
+        assert "db-service" not in touched and not {"db-data", "cache-service"} & touched
+    # The roles step lets b log in before the apps are given b (step 1 before step 2), and the apps
+    # no longer hold a when it refuses a (step 3).
+    assert ("update", "db-roles") not in impacts["step 2: logins [a, b] to [b, a]"].order
 
 
 @pytest.mark.parametrize("title", list(EXPECTED))

@@ -32,6 +32,8 @@ class UserChange:
     stack: str
     fragment: Mapping[str, Any] = field(default_factory=dict)
     """Config keys (``keel:services`` ...) deep-merged into the stack file's values."""
+    base: Mapping[str, Any] = field(default_factory=dict)
+    """Config keys deep-merged before and after the change (the state the change starts from)."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secret values set (``keel:jwt_secret`` -> value), before and after."""
     new_secrets: Mapping[str, str] = field(default_factory=dict)
@@ -57,6 +59,12 @@ class Impact:
 
 SHOP_API = "ghcr.io/example/shop-api:1.4.3"
 ALMEYO_BACKEND = "ghcr.io/almeyo/almeyo-backend:1.3.1"
+
+
+def _logins(*logins: str) -> dict[str, Any]:
+    return {"keel:services": {"db": {"logins": list(logins)}}}
+
+
 CHANGES: tuple[UserChange, ...] = (
     UserChange(
         "an app's image tag",
@@ -145,6 +153,36 @@ CHANGES: tuple[UserChange, ...] = (
             "start finds no run ticket and runs nothing: the next run is the scheduler's"
         ),
     ),
+    UserChange(
+        "a database password's rotation, step 1: logins [a] to [a, b]",
+        "spoon",
+        _logins("a", "b"),
+        base=_logins("a"),
+        meaning=(
+            "b's password is generated and the roles step lets b log in beside a; the apps, holding a, "
+            "are not touched (docs/runbooks.md)"
+        ),
+    ),
+    UserChange(
+        "step 2: logins [a, b] to [b, a]",
+        "spoon",
+        _logins("b", "a"),
+        base=_logins("a", "b"),
+        meaning=(
+            "the apps' URL names b: their secret is replaced and they roll start-first; old tasks still log "
+            "in as a. The database and its roles are not touched"
+        ),
+    ),
+    UserChange(
+        "step 3: logins [b, a] to [b]",
+        "spoon",
+        _logins("b"),
+        base=_logins("b", "a"),
+        meaning=(
+            "a's password is deleted from the state and the roles step refuses a (no password, NOLOGIN) and "
+            "ends its sessions; nothing restarts"
+        ),
+    ),
 )
 
 
@@ -158,9 +196,12 @@ def _values(change: UserChange, after: bool) -> dict[str, Any]:
     values, _ = mockrun.read_config_file(_config_file(change))
     decoded = {key: json.loads(text) if text[:1] in "{[" else text for key, text in values.items()}
     overrides: dict[str, Any] = {}
+    for key, fragment in change.base.items():
+        overrides[key] = merge(decoded[key], fragment) if key in decoded else fragment
     if after:
         for key, fragment in change.fragment.items():
-            overrides[key] = merge(decoded[key], fragment) if key in decoded else fragment
+            start = overrides.get(key, decoded.get(key))
+            overrides[key] = merge(start, fragment) if start is not None else fragment
     overrides.update(change.new_secrets if after else change.secrets)
     return overrides
 
@@ -236,17 +277,20 @@ def _order(plan: readback.Plan, run: mockrun.Run, state: Mapping[str, readback.S
 
 def markdown(impacts: list[Impact]) -> str:
     lines = [
-        "| change | updated in place | replaced (new one first, then the old deleted) | services restarted "
-        "| what it means |",
-        "|---|---|---|---|---|",
+        "| change | created, deleted | updated in place | replaced (new one first, then the old deleted) "
+        "| services restarted | what it means |",
+        "|---|---|---|---|---|---|",
     ]
     for item in impacts:
+        created = [f"+{name}" for name in sorted(item.names("create"))]
+        deleted = [f"-{name}" for name in sorted(item.names("delete"))]
+        added = ", ".join(created + deleted) or "nothing"
         updated = ", ".join(sorted(item.names("update"))) or "nothing"
         replaced = ", ".join(sorted(item.names("replace"))) or "nothing"
         # Sorted like the other columns: independent services register in no fixed order.
         restarted = ", ".join(sorted(item.restarted)) or "none"
         title = f"{item.change.title} ({item.change.stack})"
-        lines.append(f"| {title} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
+        lines.append(f"| {title} | {added} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
     return "\n".join(lines)
 
 
