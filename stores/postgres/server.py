@@ -161,9 +161,11 @@ def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
     a role grant itself pg_execute_server_program before 16).
 
     Logins a and b (``<user>_a``, ``<user>_b``) are members of the owner whose sessions start as it
-    (``ALTER ROLE ... SET role``): what either creates belongs to the owner, so the other uses it as
-    its own. Default privileges cover what a session creates after ``SET ROLE NONE``. A role that
-    may not log in has no password and loses its open sessions (NOLOGIN refuses only new ones).
+    (``ALTER ROLE ... SET role``, which RESET ROLE, RESET ALL and DISCARD ALL return to): what either
+    creates belongs to the owner, so the other uses it as its own. Only an explicit ``SET ROLE NONE``
+    acts as the login itself. No default privileges stand in for that: pg_dump keeps them, and the
+    backup drill's restore, as the backup role, may not set them for another role. A role that may
+    not log in has no password and loses its open sessions (NOLOGIN refuses only new ones).
     """
     logins = [spec.login_role(login) for login in spec.logins]
     required = [*logins, *CLIENT_ROLES.values()]
@@ -209,14 +211,6 @@ def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
         "SELECT count(pg_terminate_backend(pid)) AS ended_sessions FROM pg_stat_activity "
         f"WHERE usename IN ({', '.join(_literal(name) for name in disabled)}) \\gset",
     ]
-    if slotted:
-        # Default privileges are per database: the app's, where its objects are.
-        lines.append(f"\\connect {_literal(spec.database)}")
-        for objects in ("TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS"):
-            lines.append(
-                f"ALTER DEFAULT PRIVILEGES FOR ROLE {', '.join(_ident(slot) for slot in slots)} "
-                f"GRANT ALL ON {objects} TO {_ident(spec.user)};"
-            )
     return "\n".join(lines) + "\n"
 
 

@@ -168,15 +168,48 @@ def test_a_rotation_from_a_to_b_never_refuses_a_credential_in_use(server: Postgr
     assert logs_in(server, "shop_a", a2) and not logs_in(server, "shop_a", a)
 
 
-def test_an_object_a_login_made_as_itself_is_usable_by_the_other(server: Postgres, sessions: list[Session]):
+def test_what_a_pool_runs_between_clients_keeps_a_login_acting_as_the_owner(server: Postgres):
     a, b = "password-of-a-1", "password-of-b-1"
     apply_roles(server, ("a", "b"), {"shop_a": a, "shop_b": b})
-    made = connect(server, "shop_a", a, "SET ROLE NONE; CREATE TABLE scratch (id serial, v text); "
-                   "INSERT INTO scratch (v) VALUES ('a'); SELECT pg_get_userbyid(relowner) FROM pg_class "
-                   "WHERE relname = 'scratch'")  # fmt: skip
-    assert made.stdout.strip() == "shop_a", made.stderr
-    used = connect(server, "shop_b", b, "INSERT INTO scratch (v) VALUES ('b'); SELECT count(*) FROM scratch")
-    assert used.stdout.strip() == "2", used.stderr
+    env = {**os.environ, "PGPASSWORD": a, "PGHOST": "127.0.0.1", "PGPORT": str(server.port)}
+    resets = ("DISCARD ALL", "RESET ALL", "RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT")
+    commands = [arg for reset in resets for arg in ("-c", reset, "-c", "SELECT current_user")]
+    result = subprocess.run(
+        [require_tool("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-U", "shop_a", "-d", "shop",
+         *commands],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["shop"] * len(resets)
+    # Only asking for it acts as the login itself.
+    assert connect(server, "shop_a", a, "SET ROLE NONE; SELECT current_user").stdout.split() == ["shop_a"]
+
+
+def test_the_backup_drill_restores_a_database_the_logins_made(server: Postgres, tmp_path: Path):
+    """As the drill does (stores/postgres/templates/backup: pg_dump, then pg_restore into a scratch
+    database, both as the backup role): nothing the roles step leaves in the database needs more."""
+    a = "password-of-a-1"
+    apply_roles(server, ("a",), {"shop_a": a})
+    made = connect(
+        server, "shop_a", a, "CREATE TABLE orders (id serial PRIMARY KEY); INSERT INTO orders DEFAULT VALUES"
+    )
+    assert made.returncode == 0, made.stderr
+    env = {**os.environ, "PGPASSWORD": CLIENTS[pg.BACKUP_ROLE], "PGHOST": "127.0.0.1", "PGPORT": str(server.port)}
+    dump = tmp_path / "shop.pgdump"
+    dumped = subprocess.run(
+        [require_tool("pg_dump"), "--format=custom", "--username", pg.BACKUP_ROLE, "--dbname", "shop", "--file",
+         str(dump)], env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert dumped.returncode == 0, dumped.stderr
+    scratch = connect(server, pg.BACKUP_ROLE, CLIENTS[pg.BACKUP_ROLE], "CREATE DATABASE shop_keel_drill")
+    assert scratch.returncode == 0, scratch.stderr
+    restored = subprocess.run(
+        [require_tool("pg_restore"), "--username", pg.BACKUP_ROLE, "--dbname", "shop_keel_drill", "--clean",
+         "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error", str(dump)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert server.psql("SELECT count(*) FROM orders", database="shop_keel_drill") == "1"
 
 
 def test_moving_from_the_owner_to_a_login_keeps_the_owner_until_the_last_step(
