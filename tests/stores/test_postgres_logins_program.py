@@ -14,7 +14,7 @@ import pytest
 from config import parse
 from config.errors import ConfigError
 from config.loader import merge
-from stores.postgres.server import roles_sql
+from stores.postgres.server import APP_ATTRIBUTES, roles_sql, scram_verifier
 from tests.examples.example_helpers import config_file, config_values, secret_text
 from tests.helpers import parsed
 from tools import mockrun
@@ -73,8 +73,9 @@ def test_the_apps_log_in_as_the_first_login_and_the_roles_step_knows_every_login
     spec = spoon_config({"logins": list(logins)}).services["db"]
     by_role = {spec.login_role(login): values["db-password" if login == "owner" else f"db-password-{login}"]
                for login in logins}  # fmt: skip
-    clients = {line.split()[2].strip('"'): line for line in stdin.splitlines() if line.startswith("ALTER ROLE")}
-    assert set(by_role) <= set(clients)
+    # Each login that may log in is given its password (as a SCRAM verifier) by the step.
+    for role, value in by_role.items():
+        assert f"ALTER ROLE \"{role}\" WITH {APP_ATTRIBUTES} LOGIN PASSWORD '{scram_verifier(role, value)}';" in stdin
     # The step's SQL is exactly the one rendered from these passwords (the clients' included).
     client_passwords = {
         role: p.outputs["result"]
