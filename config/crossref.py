@@ -502,6 +502,10 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
             credentials = registry.kind_of(service).credentials(service)
             if isinstance(credentials, (Password, SecretUrl)) and credentials.secret:
                 refs.setdefault(credentials.secret, f"services/{name}/{credentials.key}")
+            if isinstance(credentials, Password):
+                for login in credentials.standby:
+                    if login.secret:
+                        refs.setdefault(login.secret, f"services/{name}/{credentials.key}")
     for name, job in cfg.jobs.items():
         for env, ref in job.secrets.items():
             if ref.source == "secret":

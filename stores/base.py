@@ -139,7 +139,8 @@ class Probe:
 class Setup:
     """A step run on the host after the store's task is healthy, on every change of its input:
     ``script(service name)`` is the shell, ``stdin(password, clients' passwords by user name)`` what
-    it reads (a secret: it never touches the host's disk). E.g. PostgreSQL's per-client roles."""
+    it reads (a secret: it never touches the host's disk; the clients' include the standby logins'
+    of ``Password``). E.g. PostgreSQL's per-client roles."""
 
     part: str
     script: Callable[[str], str]

@@ -110,3 +110,12 @@ def test_bad_logins_name_their_key(db, message):
     with pytest.raises(ConfigError) as error:
         spoon_config(db)
     assert str(error.value).startswith(message), str(error.value)
+
+
+def test_the_owners_configured_password_must_be_set_while_it_logs_in_second():
+    """The first step of moving from the owner to a: the owner still logs in, with its own secret."""
+    services: dict[str, Any] = copy.deepcopy(config_values(STACK)["keel:services"])
+    services["db"].update(logins=["a", "owner"], password_secret="db_owner_password")
+    run = mockrun.run(STACK, config_file=config_file(STACK), fill_secrets=False, overrides={"keel:services": services})
+    assert run.error is not None and run.resources == []
+    assert 'services/db/password_secret: names the secret "db_owner_password", which is not set' in str(run.error)
