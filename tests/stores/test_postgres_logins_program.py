@@ -17,7 +17,8 @@ from config.loader import merge
 from stores.postgres.server import APP_ATTRIBUTES, roles_sql, scram_verifier
 from tests.examples.example_helpers import config_file, config_values, secret_text
 from tests.helpers import parsed
-from tools import mockrun
+from tests.test_idempotency import described
+from tools import mockrun, readback
 
 STACK = "spoon"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -119,3 +120,14 @@ def test_the_owners_configured_password_must_be_set_while_it_logs_in_second():
     run = mockrun.run(STACK, config_file=config_file(STACK), fill_secrets=False, overrides={"keel:services": services})
     assert run.error is not None and run.resources == []
     assert 'services/db/password_secret: names the secret "db_owner_password", which is not set' in str(run.error)
+
+
+def test_the_second_preview_after_an_up_during_a_rotation_is_empty():
+    services: dict[str, Any] = copy.deepcopy(config_values(STACK)["keel:services"])
+    services["db"]["logins"] = ["b", "a"]
+    first = run_with_logins("b", "a")
+    state = readback.state_after_up(first.resources)
+    second = mockrun.run(STACK, config_file=config_file(STACK), overrides={"keel:services": services}, prior=state)
+    assert second.error is None, second.error
+    plan = readback.plan(state, second.resources)
+    assert plan.empty, described(plan, second)
