@@ -140,7 +140,8 @@ SOCKET = f"{SOCKET_DIR}/mysqld.sock"
 def native_password_hash(password: str) -> str:
     """What MariaDB stores for a mysql_native_password (``PASSWORD()``): ``*`` and the upper-case hex
     SHA1 of the SHA1 of the password. Sent instead of the password so the plaintext reaches no
-    statement; the hash still signs in over that protocol, so it travels as a secret all the same."""
+    statement; with one observed handshake the hash is enough to sign in, so it travels as a secret
+    all the same."""
     return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
 
 
