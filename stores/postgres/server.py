@@ -145,6 +145,8 @@ def role_password(role: str, password: str) -> str:
 
 
 APP_ATTRIBUTES = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+TERMINATE_WAIT_MS = 5000
+"""How long the roles step waits for each ended session to go (pg_terminate_backend's timeout, 14+)."""
 SLOTS = ("a", "b")
 """The two login roles an app may log in as instead of the owner, so a password rotates without a gap."""
 
@@ -208,7 +210,8 @@ def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
         f"GRANT pg_read_all_data TO {_ident(BACKUP_ROLE)};",
         f"ALTER DATABASE {_ident(spec.database)} OWNER TO {_ident(spec.user)};",
         "COMMIT;",
-        "SELECT count(pg_terminate_backend(pid)) AS ended_sessions FROM pg_stat_activity "
+        # Waits (up to TERMINATE_WAIT_MS each) until they are gone, so the step ends with none left.
+        f"SELECT count(pg_terminate_backend(pid, {TERMINATE_WAIT_MS})) AS ended_sessions FROM pg_stat_activity "
         f"WHERE usename IN ({', '.join(_literal(name) for name in disabled)}) \\gset",
     ]
     return "\n".join(lines) + "\n"

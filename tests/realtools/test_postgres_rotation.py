@@ -153,12 +153,13 @@ def test_a_rotation_from_a_to_b_never_refuses_a_credential_in_use(server: Postgr
 
     # Step 3, logins [b]: a is refused and its sessions end; b goes on.
     apply_roles(server, ("b",), {"shop_b": b})
+    # The step returns once a's sessions are gone.
+    assert server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {old.pid}") == "0"
     assert not logs_in(server, "shop_a", a)
     assert logs_in(server, "shop_b", b)
     assert new.query("SELECT count(*) FROM orders") == "4"
     with pytest.raises(SessionEndedError, match="terminating connection due to administrator command"):
         old.query("SELECT 1")
-    assert server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {old.pid}") == "0"
     assert server.psql("SELECT rolcanlogin::text || coalesce(rolpassword, 'none') FROM pg_authid "
                        "WHERE rolname = 'shop_a'") == "falsenone"  # fmt: skip
 
