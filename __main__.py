@@ -53,7 +53,12 @@ host = Host(
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
 networks = Networks(
-    "networks", names=cfg.names, monitoring=cfg.observability.enabled, egress=bool(cfg.pitr_stores()), opts=on_host
+    "networks",
+    names=cfg.names,
+    monitoring=cfg.observability.enabled,
+    encrypted=host.cluster is not None,
+    egress=bool(cfg.pitr_stores()),
+    opts=on_host,
 )
 # node-exporter's textfile collector: where backup and job runs leave their metrics, and where
 # a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).

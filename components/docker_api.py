@@ -41,7 +41,12 @@ class DockerApiProxy:
     ) -> None:
         child = pulumi.ResourceOptions(parent=parent)
         self.network = overlay(
-            f"{resource_name}-network", name=network_name, role="docker-api", internal=True, opts=child
+            f"{resource_name}-network",
+            name=network_name,
+            role="docker-api",
+            internal=True,
+            encrypted=host.cluster is not None,
+            opts=child,
         )
         template = docker.ServiceConfig(
             f"{resource_name}-haproxy.cfg",
@@ -70,7 +75,7 @@ class DockerApiProxy:
             hardening=swarm.Hardening(user="0:0"),
             resources=Resources(memory_mb=DOCKER_API_PROXY_MB, memory_reservation_mb=DOCKER_API_PROXY_MB // 2),
             # The swarm API is answered by managers only, and the data volume's node is the manager.
-            constraints=[swarm.ON_MANAGER],
+            constraints=[host.pin],
             networks=[swarm.Attachment(self.network.id)],
             rollout=swarm.STOP_FIRST,
             opts=child,

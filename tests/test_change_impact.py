@@ -15,6 +15,13 @@ from tools import impact
 
 ROOT = Path(__file__).resolve().parent.parent
 STATEFUL = {"db-service", "cache-service", "observability-prometheus", "observability-grafana"}
+NODE = "node-workers-1"
+NODE_RESOURCES = {f"{NODE}-{part}" for part in ("host-key", "server", "network", "ready", "join", "membership")}
+# change title -> (created, deleted): only these rows create or delete anything
+CREATED_DELETED: dict[str, tuple[set[str], set[str]]] = {
+    "a worker node added": (NODE_RESOURCES, set()),
+    "a worker node removed": (set(), NODE_RESOURCES),
+}
 
 # change title -> (updated in place, replaced, services restarted)
 EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
@@ -38,6 +45,9 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
         },
         {"proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
     ),
+    # Spread over one node more (or less), the app allows fewer (more) tasks per node: a rolling update.
+    "a worker node added": ({"nextjs-service"}, set(), {"nextjs-service"}),
+    "a worker node removed": ({"nextjs-service"}, set(), {"nextjs-service"}),
     # A job's update always follows its wait step (render/jobs.py idle_script).
     "a job's schedule": ({"job-prune-logs-idle", "job-prune-logs-service"}, set(), set()),
     "a release of an app, its worker and its job": (
@@ -60,8 +70,26 @@ def test_each_change_updates_replaces_and_restarts_exactly_what_the_table_says(i
     assert found.names("update") == updated, found.plan.describe()
     assert found.names("replace") == replaced, found.plan.describe()
     assert set(found.restarted) == restarted
-    assert not found.plan.creates or title == "a new hostname", found.plan.describe()
-    assert not found.plan.deletes, found.plan.describe()
+    created, deleted = CREATED_DELETED.get(title, (set(), set()))
+    assert found.names("create") == created or title == "a new hostname", found.plan.describe()
+    assert not found.plan.creates or title in ("a new hostname", *CREATED_DELETED), found.plan.describe()
+    assert found.names("delete") == deleted, found.plan.describe()
+
+
+def test_a_removed_node_is_drained_before_its_server_is_destroyed(impacts):
+    """The membership's delete drains the node and removes it from the swarm (render/cluster.py
+    removal_script); the engine deletes a resource before what it depends on, so the server goes last
+    but its key. The app first allows more tasks per node again, so the drained tasks find room."""
+    order = impacts["a worker node removed"].order
+    deleted = [name for kind, name in order if kind == "delete"]
+    assert deleted.index(f"{NODE}-membership") < deleted.index(f"{NODE}-join") < deleted.index(f"{NODE}-server")
+    assert order.index(("update", "nextjs-service")) < order.index(("delete", f"{NODE}-membership"))
+
+
+def test_an_added_node_joins_before_it_is_labelled(impacts):
+    order = [name for kind, name in impacts["a worker node added"].order if kind == "create"]
+    assert order.index(f"{NODE}-server") < order.index(f"{NODE}-ready") < order.index(f"{NODE}-join")
+    assert order.index(f"{NODE}-join") < order.index(f"{NODE}-membership")
 
 
 @pytest.mark.parametrize("title", list(EXPECTED))
