@@ -129,6 +129,18 @@ CHANGES: tuple[UserChange, ...] = (
         ),
     ),
     UserChange(
+        "node pools declared (the first time)",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1}}}},
+        meaning=(
+            "a maintenance-window change, once: the private network and the new node are created; every overlay "
+            "network is replaced by an encrypted one, and with it every service that joins one (a service's "
+            "network attachment forces its replacement), the stores included (their volumes are kept): minutes "
+            "without service. Declare the pools in a quiet hour, even with count 0: after that a node added or "
+            "removed touches that node only"
+        ),
+    ),
+    UserChange(
         "a worker node added",
         "spoon-cluster",
         {"keel:host": {"pools": {"workers": {"count": 1}}}},
