@@ -315,6 +315,8 @@ class ObservabilityStack(pulumi.ComponentResource):
             image=self._images.docker_api_proxy_image,
             host=self._host,
             parent=self,
+            # With several nodes, each cAdvisor asks its own node's daemon about its own node's containers.
+            node_local=self.spec.names.docker_api_socket_volume if self._host.cluster is not None else None,
         )
         self.services["docker-api"] = api.service
         self._add(
@@ -340,6 +342,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                 swarm.bind_mount("/sys", "/sys"),
                 swarm.bind_mount("/proc", "/rootfs/proc"),
                 swarm.bind_mount(LAYER_IDS, f"/rootfs{LAYER_IDS}"),
+                *([api.socket_mount] if api.socket_mount is not None else []),
             ],
             health=_wget(f"http://127.0.0.1:{obs.CADVISOR_PORT}/healthz"),
             global_mode=True,

@@ -165,8 +165,10 @@ def _lines(cfg: StackConfig) -> list[BudgetLine]:
             if container is not None:
                 lines.append(BudgetLine(name, container.resources.memory_mb))
     if cfg.observability.enabled:
+        # With several nodes cAdvisor's Docker API proxy runs beside it on each (components/observability.py).
+        global_parts = GLOBAL_PARTS | ({"docker-api"} if cfg.host.clustered else set())
         for part, limit in OBSERVABILITY_LIMITS_MB.items():
-            lines.append(BudgetLine(part, limit, "every" if part in GLOBAL_PARTS else "host"))
+            lines.append(BudgetLine(part, limit, "every" if part in global_parts else "host"))
         for name, store in cfg.stores().items():
             exporter = registry.kind_of(store).exporter()
             if exporter is not None:

@@ -114,6 +114,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("nginx", "nginx", "nginx -t and live requests (stub_status), the proxy's watcher", search=SBIN_DIRS,
          service="nginx"),
     Tool("cloud-init", "cloud-init", "cloud-init schema of the rendered user data"),
+    Tool("haproxy", "haproxy", "the Docker API proxies' rules answered by a real HAProxy", search=SBIN_DIRS,
+         service="haproxy"),
     Tool("promtool", "prometheus", "promtool check/test of the scrape config, alert rules and metrics"),
     Tool("amtool", "prometheus-alertmanager", "amtool check-config of the Alertmanager config"),
     Tool("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", "the blackbox exporter's --config.check"),

@@ -133,8 +133,32 @@ def test_the_app_spreads_over_the_nodes_with_room_for_a_lost_node(run):
 
 
 def test_node_exporter_and_cadvisor_run_on_every_node(run):
-    for part in ("node-exporter", "cadvisor"):
+    for part in ("node-exporter", "cadvisor", "docker-api"):
         assert named(run, f"observability-{part}").inputs["mode"] == {"global": True}
+
+
+def test_each_cadvisor_asks_its_own_nodes_daemon(run):
+    """One proxy per node, listening on a Unix socket in a local volume (one per node) that the
+    cAdvisor of that node mounts: a node's containers are resolved by that node's daemon."""
+    proxy = named(run, "observability-docker-api")
+    cadvisor = named(run, "observability-cadvisor")
+    socket_volume = "spoon-docker-api-socket"
+
+    def mounts(service: mockrun.Registered) -> dict[str, dict[str, Any]]:
+        return {m["target"]: m for m in service.inputs["taskSpec"]["containerSpec"]["mounts"]}
+
+    assert mounts(proxy)["/run/keel-docker-api"]["source"] == socket_volume
+    assert mounts(cadvisor)["/run/keel-docker-api"] == {
+        "type": "volume",
+        "source": socket_volume,
+        "target": "/run/keel-docker-api",
+        "readOnly": True,
+    }
+    assert (
+        "--docker=unix:///run/keel-docker-api/spoon-docker-api.sock"
+        in cadvisor.inputs["taskSpec"]["containerSpec"]["args"]
+    )
+    assert not constraints(proxy)
 
 
 def test_every_overlay_network_is_encrypted_and_labelled_so(run):
@@ -154,7 +178,7 @@ def test_the_cost_sums_every_node_and_the_budget_checks_each(run):
     per_node = node_budgets(stack_config("spoon-cluster"))
     assert set(per_node) == {"host", "managers-1", "managers-2"}
     # The others hold only the global tasks; the host everything pinned to it besides.
-    assert {line.name for line in per_node["managers-1"].lines} == {"node-exporter", "cadvisor"}
+    assert {line.name for line in per_node["managers-1"].lines} == {"node-exporter", "cadvisor", "docker-api"}
     assert {"db", "cache", "proxy", "prometheus"} <= {line.name for line in per_node["host"].lines}
 
 
@@ -167,3 +191,8 @@ def test_pool_nodes_never_initialise_a_swarm_of_their_own(run):
         assert ["/usr/local/sbin/swarm-init"] not in document["runcmd"], document["runcmd"]
     host = next(r for r in run.of_type(SERVER) if r.inputs["name"] == HOST_NODE)
     assert ["/usr/local/sbin/swarm-init"] in yaml.safe_load(host.inputs["userData"])["runcmd"]
+
+
+def test_each_pool_node_is_exported_with_its_ssh_command(run):
+    assert set(run.outputs["node_ssh_commands"]) == set(NODES)
+    assert all(command.startswith("ssh deploy@") for command in run.outputs["node_ssh_commands"].values())
