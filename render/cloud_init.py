@@ -58,6 +58,8 @@ class CloudInitSpec:
     max_startups: str = "100:30:200"
     automatic_reboot: bool = False
     reboot_time: str = "04:00"
+    swarm: str = "init"  # TEMP lead14
+    private_cidr: str | None = None  # TEMP lead14
 
     def __post_init__(self) -> None:
         # sshd_config takes the user as a bare word and authorized_keys one key per line.
