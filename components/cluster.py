@@ -20,6 +20,7 @@ drained first.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -30,7 +31,7 @@ import pulumi_tls as tls
 from components import swarm
 from config.models import NETWORK_ZONES, HcloudHostSpec, NodeSpec
 from render import cluster
-from render.cloud_init import CloudInitSpec, render_cloud_init
+from render.cloud_init import CloudInitSpec, render_cloud_init, swarm_firewall_rules
 
 if TYPE_CHECKING:
     from components.host import Host
@@ -95,13 +96,22 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # A host created before its pools booted without the swarm's ports open to the private
+        # network (its cloud-init is not run again): open them now, as cloud-init does for new servers.
+        ports = host.run(
+            f"{name}-swarm-ports",
+            create=host.image(spec.host_tools_image).apply(
+                lambda image: host_firewall_script(image, spec.private_network)
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         # The swarm was initialised advertising the public address (cloud-init); other nodes must
         # reach the primary on the private one.
         advertise = host.run(
             f"{name}-advertise",
             create=cluster.advertise_script(),
             stdin=primary_attachment.ip.apply(lambda ip: f"{ip}\n"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[primary_attachment]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[primary_attachment, ports]),
         )
         primary_id = host.run(
             f"{name}-primary-id",
@@ -236,6 +246,17 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
         )
         self.ssh_commands[node.name] = pulumi.Output.concat("ssh ", spec.deploy_user, "@", server.ipv4_address)
+
+
+def host_firewall_script(image: str, private_cidr: str) -> str:
+    """Run the ufw commands cloud-init gives a new node (render/cloud_init.swarm_firewall_rules) on
+    the host itself, from a container in the host's namespaces. Idempotent: ufw skips a rule it has."""
+    lines = ["set -eu"]
+    for rule in swarm_firewall_rules(private_cidr):
+        argv = ["docker", "run", "--rm", "--privileged", "--pid=host", "--network=host", image]
+        argv += ["nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--", *rule]
+        lines.append(shlex.join(argv))
+    return "\n".join(lines) + "\n"
 
 
 NODE_ID_SCRIPT = "docker info --format '{{.Swarm.NodeID}}'\n"

@@ -359,6 +359,8 @@ class Host(pulumi.ComponentResource):
                     # Applied when the server is created: user_data changes are ignored after that.
                     automatic_reboot=spec.reboot_window is not None,
                     reboot_time=spec.reboot_window or "04:00",
+                    # With pools, a host created now admits the swarm's ports from the private network.
+                    private_cidr=spec.private_network if spec.clustered else None,
                 )
             )
         )

@@ -266,6 +266,10 @@ class HcloudHostSpec(Model):
     private_network: str = PRIVATE_NETWORK_DEFAULT
     """The hcloud Network the nodes talk over when there are pools (swarm's ports are admitted from it
     only); a private IPv4 range of /16 to /23 (the nodes use its first /24)."""
+    host_tools_image: Image = "debian:12.12-slim"
+    """With pools: the image whose nsenter (util-linux) runs the host's ufw when the swarm's ports are
+    opened to the private network on a host created before its pools (the deploy user reaches root
+    only through Docker; new servers get the rules from cloud-init)."""
 
     @field_validator("reboot_window")
     @classmethod
