@@ -6,7 +6,8 @@ cloud-init does it but advertising an address the others cannot reach (127.0.0.1
 IPv4 is for them on Hetzner); the others join over the bridge. Each script runs in its node with
 `docker exec -i <node> sh -c <script>` (busybox ash, as the node's login shell would run it), its
 stdin what the components give it. In order:
-1. advertise: the primary moves to its private address (docker swarm init --force-new-cluster);
+1. advertise: the primary moves to its private address (docker swarm init --force-new-cluster),
+   and a service running before keeps its task;
 2. join-token, join and membership for two workers; reruns of join and membership change nothing;
 3. a service constrained by node.labels.keel.node lands on the labelled node;
 4. removal of a worker: its tasks move to the other worker, the node leaves `docker node ls`;
@@ -123,9 +124,16 @@ class Joined:
 @pytest.fixture(scope="module")
 def joined(nodes: list[Node]) -> Joined:
     primary, *workers = nodes
+    # A service that runs before the swarm is re-advertised keeps its task (force-new-cluster
+    # restarts the manager from its own raft log; the containers are not touched).
+    primary.docker("service", "create", "--detach", "--name", "before", SERVICE_IMAGE, "sleep", "86400")
+    wait_for("the task that runs before", lambda: running_on(primary, "before") == ["keel-node-1"])
+    task_before = primary.docker("service", "ps", "before", "--filter", "desired-state=running", "--quiet")
     moved = primary.run(cluster.advertise_script(), primary.address + "\n")
     assert moved.returncode == 0, moved.stderr
     assert primary.docker("info", "--format", "{{.Swarm.NodeAddr}}") == primary.address
+    wait_for("the manager answering again", lambda: running_on(primary, "before") == ["keel-node-1"])
+    assert primary.docker("service", "ps", "before", "--filter", "desired-state=running", "--quiet") == task_before
     again = primary.run(cluster.advertise_script(), primary.address + "\n")
     assert again.returncode == 0 and "already advertises" in again.stderr, again.stderr
 
@@ -174,9 +182,11 @@ def test_join_and_membership_reruns_change_nothing(joined: Joined):
 
 
 def running_on(primary: Node, service: str) -> list[str]:
-    tasks = primary.docker("service", "ps", service, "--filter", "desired-state=running", "--format",
-                           "{{.Node}} {{.CurrentState}}")  # fmt: skip
-    return sorted(line.split()[0] for line in tasks.splitlines() if line.split()[1:2] == ["Running"])
+    """The nodes where the service's tasks are Running (none while the manager does not answer)."""
+    tasks = docker("exec", primary.container, "docker", "service", "ps", service, "--filter",
+                   "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}", check=False)  # fmt: skip
+    lines = tasks.stdout.splitlines() if tasks.returncode == 0 else []
+    return sorted(line.split()[0] for line in lines if line.split()[1:2] == ["Running"])
 
 
 def test_a_service_pinned_by_the_keel_node_label_lands_on_that_node(joined: Joined):

@@ -271,6 +271,12 @@ def test_membership_removes_only_the_labels_keel_set_and_no_longer_lists(swarm: 
     assert update.count("--label-rm") == 1 and update[update.index("--label-rm") + 1] == "disk"
 
 
+def test_membership_takes_the_last_line_of_what_the_join_printed(swarm: Swarm):
+    result = swarm.run(cluster.membership_script(node="worker-1", labels={}), f"some notice\n{WORKER_ID}\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == WORKER_ID + "\n"
+
+
 def test_membership_rerun_changes_nothing(swarm: Swarm):
     script = cluster.membership_script(node="worker-1", labels={"disk": "ssd"})
     assert swarm.run(script, WORKER_ID).returncode == 0

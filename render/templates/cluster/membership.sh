@@ -1,6 +1,7 @@
 # render/cluster.py membership_script: labels a joined node once Ready (values: node, keys, ready_timeout; "$@": --label-add ...).
-id=""
-IFS= read -r id || [ -n "$id" ] || fail "stdin: expected a swarm node ID, got nothing"
+# The last line of what the join printed: its node ID.
+id=$(sed -n '$p')
+[ -n "$id" ] || fail "stdin: expected a swarm node ID, got nothing"
 case $id in ''|*[!0-9a-z]*) fail "stdin: expected a swarm node ID ([0-9a-z]), got '$id'" ;; esac
 deadline=$(( $(date +%s) + ready_timeout ))
 while :; do

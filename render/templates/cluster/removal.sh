@@ -3,7 +3,8 @@ id=${PULUMI_COMMAND_STDOUT:-}
 if [ -n "$id" ]; then
   id=$(printf '%s\n' "$id" | sed -n '$p')
 else
-  IFS= read -r id || [ -n "$id" ] || fail "no node ID: PULUMI_COMMAND_STDOUT is not set and stdin is empty"
+  id=$(sed -n '$p')
+  [ -n "$id" ] || fail "no node ID: PULUMI_COMMAND_STDOUT is not set and stdin is empty"
 fi
 case $id in ''|*[!0-9a-z]*) fail "expected a swarm node ID ([0-9a-z]), got '$id'" ;; esac
 
