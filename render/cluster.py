@@ -29,6 +29,10 @@ Docker behaviours relied on (moby and docker/cli at v28.5.2):
   (vendor/github.com/moby/swarmkit/v2/manager/controlapi/node.go ``UpdateNode``; raft.go
   ``CanRemoveMember``: reachable members other than the one removed >= (members - 1) / 2 + 1); the
   removal checks the same before it drains anything, so a refusal changes nothing.
+- a down node's tasks keep the state they last reported until swarm orphans them much later
+  (swarmkit manager/dispatcher/dispatcher.go ``markNodesUnknown``), while the orchestrator has
+  already started them elsewhere (manager/orchestrator/task.go ``InvalidNode``): the removal does
+  not wait for them.
 - ``docker node rm`` refuses a manager still in the raft member list and a node that is not down
   unless forced (controlapi/node.go ``RemoveNode``): the removal demotes first, waits until the raft
   membership is gone, then forces the removal of a node that is still up (its server is destroyed next).

@@ -356,6 +356,16 @@ def test_removal_names_the_tasks_that_never_leave(swarm: Swarm):
     assert node["availability"] == "drain", "it stays drained"
 
 
+def test_removal_of_a_down_node_does_not_wait_for_the_tasks_it_last_reported(swarm: Swarm):
+    nodes = primary_state()["nodes"]
+    nodes[WORKER_ID].update(drain_polls=-1, ready_after=-1, state="down")
+    swarm.set(nodes=nodes)
+    result = swarm.run(cluster.removal_script(drain_timeout_s=600), WORKER_ID)
+    assert result.returncode == 0, result.stderr
+    assert "is down: its tasks were already started elsewhere (shop-api.2, shop-node-exporter.w0r1)" in result.stderr
+    assert WORKER_ID not in swarm.state()["nodes"]
+
+
 def test_removal_demotes_a_manager_first(swarm: Swarm):
     nodes = primary_state()["nodes"]
     second, third = "m" * 25, "n" * 25
