@@ -70,8 +70,11 @@ API_VERSION = "v1.41"
 DataPathAddr since 1.31)."""
 POLL_S = 2
 
-_NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
-_LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?", re.ASCII)
+# Supersets of config/'s grammars (which are stricter): a check here guards the scripts, it does not
+# second-guess the configuration. No "=" in a key (`--label-add key=value` splits at the first one),
+# no "," (keel.labels lists keys with it), nothing a shell word needs quoting for in names.
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+_LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}", re.ASCII)
 _LABEL_VALUE = re.compile(r"[\x21-\x7e]{0,255}", re.ASCII)
 
 _TEMPLATES = TEMPLATES / "cluster"
@@ -132,7 +135,7 @@ def join_script(*, manager_addr: str, address_timeout_s: int = 300, join_timeout
 
 def _check_labels(node: str, labels: Mapping[str, str]) -> None:
     if not _NODE_NAME.fullmatch(node):
-        raise ValueError(f"node name {node!r}: expected [a-z0-9-], starting and ending with a letter or digit")
+        raise ValueError(f"node name {node!r}: expected a host name (letters, digits, '.', '_', '-')")
     for key, value in labels.items():
         if not _LABEL_KEY.fullmatch(key) or key in (NODE_LABEL, LABELS_LABEL):
             raise ValueError(f"node label {key!r}: expected a key of [a-z0-9._-], not {NODE_LABEL} or {LABELS_LABEL}")
