@@ -41,8 +41,12 @@ Docker behaviours relied on (moby and docker/cli at v28.5.2):
   directory is cleared only when ForceNewCluster is false; swarmkit manager/state/raft/storage.go
   ``loadAndStart`` drops the other members and keeps the store): services, secrets, configs and
   networks stay. The restart takes the new advertise and data path addresses, and libnetwork's agent
-  is rebuilt with them (noderunner.go ``Stop`` sends EventNodeLeave, libnetwork/controller.go closes
-  the agent, the next EventNodeReady runs ``agentSetup`` with GetDataPathAddress).
+  is rebuilt with them: noderunner.go ``Stop`` sends EventNodeLeave, on which libnetwork/controller.go
+  ``clusterAgentInit`` closes the agent, and agent.go ``agentClose`` clears the cluster provider (the
+  fix for docker/for-linux#495, overlays dead after --force-new-cluster), so the restarted node's
+  ``DaemonJoinsCluster`` starts a new agent, whose ``agentSetup`` reads GetDataPathAddress. Ports
+  published through the ingress network have an open report against force-new-cluster
+  (moby/moby#34987); keel's proxy publishes in host mode.
 """
 
 from __future__ import annotations
