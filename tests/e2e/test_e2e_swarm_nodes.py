@@ -9,7 +9,8 @@ stdin what the components give it. In order:
 1. advertise: the primary moves to its private address (docker swarm init --force-new-cluster),
    and a service running before keeps its task;
 2. join-token, join and membership for two workers; reruns of join and membership change nothing;
-3. a service constrained by node.labels.keel.node lands on the labelled node;
+3. a service constrained by node.labels.keel.node lands on the labelled node, and a container on
+   the primary reaches a worker's service over an overlay network (the re-advertised data path);
 4. removal of a worker: its tasks move to the other worker, the node leaves `docker node ls`;
    a second removal of the same node succeeds (already gone).
 
@@ -194,6 +195,24 @@ def test_a_service_pinned_by_the_keel_node_label_lands_on_that_node(joined: Join
     primary.docker("service", "create", "--detach", "--name", "pinned", "--constraint",
                    f"node.labels.{cluster.NODE_LABEL}==worker-2", SERVICE_IMAGE, "sleep", "86400")  # fmt: skip
     wait_for("the pinned task running", lambda: running_on(primary, "pinned") == ["keel-node-3"])
+
+
+def test_an_overlay_network_carries_traffic_from_the_re_advertised_primary_to_a_worker(joined: Joined):
+    """The data path the primary advertises after --force-new-cluster works: a container on the
+    primary reaches a service on a worker over an overlay network (VXLAN between the nodes)."""
+    primary = joined.primary
+    primary.docker("network", "create", "--driver", "overlay", "--attachable", "probe-net")
+    primary.docker("service", "create", "--detach", "--name", "echo", "--network", "probe-net", "--constraint",
+                   f"node.labels.{cluster.NODE_LABEL}==worker-2", SERVICE_IMAGE, "sh", "-c",
+                   "mkdir -p /www && echo keel-overlay > /www/index.html && exec httpd -f -p 8080 -h /www")  # fmt: skip
+    wait_for("the echo task running", lambda: running_on(primary, "echo") == ["keel-node-3"])
+
+    def answered() -> bool:
+        probe = docker("exec", primary.container, "docker", "run", "--rm", "--network", "probe-net",
+                       SERVICE_IMAGE, "wget", "-qO-", "-T", "5", "http://echo:8080/", check=False)  # fmt: skip
+        return probe.returncode == 0 and probe.stdout.strip() == "keel-overlay"
+
+    wait_for("the worker's service answering the primary over the overlay", answered)
 
 
 def test_removing_a_worker_drains_it_and_its_tasks_move(joined: Joined):
