@@ -1,6 +1,7 @@
-"""render/cluster.py's scripts: shellcheck, and each run by a real shell (dash, and busybox's ash
-as the end-to-end job's docker:dind nodes run them) against a stand-in docker CLI that replays
-swarm's answers (swarm_replay.py), including its refusals and the waits that never end."""
+"""render/cluster.py's scripts: shellcheck, and each run by a real shell (bash, the deploy user's
+login shell on the Hetzner image; dash; and busybox's ash, as the end-to-end job's docker:dind
+nodes run them) against a stand-in docker CLI that replays swarm's answers (swarm_replay.py),
+including its refusals and the waits that never end."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def joining_state() -> dict[str, Any]:
     return state
 
 
-@pytest.fixture(params=["dash", "busybox"])
+@pytest.fixture(params=["bash", "dash", "busybox"])
 def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Swarm:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -90,7 +91,9 @@ def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Swarm:
     if request.param == "busybox":
         userland = busybox_userland(tmp_path / "busybox")
         return Swarm(state_path, bin_dir, [str(userland / "sh"), "-c"], f"{bin_dir}:{userland}")
-    return Swarm(state_path, bin_dir, ["/bin/sh", "-c"], f"{bin_dir}:{os.environ.get('PATH', os.defpath)}")
+    path = f"{bin_dir}:{os.environ.get('PATH', os.defpath)}"
+    # bash: the deploy user's login shell on the Hetzner image, which runs what pulumi-command sends.
+    return Swarm(state_path, bin_dir, ["/bin/bash" if request.param == "bash" else "/bin/sh", "-c"], path)
 
 
 SCRIPTS = {
@@ -437,3 +440,35 @@ def test_advertise_refuses_a_worker_and_bad_input(swarm: Swarm):
     assert "expected the primary's private IPv4" in swarm.run(cluster.advertise_script(), "eth1\n").stderr
     swarm.set(local={"state": "active", "manager": False})
     assert "not a swarm manager" in swarm.run(cluster.advertise_script(), MANAGER).stderr
+
+
+# ------------------------------------------------------------------ pool node readiness
+
+
+def stand_in(swarm: Swarm, name: str, body: str) -> None:
+    path = swarm.bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(("status", "ready"), [(0, True), (2, True), (1, False)])
+def test_node_readiness_tolerates_recoverable_cloud_init_errors_only(swarm: Swarm, status: int, ready: bool):
+    cloud_init = f'[ "$1" = status ] || exit 9\n[ "${{2:-}}" = --long ] && echo detail\nexit {status}\n'
+    stand_in(swarm, "cloud-init", cloud_init)
+    # sg GROUP -c COMMAND: the command as the group's member (the deploy user's session may predate it).
+    stand_in(swarm, "sg", '[ "$1" = docker ] && [ "$2" = -c ] || exit 9\nexec sh -c "$3"\n')
+    swarm.set(**joining_state())
+    result = swarm.run(cluster.node_readiness_script())
+    assert (result.returncode == 0) is ready, result.stderr
+    if ready:
+        assert result.stdout == "ready (swarm: inactive)\n"
+    else:
+        assert f"cloud-init failed with status {status}" in result.stderr and "detail" in result.stderr
+
+
+def test_node_readiness_times_out_when_docker_never_answers(swarm: Swarm):
+    stand_in(swarm, "cloud-init", "exit 0\n")
+    stand_in(swarm, "sg", "exit 1\n")
+    result = swarm.run(cluster.node_readiness_script(timeout_s=1))
+    assert result.returncode != 0
+    assert "docker does not answer after 1s" in result.stderr
