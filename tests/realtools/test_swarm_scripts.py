@@ -274,6 +274,15 @@ def test_membership_removes_only_the_labels_keel_set_and_no_longer_lists(swarm: 
     assert update.count("--label-rm") == 1 and update[update.index("--label-rm") + 1] == "disk"
 
 
+def test_membership_never_removes_keels_own_labels_whatever_keel_labels_says(swarm: Swarm):
+    nodes = primary_state()["nodes"]
+    nodes[WORKER_ID]["labels"] = {"keel.node": "worker-1", "keel.labels": "keel.node,keel.labels"}
+    swarm.set(nodes=nodes)
+    result = swarm.run(cluster.membership_script(node="worker-1", labels={}), WORKER_ID)
+    assert result.returncode == 0, result.stderr
+    assert swarm.state()["nodes"][WORKER_ID]["labels"] == {"keel.node": "worker-1", "keel.labels": ""}
+
+
 def test_membership_takes_the_last_line_of_what_the_join_printed(swarm: Swarm):
     result = swarm.run(cluster.membership_script(node="worker-1", labels={}), f"some notice\n{WORKER_ID}\n")
     assert result.returncode == 0, result.stderr

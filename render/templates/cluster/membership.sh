@@ -13,12 +13,14 @@ while :; do
   sleep "$poll"
 done
 previous=$(docker node inspect --format '{{index .Spec.Labels "keel.labels"}}' "$id")
-[ "$previous" = "<no value>" ] && previous=""
+if [ "$previous" = "<no value>" ]; then previous=""; fi
 present=$(docker node inspect --format '{{range $k, $v := .Spec.Labels}}{{$k}} {{end}}' "$id")
 # "$@" holds the --label-add arguments (set before this script, quoted).
 old_ifs=$IFS
 IFS=,
 for key in $previous; do
+  # docker node update applies --label-rm after --label-add: keel's own labels are never removed.
+  case $key in keel.node|keel.labels) continue ;; esac
   case ",$keys," in *",$key,"*) continue ;; esac
   case " $present" in *" $key "*) set -- "$@" --label-rm "$key" ;; esac
 done
