@@ -154,6 +154,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("systemd-analyze", "systemd", "systemd-analyze verify of the host's units"),
     Tool("iptables-restore", "iptables", "the DOCKER-USER rules that keep containers off the metadata service",
          search=SBIN_DIRS),
+    Tool("ufw", "ufw", "the host firewall's swarm rules, run in a network namespace", search=SBIN_DIRS),
+    Tool("ip", "iproute2", "network namespaces for the host firewall's test", search=SBIN_DIRS),
     Tool("sshd", "openssh-server", "sshd -T on the rendered sshd drop-in", search=SBIN_DIRS, service="ssh",
          directories=("/run/sshd",)),
     Tool("ssh-keygen", "openssh-client", "a host key for sshd -T"),
