@@ -488,7 +488,7 @@ CASES += [
             "keel:host": {"pools": {"w": {"count": 2, "server_type": "cx23"}}},
             "keel:services": {"web": {"resources": {"memory_mb": 4000, "memory_reservation_mb": 1000}, "replicas": 1}},
         },
-        "services/web/resources/memory_mb: found 4000, more than the 3558 MiB the roomiest node has left beside the "
+        "services/web/resources/memory_mb: found 4000, more than the 3534 MiB the roomiest node has left beside the "
         "tasks pinned to it; expected a smaller limit or a larger server type",
     ),
     (
@@ -498,7 +498,7 @@ CASES += [
             "keel:host": {"pools": {"w": {"count": 1, "server_type": "cx23"}}},
             "keel:services": {"web": {"resources": {"memory_mb": 1500, "memory_reservation_mb": 1000}, "replicas": 4}},
         },
-        "host/pools: memory limits add up to 13620 MiB (largest: web 6000, api 2304, db 2048; rollout headroom "
+        "host/pools: memory limits add up to 13644 MiB (largest: web 6000, api 2304, db 2048; rollout headroom "
         "1500), over 90% of the 2 nodes' 12288 MiB (11059 MiB); expected a larger server type, more nodes or smaller "
         "limits",
     ),
