@@ -38,6 +38,7 @@ from config.base import (
     checked,
     image_is_pinned,
 )
+from config.cron import longest_gap_seconds
 from config.errors import KeyPathError, show
 from config.names import Names
 from stores import registry
@@ -1066,6 +1067,10 @@ class BackupRepository(Model):
     """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
     on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
     so a misspelt bucket or path is reported instead of starting a new, empty repository."""
+    keep_deleted_days: int = Field(default=30, ge=1, le=3650)
+    """The bucket is versioned (docs/restore.md, "A bucket the host cannot erase"): a version that was
+    overwritten or deleted stays this many days (the lifecycle rule `python -m tools.backup_maintenance
+    bucket-setup` renders), the time to notice an attack from the host and roll it back."""
 
     @field_validator("endpoint")
     @classmethod
@@ -1217,6 +1222,21 @@ class BackupConfig(Model):
     def _repository(self) -> BackupConfig:
         if self.enabled and self.repository is None:
             raise KeyPathError("repository", "is required when backups are enabled")
+        return self
+
+    @model_validator(mode="after")
+    def _rollback_window(self) -> BackupConfig:
+        # Damaged packs are found by the weekly check (or the drill): a version must outlive two checks.
+        if self.repository is None:
+            return self
+        needed = -(-2 * longest_gap_seconds(self.check_schedule) // 86400)
+        if self.repository.keep_deleted_days < needed:
+            raise KeyPathError(
+                "repository/keep_deleted_days",
+                f"found {self.repository.keep_deleted_days}, shorter than two intervals of check_schedule "
+                f"({show(self.check_schedule)}): an overwritten pack may be found only by the check; expected at "
+                f"least {needed}",
+            )
         return self
 
 

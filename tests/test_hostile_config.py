@@ -780,6 +780,13 @@ DANGEROUS: list[tuple[str, str, dict[str, Any], str]] = [
         "expected at least one above 0, such as daily: 7",
     ),
     (
+        "a rollback window shorter than two checks",
+        "prod",
+        {"keel:backup": {"repository": {"keep_deleted_days": 10}}},
+        'backup/repository/keep_deleted_days: found 10, shorter than two intervals of check_schedule ("30 4 * * 0"): '
+        "an overwritten pack may be found only by the check; expected at least 14",
+    ),
+    (
         "swap larger than half the disk",
         "staging",
         {"keel:host": {"swap_gib": 21}},
