@@ -190,9 +190,10 @@ def lifecycle_configuration(layout: BucketLayout, keep_deleted_days: int) -> dic
 def forget_args(retention: Retention, snapshot_host: str) -> list[str]:
     """restic's arguments for retention: keep so many snapshots of each item (one group per host and
     path, so every store, its roles and each SQLite file has its own history), then prune the data
-    no snapshot uses. Only the stack's own snapshots (its --host, tag keel) are considered."""
+    no snapshot uses. Only the stack's own snapshots (its --host, tag keel) are considered. It
+    waits up to 30 minutes for the host's jobs' locks (a backup's or check's) to go."""
     return [
-        "forget", "--host", snapshot_host, "--tag", "keel", "--group-by", "host,paths",
+        "forget", "--retry-lock", "30m", "--host", snapshot_host, "--tag", "keel", "--group-by", "host,paths",
         "--keep-hourly", str(retention.hourly), "--keep-daily", str(retention.daily),
         "--keep-weekly", str(retention.weekly), "--keep-monthly", str(retention.monthly),
         "--prune",

@@ -58,6 +58,8 @@ def repository(stack: str, config_file: Path | None = None) -> Repository:
     repo = cfg.backup.repository
     if repo is None:
         raise MaintenanceError(f"stack {stack} has no backup/repository")
+    if not cfg.backup.enabled:
+        raise MaintenanceError(f"stack {stack} has backups off (backup/enabled)")
     default_path = f"{cfg.name_prefix}/{stack}"
     endpoint = repo.endpoint.rstrip("/")
     return Repository(

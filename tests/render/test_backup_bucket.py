@@ -79,8 +79,8 @@ def test_lifecycle_expires_only_noncurrent_versions_of_the_repository() -> None:
 def test_forget_selects_the_stacks_snapshots_and_prunes() -> None:
     args = backup_bucket.forget_args(Retention(hourly=12, daily=5, weekly=3, monthly=2), "shop-prod")
     assert args == [
-        "forget", "--host", "shop-prod", "--tag", "keel", "--group-by", "host,paths", "--keep-hourly", "12",
-        "--keep-daily", "5", "--keep-weekly", "3", "--keep-monthly", "2", "--prune",
+        "forget", "--retry-lock", "30m", "--host", "shop-prod", "--tag", "keel", "--group-by", "host,paths",
+        "--keep-hourly", "12", "--keep-daily", "5", "--keep-weekly", "3", "--keep-monthly", "2", "--prune",
     ]  # fmt: skip
 
 
@@ -135,7 +135,7 @@ def test_retention_fails_when_restic_could_not_remove_even_if_it_exits_zero(
     restic = _fake_restic(tmp_path, "unable to remove <snapshot/1234> from the repository", 0)
     assert backup_maintenance.main(["retention", "prod", "--restic", restic]) == 1
     assert "the key may not delete" in capsys.readouterr().err
-    assert (tmp_path / "args").read_text().split()[:3] == ["forget", "--host", "shop-prod"]
+    assert (tmp_path / "args").read_text().split()[:5] == ["forget", "--retry-lock", "30m", "--host", "shop-prod"]
 
     fine = _fake_restic(tmp_path, "", 0)
     assert backup_maintenance.main(["retention", "prod", "--restic", fine]) == 0
