@@ -14,7 +14,7 @@ be turned off.
 How it holds:
 
 - The bucket is versioned: a ``DeleteObject`` without a version id (all restic ever sends:
-  internal/backend/s3/s3.go ``Remove`` in restic v0.18.1, ``RemoveObject`` with empty
+  internal/backend/s3/s3.go ``Remove`` in restic v0.18.0 and v0.18.1, ``RemoveObject`` with empty
   ``RemoveObjectOptions``) hides the object behind a delete marker, and an overwrite makes a new
   version; the previous version stays until the lifecycle rule expires it.
 - The host's key (``host_statements``) may list, read and add objects under the repository's
@@ -27,7 +27,9 @@ How it holds:
   that the tests can prove exactly what is rendered.
 - So with the host's key, an attacker can only add objects or overwrite them: every earlier
   version stays for ``keep_deleted_days`` after it was replaced, and ``rollback_plan`` lists the
-  versions to delete to bring the repository back to a moment before the attack.
+  versions to delete to bring the repository back to a moment before the attack. restic itself
+  never overwrites, so ``overwritten`` finds an attack in the version listing; the daily retention
+  checks it first and prunes nothing while it finds one.
 - Retention (``forget --prune``) runs from the maintenance workflow with the maintenance key
   (``maintenance_statements``); what it deletes also becomes noncurrent and is gone after
   ``keep_deleted_days``.
@@ -35,9 +37,9 @@ How it holds:
 ``keep_deleted_days`` is the window in which an attack can be noticed and undone. It does not need
 to exceed the retention window: the lifecycle rule never touches a current version, however old
 (a monthly snapshot kept for six months, and the year-old packs it uses, stay). It must exceed the
-time an overwrite can go unnoticed: a damaged snapshot or index fails the next hourly backup
-(BackupFailed), damaged packs are found by the weekly ``restic check --read-data-subset`` or the
-restore drill, so the config requires at least two check intervals.
+time an overwrite can go unnoticed: the daily retention run fails on one (a red workflow run), a
+damaged snapshot or index fails the next backup (BackupFailed) or the weekly check; the config
+requires at least two check intervals, which leaves a week's margin for a workflow that did not run.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from typing import Any
 from config.models import Retention
 
 RESTIC_FILES = ("config", "keys/*", "snapshots/*", "index/*", "data/*")
-"""What a restic repository holds besides its locks (restic's design.md, "Repository Format")."""
+"""What a restic repository holds besides its locks (restic v0.18.0 doc/design.rst, "Repository Format")."""
 
 BUCKET_CONFIGURATION_ACTIONS = (
     "s3:PutBucketVersioning",
@@ -219,6 +221,18 @@ def rollback_plan(versions: Iterable[Version], before: datetime) -> list[Version
     (Hetzner documents that CopyObject may fail)."""
     cut = before.replace(microsecond=0)
     return sorted((v for v in versions if v.modified >= cut), key=lambda v: (v.key, v.modified))
+
+
+def overwritten(versions: Iterable[Version], layout: BucketLayout) -> list[str]:
+    """Keys of the repository (locks aside) with more than one object version: restic never writes
+    a name twice (every file but the config is named by its content's hash, and the config is
+    written once), so a second version is an overwrite, by whoever holds a key of the bucket."""
+    counts: dict[str, int] = {}
+    locks = layout.key("locks/")
+    for version in versions:
+        if not version.delete_marker and not version.key.startswith(locks):
+            counts[version.key] = counts.get(version.key, 0) + 1
+    return sorted(key for key, count in counts.items() if count > 1)
 
 
 def render_documents(layout: BucketLayout, keep_deleted_days: int) -> dict[str, str]:

@@ -6,7 +6,8 @@
     python -m tools.backup_maintenance rollback prod --before 2026-11-30T06:00:00Z [--apply]
 
 The host's key may add to the repository but not remove anything from it, so retention (restic
-forget --prune with backup/retention) runs here: from the daily maintenance workflow
+forget --prune with backup/retention) runs here, after checking that no object of the repository
+was overwritten (restic never overwrites; the host's key can): from the daily maintenance workflow
 (.github/workflows/maintenance.yml) or an operator's machine, with the maintenance key and the
 repository password in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and RESTIC_PASSWORD. It runs the
 job's own image (backup/image) with Docker, or ``--restic PATH``. ``rollback`` deletes every object
@@ -91,8 +92,18 @@ def retention_command(repo: Repository, restic: str | None) -> list[str]:
     return ["docker", "run", "--rm", *passed, repo.cfg.backup.image, *args]
 
 
-def run_retention(repo: Repository, restic: str | None) -> None:
+def run_retention(repo: Repository, restic: str | None, client: Any) -> None:
+    """forget --prune, unless the repository shows an overwrite: pruning then could only make the
+    rollback longer (docs/restore.md, "Undoing an attack from the host")."""
     _require_env((*CREDENTIALS, "RESTIC_PASSWORD"))
+    found = backup_bucket.overwritten(_listed(client, repo.layout), repo.layout)
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise MaintenanceError(
+            f"{len(found)} object(s) of the repository were overwritten ({shown}); restic never does that: "
+            "someone with a key of the bucket did. Nothing was pruned; roll back (docs/restore.md, "
+            '"Undoing an attack from the host")'
+        )
     env = {**os.environ, "RESTIC_REPOSITORY": repo.url, "AWS_DEFAULT_REGION": repo.region}
     command = retention_command(repo, restic)
     result = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, check=False)
@@ -103,6 +114,16 @@ def run_retention(repo: Repository, restic: str | None) -> None:
     # snapshots, still 0 for packs): a key without delete rights would grow the repository unnoticed.
     if "unable to remove" in result.stderr:
         raise MaintenanceError("restic could not remove what retention forgot or pruned: the key may not delete")
+
+
+def _listed(client: Any, layout: BucketLayout) -> list[Version]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return list(list_versions(client, layout))
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "?")
+        raise MaintenanceError(f"S3 refused {error.operation_name} ({code}): this needs the maintenance key") from None
 
 
 def s3_client(repo: Repository) -> Any:
@@ -188,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# ---- {name} (bucket {repo.layout.bucket}, prefix {repo.layout.prefix}/)")
                     print(text, end="")
         elif args.command == "retention":
-            run_retention(repo, args.restic)
+            run_retention(repo, args.restic, s3_client(repo))
             print(f"retention applied to {repo.url}")
         else:
             rollback(s3_client(repo), repo.layout, args.before, apply=args.apply)

@@ -126,11 +126,30 @@ def _fake_restic(tmp_path: Path, stderr: str, status: int) -> str:
     return str(script)
 
 
+class _FakeS3:
+    """ListObjectVersions' pages, all a retention run asks of S3 itself."""
+
+    def __init__(self, versions: list[dict[str, Any]]) -> None:
+        self.versions = versions
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_object_versions"
+        pages = [{"Versions": self.versions, "DeleteMarkers": []}]
+        return type("Paginator", (), {"paginate": lambda _self, **_: pages})()
+
+
+def _version(key: str, version_id: str) -> dict[str, Any]:
+    return {"Key": key, "VersionId": version_id, "LastModified": datetime(2026, 11, 30, tzinfo=UTC)}
+
+
 def test_retention_fails_when_restic_could_not_remove_even_if_it_exits_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RESTIC_PASSWORD"):
         monkeypatch.setenv(name, "x")
+    clean = _FakeS3([_version("shop/prod/config", "1"), _version("shop/prod/locks/a", "1"),
+                     _version("shop/prod/locks/a", "2")])  # fmt: skip
+    monkeypatch.setattr(backup_maintenance, "s3_client", lambda repo: clean)
     # restic up to 0.18 prints this and exits 0 when a delete is refused.
     restic = _fake_restic(tmp_path, "unable to remove <snapshot/1234> from the repository", 0)
     assert backup_maintenance.main(["retention", "prod", "--restic", restic]) == 1
@@ -145,6 +164,21 @@ def test_retention_fails_when_restic_could_not_remove_even_if_it_exits_zero(
     monkeypatch.delenv("RESTIC_PASSWORD")
     assert backup_maintenance.main(["retention", "prod", "--restic", fine]) == 1
     assert "RESTIC_PASSWORD empty" in capsys.readouterr().err
+
+
+def test_retention_prunes_nothing_once_an_object_was_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RESTIC_PASSWORD"):
+        monkeypatch.setenv(name, "x")
+    # Lock files come and go (restic's own, and the one delete the host may do); a second version
+    # of anything else is an overwrite.
+    attacked = _FakeS3([_version("shop/prod/locks/a", "1"), _version("shop/prod/locks/a", "2"),
+                        _version("shop/prod/index/ab", "1"), _version("shop/prod/index/ab", "2")])  # fmt: skip
+    monkeypatch.setattr(backup_maintenance, "s3_client", lambda repo: attacked)
+    assert backup_maintenance.main(["retention", "prod", "--restic", _fake_restic(tmp_path, "", 0)]) == 1
+    assert "1 object(s) of the repository were overwritten (shop/prod/index/ab)" in capsys.readouterr().err
+    assert not (tmp_path / "args").exists(), "restic ran"
 
 
 def test_retention_under_docker_passes_the_secrets_by_name_only() -> None:

@@ -4,7 +4,7 @@
 # failed ("unfinished", with the run's deadline), then each store's as it ends; a run that is
 # killed leaves "unfinished" behind. The run only adds to the repository: retention (forget
 # --prune) needs delete rights the host's key does not have, and runs from the maintenance
-# workflow (docs/restore.md, "Retention").
+# workflow (docs/restore.md, "A bucket the host cannot erase").
 set -u
 KEEL_SCRIPTS_DIR=${KEEL_SCRIPTS_DIR:-$(dirname "$0")}
 # shellcheck source=common.sh
