@@ -50,9 +50,13 @@ def _bucket(tmp_path: Path) -> str:
     return "keel-ao-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
 
 
-def _setup(tmp_path: Path, s3: S3Server, restic_template: Path) -> tuple[BackupWorld, BucketLayout, str, str]:
+def _setup(
+    tmp_path: Path, s3: S3Server, restic_template: Path, *, initialise: bool = False
+) -> tuple[BackupWorld, BucketLayout, str, str]:
     """The bucket as `bucket-setup` renders it, the host and maintenance users with their rendered
-    policies, and a job whose secrets hold the host's key; returns (world, layout, host, maintenance)."""
+    policies, and a job whose secrets hold the host's key; the repository is a copy of the template,
+    or none (``initialise``: the first run creates it, as on a first deploy). Returns (world, layout,
+    host, maintenance)."""
     layout = BucketLayout(bucket=_bucket(tmp_path), prefix="shop/prod")
     admin = s3.client()
     admin.create_bucket(Bucket=layout.bucket)
@@ -68,7 +72,8 @@ def _setup(tmp_path: Path, s3: S3Server, restic_template: Path) -> tuple[BackupW
     host, maintenance = f"host-{suffix}", f"maintenance-{suffix}"
     s3.add_user(host, json.loads(documents["host-iam-policy.json"])["Statement"])
     s3.add_user(maintenance, json.loads(documents["maintenance-iam-policy.json"])["Statement"])
-    s3.upload_tree(restic_template, layout.prefix, bucket=layout.bucket)
+    if not initialise:
+        s3.upload_tree(restic_template, layout.prefix, bucket=layout.bucket)
 
     spec = BackupSpec(
         repository="s3:https://unused.example.com/bucket", snapshot_host=STACK_HOST, schedule="0 * * * *",
@@ -76,9 +81,11 @@ def _setup(tmp_path: Path, s3: S3Server, restic_template: Path) -> tuple[BackupW
     )  # fmt: skip
     world = backup_world(
         tmp_path / "backup", spec, template=restic_template, s3=s3,
-        repository=s3.repository(layout.prefix, bucket=layout.bucket),
+        repository=s3.repository(layout.prefix, bucket=layout.bucket), empty=initialise,
     )  # fmt: skip
     world.use_s3_key(host)
+    if initialise:
+        world.extra_env["KEEL_INITIALISE"] = "1"
     world.extra_env["KEEL_SNAPSHOT_HOST"] = STACK_HOST
     (world.stores / "files").mkdir()
     (world.stores / "files" / "invoice.pdf").write_bytes(os.urandom(300_000))
@@ -192,11 +199,13 @@ def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its
 def test_retention_runs_with_the_maintenance_key_and_what_it_removes_stays_as_versions(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:
-    world, layout, host, maintenance = _setup(tmp_path, s3, restic_template)
-    for _ in range(2):
+    # The first deploy: the host's key creates the repository in the bucket set up for it.
+    world, layout, host, maintenance = _setup(tmp_path, s3, restic_template, initialise=True)
+    for run in range(2):
         (world.stores / "files" / "note.txt").write_text(str(time.time_ns()))
         result = world.run("backup.sh")
         assert result.returncode == 0, result.stderr
+        assert ("creating it (backup/repository/initialise is on)" in result.stderr) == (run == 0)
     older, newer = sorted(world.snapshots("--tag", "store=files"), key=lambda s: str(s["time"]))
     stack_file = _stack_file(tmp_path, s3, layout, Retention(hourly=1, daily=0, weekly=0, monthly=0))
 
