@@ -4,6 +4,7 @@ tests/realtools/test_append_only_backup.py, against moto with these very documen
 from __future__ import annotations
 
 import json
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from render.backup_bucket import BucketLayout, Version
 from tools import backup_maintenance
 
 LAYOUT = BucketLayout(bucket="shop-backups", prefix="shop/prod")
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backup_bucket"
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -117,6 +119,21 @@ def test_bucket_setup_writes_the_documents_of_a_stack(tmp_path: Path, capsys: py
     assert "arn:aws:iam:::user/p1234567:HOSTKEY" in capsys.readouterr().out
     assert backup_maintenance.main(hetzner[:-2]) == 1
     assert "--hetzner-project and --host-access-key go together" in capsys.readouterr().err
+
+
+def test_prods_documents_match_golden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What an operator applies to prod's bucket, reviewed as text (UPDATE_GOLDEN=1 rewrites)."""
+    setup = ["bucket-setup", "prod", "--output-dir", str(tmp_path), "--hetzner-project", "1234567",
+             "--host-access-key", "HOSTKEY"]  # fmt: skip
+    assert backup_maintenance.main(setup) == 0
+    capsys.readouterr()
+    for path in sorted(tmp_path.iterdir()):
+        golden = GOLDEN / path.name
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(path.read_text())
+        assert path.read_text() == golden.read_text(), f"{path.name} differs from {golden}; UPDATE_GOLDEN=1 to accept"
+    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(p.name for p in tmp_path.iterdir())
 
 
 def _fake_restic(tmp_path: Path, stderr: str, status: int) -> str:
