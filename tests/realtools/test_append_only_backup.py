@@ -4,8 +4,9 @@ enforces each user's IAM policy (moto's INITIAL_NO_AUTH_ACTION_COUNT set to 0 on
 the action names of moto 5.2.5 moto/s3/responses.py ACTION_MAP: a DELETE with ``versionId`` is
 ``DeleteObjectVersion``, without it ``DeleteObject``).
 
-The host's key is the rendered ``host_statements`` policy and the bucket is set up as the rendered
-documents say (versioning on, the lifecycle rule). Then, with the host's key, an attacker tries
+The host's key is the rendered ``host_statements`` policy (AWS), or a key that may do everything
+narrowed by the rendered Hetzner bucket policy's denials alone, and the bucket is set up as the
+rendered documents say (versioning on, the lifecycle rule). Then, with the host's key, an attacker tries
 what would erase the history (restic forget --prune, deleting versions, changing the bucket's
 versioning or lifecycle), and does the worst it can (overwrites every snapshot and index file and
 the repository's config); the maintenance key's rollback brings the repository back and the real
@@ -50,8 +51,17 @@ def _bucket(tmp_path: Path) -> str:
     return "keel-ao-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
 
 
+AWS = "aws"
+HETZNER = "hetzner"
+"""How the host's key is narrowed: AWS, by the rendered identity policy; Hetzner, whose keys may do
+everything in their project, by the rendered bucket policy's denials alone. moto evaluates identity
+policies only (moto 5.2.5 moto/iam/access_control.py S3IAMRequest: the user's policies, never the
+bucket's), so the Hetzner key is modelled as an allow-everything identity policy plus exactly the
+denials hetzner-bucket-policy.json applies to it."""
+
+
 def _setup(
-    tmp_path: Path, s3: S3Server, restic_template: Path, *, initialise: bool = False
+    tmp_path: Path, s3: S3Server, restic_template: Path, *, initialise: bool = False, provider: str = AWS
 ) -> tuple[BackupWorld, BucketLayout, str, str]:
     """The bucket as `bucket-setup` renders it, the host and maintenance users with their rendered
     policies, and a job whose secrets hold the host's key; the repository is a copy of the template,
@@ -70,7 +80,13 @@ def _setup(
     assert rule["Filter"] == {"Prefix": "shop/prod/"}
     suffix = layout.bucket.removeprefix("keel-ao-")
     host, maintenance = f"host-{suffix}", f"maintenance-{suffix}"
-    s3.add_user(host, json.loads(documents["host-iam-policy.json"])["Statement"])
+    if provider == AWS:
+        s3.add_user(host, json.loads(documents["host-iam-policy.json"])["Statement"])
+    else:
+        principal = backup_bucket.hetzner_principal("1234567", "HOSTKEY")
+        denials = backup_bucket.bucket_policy(backup_bucket.host_denials(layout), principal)["Statement"]
+        everything = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        s3.add_user(host, [everything, *({k: v for k, v in d.items() if k != "Principal"} for d in denials)])
     s3.add_user(maintenance, json.loads(documents["maintenance-iam-policy.json"])["Statement"])
     if not initialise:
         s3.upload_tree(restic_template, layout.prefix, bucket=layout.bucket)
@@ -116,10 +132,11 @@ def _after_this_second() -> datetime:
     return datetime.now(UTC)
 
 
+@pytest.mark.parametrize("provider", [AWS, HETZNER])
 def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its_worst(
-    tmp_path: Path, s3: S3Server, restic_template: Path
+    tmp_path: Path, s3: S3Server, restic_template: Path, provider: str
 ) -> None:
-    world, layout, host, maintenance = _setup(tmp_path, s3, restic_template)
+    world, layout, host, maintenance = _setup(tmp_path, s3, restic_template, provider=provider)
 
     # The host's whole job works with its key: backups (locks removed), the check, the drill.
     first = world.run("backup.sh")
@@ -139,7 +156,8 @@ def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its
     snapshot_key = f"{layout.prefix}/snapshots/{snapshot['id']}"
     _refused(as_host.delete_object, Bucket=layout.bucket, Key=snapshot_key)
     _refused(as_host.delete_object, Bucket=layout.bucket, Key=f"{layout.prefix}/config")
-    _refused(as_host.list_object_versions, Bucket=layout.bucket, Prefix=layout.prefix)
+    if provider == AWS:
+        _refused(as_host.list_object_versions, Bucket=layout.bucket, Prefix=layout.prefix)
     admin = s3.client()
     [current] = admin.list_object_versions(Bucket=layout.bucket, Prefix=snapshot_key)["Versions"]
     _refused(as_host.delete_object, Bucket=layout.bucket, Key=snapshot_key, VersionId=current["VersionId"])
@@ -169,11 +187,13 @@ def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its
     assert f"error: {len(ruined)} object(s) of the repository were overwritten (" in audited.stderr
     assert "Nothing was pruned; roll back" in audited.stderr
 
-    # The host's key cannot undo it either (it may not list versions); the maintenance key can.
+    # The host's key cannot undo it either (it may not list, or not remove, versions); the
+    # maintenance key can.
     when = before.isoformat()
     refused = _tool(world, s3, host, stack_file, "rollback", "--before", when, "--apply")
     assert refused.returncode == 1
-    assert "S3 refused GetBucketVersioning (AccessDenied): rollback needs the maintenance key" in refused.stderr
+    operation = "GetBucketVersioning" if provider == AWS else "DeleteObject"
+    assert f"S3 refused {operation} (AccessDenied): rollback needs the maintenance key" in refused.stderr
     dry = _tool(world, s3, maintenance, stack_file, "rollback", "--before", when)
     assert dry.returncode == 0, dry.stderr
     assert sorted(line.split()[3] for line in dry.stdout.splitlines() if line.startswith("would delete")) == sorted(
