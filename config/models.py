@@ -1124,7 +1124,7 @@ class Retention(Model):
         return self
 
 
-# A run dumps every store, uploads the new data and prunes the repository (restic forget --prune);
+# A run dumps every store and uploads the new data (retention runs elsewhere: render/backup_bucket.py);
 # a later run starting while one still runs is skipped (swarm.cronjob.skip-running), so a
 # schedule tighter than this only looks more frequent than it is.
 MIN_BACKUP_INTERVAL_S = 15 * 60
@@ -1195,6 +1195,8 @@ class BackupConfig(Model):
     check_schedule: str = "30 4 * * 0"
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
+    """Applied by the maintenance workflow with its own key (tools/backup_maintenance.py retention),
+    never by the host, whose key cannot delete."""
     repository: BackupRepository | None = None
     image: Image = "restic/restic:0.18.0"
     scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
@@ -1213,7 +1215,7 @@ class BackupConfig(Model):
         if gap is not None and gap < MIN_BACKUP_INTERVAL_S:
             raise ValueError(
                 f"found {show(value)}, which starts runs {gap // 60 or gap} "
-                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps, uploads and prunes, so "
+                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps and uploads every store, so "
                 f"expected at least {MIN_BACKUP_INTERVAL_S // 60} minutes between runs, such as '0 * * * *'"
             )
         return value
