@@ -946,15 +946,15 @@ DANGEROUS: list[tuple[str, str, dict[str, Any], str]] = [
         "a backup schedule tighter than a run",
         "prod",
         {"keel:backup": {"schedule": "*/5 * * * *"}},
-        'backup/schedule: found "*/5 * * * *", which starts runs 5 minute(s) apart; a run dumps, uploads and '
-        "prunes, so expected at least 15 minutes between runs, such as '0 * * * *'",
+        'backup/schedule: found "*/5 * * * *", which starts runs 5 minute(s) apart; a run dumps and uploads '
+        "every store, so expected at least 15 minutes between runs, such as '0 * * * *'",
     ),
     (
         "a backup schedule tight at midnight only",
         "prod",
         {"keel:backup": {"schedule": "0,5 0 * * *"}},
-        'backup/schedule: found "0,5 0 * * *", which starts runs 5 minute(s) apart; a run dumps, uploads and '
-        "prunes, so expected at least 15 minutes between runs, such as '0 * * * *'",
+        'backup/schedule: found "0,5 0 * * *", which starts runs 5 minute(s) apart; a run dumps and uploads '
+        "every store, so expected at least 15 minutes between runs, such as '0 * * * *'",
     ),
     (
         "a backup schedule that never fires",
