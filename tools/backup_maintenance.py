@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -165,6 +166,15 @@ def rollback(client: Any, layout: BucketLayout, before: datetime, *, apply: bool
     return plan
 
 
+def _matching(pattern: str, expected: str) -> Any:
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return text
+
+    return check
+
+
 def _timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
@@ -179,8 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         "bucket-setup", help="print (or write) the bucket's versioning, lifecycle and key policies"
     )
     setup.add_argument("--output-dir", type=Path)
-    setup.add_argument("--hetzner-project", help="Hetzner project id: also render the bucket policy for the host's key")
-    setup.add_argument("--host-access-key", help="the host's Hetzner access key (backup_access_key's value's id)")
+    setup.add_argument(
+        "--hetzner-project", type=_matching(r"[0-9]{1,20}", "the project's numeric id"),
+        help="Hetzner project id: also render the bucket policy for the host's key",
+    )  # fmt: skip
+    setup.add_argument(
+        "--host-access-key", type=_matching(r"[A-Za-z0-9]{8,128}", "an access key id (letters and digits)"),
+        help="the host's Hetzner access key id (the value of backup_access_key)",
+    )  # fmt: skip
     keep = commands.add_parser("retention", help="restic forget --prune with backup/retention (the maintenance key)")
     keep.add_argument("--restic", help="a restic binary instead of the job's image under Docker")
     back = commands.add_parser("rollback", help="delete every version written since --before (dry run unless --apply)")

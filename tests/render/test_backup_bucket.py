@@ -119,6 +119,9 @@ def test_bucket_setup_writes_the_documents_of_a_stack(tmp_path: Path, capsys: py
     assert "arn:aws:iam:::user/p1234567:HOSTKEY" in capsys.readouterr().out
     assert backup_maintenance.main(hetzner[:-2]) == 1
     assert "--hetzner-project and --host-access-key go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        backup_maintenance.main([*hetzner[:-1], 'KEY"}], "Effect": "Allow'])
+    assert "expected an access key id (letters and digits)" in capsys.readouterr().err
 
 
 def test_prods_documents_match_golden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
