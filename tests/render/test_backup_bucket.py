@@ -52,8 +52,8 @@ def test_host_key_may_delete_only_locks_and_is_denied_every_version_and_the_buck
 
 
 def test_hetzner_policy_is_the_host_denials_for_that_one_key() -> None:
-    principal = backup_bucket.hetzner_principal("1234567", "HOSTKEY")
-    assert principal == "arn:aws:iam:::user/p1234567:HOSTKEY"
+    principal = backup_bucket.hetzner_principal("1234567", "HOSTKEY0EXAMPLE00001")
+    assert principal == "arn:aws:iam:::user/p1234567:HOSTKEY0EXAMPLE00001"
     policy = backup_bucket.bucket_policy(backup_bucket.host_denials(LAYOUT), principal)
     assert [s["Principal"] for s in policy["Statement"]] == [{"AWS": principal}] * 2
     assert [{k: v for k, v in s.items() if k != "Principal"} for s in policy["Statement"]] == (
@@ -114,9 +114,9 @@ def test_bucket_setup_writes_the_documents_of_a_stack(tmp_path: Path, capsys: py
     keep = repo.cfg.backup.repository.keep_deleted_days if repo.cfg.backup.repository else None
     assert lifecycle["Rules"][0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": keep}
 
-    hetzner = ["bucket-setup", "prod", "--hetzner-project", "1234567", "--host-access-key", "HOSTKEY"]
+    hetzner = ["bucket-setup", "prod", "--hetzner-project", "1234567", "--host-access-key", "HOSTKEY0EXAMPLE00001"]
     assert backup_maintenance.main(hetzner) == 0
-    assert "arn:aws:iam:::user/p1234567:HOSTKEY" in capsys.readouterr().out
+    assert "arn:aws:iam:::user/p1234567:HOSTKEY0EXAMPLE00001" in capsys.readouterr().out
     assert backup_maintenance.main(hetzner[:-2]) == 1
     assert "--hetzner-project and --host-access-key go together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -127,7 +127,7 @@ def test_bucket_setup_writes_the_documents_of_a_stack(tmp_path: Path, capsys: py
 def test_prods_documents_match_golden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What an operator applies to prod's bucket, reviewed as text (UPDATE_GOLDEN=1 rewrites)."""
     setup = ["bucket-setup", "prod", "--output-dir", str(tmp_path), "--hetzner-project", "1234567",
-             "--host-access-key", "HOSTKEY"]  # fmt: skip
+             "--host-access-key", "HOSTKEY0EXAMPLE00001"]  # fmt: skip
     assert backup_maintenance.main(setup) == 0
     capsys.readouterr()
     for path in sorted(tmp_path.iterdir()):
