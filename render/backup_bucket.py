@@ -137,7 +137,13 @@ def maintenance_statements(layout: BucketLayout) -> list[dict[str, Any]]:
         {
             "Sid": "ListTheBucketAndItsVersions",
             "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+            "Action": [
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:GetBucketLocation",
+                "s3:GetBucketVersioning",
+                "s3:GetLifecycleConfiguration",
+            ],
             "Resource": layout.arn(),
         },
         {

@@ -4,6 +4,8 @@
     python -m tools.backup_maintenance bucket-setup prod --hetzner-project 1234567 --host-access-key KEY
     python -m tools.backup_maintenance retention prod          # forget --prune, with the maintenance key
     python -m tools.backup_maintenance rollback prod --before 2026-11-30T06:00:00Z [--apply]
+    python -m tools.backup_maintenance check-host-key prod    # with the host's key: erasing is refused
+    python -m tools.backup_maintenance check-bucket prod      # with the maintenance key: versioning, lifecycle
 
 The host's key may add to the repository but not remove anything from it, so retention (restic
 forget --prune with backup/retention) runs here, after checking that no object of the repository
@@ -166,6 +168,84 @@ def rollback(client: Any, layout: BucketLayout, before: datetime, *, apply: bool
     return plan
 
 
+PROBE = "keel-probe"
+"""The name of the objects the host key's probes touch (nothing restic reads)."""
+
+
+def check_host_key(client: Any, layout: BucketLayout) -> list[str]:
+    """Probe the key in ``client`` as the host's: what restic needs must work, what would erase
+    history must be refused. Each refused probe would be harmless had it been allowed (a version id
+    that does not exist, a name restic never uses, versioning set to what it is). Returns the
+    problems, one sentence each."""
+    from botocore.exceptions import ClientError
+
+    problems = []
+    lock = layout.key(f"locks/{PROBE}")
+    try:
+        client.put_object(Bucket=layout.bucket, Key=lock, Body=b"")
+        client.delete_object(Bucket=layout.bucket, Key=lock)
+    except ClientError as error:
+        problems.append(f"restic cannot work with this key: {error.operation_name} on {lock} was refused")
+    probes = {
+        "DeleteObjectVersion (removes history)": lambda: client.delete_object(
+            Bucket=layout.bucket, Key=layout.key("config"), VersionId=f"{PROBE}-no-such-version"
+        ),
+        "DeleteObject outside locks/ (hides snapshots)": lambda: client.delete_object(
+            Bucket=layout.bucket, Key=layout.key(f"snapshots/{PROBE}")
+        ),
+        "PutBucketVersioning (could suspend versioning)": lambda: client.put_bucket_versioning(
+            Bucket=layout.bucket, VersioningConfiguration={"Status": "Enabled"}
+        ),
+    }
+    for what, probe in probes.items():
+        try:
+            probe()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "AccessDenied":
+                continue
+            problems.append(f"{what}: expected AccessDenied, got {error.response.get('Error', {}).get('Code')}")
+        else:
+            problems.append(f"{what}: allowed to this key")
+    return problems
+
+
+def check_bucket(client: Any, layout: BucketLayout, keep_deleted_days: int) -> list[str]:
+    """The bucket's versioning and the stack's lifecycle rule, as bucket-setup renders them."""
+    from botocore.exceptions import ClientError
+
+    problems = []
+    if client.get_bucket_versioning(Bucket=layout.bucket).get("Status") != "Enabled":
+        problems.append(f"bucket {layout.bucket}: versioning is not enabled")
+    [wanted] = backup_bucket.lifecycle_configuration(layout, keep_deleted_days)["Rules"]
+    try:
+        rules = client.get_bucket_lifecycle_configuration(Bucket=layout.bucket).get("Rules", [])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    if not any(
+        rule.get("Status") == "Enabled"
+        and rule.get("Filter", {}).get("Prefix") == wanted["Filter"]["Prefix"]
+        and rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == keep_deleted_days
+        for rule in rules
+    ):
+        problems.append(
+            f"bucket {layout.bucket}: no enabled rule expiring noncurrent versions under {wanted['Filter']['Prefix']} "
+            f"after {keep_deleted_days} days (lifecycle.json of bucket-setup)"
+        )
+    return problems
+
+
+def _checked_bucket(client: Any, layout: BucketLayout, keep_deleted_days: int) -> list[str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return check_bucket(client, layout, keep_deleted_days)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "?")
+        raise MaintenanceError(f"S3 refused {error.operation_name} ({code}): this needs the maintenance key") from None
+
+
 def _matching(pattern: str, expected: str) -> Any:
     def check(text: str) -> str:
         if not re.fullmatch(pattern, text):
@@ -199,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     keep = commands.add_parser("retention", help="restic forget --prune with backup/retention (the maintenance key)")
     keep.add_argument("--restic", help="a restic binary instead of the job's image under Docker")
+    commands.add_parser("check-host-key", help="probe the key in AWS_* as the host's: restic works, erasing is refused")
+    commands.add_parser("check-bucket", help="with the maintenance key: versioning on, the lifecycle rule in place")
     back = commands.add_parser("rollback", help="delete every version written since --before (dry run unless --apply)")
     back.add_argument("--before", type=_timestamp, required=True)
     back.add_argument("--apply", action="store_true")
-    for command in (setup, keep, back):
+    for command in commands.choices.values():
         command.add_argument("stack")
         command.add_argument("--config-file", type=Path)
     args = parser.parse_args(argv)
@@ -227,6 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "retention":
             run_retention(repo, args.restic, s3_client(repo))
             print(f"retention applied to {repo.url}")
+        elif args.command in ("check-host-key", "check-bucket"):
+            client = s3_client(repo)
+            problems = (
+                check_host_key(client, repo.layout)
+                if args.command == "check-host-key"
+                else _checked_bucket(client, repo.layout, keep_days)
+            )
+            for problem in problems:
+                print(f"FAIL {problem}")
+            if problems:
+                return 1
+            print(f"ok: {args.command} for bucket {repo.layout.bucket}, prefix {repo.layout.prefix}/")
         else:
             rollback(s3_client(repo), repo.layout, args.before, apply=args.apply)
     except ConfigError as error:

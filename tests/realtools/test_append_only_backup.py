@@ -148,6 +148,27 @@ def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its
     assert world.locks() == []
     [snapshot] = world.snapshots("--tag", "store=files")
 
+    # The operator's checks of the set-up: the host's key passes its probes, a key that may delete
+    # (the maintenance key) does not; the bucket has versioning and the stack's lifecycle rule.
+    stack_file = _stack_file(tmp_path, s3, layout, Retention())
+    probed = _tool(world, s3, host, stack_file, "check-host-key")
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    too_much = _tool(world, s3, maintenance, stack_file, "check-host-key")
+    assert too_much.returncode == 1
+    assert [line.split(":")[0] for line in too_much.stdout.splitlines() if line.startswith("FAIL")] == [
+        "FAIL DeleteObjectVersion (removes history)", "FAIL DeleteObject outside locks/ (hides snapshots)",
+    ]  # fmt: skip
+    bucket = _tool(world, s3, maintenance, stack_file, "check-bucket")
+    assert bucket.returncode == 0, bucket.stdout + bucket.stderr
+    longer = tmp_path / "longer" / "Pulumi.prod.yaml"
+    longer.parent.mkdir()
+    longer.write_text(
+        stack_file.read_text().replace(f"keep_deleted_days: {KEEP_DELETED_DAYS}", "keep_deleted_days: 60")
+    )
+    drifted = _tool(world, s3, maintenance, longer, "check-bucket")
+    assert drifted.returncode == 1
+    assert "no enabled rule expiring noncurrent versions under shop/prod/ after 60 days" in drifted.stdout
+
     # What would erase history, refused to the host's key.
     wipe = _restic_as(world, s3, host, "forget", str(snapshot["id"]), "--prune")
     assert "unable to remove snapshot/" in wipe.stderr and "Access Denied" in wipe.stderr, wipe.stderr
@@ -181,7 +202,6 @@ def test_host_key_backs_up_and_checks_but_cannot_erase_and_a_rollback_undoes_its
     assert world.restic("snapshots", "--no-lock").returncode != 0
 
     # The daily retention sees the overwrites (restic never overwrites) and prunes nothing.
-    stack_file = _stack_file(tmp_path, s3, layout, Retention())
     audited = _tool(world, s3, maintenance, stack_file, "retention", "--restic", restic_binary())
     assert audited.returncode == 1
     assert f"error: {len(ruined)} object(s) of the repository were overwritten (" in audited.stderr
