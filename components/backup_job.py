@@ -5,7 +5,7 @@ stack backs up: pg_dump, redis-cli, sqlite3, mariadb-dump...; built on the manag
 ``render/templates/backup/image``), each with the rendered scripts (``render.backup``) mounted as
 immutable configs:
 
-- ``<prefix>-backup``: ``backup.sh`` on ``backup/schedule``: every store, then retention;
+- ``<prefix>-backup``: ``backup.sh`` on ``backup/schedule``: every store (retention runs elsewhere);
 - ``<prefix>-backup-check``: ``restic check`` on ``backup/check_schedule`` (weekly by default);
 - ``<prefix>-backup-drill``: the restore drill, on demand only
   (``docker service update --force --replicas 1 <prefix>-backup-drill``).

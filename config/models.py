@@ -38,6 +38,7 @@ from config.base import (
     checked,
     image_is_pinned,
 )
+from config.cron import longest_gap_seconds
 from config.errors import KeyPathError, show
 from config.names import Names
 from stores import registry
@@ -1239,6 +1240,10 @@ class BackupRepository(Model):
     """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
     on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
     so a misspelt bucket or path is reported instead of starting a new, empty repository."""
+    keep_deleted_days: int = Field(default=30, ge=1, le=3650)
+    """The bucket is versioned (docs/restore.md, "A bucket the host cannot erase"): a version that was
+    overwritten or deleted stays this many days (the lifecycle rule `python -m tools.backup_maintenance
+    bucket-setup` renders), the time to notice an attack from the host and roll it back."""
 
     @field_validator("endpoint")
     @classmethod
@@ -1292,7 +1297,7 @@ class Retention(Model):
         return self
 
 
-# A run dumps every store, uploads the new data and prunes the repository (restic forget --prune);
+# A run dumps every store and uploads the new data (retention runs elsewhere: render/backup_bucket.py);
 # a later run starting while one still runs is skipped (swarm.cronjob.skip-running), so a
 # schedule tighter than this only looks more frequent than it is.
 MIN_BACKUP_INTERVAL_S = 15 * 60
@@ -1363,6 +1368,8 @@ class BackupConfig(Model):
     check_schedule: str = "30 4 * * 0"
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
+    """Applied by the maintenance workflow with its own key (tools/backup_maintenance.py retention),
+    never by the host, whose key cannot delete."""
     repository: BackupRepository | None = None
     image: Image = "restic/restic:0.18.0"
     scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
@@ -1381,7 +1388,7 @@ class BackupConfig(Model):
         if gap is not None and gap < MIN_BACKUP_INTERVAL_S:
             raise ValueError(
                 f"found {show(value)}, which starts runs {gap // 60 or gap} "
-                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps, uploads and prunes, so "
+                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps and uploads every store, so "
                 f"expected at least {MIN_BACKUP_INTERVAL_S // 60} minutes between runs, such as '0 * * * *'"
             )
         return value
@@ -1390,6 +1397,21 @@ class BackupConfig(Model):
     def _repository(self) -> BackupConfig:
         if self.enabled and self.repository is None:
             raise KeyPathError("repository", "is required when backups are enabled")
+        return self
+
+    @model_validator(mode="after")
+    def _rollback_window(self) -> BackupConfig:
+        # Damaged packs are found by the weekly check (or the drill): a version must outlive two checks.
+        if self.repository is None:
+            return self
+        needed = -(-2 * longest_gap_seconds(self.check_schedule) // 86400)
+        if self.repository.keep_deleted_days < needed:
+            raise KeyPathError(
+                "repository/keep_deleted_days",
+                f"found {self.repository.keep_deleted_days}, shorter than two intervals of check_schedule "
+                f"({show(self.check_schedule)}): an overwritten pack may be found only by the check; expected at "
+                f"least {needed}",
+            )
         return self
 
 
