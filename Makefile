@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 STACK ?= dev
 VENV_STAMP = .venv/.installed
 
-.PHONY: up render diff test setup lint typecheck unit e2e bench clean
+.PHONY: up render diff test setup lint typecheck unit e2e e2e-nodes bench clean
 
 # A virtualenv with the pinned dependencies, rebuilt when the requirement files change.
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -44,7 +44,11 @@ unit: $(VENV_STAMP)
 test: setup lint typecheck unit
 
 e2e: $(VENV_STAMP)
-	$(PYTHON) -m pytest -m e2e -q tests/e2e
+	$(PYTHON) -m pytest -m "e2e and not nodes" -q tests/e2e
+
+# Several swarm nodes as Docker-in-Docker containers: the cluster scripts against real engines.
+e2e-nodes: $(VENV_STAMP)
+	$(PYTHON) -m pytest -m "e2e and nodes" -q tests/e2e
 
 bench: setup $(VENV_STAMP)
 	$(PYTHON) -m bench

@@ -1,8 +1,9 @@
 """Deploys one stack of a small team's production.
 
 Reads the stack's configuration (config.load()), then declares, in order:
-- Host: the Hetzner VM (firewall, primary IPs, data volume, cloud-init, readiness) and the
-  Docker provider over SSH, or the local Docker engine in swarm mode on dev;
+- Host: the Hetzner VM (firewall, primary IPs, data volume, cloud-init, readiness), with node
+  pools the Cluster (a private network, more servers joined to its swarm), and the Docker
+  provider over SSH; or the local Docker engine in swarm mode on dev;
 - Networks: the overlay networks by role: edge (proxy and apps), data (apps and stores),
   monitoring (Prometheus, exporters, apps' metrics);
 - StatefulStore per postgres / redis / volume / external service;
@@ -17,7 +18,7 @@ Reads the stack's configuration (config.load()), then declares, in order:
   cAdvisor and the exporters for the proxy and each store, with alert rules;
 - ProxyTier: Cloudflare DNS and zone TLS settings, the certificate, and nginx, the only
   service that publishes ports (and Grafana's way in);
-and exports the addresses, the SSH command, the Docker host, the URLs, the estimated monthly
+and exports the addresses, the SSH command (and each pool node's), the Docker host, the URLs, the estimated monthly
 cost, the memory budget and the one-off run command of each job.
 """
 
@@ -53,7 +54,12 @@ host = Host(
 on_host = pulumi.ResourceOptions(provider=host.provider)
 
 networks = Networks(
-    "networks", names=cfg.names, monitoring=cfg.observability.enabled, egress=bool(cfg.pitr_stores()), opts=on_host
+    "networks",
+    names=cfg.names,
+    monitoring=cfg.observability.enabled,
+    encrypted=host.cluster is not None,
+    egress=bool(cfg.pitr_stores()),
+    opts=on_host,
 )
 # node-exporter's textfile collector: where backup and job runs leave their metrics, and where
 # a hcloud host's timer reports a pending reboot (cloud-init creates the directory there).
@@ -139,6 +145,9 @@ pulumi.export("ipv6", host.ipv6)
 pulumi.export("ssh_command", host.ssh_command)
 pulumi.export("docker_host", host.docker_host)
 pulumi.export("known_hosts", host.known_hosts)
+if host.cluster is not None:
+    # The pool nodes, by server name (the host is ssh_command).
+    pulumi.export("node_ssh_commands", host.cluster.ssh_commands)
 pulumi.export("urls", proxy.urls)
 if observability is not None:
     pulumi.export("grafana_url", observability.grafana_upstream.root_url)

@@ -6,7 +6,7 @@ the job reaches Hetzner's object storage. Per store kind, side by side on the sa
 
 - PostgreSQL 15 with the rendered postgresql.conf for a 2 GiB store and `fsync=on`, filled
   until the database is TARGET_BYTES (its index included). raw: `pg_dump -Fc | s3pipe put`,
-  `s3pipe get | pg_restore`; job: backup.sh (pg_dump -Z0 | restic backup --stdin, then retention)
+  `s3pipe get | pg_restore`; job: backup.sh (pg_dump -Z0 | restic backup --stdin)
   and restore-postgres.sh (restic dump | pg_restore), same pg_restore flags on both sides.
 - Redis 7 with the rendered redis.conf, REDIS_KEYS keys. raw: `redis-cli --rdb - | s3pipe put`,
   `s3pipe get > dump.rdb`; job: backup.sh (BGSAVE, then the RDB into restic) and
@@ -23,7 +23,8 @@ that second backup added to the repository (restic's data_added). PostgreSQL is
 changed twice: 1% of rows in one contiguous range (recent rows), then 1% spread evenly.
 
 Each job run is backup.sh for that store alone (one rendered script set per store), so its
-time includes the repository check and retention (forget --prune), as every scheduled run.
+time includes opening and checking the repository, as every scheduled run (retention runs from
+the maintenance workflow, not the job).
 Figures are printed, never asserted. Run: `python -m bench backup`.
 
 Left out: real network latency and bandwidth (loopback), the object store's own speed (moto
@@ -47,7 +48,6 @@ import boto3
 from botocore.exceptions import EndpointConnectionError
 
 from config.base import Resources
-from config.models import Retention
 from render.backup import BackupSpec, env_suffix, password_file, render_backup_scripts
 from stores.base import BackupTarget
 from stores.postgres.kind import PostgresTarget
@@ -275,7 +275,6 @@ def spec_for(*targets: BackupTarget) -> BackupSpec:
         repository="s3:https://unused.example.com/bucket",
         snapshot_host="bench",
         schedule="0 * * * *",
-        retention=Retention(),
         initialise=True,
         targets=targets,
     )

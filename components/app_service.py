@@ -101,7 +101,7 @@ class AppService(pulumi.ComponentResource):
                 read_only=spec.read_only, cap_add=tuple(spec.cap_add), user=spec.user, init=spec.init
             ),
             networks=tuple(swarm.Attachment(network.id, aliases=(name,)) for network in attached),
-            constraints=tuple(_constraints(spec)),
+            constraints=tuple(_constraints(spec, host.pin)),
             logging=spec.logging,
         )
         # Stores converge only once healthy: on a first deploy the migration and the new tasks
@@ -130,6 +130,7 @@ class AppService(pulumi.ComponentResource):
             health=swarm.app_health(spec.health, spec.port),
             resources=spec.resources,
             replicas=spec.replicas,
+            placement=swarm.spread(spec.replicas, host.node_count, constrained=bool(self.container.constraints)),
             stop_signal=spec.stop_signal,
             stop_grace_s=spec.stop_grace_period_s,
             rollout=rollout(spec),
@@ -161,7 +162,7 @@ class AppService(pulumi.ComponentResource):
         assert spec.migration is not None
         migration = spec.migration
         image = host.image(spec.image)
-        constraints = _constraints(spec)
+        constraints = _constraints(spec, host.pin)
         if spec.registry is not None:
             # The provider pulls it with its own registry credentials: the host never logs in.
             pulled = docker.RemoteImage(
@@ -170,8 +171,8 @@ class AppService(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             depends = [*depends, pulled]
-            if swarm.ON_MANAGER not in constraints:
-                constraints.append(swarm.ON_MANAGER)  # where the provider pulled it
+            if host.pin not in constraints:
+                constraints.append(host.pin)  # where the provider pulled it
         volumes = [(stores[store].volume, path) for path, store in sorted(spec.volumes.items())]
         names = pulumi.Output.all(
             image=image,
@@ -296,10 +297,12 @@ def rollout(spec: AppSpec) -> swarm.Rollout:
     )
 
 
-def _constraints(spec: AppSpec) -> list[str]:
+def _constraints(spec: AppSpec, pin: str) -> list[str]:
+    """The app's own constraints, and ``pin`` (the host's node) when it mounts a volume: volumes live
+    on the host's data disk."""
     constraints = list(spec.constraints)
-    if spec.volumes and swarm.ON_MANAGER not in constraints:
-        constraints.append(swarm.ON_MANAGER)  # the data volume lives on the manager
+    if spec.volumes and pin not in constraints:
+        constraints.append(pin)
     return constraints
 
 

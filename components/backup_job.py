@@ -5,7 +5,7 @@ stack backs up: pg_dump, redis-cli, sqlite3, mariadb-dump...; built on the manag
 ``render/templates/backup/image``), each with the rendered scripts (``render.backup``) mounted as
 immutable configs:
 
-- ``<prefix>-backup``: ``backup.sh`` on ``backup/schedule``: every store, then retention;
+- ``<prefix>-backup``: ``backup.sh`` on ``backup/schedule``: every store (retention runs elsewhere);
 - ``<prefix>-backup-check``: ``restic check`` on ``backup/check_schedule`` (weekly by default);
 - ``<prefix>-backup-drill``: the restore drill, on demand only
   (``docker service update --force --replicas 1 <prefix>-backup-drill``).
@@ -45,7 +45,7 @@ import pulumi_docker as docker
 
 from components import swarm
 from components.host import Host
-from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL
+from components.networks import MANAGED_LABEL, NETWORK_ROLE_LABEL, encryption_labels, overlay_options, overlay_opts
 from components.scheduled_job import SCHEDULER_OWNED_FIELDS, SPEC_LABEL, cron_labels, fingerprint_of, idle_before_update
 from components.stateful_store import StoreLike
 from config import capacity
@@ -118,12 +118,14 @@ class BackupJob(pulumi.ComponentResource):
                     name=names.backup_egress_network,
                     driver="overlay",
                     attachable=False,
+                    options=overlay_options(host.cluster is not None),
                     labels=[
                         docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
                         docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value="egress"),
+                        *encryption_labels(host.cluster is not None),
                     ],
                 ),
-                opts=self._child,
+                opts=overlay_opts(self._child),
             )
         depends: list[pulumi.Resource] = [
             host.run(f"{name}-textfile-dir", create=f"mkdir -p {shlex.quote(textfile_dir)}", opts=self._child),
@@ -347,7 +349,7 @@ class _JobParts:
             resources=Resources(memory_mb=JOB_MB),
             # Never restarted: a failed run waits for its next tick (and shows in the metrics).
             restart="none",
-            constraints=[swarm.ON_MANAGER],
+            constraints=[self.host.pin],
             networks=[swarm.Attachment(network) for network in self.networks],
             rollout=swarm.JOB,
             # On every run the scheduler sets the replicas to 1 and TaskTemplate.ForceUpdate to the

@@ -38,17 +38,34 @@ class DockerApiProxy:
         image: str,
         host: Host,
         parent: pulumi.Resource,
+        node_local: str | None = None,
     ) -> None:
+        """``node_local``: a volume name; the proxy then runs on every node (global) and also listens on
+        a Unix socket in that volume, which a client on the same node mounts (``socket_mount``): a
+        node's client reaches its own node's daemon. Otherwise one proxy, on the host."""
         child = pulumi.ResourceOptions(parent=parent)
         self.network = overlay(
-            f"{resource_name}-network", name=network_name, role="docker-api", internal=True, opts=child
-        )
-        template = docker.ServiceConfig(
-            f"{resource_name}-haproxy.cfg",
-            docker.ServiceConfigArgs(data=swarm.b64(docker_api.render_haproxy_template(purpose, rules))),
+            f"{resource_name}-network",
+            name=network_name,
+            role="docker-api",
+            internal=True,
+            encrypted=host.cluster is not None,
             opts=child,
         )
-        self.endpoint = docker_api.endpoint(service_name)
+        socket = docker_api.node_socket(service_name) if node_local else None
+        template = docker.ServiceConfig(
+            f"{resource_name}-haproxy.cfg",
+            docker.ServiceConfigArgs(
+                data=swarm.b64(docker_api.render_haproxy_template(purpose, rules, unix_socket=socket))
+            ),
+            opts=child,
+        )
+        self.endpoint = docker_api.node_endpoint(service_name) if node_local else docker_api.endpoint(service_name)
+        self.socket_mount = (
+            # Read-only is enough to connect (a socket's connect needs no write on the filesystem).
+            swarm.volume_mount(node_local, docker_api.NODE_SOCKET_DIR, read_only=True) if node_local else None
+        )
+        shared = [swarm.volume_mount(node_local, docker_api.NODE_SOCKET_DIR)] if node_local else []
         self.service = swarm.service(
             resource_name,
             name=service_name,
@@ -63,14 +80,17 @@ class DockerApiProxy:
                 swarm.bind_mount(docker_api.SOCKET, docker_api.SOCKET, read_only=True),
                 # The entrypoint writes the filled-in configuration and HAProxy its pid file here.
                 swarm.tmpfs_mount("/tmp", 4),
+                *shared,
             ],
             health=swarm.Health(tuple(docker_api.health_command()), interval_s=30, timeout_s=5, start_period_s=10),
             # Root (the socket is root's and the docker group's), without a single capability: the
             # socket's owner needs none to connect.
             hardening=swarm.Hardening(user="0:0"),
             resources=Resources(memory_mb=DOCKER_API_PROXY_MB, memory_reservation_mb=DOCKER_API_PROXY_MB // 2),
-            # The swarm API is answered by managers only, and the data volume's node is the manager.
-            constraints=[swarm.ON_MANAGER],
+            # The swarm API is answered by managers only, and the data volume's node is the manager; a
+            # node-local proxy runs beside its client on every node.
+            replicas=None if node_local else 1,
+            constraints=[] if node_local else [host.pin],
             networks=[swarm.Attachment(self.network.id)],
             rollout=swarm.STOP_FIRST,
             opts=child,

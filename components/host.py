@@ -20,9 +20,11 @@ import pulumi_hcloud as hcloud
 import pulumi_tls as tls
 
 from components import swarm
+from components.cluster import Cluster
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
+from render.cluster import NODE_LABEL
 from render.data_volume import prepare_script
 
 WORLD = ("0.0.0.0/0", "::/0")
@@ -102,6 +104,20 @@ class Host(pulumi.ComponentResource):
     ci_firewall: hcloud.Firewall | None
     _connection: command.remote.ConnectionArgs | None
     _local_env: dict[str, str] | None
+    pin: str
+    """The placement constraint of every service that must run on this machine (the stores and
+    everything else whose volume is on its data disk, the proxy on its public IPs, the jobs whose
+    image is built here): the manager role on one node; the ``keel.node`` label the program sets
+    once there are node pools (with three managers, the role no longer names one node)."""
+    ssh_keys: list[hcloud.SshKey]
+    labels: dict[str, str]
+    node_count: int
+    volume_constraints: list[str]
+    """The constraints of a service that mounts a volume of the host's data disk: none on one node
+    (where else would it run), the host's label once there are others."""
+    """How many nodes run tasks (the host and its pools' nodes)."""
+    cluster: Cluster | None
+    """The other nodes and the private network, when the stack declares node pools."""
 
     def __init__(
         self,
@@ -124,6 +140,13 @@ class Host(pulumi.ComponentResource):
         self.ci_firewall = None
         self._connection = None
         self._local_env = None
+        self.cluster = None
+        self.ssh_keys = []
+        self.labels = {"managed-by": "pulumi", "stack": pulumi.get_stack()}
+        self.server_name = server_name
+        self.pin = pin_to(server_name) if spec.clustered else swarm.ON_MANAGER
+        self.volume_constraints = [self.pin] if spec.clustered else []
+        self.node_count = len(spec.nodes(server_name)) if isinstance(spec, HcloudHostSpec) else 1
         registry_auth = [
             docker.ProviderRegistryAuthArgs(address=login.server, username=login.username, password=login.password)
             for login in registries
@@ -157,7 +180,7 @@ class Host(pulumi.ComponentResource):
         web_sources: pulumi.Input[Sequence[str]],
         registry_auth: list[docker.ProviderRegistryAuthArgs],
     ) -> None:
-        labels = {"managed-by": "pulumi", "stack": pulumi.get_stack()}
+        labels = self.labels
         ssh_keys = [
             hcloud.SshKey(
                 f"{self._name}-admin-{index}",
@@ -170,6 +193,7 @@ class Host(pulumi.ComponentResource):
             )
             for index, key in enumerate(spec.admin_ssh_keys)
         ]
+        self.ssh_keys = ssh_keys
         self.firewall = self._firewall(spec, server_name, web_sources, labels)
         # CI's way in: no declared rules; a deploy job adds its runner's /32 on port 22 through the
         # Hetzner API for the job's duration (tools/ssh_window.py). The provider reads rules back on
@@ -216,10 +240,16 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
         )
         self._ready: pulumi.Resource = ready
+        waited: list[pulumi.Output[str]] = [ready.stdout]
+        self.cluster = None
+        if spec.clustered:
+            self.cluster = Cluster("cluster", spec=spec, host=self, nodes=spec.nodes(server_name), opts=self._child)
+            # Services pinned to the primary's label wait until it carries it.
+            waited.append(self.cluster.primary_membership.stdout)
         # Deriving the host from the readiness output keeps every Docker call waiting until the
         # host is ready; while the IP is unknown (first preview) the engine skips the provider.
-        self.docker_host = pulumi.Output.all(ready.stdout, self.ipv4).apply(
-            lambda values: f"ssh://{spec.deploy_user}@{values[1]}"
+        self.docker_host = pulumi.Output.all(self.ipv4, *waited).apply(
+            lambda values: f"ssh://{spec.deploy_user}@{values[0]}"
         )
         self.provider = docker.Provider(
             f"{self._name}-docker",
@@ -329,6 +359,8 @@ class Host(pulumi.ComponentResource):
                     # Applied when the server is created: user_data changes are ignored after that.
                     automatic_reboot=spec.reboot_window is not None,
                     reboot_time=spec.reboot_window or "04:00",
+                    # With pools, a host created now admits the swarm's ports from the private network.
+                    private_cidr=spec.private_network if spec.clustered else None,
                 )
             )
         )
@@ -454,18 +486,37 @@ class Host(pulumi.ComponentResource):
         *,
         create: pulumi.Input[str],
         stdin: pulumi.Input[str] | None = None,
+        delete: str | None = None,
+        triggers: Sequence[pulumi.Input[str]] | None = None,
+        secret_stdout: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> command.remote.Command | command.local.Command:
         """A shell script run on the host with the Docker CLI at hand: over the pinned SSH
         connection on hcloud, locally (against the local engine) on dev.
 
-        It runs on create and again whenever `create` or `stdin` change, after the host is ready.
-        A non-zero exit fails the deployment.
+        It runs on create and again whenever `create` or `stdin` change, after the host is ready
+        (a changed ``triggers`` element replaces it: the new one's create, then the old one's
+        ``delete``). A non-zero exit fails the deployment. ``secret_stdout``: what it prints is a
+        credential: kept a secret in the state and never logged (pulumi-command v1.2.1
+        provider/pkg/provider/remote/command.go: logging "none", with additionalSecretOutputs).
         """
         options = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(depends_on=[self._ready]), opts)
+        if secret_stdout:
+            options = pulumi.ResourceOptions.merge(
+                options, pulumi.ResourceOptions(additional_secret_outputs=["stdout"])
+            )
         if self._connection is not None:
             return command.remote.Command(
-                name, command.remote.CommandArgs(connection=self._connection, create=create, stdin=stdin), opts=options
+                name,
+                command.remote.CommandArgs(
+                    connection=self._connection,
+                    create=create,
+                    stdin=stdin,
+                    delete=delete,
+                    triggers=list(triggers) if triggers is not None else None,
+                    logging=command.remote.Logging.NONE if secret_stdout else None,
+                ),
+                opts=options,
             )
         return command.local.Command(
             name,
@@ -474,6 +525,11 @@ class Host(pulumi.ComponentResource):
             ),
             opts=options,
         )
+
+
+def pin_to(node: str) -> str:
+    """The constraint that places a task on the node named ``node`` (its ``keel.node`` label)."""
+    return f"node.labels.{NODE_LABEL}=={node}"
 
 
 def server_ipv6(address: str) -> str:
@@ -497,6 +553,8 @@ class RegistryLogin:
 
 
 def monthly_cost(spec: HcloudHostSpec | LocalHostSpec) -> float:
+    """The host (server, IPv4, data volume, backups) and every pool node (server, IPv4)."""
     if isinstance(spec, LocalHostSpec):
         return 0.0
-    return catalogue.monthly_cost_eur(spec.server_type, spec.data_volume_gib, spec.backups)
+    nodes = sum(catalogue.node_monthly_cost_eur(pool.server_type) * pool.count for pool in spec.pools.values())
+    return round(catalogue.monthly_cost_eur(spec.server_type, spec.data_volume_gib, spec.backups) + nodes, 2)

@@ -30,11 +30,47 @@ NETWORK_ROLE_LABEL = "keel.network"
 """The role of a network (edge, data, monitoring, ...): what the policy pack reads to keep stores off the edge."""
 
 
+ENCRYPTED = {"encrypted": ""}
+"""The overlay driver option that turns on IPsec (ESP) between nodes for the network's traffic; the
+form ``docker network create --opt encrypted`` sends (an option without a value)."""
+ENCRYPTED_LABEL = "keel.encrypted"
+IGNORED = ["options"]
+"""A network's ``options`` are sent on create only. Read stores the daemon's options, which add the
+VXLAN id swarm allocates (kreuzwerker v4.5.0 resource_docker_network_funcs.go,
+resourceDockerNetworkReadRefreshFunc), and ``options`` is an Optional+Computed+ForceNew map
+(resource_docker_network.go): sent as a map, it would differ from the state by that key on every
+preview and replace the network. Ignoring it, turning encryption on or off is made a replacement by
+the ``keel.encrypted`` label instead (labels are ForceNew too)."""
+
+
+def overlay_options(encrypted: bool) -> dict[str, str] | None:
+    """Driver options of an overlay network: encrypted once the swarm has more than one node (traffic
+    between nodes crosses the private network); none on one node, where it never leaves the host."""
+    return dict(ENCRYPTED) if encrypted else None
+
+
+def encryption_labels(encrypted: bool) -> list[docker.NetworkLabelArgs]:
+    """The label that records encryption (see IGNORED); none on an unencrypted network."""
+    return [docker.NetworkLabelArgs(label=ENCRYPTED_LABEL, value="true")] if encrypted else []
+
+
+def overlay_opts(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+    """``opts`` with the network's options ignored after create (see IGNORED)."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=IGNORED))
+
+
 def overlay(
-    resource_name: str, *, name: pulumi.Input[str], role: str, internal: bool, opts: pulumi.ResourceOptions
+    resource_name: str,
+    *,
+    name: pulumi.Input[str],
+    role: str,
+    internal: bool,
+    encrypted: bool,
+    opts: pulumi.ResourceOptions,
 ) -> docker.Network:
     """One overlay network labelled with its role. Every argument of a network forces its replacement
-    (kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_network.go: all ForceNew)."""
+    (kreuzwerker/terraform-provider-docker v4.5.0, resource_docker_network.go: all ForceNew), so
+    turning encryption on replaces it (once, when node pools are first declared)."""
     return docker.Network(
         resource_name,
         docker.NetworkArgs(
@@ -42,12 +78,14 @@ def overlay(
             driver="overlay",
             internal=internal,
             attachable=False,
+            options=overlay_options(encrypted),
             labels=[
                 docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
                 docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value=role),
+                *encryption_labels(encrypted),
             ],
         ),
-        opts=opts,
+        opts=overlay_opts(opts),
     )
 
 
@@ -66,16 +104,26 @@ class Networks(pulumi.ComponentResource):
         *,
         names: Names,
         monitoring: bool,
+        encrypted: bool,
         egress: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("keel:index:Networks", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.edge = overlay(f"{name}-edge", name=names.network("edge"), role="edge", internal=False, opts=child)
-        self.data = overlay(f"{name}-data", name=names.network("data"), role="data", internal=True, opts=child)
+        self.edge = overlay(
+            f"{name}-edge", name=names.network("edge"), role="edge", internal=False, encrypted=encrypted, opts=child
+        )
+        self.data = overlay(
+            f"{name}-data", name=names.network("data"), role="data", internal=True, encrypted=encrypted, opts=child
+        )
         self.monitoring = (
             overlay(
-                f"{name}-monitoring", name=names.network("monitoring"), role="monitoring", internal=True, opts=child
+                f"{name}-monitoring",
+                name=names.network("monitoring"),
+                role="monitoring",
+                internal=True,
+                encrypted=encrypted,
+                opts=child,
             )
             if monitoring
             else None
@@ -89,14 +137,16 @@ class Networks(pulumi.ComponentResource):
                     name=names.pitr_egress_network,
                     driver="overlay",
                     attachable=False,
+                    options=overlay_options(encrypted),
                     # The only non-internal network a store may join (policy/rules.py, stores-on-internal-networks).
                     labels=[
                         docker.NetworkLabelArgs(label=MANAGED_LABEL, value="true"),
                         docker.NetworkLabelArgs(label=NETWORK_ROLE_LABEL, value="egress"),
                         docker.NetworkLabelArgs(label="keel.wal-archive", value="egress"),
+                        *encryption_labels(encrypted),
                     ],
                 ),
-                opts=child,
+                opts=overlay_opts(child),
             )
         self.register_outputs(
             {

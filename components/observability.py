@@ -44,7 +44,7 @@ import pulumi_random as random
 from components import swarm
 from components.docker_api import DockerApiProxy
 from components.host import Host
-from components.networks import Networks, overlay
+from components.networks import Networks, encryption_labels, overlay, overlay_options, overlay_opts
 from components.stateful_store import StoreLike
 from config import capacity
 from config.loader import Stack
@@ -129,11 +129,16 @@ class ObservabilityStack(pulumi.ComponentResource):
         self._data = networks.data
         names = self.spec.names
         self._alerting = overlay(
-            f"{name}-alerting", name=names.alerting_network, role="alerting", internal=True, opts=self._child
+            f"{name}-alerting",
+            name=names.alerting_network,
+            role="alerting",
+            internal=True,
+            encrypted=host.cluster is not None,
+            opts=self._child,
         )
         self.proxy_network = overlay(
             f"{name}-proxy-metrics", name=names.proxy_metrics_network, role="proxy-metrics", internal=True,
-            opts=self._child,
+            encrypted=host.cluster is not None, opts=self._child,
         )  # fmt: skip
         self.grafana_upstream = self.spec.grafana
         self.access_log_syslog_target = self.spec.syslog_target
@@ -199,12 +204,14 @@ class ObservabilityStack(pulumi.ComponentResource):
                     driver="overlay",
                     internal=False,
                     attachable=False,
+                    options=overlay_options(self._host.cluster is not None),
                     labels=[
                         docker.NetworkLabelArgs(label=swarm.ROLE_LABEL, value=ROLE),
                         docker.NetworkLabelArgs(label="keel.network", value="egress"),
+                        *encryption_labels(self._host.cluster is not None),
                     ],
                 ),
-                opts=self._child,
+                opts=overlay_opts(self._child),
             )
         secrets = []
         if receiver.kind == "email" and receiver.smtp_password_secret:
@@ -308,6 +315,8 @@ class ObservabilityStack(pulumi.ComponentResource):
             image=self._images.docker_api_proxy_image,
             host=self._host,
             parent=self,
+            # With several nodes, each cAdvisor asks its own node's daemon about its own node's containers.
+            node_local=self.spec.names.docker_api_socket_volume if self._host.cluster is not None else None,
         )
         self.services["docker-api"] = api.service
         self._add(
@@ -333,6 +342,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                 swarm.bind_mount("/sys", "/sys"),
                 swarm.bind_mount("/proc", "/rootfs/proc"),
                 swarm.bind_mount(LAYER_IDS, f"/rootfs{LAYER_IDS}"),
+                *([api.socket_mount] if api.socket_mount is not None else []),
             ],
             health=_wget(f"http://127.0.0.1:{obs.CADVISOR_PORT}/healthz"),
             global_mode=True,
@@ -475,6 +485,10 @@ class ObservabilityStack(pulumi.ComponentResource):
             hardening=swarm.Hardening(user=user),
             resources=Resources(memory_mb=limit_mb),
             replicas=None if global_mode else 1,
+            # A volume of the data disk is on the host's node: the service must run there.
+            constraints=self._host.volume_constraints
+            if not global_mode and any(mount.type == "volume" for mount in mounts)
+            else (),
             networks=[swarm.Attachment(net.id) for net in (networks or [self._monitoring])],
             rollout=swarm.Rollout(order=order, delay_s=5),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),

@@ -206,6 +206,8 @@ class PitrArchive(pulumi.ComponentResource):
             hardening=swarm.LOCKED,
             resources=Resources(memory_mb=HEARTBEAT_MB),
             # No network: the socket is its only way to the store, and it needs no other.
+            # The socket volume is on the store's node.
+            constraints=self._host.volume_constraints,
             rollout=swarm.STOP_FIRST,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, textfile]),
         )
@@ -282,7 +284,7 @@ class PitrArchive(pulumi.ComponentResource):
             stop_grace_s=60,
             resources=Resources(memory_mb=JOB_MB),
             restart="none",
-            constraints=[swarm.ON_MANAGER],
+            constraints=[self._host.pin],
             networks=[swarm.Attachment(self._egress.id)],
             rollout=swarm.JOB,
             opts=pulumi.ResourceOptions(

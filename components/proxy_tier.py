@@ -196,7 +196,7 @@ class ProxyTier(pulumi.ComponentResource):
             ),
             resources=proxy.resources,
             logging=proxy.logging,
-            constraints=[swarm.ON_MANAGER],
+            constraints=[self._host.pin],
             # Never the data network: the internet-facing process has no route to a store.
             networks=[swarm.Attachment(network.id) for network in networks],
             ports=[
@@ -331,7 +331,12 @@ class ProxyTier(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         egress = overlay(
-            f"{name}-acme-egress", name=cfg.names.acme_egress_network, role="egress", internal=False, opts=child
+            f"{name}-acme-egress",
+            name=cfg.names.acme_egress_network,
+            role="egress",
+            internal=False,
+            encrypted=self._host.cluster is not None,
+            opts=child,
         )
         token = docker.Secret(
             f"{name}-acme-token",
@@ -374,7 +379,7 @@ class ProxyTier(pulumi.ComponentResource):
             stop_grace_s=10,
             resources=tls_cfg.acme_resources,
             logging=cfg.proxy.logging,
-            constraints=[swarm.ON_MANAGER],
+            constraints=[self._host.pin],
             # Its own way out (Let's Encrypt, Cloudflare's API), shared with nothing else.
             networks=[swarm.Attachment(egress.id)],
             rollout=swarm.Rollout(order="stop-first", converge_timeout_s=1200),

@@ -185,7 +185,7 @@ class Scheduler(pulumi.ComponentResource):
             resources=Resources(memory_mb=capacity.SCHEDULER_MB),
             # It drives services through the swarm API, which only managers answer.
             networks=[swarm.Attachment(self.api.network.id)],
-            constraints=[swarm.ON_MANAGER],
+            constraints=[host.pin],
             rollout=swarm.STOP_FIRST,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.prepared, self.api.service], aliases=[moved_from]
@@ -276,7 +276,7 @@ class ScheduledJob(pulumi.ComponentResource):
         )
         # No aliases: the job must not answer to the app's name on the networks it shares with it.
         attachments = tuple(swarm.Attachment(network_id(networks, role)) for role in roles)
-        constraints = tuple(dict.fromkeys([*base.constraints, swarm.ON_MANAGER]))
+        constraints = tuple(dict.fromkeys([*base.constraints, host.pin]))
         container = swarm.Container(
             image=base.image,
             env=env,

@@ -322,7 +322,7 @@ class StatefulStore(pulumi.ComponentResource):
             stop_signal=plan.stop_signal,
             stop_grace_s=plan.stop_grace_s,
             logging=plan.logging,
-            constraints=[swarm.ON_MANAGER],
+            constraints=[self._host.pin],
             networks=[swarm.Attachment(networks.data.id, aliases=(self._name,)), *networks_extra],
             labels={"keel.wal-archive": "true"} if parts is not None else None,
             # One task owns the data directory: the old one stops before the new one starts.

@@ -9,8 +9,9 @@ limits cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from config.models import AppSpec, StackConfig, WorkerSpec
+from config.models import AppSpec, HcloudHostSpec, NodeSpec, StackConfig, WorkerSpec
 from stores import registry
 
 MAX_SHARE = 0.90
@@ -47,10 +48,21 @@ SCHEDULER_MB = 32
 its Docker API proxy's)."""
 
 
+GLOBAL_PARTS = frozenset({"node-exporter", "cadvisor"})
+"""Observability parts that run one task on every node (global services)."""
+
+Where = Literal["host", "every", "any"]
+"""Where a line's tasks run: pinned to the host (its volume, its public IPs, its image), one task on
+every node, or wherever the scheduler places them (apps and workers without a volume)."""
+
+
 @dataclass(frozen=True)
 class BudgetLine:
     name: str
     memory_mb: int
+    where: Where = "host"
+    task_mb: int = 0
+    """One task's limit, for lines the scheduler places (it must fit on some node)."""
 
 
 @dataclass(frozen=True)
@@ -87,26 +99,76 @@ class Budget:
 
 
 def budget(cfg: StackConfig) -> Budget:
+    """Every task's limit against the memory of every node: one host, or the host and its pools' nodes
+    (a global task counts once per node)."""
+    lines = list(_lines(cfg))
+    nodes = _nodes(cfg)
+    if len(nodes) > 1:
+        lines = [
+            BudgetLine(line.name, line.memory_mb * len(nodes), line.where, line.task_mb)
+            if line.where == "every"
+            else line
+            for line in lines
+        ]
+    memory = sum(node.memory_mib for node in nodes) if nodes else cfg.host.memory_mib
+    return Budget(tuple(lines), _headroom(cfg), memory)
+
+
+def node_budgets(cfg: StackConfig) -> dict[str, Budget]:
+    """With node pools: what each node must hold whatever the scheduler does (the host: everything
+    pinned to it and the global tasks; any other node: the global tasks), by node (``host``,
+    ``<pool>-<n>``). Tasks the scheduler places are checked against the whole (``budget``) and each
+    against the room the nodes have left (``crossref``). Empty on one node."""
+    nodes = _nodes(cfg)
+    if len(nodes) < 2:
+        return {}
+    lines = _lines(cfg)
+    out = {}
+    for node in nodes:
+        fixed = [line for line in lines if line.where == "every" or (node.pool is None and line.where == "host")]
+        key = "host" if node.pool is None else f"{node.pool}-{node.index}"
+        out[key] = Budget(tuple(fixed), 0, node.memory_mib)
+    return out
+
+
+def _nodes(cfg: StackConfig) -> list[NodeSpec]:
+    if isinstance(cfg.host, HcloudHostSpec):
+        return cfg.host.nodes("host")
+    return []
+
+
+def _headroom(cfg: StackConfig) -> int:
+    headroom = 0
+    for service in cfg.apps().values():
+        if service.replicas:
+            # start-first runs `parallelism` new tasks beside the old ones during a rollout. Old
+            # workers keep finishing their jobs (up to their grace period) while the next batches
+            # start, so all of them may still run beside their replacements.
+            extra = service.replicas if isinstance(service, WorkerSpec) else service.rollout.parallelism
+            headroom = max(headroom, service.resources.memory_mb * extra)
+    return headroom
+
+
+def _lines(cfg: StackConfig) -> list[BudgetLine]:
     lines = [BudgetLine("proxy", cfg.proxy.resources.memory_mb)]
     if cfg.proxy.tls.mode == "acme":
         lines.append(BudgetLine("acme", cfg.proxy.tls.acme_resources.memory_mb))
-    headroom = 0
     for name, service in cfg.services.items():
         if isinstance(service, AppSpec):
-            lines.append(BudgetLine(name, service.resources.memory_mb * service.replicas))
-            if service.replicas:
-                # start-first runs `parallelism` new tasks beside the old ones during a rollout. Old
-                # workers keep finishing their jobs (up to their grace period) while the next batches
-                # start, so all of them may still run beside their replacements.
-                extra = service.replicas if isinstance(service, WorkerSpec) else service.rollout.parallelism
-                headroom = max(headroom, service.resources.memory_mb * extra)
+            # An app with a volume runs where the volume is; constraints of its own still leave the
+            # scheduler a choice among the nodes they name.
+            where: Where = "host" if service.volumes else "any"
+            limit = service.resources.memory_mb
+            lines.append(BudgetLine(name, limit * service.replicas, where, limit))
         else:
             container = registry.kind_of(service).container(name, service)
             if container is not None:
                 lines.append(BudgetLine(name, container.resources.memory_mb))
     if cfg.observability.enabled:
+        # With several nodes cAdvisor's Docker API proxy runs beside it on each (components/observability.py).
+        global_parts = GLOBAL_PARTS | ({"docker-api"} if cfg.host.clustered else set())
         for part, limit in OBSERVABILITY_LIMITS_MB.items():
-            lines.append(BudgetLine(part, limit))
+            lines.append(BudgetLine(part, limit, "every" if part in global_parts else "host"))
         for name, store in cfg.stores().items():
             exporter = registry.kind_of(store).exporter()
             if exporter is not None:
@@ -121,4 +183,4 @@ def budget(cfg: StackConfig) -> Budget:
     # Runs of different jobs may overlap; one job never overlaps itself.
     for name, job in cfg.jobs.items():
         lines.append(BudgetLine(f"job-{name}", job.resources.memory_mb))
-    return Budget(tuple(lines), headroom, cfg.host.memory_mib)
+    return lines

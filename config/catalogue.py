@@ -87,6 +87,11 @@ DEPRECATED_TYPES = {
 }  # fmt: skip
 
 
+def node_monthly_cost_eur(server_type: str) -> float:
+    """A pool node: the server and the IPv4 address Hetzner gives it (no volume, no backups)."""
+    return round(SERVER_TYPES[server_type].eur_per_month + PRIMARY_IPV4_EUR, 2)
+
+
 def monthly_cost_eur(server_type: str, data_volume_gib: int, backups: bool) -> float:
     server = SERVER_TYPES[server_type]
     total = server.eur_per_month + PRIMARY_IPV4_EUR + data_volume_gib * VOLUME_EUR_PER_GIB

@@ -45,6 +45,7 @@ def check(cfg: StackConfig) -> None:
     problems += _hardening(cfg)
     problems += _derived_names(cfg)
     problems += _pitr(cfg)
+    problems += _node_labels(cfg)
     if not problems:
         problems += _capacity(cfg)
     if problems:
@@ -457,18 +458,85 @@ def _derived_names(cfg: StackConfig) -> list[str]:
     return out
 
 
+_LABEL_CONSTRAINT = re.compile(r"node\.labels\.([A-Za-z0-9._-]+) ?(==|!=) ?([A-Za-z0-9._-]+)")
+
+
+def _node_labels(cfg: StackConfig) -> list[str]:
+    """With node pools, an app's ``node.labels.<key>==<value>`` names a label some node has: a pool
+    lowered to 0 nodes, or a label removed, would leave the app nowhere to run (its tasks pending
+    forever). ``keel.node`` is keel's: an app pins to a pool by the pool's labels instead."""
+    if not isinstance(cfg.host, HcloudHostSpec) or not cfg.host.clustered:
+        return []
+    offered = {
+        (key, value): name for name, pool in cfg.host.pools.items() if pool.count for key, value in pool.labels.items()
+    }
+    declared = {(key, value): name for name, pool in cfg.host.pools.items() for key, value in pool.labels.items()}
+    out = []
+    for name, app in cfg.apps().items():
+        for index, constraint in enumerate(app.constraints):
+            match = _LABEL_CONSTRAINT.fullmatch(constraint.strip())
+            if match is None or match.group(2) != "==":
+                continue
+            key, value = match.group(1), match.group(3)
+            where = f"services/{name}/constraints/{index}"
+            if key.startswith(grammar.RESERVED_LABEL_PREFIX):
+                out.append(
+                    f"{where}: found {show(constraint)}; keel.* labels are keel's own (keel.node pins its stores "
+                    "to the host); expected a label of a pool, such as node.labels.tier==app"
+                )
+            elif (key, value) not in offered:
+                pool = declared.get((key, value))
+                why = (
+                    f"pool {pool} has that label but no nodes (count 0): move services/{name} first (change or "
+                    "remove this constraint), then lower the count"
+                    if pool is not None
+                    else "no pool has that label"
+                )
+                out.append(f"{where}: found {show(constraint)}, but no node would run it: {why}")
+    return out
+
+
 def _capacity(cfg: StackConfig) -> list[str]:
     plan = capacity.budget(cfg)
-    if plan.total_mb <= plan.allowed_mb:
-        return []
-    where = "host/server_type" if isinstance(cfg.host, HcloudHostSpec) else "host/memory_mib"
-    biggest = sorted(plan.lines, key=lambda line: -line.memory_mb)[:3]
-    detail = ", ".join(f"{line.name} {line.memory_mb}" for line in biggest)
-    return [
-        f"{where}: memory limits add up to {plan.total_mb} MiB (largest: {detail}; rollout headroom "
-        f"{plan.rollout_headroom_mb}), over {int(capacity.MAX_SHARE * 100)}% of the host's "
-        f"{plan.host_memory_mb} MiB ({plan.allowed_mb} MiB); expected a larger server type or smaller limits"
-    ]
+    nodes = capacity.node_budgets(cfg)
+    out = []
+    if plan.total_mb > plan.allowed_mb:
+        where = "host/server_type" if isinstance(cfg.host, HcloudHostSpec) else "host/memory_mib"
+        if nodes:
+            where = "host/pools"
+        biggest = sorted(plan.lines, key=lambda line: -line.memory_mb)[:3]
+        detail = ", ".join(f"{line.name} {line.memory_mb}" for line in biggest)
+        whose = f"the {len(nodes)} nodes'" if nodes else "the host's"
+        out.append(
+            f"{where}: memory limits add up to {plan.total_mb} MiB (largest: {detail}; rollout headroom "
+            f"{plan.rollout_headroom_mb}), over {int(capacity.MAX_SHARE * 100)}% of {whose} "
+            f"{plan.host_memory_mb} MiB ({plan.allowed_mb} MiB); expected a larger server type, more nodes "
+            "or smaller limits"
+            if nodes
+            else f"{where}: memory limits add up to {plan.total_mb} MiB (largest: {detail}; rollout headroom "
+            f"{plan.rollout_headroom_mb}), over {int(capacity.MAX_SHARE * 100)}% of {whose} "
+            f"{plan.host_memory_mb} MiB ({plan.allowed_mb} MiB); expected a larger server type or smaller limits"
+        )
+    for key, node in nodes.items():
+        if node.total_mb > node.allowed_mb:
+            where = "host/server_type" if key == "host" else f"host/pools/{key.rsplit('-', 1)[0]}/server_type"
+            biggest = sorted(node.lines, key=lambda line: -line.memory_mb)[:3]
+            detail = ", ".join(f"{line.name} {line.memory_mb}" for line in biggest)
+            out.append(
+                f"{where}: the tasks that must run on node {key} add up to {node.total_mb} MiB (largest: {detail}), "
+                f"over {int(capacity.MAX_SHARE * 100)}% of its {node.host_memory_mb} MiB ({node.allowed_mb} MiB); "
+                "expected a larger server type or smaller limits"
+            )
+    if nodes and not out:
+        room = max(node.allowed_mb - node.total_mb for node in nodes.values())
+        for line in plan.lines:
+            if line.where == "any" and line.task_mb > room:
+                out.append(
+                    f"services/{line.name}/resources/memory_mb: found {line.task_mb}, more than the {room} MiB "
+                    "the roomiest node has left beside the tasks pinned to it; expected a smaller limit or a "
+                    "larger server type"
+                )
+    return out
 
 
 def plaintext_credentials(cfg: StackConfig) -> list[str]:

@@ -223,6 +223,26 @@ def constraint_problem(value: str) -> str | None:
     return f"found {show(value)}; expected a placement constraint such as node.role==manager or node.labels.disk==ssd"
 
 
+NODE_LABEL_KEY = _grammar(r"[a-z][a-z0-9-]{0,30}(?:\.[a-z][a-z0-9-]{0,30}){0,3}")
+NODE_LABEL_VALUE = _grammar(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+RESERVED_LABEL_PREFIX = "keel."
+
+
+def node_label_key_problem(value: str) -> str | None:
+    """A node label's key: lower-case dotted words (what a constraint's node.labels.<key> names)."""
+    if not matches(NODE_LABEL_KEY, value):
+        return f"found {show(value)}; expected a label key such as tier or disk.type (a-z, 0-9, - and dots)"
+    if value.startswith(RESERVED_LABEL_PREFIX) or value == "keel":
+        return f"found {show(value)}; keys under keel. are set by keel itself (keel.node names each node)"
+    return None
+
+
+def node_label_value_problem(value: str) -> str | None:
+    if matches(NODE_LABEL_VALUE, value):
+        return None
+    return f"found {show(value)}; expected a label value such as app or ssd (letters, digits, ., _ and -)"
+
+
 # ----------------------------------------------------------------------------- endpoints
 
 S3_ENDPOINT = _grammar(rf"(?:https?://)?{_HOST_OR_IP}(?::[0-9]{{1,5}})?/?")

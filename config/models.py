@@ -11,7 +11,7 @@ import base64
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BeforeValidator,
@@ -38,6 +38,7 @@ from config.base import (
     checked,
     image_is_pinned,
 )
+from config.cron import longest_gap_seconds
 from config.errors import KeyPathError, show
 from config.names import Names
 from stores import registry
@@ -171,6 +172,70 @@ def check_hostname(value: str) -> str:
 # ----------------------------------------------------------------------------- host
 
 
+def known_server_type(value: str) -> str:
+    if value in catalogue.SERVER_TYPES:
+        return value
+    offered = ", ".join(catalogue.SERVER_TYPES)
+    if value in catalogue.DEPRECATED_TYPES:
+        raise ValueError(f"{show(value)} is deprecated and no longer sold by Hetzner; use one of {offered}")
+    raise ValueError(f"{show(value)} is not offered by Hetzner; use one of {offered}")
+
+
+def known_location(value: str) -> str:
+    if value not in catalogue.ALL_LOCATIONS:
+        raise ValueError(
+            f"found {show(value)}; expected one of {', '.join(catalogue.ALL_LOCATIONS)}"
+            + grammar.did_you_mean(value, catalogue.ALL_LOCATIONS)
+        )
+    return value
+
+
+NETWORK_ZONES = {
+    "fsn1": "eu-central",
+    "nbg1": "eu-central",
+    "hel1": "eu-central",
+    "ash": "us-east",
+    "hil": "us-west",
+    "sin": "ap-southeast",
+}
+"""Hetzner's network zones: a private network spans one zone, so every node of a stack is in the host's."""
+MANAGER_COUNTS = (1, 3)
+"""Raft needs a majority of managers: one (no tolerance) or three (one may fail). Two tolerate no
+failure and halve availability (either one down stops the swarm), five is more than a small team's
+swarm needs."""
+NodeLabelKey = Annotated[str, checked(grammar.node_label_key_problem)]
+NodeLabelValue = Annotated[str, checked(grammar.node_label_value_problem)]
+PRIVATE_NETWORK_DEFAULT = "10.44.0.0/16"
+
+
+class NodePoolSpec(Model):
+    """Nodes beside the primary (the host above, which keeps the public IPs, the proxy and the
+    stores' data volume): identical Hetzner servers that join its swarm over the private network.
+
+    Node ``n`` (1..count) of pool ``p`` is the server ``<name_prefix>-<stack>-<p>-<n>``; lowering
+    ``count`` drains and removes the highest-numbered nodes first.
+    """
+
+    role: Literal["manager", "worker"] = "worker"
+    """Managers keep the swarm's state (raft); with three in all, one may fail. Workers run tasks only."""
+    count: int = Field(ge=0, le=20)
+    server_type: str = "cx23"
+    location: str | None = None
+    """Unset: the host's location. Must be in the host's network zone (a private network spans one)."""
+    labels: dict[NodeLabelKey, NodeLabelValue] = Field(default_factory=dict, max_length=20)
+    """Node labels an app's constraints may name (node.labels.<key>==<value>); keel.* is keel's own."""
+
+    @field_validator("server_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        return known_server_type(value)
+
+    @field_validator("location")
+    @classmethod
+    def _known_location(cls, value: str | None) -> str | None:
+        return value if value is None else known_location(value)
+
+
 class HcloudHostSpec(Model):
     """A Hetzner Cloud VM running Docker in swarm mode."""
 
@@ -197,6 +262,15 @@ class HcloudHostSpec(Model):
     """HH:MM (UTC): when an installed update needs a reboot (a new kernel, libc), unattended-upgrades
     reboots the host at this time. Off by default: RebootRequired tells you, and you reboot in a quiet
     hour. A reboot is a few minutes without service (README, "What happens on a reboot")."""
+    pools: dict[Name, NodePoolSpec] = Field(default_factory=dict, max_length=10)
+    """More nodes for the swarm (README, "Scaling out"). None: one node, as before."""
+    private_network: str = PRIVATE_NETWORK_DEFAULT
+    """The hcloud Network the nodes talk over when there are pools (swarm's ports are admitted from it
+    only); a private IPv4 range of /16 to /23 (the nodes use its first /24)."""
+    host_tools_image: Image = "debian:12.12-slim"
+    """With pools: the image whose nsenter (util-linux) runs the host's ufw when the swarm's ports are
+    opened to the private network on a host created before its pools (the deploy user reaches root
+    only through Docker; new servers get the rules from cloud-init)."""
 
     @field_validator("reboot_window")
     @classmethod
@@ -208,22 +282,12 @@ class HcloudHostSpec(Model):
     @field_validator("server_type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value in catalogue.SERVER_TYPES:
-            return value
-        offered = ", ".join(catalogue.SERVER_TYPES)
-        if value in catalogue.DEPRECATED_TYPES:
-            raise ValueError(f"{show(value)} is deprecated and no longer sold by Hetzner; use one of {offered}")
-        raise ValueError(f"{show(value)} is not offered by Hetzner; use one of {offered}")
+        return known_server_type(value)
 
     @field_validator("location")
     @classmethod
     def _known_location(cls, value: str) -> str:
-        if value not in catalogue.ALL_LOCATIONS:
-            raise ValueError(
-                f"found {show(value)}; expected one of {', '.join(catalogue.ALL_LOCATIONS)}"
-                + grammar.did_you_mean(value, catalogue.ALL_LOCATIONS)
-            )
-        return value
+        return known_location(value)
 
     @field_validator("image")
     @classmethod
@@ -316,6 +380,114 @@ class HcloudHostSpec(Model):
             )
         return self
 
+    @field_validator("private_network")
+    @classmethod
+    def _private_network(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            network = None
+        if (
+            not isinstance(network, ipaddress.IPv4Network)
+            or not network.is_private
+            or not 16 <= network.prefixlen <= 23
+        ):
+            raise ValueError(
+                f"found {show(value)}; expected a private IPv4 network of /16 to /23 such as {PRIVATE_NETWORK_DEFAULT}"
+            )
+        return str(network)
+
+    @model_validator(mode="after")
+    def _pools(self) -> HcloudHostSpec:
+        managers = 1 + sum(pool.count for pool in self.pools.values() if pool.role == "manager")
+        if managers not in MANAGER_COUNTS:
+            raise KeyPathError(
+                "pools",
+                f"found {managers} managers (the host and {managers - 1} in manager pools); expected 1 or 3: "
+                "raft keeps the swarm writable only while a majority of managers is up, so 2 tolerate no failure "
+                "and stop the swarm when either one fails",
+            )
+        zone = NETWORK_ZONES[self.location]
+        arch = catalogue.SERVER_TYPES[self.server_type].arch
+        for name, pool in self.pools.items():
+            location = pool.location or self.location
+            if NETWORK_ZONES[location] != zone:
+                raise KeyPathError(
+                    ("pools", name, "location"),
+                    f"found {show(location)} in network zone {NETWORK_ZONES[location]}; expected a location in "
+                    f"{zone} like the host's {self.location} (a private network spans one zone)",
+                )
+            server = catalogue.SERVER_TYPES[pool.server_type]
+            if location not in server.locations:
+                raise KeyPathError(
+                    ("pools", name, "server_type"),
+                    f"{show(pool.server_type)} is not sold in {location}; expected one sold there, such as "
+                    + ", ".join(t.name for t in catalogue.SERVER_TYPES.values() if location in t.locations)[:120],
+                )
+            if server.arch != arch:
+                raise KeyPathError(
+                    ("pools", name, "server_type"),
+                    f"found {show(pool.server_type)}, an {server.arch} type; expected an {arch} type like the "
+                    f"host's {self.server_type} (images built on the host and pinned to their digest run on "
+                    "every node, so every node has one architecture)",
+                )
+        return self
+
+    @property
+    def memory_mib(self) -> int:
+        return catalogue.SERVER_TYPES[self.server_type].memory_mib
+
+    @property
+    def clustered(self) -> bool:
+        """Pools are declared (even with count 0): the private network exists with the host on it,
+        overlays are encrypted and pinned services are placed by node label. Going from no pools to
+        pools is the one change that touches every service (README, "Scaling out"); after that,
+        adding or removing a node adds or removes that node only."""
+        return bool(self.pools)
+
+    def nodes(self, server_name: str) -> list[NodeSpec]:
+        """Every node, the primary (the host itself) first; ``server_name`` is the host's."""
+        out = [
+            NodeSpec(
+                name=server_name,
+                pool=None,
+                index=0,
+                role="manager",
+                server_type=self.server_type,
+                location=self.location,
+                labels={},
+            )
+        ]
+        for pool_name, pool in self.pools.items():
+            for index in range(1, pool.count + 1):
+                out.append(
+                    NodeSpec(
+                        name=f"{server_name}-{pool_name}-{index}",
+                        pool=pool_name,
+                        index=index,
+                        role=pool.role,
+                        server_type=pool.server_type,
+                        location=pool.location or self.location,
+                        labels=dict(pool.labels),
+                    )
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One server of the swarm. ``name`` is the Hetzner server's name, its hostname, and the value of
+    its ``keel.node`` label (what pinned services' constraints name)."""
+
+    name: str
+    pool: str | None
+    """None: the primary, the host itself."""
+    index: int
+    role: Literal["manager", "worker"]
+    server_type: str
+    location: str
+    labels: dict[str, str]
+
     @property
     def memory_mib(self) -> int:
         return catalogue.SERVER_TYPES[self.server_type].memory_mib
@@ -329,6 +501,8 @@ class LocalHostSpec(Model):
     """Docker endpoint (unix://, tcp://host:port or ssh://user@host); unset means DOCKER_HOST or the default socket."""
     memory_mib: int = Field(default=8192, ge=512, le=4_194_304)
     """Memory the capacity check budgets against on this machine."""
+    clustered: ClassVar[bool] = False
+    """The local engine is one node (node pools are a Hetzner feature)."""
     data_dir: HostDirectory | None = None
     """Host directory for stateful volumes; unset means Docker's own volume storage."""
 
@@ -1066,6 +1240,10 @@ class BackupRepository(Model):
     """Let a backup run create the repository (and its bucket, if the key may) when it finds none:
     on for the first deploy. Off, a missing repository fails the run (reason repository_missing),
     so a misspelt bucket or path is reported instead of starting a new, empty repository."""
+    keep_deleted_days: int = Field(default=30, ge=1, le=3650)
+    """The bucket is versioned (docs/restore.md, "A bucket the host cannot erase"): a version that was
+    overwritten or deleted stays this many days (the lifecycle rule `python -m tools.backup_maintenance
+    bucket-setup` renders), the time to notice an attack from the host and roll it back."""
 
     @field_validator("endpoint")
     @classmethod
@@ -1119,7 +1297,7 @@ class Retention(Model):
         return self
 
 
-# A run dumps every store, uploads the new data and prunes the repository (restic forget --prune);
+# A run dumps every store and uploads the new data (retention runs elsewhere: render/backup_bucket.py);
 # a later run starting while one still runs is skipped (swarm.cronjob.skip-running), so a
 # schedule tighter than this only looks more frequent than it is.
 MIN_BACKUP_INTERVAL_S = 15 * 60
@@ -1190,6 +1368,8 @@ class BackupConfig(Model):
     check_schedule: str = "30 4 * * 0"
     """When `restic check` runs (weekly by default)."""
     retention: Retention = Field(default_factory=Retention)
+    """Applied by the maintenance workflow with its own key (tools/backup_maintenance.py retention),
+    never by the host, whose key cannot delete."""
     repository: BackupRepository | None = None
     image: Image = "restic/restic:0.18.0"
     scheduler_image: Image = "crazymax/swarm-cronjob:1.14.0"
@@ -1208,7 +1388,7 @@ class BackupConfig(Model):
         if gap is not None and gap < MIN_BACKUP_INTERVAL_S:
             raise ValueError(
                 f"found {show(value)}, which starts runs {gap // 60 or gap} "
-                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps, uploads and prunes, so "
+                f"{'minute(s)' if gap >= 60 else 'second(s)'} apart; a run dumps and uploads every store, so "
                 f"expected at least {MIN_BACKUP_INTERVAL_S // 60} minutes between runs, such as '0 * * * *'"
             )
         return value
@@ -1217,6 +1397,21 @@ class BackupConfig(Model):
     def _repository(self) -> BackupConfig:
         if self.enabled and self.repository is None:
             raise KeyPathError("repository", "is required when backups are enabled")
+        return self
+
+    @model_validator(mode="after")
+    def _rollback_window(self) -> BackupConfig:
+        # Damaged packs are found by the weekly check (or the drill): a version must outlive two checks.
+        if self.repository is None:
+            return self
+        needed = -(-2 * longest_gap_seconds(self.check_schedule) // 86400)
+        if self.repository.keep_deleted_days < needed:
+            raise KeyPathError(
+                "repository/keep_deleted_days",
+                f"found {self.repository.keep_deleted_days}, shorter than two intervals of check_schedule "
+                f"({show(self.check_schedule)}): an overwritten pack may be found only by the check; expected at "
+                f"least {needed}",
+            )
         return self
 
 

@@ -173,6 +173,11 @@ class Names:
         return self.of("docker-api")
 
     @property
+    def docker_api_socket_volume(self) -> str:
+        """With several nodes: the local volume, one per node, where cAdvisor's proxy listens for it."""
+        return self.of("docker-api-socket")
+
+    @property
     def grafana(self) -> str:
         return self.of("grafana")
 

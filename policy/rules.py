@@ -38,6 +38,12 @@ SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
 SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
+HCLOUD_NETWORK = "hcloud:index/network:Network"
+NODE_ROLE_LABEL = "keel-node-role"
+"""On a pool node's server (components/cluster.py): a node with no data, drained before removal."""
+NODE_LABEL = "keel.node"
+SWARM_PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
+"""Swarm's cluster management, node gossip and VXLAN data ports: the private network's only."""
 
 ROLE_LABEL = "keel.role"
 HEALTH_LABEL = "keel.health"
@@ -222,8 +228,10 @@ def check_docker_socket(props: Mapping[str, Any]) -> list[str]:
 
 
 def check_server_delete_protection(props: Mapping[str, Any], protect: bool, environment: str) -> list[str]:
-    """In prod, the server has Hetzner delete protection and Pulumi's protect."""
-    if environment != "prod":
+    """In prod, the server has Hetzner delete protection and Pulumi's protect; a pool node (labelled
+    keel-node-role) holds no data and must stay removable by lowering its pool's count, which the
+    program drains first."""
+    if environment != "prod" or NODE_ROLE_LABEL in (props.get("labels") or {}):
         return []
     problems = []
     if props.get("deleteProtection") is not True:
@@ -289,6 +297,84 @@ def check_store_capabilities(props: Mapping[str, Any]) -> list[str]:
     adds = list(container.get("capAdds") or [])
     if adds:
         problems.append(f"taskSpec.containerSpec.capAdds is {adds!r}; expected none for a store")
+    return problems
+
+
+def _port_range(port: Any) -> tuple[int, int] | None:
+    """A Hetzner rule's port as a range; None for "any" or no port (every port)."""
+    if port is None or str(port).strip().lower() == "any":
+        return None
+    low, _, high = str(port).strip().partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        return None  # unreadable: treated as every port (fail closed)
+
+
+def check_firewall_swarm_ports(props: Mapping[str, Any]) -> list[str]:
+    """No inbound rule of a Hetzner firewall (which filters the public interface) admits swarm's ports
+    or ESP: nodes reach each other over the private network only."""
+    problems = []
+    for index, rule in enumerate(props.get("rules") or []):
+        if not isinstance(rule, Mapping) or str(rule.get("direction", "in")) != "in":
+            continue
+        protocol = str(rule.get("protocol", "tcp"))
+        if protocol == "esp":
+            problems.append(f"rules[{index}] admits ESP (encrypted overlay traffic); expected the private network only")
+            continue
+        span = _port_range(rule.get("port"))
+        for proto, port in SWARM_PORTS:
+            if protocol == proto and (span is None or span[0] <= port <= span[1]):
+                problems.append(
+                    f"rules[{index}] admits {proto} {port}, a swarm port, from the internet; expected swarm's "
+                    "ports on the private network only"
+                )
+    return problems
+
+
+def _is_clustered(resources: Sequence[PolicyResource]) -> bool:
+    return any(r.resource_type == HCLOUD_NETWORK for r in resources)
+
+
+def _mounts_volume(props: Mapping[str, Any]) -> bool:
+    mounts = ((props.get("taskSpec") or {}).get("containerSpec") or {}).get("mounts") or []
+    # A bind mount names a directory of one node's disk too.
+    return any(isinstance(m, Mapping) and m.get("type") in ("volume", "bind") for m in mounts)
+
+
+def _constraints(props: Mapping[str, Any]) -> list[str]:
+    placement = (props.get("taskSpec") or {}).get("placement") or {}
+    return [str(c).replace(" ", "") for c in placement.get("constraints") or []]
+
+
+def check_cluster_placement(resources: Sequence[PolicyResource]) -> list[tuple[str, str]]:
+    """With several nodes (the stack declares an hcloud private network): every store, and every
+    replicated service that mounts a volume, is pinned to a node by its keel.node label (a volume is
+    on one node's disk; ``node.role==manager`` no longer names one node with three managers); every
+    overlay network is encrypted (traffic between nodes crosses the private network)."""
+    if not _is_clustered(resources):
+        return []
+    problems: list[tuple[str, str]] = []
+    pin = f"node.labels.{NODE_LABEL}=="
+    for resource in resources:
+        try:
+            props = resource.props
+            if resource.resource_type == SERVICE:
+                global_mode = bool((props.get("mode") or {}).get("global"))
+                if (service_role(props) == STORE_ROLE or _mounts_volume(props)) and not global_mode:
+                    if not any(c.startswith(pin) for c in _constraints(props)):
+                        problems.append(
+                            (resource.urn, "keeps data in a volume but is not pinned to a node by its keel.node label; "
+                             f"expected a constraint {pin}<node>")
+                        )  # fmt: skip
+            elif resource.resource_type == NETWORK and props.get("driver") == "overlay":
+                if "encrypted" not in (props.get("options") or {}):
+                    problems.append(
+                        (resource.urn, "is an overlay network in clear on a swarm of several nodes; "
+                         "expected options.encrypted")
+                    )  # fmt: skip
+        except UnknownValueError:
+            continue
     return problems
 
 
@@ -505,6 +591,16 @@ def _validate_firewall(args: ResourceValidationArgs, report_violation: ReportVio
         _report_all(check_firewall_ssh(args.props), report_violation)
 
 
+def _validate_swarm_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type == FIREWALL:
+        _report_all(check_firewall_swarm_ports(args.props), report_violation)
+
+
+def _validate_cluster_placement(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, problem in check_cluster_placement(args.resources):
+        report_violation(problem, urn)
+
+
 def _validate_store_networks(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for urn, problem in check_store_networks(args.resources):
         report_violation(problem, urn)
@@ -554,6 +650,18 @@ POLICIES: list[Policy] = [
         name="stores-on-internal-networks",
         description="Services labelled keel.role=store are attached to internal networks only, never the edge.",
         validate=_validate_store_networks,
+        enforcement_level=MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="swarm-ports-private",
+        description="No Hetzner firewall admits swarm's ports (2377, 7946, 4789) or ESP from the internet.",
+        validate=_validate_swarm_ports,
+        enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="cluster-placement",
+        description="With several nodes: data pinned by the keel.node label, every overlay network encrypted.",
+        validate=_validate_cluster_placement,
         enforcement_level=MANDATORY,
     ),
     StackValidationPolicy(

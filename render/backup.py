@@ -4,8 +4,10 @@ Scripts (POSIX sh, shellcheck-clean), all mounted side by side in SCRIPTS_DIR:
 
 - ``common.sh``: restic environment, the job lock, opening the repository (probe, lock healing,
   initialisation only when allowed), failure reasons, the Prometheus textfile writer;
-- ``backup.sh``: the entry point of one scheduled run; backs up every store, then ``forget.sh``;
-- ``forget.sh``: retention (``restic forget --keep-* --prune``);
+- ``backup.sh``: the entry point of one scheduled run; backs up every store. It only adds:
+  retention (``restic forget --keep-* --prune``) deletes, and the host's key may not (the bucket is
+  versioned and the key may delete nothing but restic's lock files, render/backup_bucket.py), so
+  it runs from the maintenance workflow with a key of its own (tools/backup_maintenance.py);
 - ``check.sh``: ``restic check`` on its own schedule;
 - ``restore-<kind>.sh`` (``restore-postgres.sh``, ``restore-sqlite.sh``, ...): restore the latest
   (or a given) snapshot of one store;
@@ -39,8 +41,7 @@ and are otherwise waited for, for at most KEEL_RETRY_LOCK.
 Metrics (node-exporter textfile collector; a contract with the alert rules):
 ``keel_backup_last_success_timestamp_seconds{store}``, ``keel_backup_last_run_timestamp_seconds{store}``,
 ``keel_backup_last_run_success{store[,reason]}``, ``keel_backup_last_run_duration_seconds{store}``,
-``keel_backup_schedule_interval_seconds``, ``keel_backup_retention_last_run_success{[reason]}``,
-``keel_backup_retention_last_success_timestamp_seconds`` and, while a run is unfinished,
+``keel_backup_schedule_interval_seconds`` and, while a run is unfinished,
 ``keel_backup_run_deadline_timestamp_seconds``; ``restic check`` (``keel_backup_check_*``) and the
 drill write their own files. A failed outcome carries a ``reason`` label from FAILURE_REASONS. Each
 run first writes every outcome as failed with reason ``unfinished`` and the run's deadline, and
@@ -57,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import cron
-from config.models import BackupRepository, Retention, StackConfig
+from config.models import BackupRepository, StackConfig
 from render import render_from, render_template
 from stores import registry
 from stores.base import Backup, BackupTarget, JobTools
@@ -101,7 +102,7 @@ FAILURE_REASONS = (
 )
 """Every value of the ``reason`` label (docs/restore.md says what each means)."""
 
-SCRIPT_NAMES = ("common.sh", "backup.sh", "forget.sh", "check.sh", "drill.sh")
+SCRIPT_NAMES = ("common.sh", "backup.sh", "check.sh", "drill.sh")
 """The job's own scripts; each kind of the stack adds its restore scripts (Backup.restore)."""
 
 # Names that reach the scripts unquoted (tags, variable names, host names) are limited to these.
@@ -128,7 +129,6 @@ class BackupSpec:
     snapshot_host: str
     """The --host of every snapshot: containers have random hostnames, retention groups must not."""
     schedule: str
-    retention: Retention
     targets: tuple[BackupTarget, ...] = ()
     """Every store backed up, kind by kind in the registry's order (each kind's target class)."""
     s3_region: str = "us-east-1"
@@ -203,7 +203,6 @@ def backup_spec(cfg: StackConfig, *, stack_name: str) -> BackupSpec:
         repository=repository_url(cfg.backup.repository, f"{cfg.name_prefix}/{stack_name}"),
         snapshot_host=cfg.names.snapshot_host(stack_name),
         schedule=cfg.backup.schedule,
-        retention=cfg.backup.retention,
         targets=backup_targets(cfg),
         s3_region=cfg.backup.repository.region,
         check_schedule=cfg.backup.check_schedule,
@@ -308,7 +307,6 @@ def render_backup_scripts(spec: BackupSpec) -> dict[str, str]:
         "backup.sh": render_template(
             "backup/backup.sh.j2", **values, functions=parts["functions"], calls=parts["calls"]
         ),
-        "forget.sh": render_template("backup/forget.sh.j2", **values),
         "check.sh": render_template("backup/check.sh.j2", **values),
         **restore,
         "drill.sh": render_template(

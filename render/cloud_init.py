@@ -13,9 +13,10 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from render import dump_yaml
+from render.cluster import SWARM_PORTS
 from render.host_units import (
     CONTAINER_SLICE,
     FORGET_USER_DATA,
@@ -58,6 +59,12 @@ class CloudInitSpec:
     max_startups: str = "100:30:200"
     automatic_reboot: bool = False
     reboot_time: str = "04:00"
+    private_cidr: str | None = None
+    """The hcloud Network's range: the swarm ports and ESP are admitted from it only. None (one
+    node): no swarm port is open on the host."""
+    swarm: Literal["init", "join"] = "init"
+    """``init``: this host starts the swarm (the primary). ``join``: a pool node, joined later over
+    SSH (render/cluster.py join_script); no swarm-init, and ``advertise_addr`` is unused."""
 
     def __post_init__(self) -> None:
         # sshd_config takes the user as a bare word and authorized_keys one key per line.
@@ -71,6 +78,11 @@ class CloudInitSpec:
             raise ValueError(f"data device {self.data_device!r}: expected a /dev path")
         if not _STARTUPS.fullmatch(self.max_startups) or not _TIME.fullmatch(self.reboot_time):
             raise ValueError("max_startups or reboot_time is not in sshd's or apt's own form")
+        if self.private_cidr is not None:
+            # ufw takes the range as one argument; a host address with bits past the prefix is a mistake.
+            ipaddress.IPv4Network(self.private_cidr, strict=True)
+        if self.swarm not in ("init", "join"):
+            raise ValueError(f"swarm {self.swarm!r}: expected init or join")
 
 
 def volume_device(volume_id: int | str) -> str:
@@ -129,6 +141,19 @@ def swarm_init_script(advertise_addr: str) -> str:
         f"  docker swarm init --advertise-addr {shlex.quote(advertise_addr)}\n"
         "fi\n"
     )
+
+
+def swarm_firewall_rules(private_cidr: str) -> list[list[str]]:
+    """ufw commands admitting swarm's ports, and ESP (IP protocol 50: encrypted overlay networks
+    carry VXLAN inside IPsec ESP), from the private network only."""
+    cidr = str(ipaddress.IPv4Network(private_cidr, strict=True))
+    rules = [
+        ["ufw", "allow", "from", cidr, "to", "any", "port", str(port), "proto", proto, "comment", "keel swarm"]
+        for proto, port in SWARM_PORTS
+    ]
+    # ufw names IP protocol 50 "esp" (/etc/protocols).
+    rules.append(["ufw", "allow", "proto", "esp", "from", cidr, "comment", "keel swarm encrypted overlay"])
+    return rules
 
 
 def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
@@ -201,11 +226,17 @@ def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
             {"path": path, "permissions": mode, "content": text.rstrip("\n") + "\n"}
             for path, (mode, text) in host_files(units).items()
         ),
-        {
-            "path": "/usr/local/sbin/swarm-init",
-            "permissions": "0755",
-            "content": swarm_init_script(spec.advertise_addr),
-        },
+        *(
+            [
+                {
+                    "path": "/usr/local/sbin/swarm-init",
+                    "permissions": "0755",
+                    "content": swarm_init_script(spec.advertise_addr),
+                }
+            ]
+            if spec.swarm == "init"
+            else []
+        ),
     ]
     mounted = f"mountpoint -q {shlex.quote(DATA_DIR)}"
     wait_for_volume = f"for i in $(seq 1 60); do {mounted} && break; mount -a; sleep 5; done; {mounted}"
@@ -233,12 +264,15 @@ def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
         # firewall's intent readable. The Hetzner firewall narrows 80/443 further.
         ["ufw", "allow", "80/tcp"],
         ["ufw", "allow", "443/tcp"],
+        # Swarm's ports between the nodes of the private network, never from the world (the
+        # Hetzner firewall says the same in front of the host).
+        *(swarm_firewall_rules(spec.private_cidr) if spec.private_cidr else []),
         ["ufw", "--force", "enable"],
         # Owned by the deploy user: Pulumi's host commands (as that user) create a directory per volume.
         ["install", "-d", "-o", user, "-g", user, "-m", "0755", f"{DATA_DIR}/volumes", METRICS_DIR],
         # After the metrics directory exists: the report timers write there at once.
         ["systemctl", "enable", "--now", *timers(units)],
-        ["/usr/local/sbin/swarm-init"],
+        *([["/usr/local/sbin/swarm-init"]] if spec.swarm == "init" else []),
     ]
     doc["runcmd"] = runcmd
     return doc

@@ -68,10 +68,32 @@ SCHEDULER = (
 )
 
 
-def render_haproxy_template(purpose: str, rules: tuple[Allow, ...]) -> str:
-    """The proxy's HAProxy configuration: the allowed requests, every other one refused with 403."""
+NODE_SOCKET_DIR = "/run/keel-docker-api"
+"""Where a node-local proxy listens on a Unix socket, in a volume it shares with its client on the
+same node (a local volume exists per node: the client reaches its own node's proxy, never another's)."""
+_SOCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def node_socket(name: str) -> str:
+    """The Unix socket of node-local proxy ``name`` inside NODE_SOCKET_DIR."""
+    if not _SOCKET_NAME.fullmatch(name):
+        raise ValueError(f"socket name {name!r}: expected lower-case letters, digits and -")
+    return f"{NODE_SOCKET_DIR}/{name}.sock"
+
+
+def render_haproxy_template(
+    purpose: str, rules: tuple[Allow, ...], *, unix_socket: str | None = None, docker_socket: str = SOCKET
+) -> str:
+    """The proxy's HAProxy configuration: the allowed requests, every other one refused with 403.
+
+    ``unix_socket``: also listen there (mode 666: the client runs as another user), for a client on
+    the same node; ``docker_socket``: the daemon's socket (the tests point it at a stand-in)."""
     if not re.fullmatch(r"[A-Za-z0-9 ,.'()-]+", purpose):
         raise ValueError(f"purpose {purpose!r}: expected plain words")
+    for path in (unix_socket, docker_socket):
+        if path is not None and not re.fullmatch(r"/[A-Za-z0-9._/-]+", path):
+            raise ValueError(f"socket path {path!r}: expected an absolute path of plain characters")
+    also = f"\n    bind unix@{unix_socket} mode 666" if unix_socket else ""
     allows = "\n".join(
         f"    http-request allow if {{ method {' '.join(rule.methods)} }} {{ path,url_dec -m reg {rule.regex} }}"
         for rule in rules
@@ -97,14 +119,14 @@ defaults
     timeout http-keep-alive 10s
 
 backend docker
-    server docker {SOCKET}
+    server docker {docker_socket}
 
 backend docker-events
-    server docker {SOCKET}
+    server docker {docker_socket}
     timeout server 0
 
 frontend docker-api
-    bind ${{BIND_CONFIG}}
+    bind ${{BIND_CONFIG}}{also}
 {allows}
     http-request deny
     use_backend docker-events if {{ path,url_dec -m reg {VERSION_PREFIX}/events$ }}
@@ -120,3 +142,8 @@ def health_command() -> list[str]:
 def endpoint(service: str) -> str:
     """The address a client gives its Docker client (DOCKER_HOST, cAdvisor's --docker)."""
     return f"tcp://{service}:{PORT}"
+
+
+def node_endpoint(name: str) -> str:
+    """The address of a node-local proxy, for a client on the same node."""
+    return f"unix://{node_socket(name)}"

@@ -103,7 +103,7 @@ def host_scaffold(cfg: StackConfig, *, stack_name: str, secrets: dict[str, str])
     """Declare the scaffold; call it inside a program run by `mockrun.declare`."""
     host = Host("host", spec=LocalHostSpec(provider="local"), server_name="test")
     on_host = pulumi.ResourceOptions(provider=host.provider)
-    networks = Networks("networks", names=cfg.names, monitoring=True, opts=on_host)
+    networks = Networks("networks", names=cfg.names, monitoring=True, encrypted=False, opts=on_host)
     stack = Stack(
         project="keel",
         name=stack_name,

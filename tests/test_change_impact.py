@@ -15,6 +15,16 @@ from tools import impact
 
 ROOT = Path(__file__).resolve().parent.parent
 STATEFUL = {"db-service", "cache-service", "observability-prometheus", "observability-grafana"}
+NODE = "node-workers-1"
+NODE_RESOURCES = {f"{NODE}-{part}" for part in ("host-key", "server", "network", "ready", "join", "membership")}
+# change title -> (created, deleted): only these rows create or delete anything
+CREATED_DELETED: dict[str, tuple[set[str], set[str]]] = {
+    "a worker node added": (NODE_RESOURCES, set()),
+    "a worker node removed": (set(), NODE_RESOURCES),
+    # A rotation's login password exists only while the login may log in.
+    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-password-b"}, set()),
+    "step 3: logins [b, a] to [b]": (set(), {"db-password-a"}),
+}
 
 # change title -> (updated in place, replaced, services restarted)
 EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
@@ -38,6 +48,9 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
         },
         {"proxy-service", "observability-blackbox-exporter", "observability-prometheus"},
     ),
+    # Spread over one node more (or less), the app allows fewer (more) tasks per node: a rolling update.
+    "a worker node added": ({"nextjs-service"}, set(), {"nextjs-service"}),
+    "a worker node removed": ({"nextjs-service"}, set(), {"nextjs-service"}),
     # A job's update always follows its wait step (render/jobs.py idle_script).
     "a job's schedule": ({"job-prune-logs-idle", "job-prune-logs-service"}, set(), set()),
     "a release of an app, its worker and its job": (
@@ -50,17 +63,29 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
     "step 2: logins [a, b] to [b, a]": ({"nextjs-service"}, {"db-password", "nextjs-database_url"}, {"nextjs-service"}),
     "step 3: logins [b, a] to [b]": ({"db-roles"}, set(), set()),
 }
-# change title -> (created, deleted); every other change creates and deletes nothing.
-ADDED_AND_REMOVED: dict[str, tuple[set[str], set[str]]] = {
-    "a new hostname": ({"proxy-shop.example.com-a"}, set()),
-    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-password-b"}, set()),
-    "step 3: logins [b, a] to [b]": (set(), {"db-password-a"}),
-}
+
+
+FIRST_POOLS = "node pools declared (the first time)"
 
 
 @pytest.fixture(scope="module")
 def impacts() -> dict[str, impact.Impact]:
     return {change.title: impact.impact(change) for change in impact.CHANGES}
+
+
+def test_declaring_pools_replaces_networks_and_services_but_no_volume_or_server(impacts):
+    """The one sweeping change: encryption replaces every overlay network, and each service attached to
+    one is replaced with it (README says: a maintenance window). Nothing that holds data is replaced."""
+    found = impacts[FIRST_POOLS]
+    replaced = found.names("replace")
+    assert {"networks-edge", "networks-data", "networks-monitoring"} <= replaced
+    assert {"db-service", "cache-service", "proxy-service", "api-service", "web-service"} <= replaced
+    assert not found.plan.deletes
+    touched = replaced | found.names("update")
+    assert not {"host-server", "host-data", "host-ipv4", "host-ipv6"} & touched
+    assert {"cluster-network", "cluster-primary-membership", "node-workers-1-membership"} <= found.names("create")
+    types = {r.name: r.type for r in impact._run(found.change, True, None).resources}
+    assert not [name for name in touched if types.get(name) == "docker:index/volume:Volume"]
 
 
 @pytest.mark.parametrize("title", list(EXPECTED))
@@ -70,8 +95,9 @@ def test_each_change_updates_replaces_and_restarts_exactly_what_the_table_says(i
     assert found.names("update") == updated, found.plan.describe()
     assert found.names("replace") == replaced, found.plan.describe()
     assert set(found.restarted) == restarted
-    created, deleted = ADDED_AND_REMOVED.get(title, (set(), set()))
-    assert found.names("create") == created, found.plan.describe()
+    created, deleted = CREATED_DELETED.get(title, (set(), set()))
+    assert found.names("create") == created or title == "a new hostname", found.plan.describe()
+    assert not found.plan.creates or title in ("a new hostname", *CREATED_DELETED), found.plan.describe()
     assert found.names("delete") == deleted, found.plan.describe()
 
 
@@ -86,6 +112,22 @@ def test_a_rotation_step_touches_only_a_password_the_roles_step_and_the_apps_sec
     # The roles step lets b log in before the apps are given b (step 1 before step 2), and the apps
     # no longer hold a when it refuses a (step 3).
     assert ("update", "db-roles") not in impacts["step 2: logins [a, b] to [b, a]"].order
+
+
+def test_a_removed_node_is_drained_before_its_server_is_destroyed(impacts):
+    """The membership's delete drains the node and removes it from the swarm (render/cluster.py
+    removal_script); the engine deletes a resource before what it depends on, so the server goes last
+    but its key. The app first allows more tasks per node again, so the drained tasks find room."""
+    order = impacts["a worker node removed"].order
+    deleted = [name for kind, name in order if kind == "delete"]
+    assert deleted.index(f"{NODE}-membership") < deleted.index(f"{NODE}-join") < deleted.index(f"{NODE}-server")
+    assert order.index(("update", "nextjs-service")) < order.index(("delete", f"{NODE}-membership"))
+
+
+def test_an_added_node_joins_before_it_is_labelled(impacts):
+    order = [name for kind, name in impacts["a worker node added"].order if kind == "create"]
+    assert order.index(f"{NODE}-server") < order.index(f"{NODE}-ready") < order.index(f"{NODE}-join")
+    assert order.index(f"{NODE}-join") < order.index(f"{NODE}-membership")
 
 
 @pytest.mark.parametrize("title", list(EXPECTED))
@@ -122,7 +164,7 @@ def test_a_job_changes_after_its_app_and_its_wait_for_a_run_in_progress(impacts,
 
 
 def test_every_change_of_the_catalogue_is_pinned():
-    assert {change.title for change in impact.CHANGES} == set(EXPECTED)
+    assert {change.title for change in impact.CHANGES} == {*EXPECTED, FIRST_POOLS}
 
 
 def test_the_readme_table_is_what_the_model_computes(impacts):

@@ -291,3 +291,42 @@ def test_host_reboot_window_reaches_the_user_data():
     text = str(run.one("hcloud:index/server:Server").inputs["userData"])
     assert 'Unattended-Upgrade::Automatic-Reboot "true";' in text
     assert 'Unattended-Upgrade::Automatic-Reboot-Time "03:30";' in text
+
+
+def test_a_join_mode_pool_node_with_a_private_network_passes_cloud_init_schema(tmp_path: Path):
+    path = tmp_path / "user-data.yaml"
+    path.write_text(render_cloud_init(spec(private_cidr="10.0.0.0/16", swarm="join", data_device=None)))
+    result = subprocess.run(
+        [require_tool("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_join_mode_node_never_starts_a_swarm_of_its_own():
+    doc = parsed(private_cidr="10.0.0.0/16", swarm="join", data_device=None)
+    assert not any(f["path"] == "/usr/local/sbin/swarm-init" for f in doc["write_files"])
+    assert ["/usr/local/sbin/swarm-init"] not in doc["runcmd"]
+    assert "swarm init" not in render_cloud_init(spec(swarm="join"))
+    assert ["/usr/local/sbin/swarm-init"] in parsed()["runcmd"]
+
+
+def test_the_private_network_opens_the_swarm_ports_and_esp_from_it_only_before_ufw_is_enabled():
+    runcmd = parsed(private_cidr="10.0.0.0/16")["runcmd"]
+    rules = [command for command in runcmd if command[:2] == ["ufw", "allow"] and "10.0.0.0/16" in command]
+    assert rules == [
+        ["ufw", "allow", "from", "10.0.0.0/16", "to", "any", "port", "2377", "proto", "tcp", "comment", "keel swarm"],
+        ["ufw", "allow", "from", "10.0.0.0/16", "to", "any", "port", "7946", "proto", "tcp", "comment", "keel swarm"],
+        ["ufw", "allow", "from", "10.0.0.0/16", "to", "any", "port", "7946", "proto", "udp", "comment", "keel swarm"],
+        ["ufw", "allow", "from", "10.0.0.0/16", "to", "any", "port", "4789", "proto", "udp", "comment", "keel swarm"],
+        ["ufw", "allow", "proto", "esp", "from", "10.0.0.0/16", "comment", "keel swarm encrypted overlay"],
+    ]
+    assert runcmd.index(rules[-1]) < runcmd.index(["ufw", "--force", "enable"])
+    # Without a private network (one node) no swarm port is admitted at all.
+    assert not any("2377" in command for command in parsed()["runcmd"])
+    assert render_cloud_init(spec(private_cidr=None, swarm="init")) == render_cloud_init(spec())
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.1/16", "0.0.0.0/0 ; reboot", "2001:db8::/32"])
+def test_a_private_cidr_that_is_not_an_ipv4_network_is_refused(cidr: str):
+    with pytest.raises(ValueError):
+        spec(private_cidr=cidr)

@@ -397,6 +397,111 @@ CASES += [
         {"keel:services": {"job-report": WORKER}, "keel:jobs": {"report": JOB}},
         "jobs/report: its service would be named shop-job-report, like services/job-report; rename one of them",
     ),
+    (
+        "two managers",
+        "prod",
+        {"keel:host": {"pools": {"extra": {"role": "manager", "count": 1}}}},
+        "host/pools: found 2 managers (the host and 1 in manager pools); expected 1 or 3: raft keeps the swarm "
+        "writable only while a majority of managers is up, so 2 tolerate no failure and stop the swarm when either "
+        "one fails",
+    ),
+    (
+        "four managers",
+        "prod",
+        {"keel:host": {"pools": {"a": {"role": "manager", "count": 2}, "b": {"role": "manager", "count": 1}}}},
+        "host/pools: found 4 managers (the host and 3 in manager pools); expected 1 or 3: raft keeps the swarm "
+        "writable only while a majority of managers is up, so 2 tolerate no failure and stop the swarm when either "
+        "one fails",
+    ),
+    (
+        "a pool in another network zone",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1, "location": "ash", "server_type": "cpx22"}}}},
+        'host/pools/workers/location: found "ash" in network zone us-east; expected a location in eu-central like '
+        "the host's fsn1 (a private network spans one zone)",
+    ),
+    (
+        "a pool of another architecture",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1, "server_type": "cax21"}}}},
+        'host/pools/workers/server_type: found "cax21", an arm type; expected an x86 type like the host\'s cx33 '
+        "(images built on the host and pinned to their digest run on every node, so every node has one architecture)",
+    ),
+    (
+        "a pool label under keel.",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1, "labels": {"keel.node": "x"}}}}},
+        'host/pools/workers/labels/keel.node: found "keel.node"; keys under keel. are set by keel itself '
+        "(keel.node names each node)",
+    ),
+    (
+        "a public private network",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1}}, "private_network": "203.0.113.0/24"}},
+        'host/private_network: found "203.0.113.0/24"; expected a private IPv4 network of /16 to /23 such as '
+        "10.44.0.0/16",
+    ),
+    (
+        "an app pinned to a pool emptied",
+        "prod",
+        {
+            "keel:host": {"pools": {"workers": {"count": 0, "labels": {"tier": "batch"}}}},
+            "keel:services": {"api": {"constraints": ["node.labels.tier==batch"]}},
+        },
+        'services/api/constraints/0: found "node.labels.tier==batch", but no node would run it: pool workers has '
+        "that label but no nodes (count 0): move services/api first (change or remove this constraint), then lower "
+        "the count",
+    ),
+    (
+        "an app pinned to a label no pool has",
+        "prod",
+        {
+            "keel:host": {"pools": {"workers": {"count": 1}}},
+            "keel:services": {"api": {"constraints": ["node.labels.tier==batch"]}},
+        },
+        'services/api/constraints/0: found "node.labels.tier==batch", but no node would run it: no pool has that label',
+    ),
+    (
+        "an app pinned to keel's own node label",
+        "prod",
+        {
+            "keel:host": {"pools": {"workers": {"count": 1}}},
+            "keel:services": {"api": {"constraints": ["node.labels.keel.node==shop-prod"]}},
+        },
+        'services/api/constraints/0: found "node.labels.keel.node==shop-prod"; keel.* labels are keel\'s own '
+        "(keel.node pins its stores to the host); expected a label of a pool, such as node.labels.tier==app",
+    ),
+    (
+        "more pinned to the host than it holds, with room elsewhere",
+        "prod",
+        {
+            "keel:host": {"pools": {"big": {"count": 1, "server_type": "cx53"}}},
+            "keel:services": {"db": {"resources": {"memory_mb": 7000, "memory_reservation_mb": 1000}}},
+        },
+        "host/server_type: the tasks that must run on node host add up to 10944 MiB (largest: db 7000, api 2304, "
+        "proxy 256), over 90% of its 8192 MiB (7372 MiB); expected a larger server type or smaller limits",
+    ),
+    (
+        "an app task no node has room for",
+        "prod",
+        {
+            "keel:host": {"pools": {"w": {"count": 2, "server_type": "cx23"}}},
+            "keel:services": {"web": {"resources": {"memory_mb": 4000, "memory_reservation_mb": 1000}, "replicas": 1}},
+        },
+        "services/web/resources/memory_mb: found 4000, more than the 3534 MiB the roomiest node has left beside the "
+        "tasks pinned to it; expected a smaller limit or a larger server type",
+    ),
+    (
+        "more than all the nodes hold",
+        "prod",
+        {
+            "keel:host": {"pools": {"w": {"count": 1, "server_type": "cx23"}}},
+            "keel:services": {"web": {"resources": {"memory_mb": 1500, "memory_reservation_mb": 1000}, "replicas": 4}},
+        },
+        "host/pools: memory limits add up to 13644 MiB (largest: web 6000, api 2304, db 2048; rollout headroom "
+        "1500), over 90% of the 2 nodes' 12288 MiB (11059 MiB); expected a larger server type, more nodes or smaller "
+        "limits",
+    ),
 ]
 
 

@@ -780,6 +780,13 @@ DANGEROUS: list[tuple[str, str, dict[str, Any], str]] = [
         "expected at least one above 0, such as daily: 7",
     ),
     (
+        "a rollback window shorter than two checks",
+        "prod",
+        {"keel:backup": {"repository": {"keep_deleted_days": 10}}},
+        'backup/repository/keep_deleted_days: found 10, shorter than two intervals of check_schedule ("30 4 * * 0"): '
+        "an overwritten pack may be found only by the check; expected at least 14",
+    ),
+    (
         "swap larger than half the disk",
         "staging",
         {"keel:host": {"swap_gib": 21}},
@@ -939,15 +946,15 @@ DANGEROUS: list[tuple[str, str, dict[str, Any], str]] = [
         "a backup schedule tighter than a run",
         "prod",
         {"keel:backup": {"schedule": "*/5 * * * *"}},
-        'backup/schedule: found "*/5 * * * *", which starts runs 5 minute(s) apart; a run dumps, uploads and '
-        "prunes, so expected at least 15 minutes between runs, such as '0 * * * *'",
+        'backup/schedule: found "*/5 * * * *", which starts runs 5 minute(s) apart; a run dumps and uploads '
+        "every store, so expected at least 15 minutes between runs, such as '0 * * * *'",
     ),
     (
         "a backup schedule tight at midnight only",
         "prod",
         {"keel:backup": {"schedule": "0,5 0 * * *"}},
-        'backup/schedule: found "0,5 0 * * *", which starts runs 5 minute(s) apart; a run dumps, uploads and '
-        "prunes, so expected at least 15 minutes between runs, such as '0 * * * *'",
+        'backup/schedule: found "0,5 0 * * *", which starts runs 5 minute(s) apart; a run dumps and uploads '
+        "every store, so expected at least 15 minutes between runs, such as '0 * * * *'",
     ),
     (
         "a backup schedule that never fires",

@@ -20,7 +20,7 @@ import yaml
 
 from components import swarm
 from components.app_service import volume_owner_script
-from config.models import AlertReceiver, ProxyConfig, Retention, Route
+from config.models import AlertReceiver, ProxyConfig, Route
 from config.names import Names
 from render import acme, data_volume, migration, nginx, proxy_runtime
 from render import backup as bk
@@ -188,7 +188,6 @@ def test_backup_defaults_are_assigned_quoted_whatever_the_repository_holds(tmp_p
         repository=repository,
         snapshot_host="shop-prod",
         schedule="0 * * * *",
-        retention=Retention(),
         targets=(VolumeTarget(name="files"),),
         s3_region=region,
     )
@@ -232,9 +231,7 @@ def test_backup_defaults_are_assigned_quoted_whatever_the_repository_holds(tmp_p
          "store name with a newline"],
 )  # fmt: skip
 def test_backup_renderer_refuses_names_it_would_write_unquoted(changes: Callable[[], dict[str, object]], message: str):
-    values: dict[str, object] = dict(
-        repository="s3:https://x/b", snapshot_host="shop-prod", schedule="0 * * * *", retention=Retention()
-    )
+    values: dict[str, object] = dict(repository="s3:https://x/b", snapshot_host="shop-prod", schedule="0 * * * *")
     with pytest.raises(ValueError, match=None) as caught:
         values.setdefault("targets", (VolumeTarget(name="files"),))
         values.update(changes())

@@ -44,6 +44,8 @@ class Registration:
     inputs: dict[str, Any]
     protect: bool
     secret_paths: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
+    """What it depends on: the order the engine deletes in (tools/impact.py)."""
 
 
 def dump(stack: str, config_file: Path | None) -> dict[str, Any]:
@@ -61,6 +63,7 @@ def dump(stack: str, config_file: Path | None) -> dict[str, Any]:
                 "inputs": r.inputs,
                 "protect": r.protect,
                 "secret_paths": sorted(r.secret_paths()),
+                "depends_on": list(r.depends_on),
             }
             for r in run.resources
         ]
@@ -95,7 +98,14 @@ def base_registrations(base: str, stack: str, config_file: str | None) -> tuple[
     if "error" in described:
         return [], f"the configuration at {base} was refused ({described['error']}): every resource is new"
     resources = [
-        Registration(**{**item, "secret_paths": tuple(item["secret_paths"])}) for item in described["resources"]
+        Registration(
+            **{
+                **item,
+                "secret_paths": tuple(item["secret_paths"]),
+                "depends_on": tuple(item.get("depends_on", ())),
+            }
+        )
+        for item in described["resources"]
     ]
     return resources, None
 

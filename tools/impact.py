@@ -32,14 +32,14 @@ class UserChange:
     stack: str
     fragment: Mapping[str, Any] = field(default_factory=dict)
     """Config keys (``keel:services`` ...) deep-merged into the stack file's values."""
-    base: Mapping[str, Any] = field(default_factory=dict)
-    """Config keys deep-merged before and after the change (the state the change starts from)."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secret values set (``keel:jwt_secret`` -> value), before and after."""
     new_secrets: Mapping[str, str] = field(default_factory=dict)
     """Secret values after the change."""
     meaning: str = ""
     """What the plan means for the running site (checked against the plan by the tests)."""
+    base: Mapping[str, Any] = field(default_factory=dict)
+    """Config keys merged into the stack file before and after: the state the change starts from."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,38 @@ CHANGES: tuple[UserChange, ...] = (
         meaning=(
             "a DNS record is created and the origin certificate issued again (its hostnames force replacement); "
             "the proxy restarts (stop-first) and so does Prometheus, for its new probe"
+        ),
+    ),
+    UserChange(
+        "node pools declared (the first time)",
+        "prod",
+        {"keel:host": {"pools": {"workers": {"count": 1}}}},
+        meaning=(
+            "a maintenance-window change, once: the private network and the new node are created; every overlay "
+            "network is replaced by an encrypted one, and with it every service that joins one (a service's "
+            "network attachment forces its replacement), the stores included (their volumes are kept): minutes "
+            "without service. Declare the pools in a quiet hour, even with count 0: after that a node added or "
+            "removed touches that node only"
+        ),
+    ),
+    UserChange(
+        "a worker node added",
+        "spoon-cluster",
+        {"keel:host": {"pools": {"workers": {"count": 1}}}},
+        meaning=(
+            "the new server is created, attached to the private network, joins the swarm and gets its labels; "
+            "the replicated app spread over the nodes allows fewer tasks per node (a rolling update); nothing "
+            "stateful changes"
+        ),
+    ),
+    UserChange(
+        "a worker node removed",
+        "spoon-cluster",
+        {"keel:host": {"pools": {"workers": {"count": 0}}}},
+        base={"keel:host": {"pools": {"workers": {"count": 1}}}},
+        meaning=(
+            "the node is drained first (its tasks move), removed from the swarm, then its server is destroyed; "
+            "the replicated app allows more tasks per node again; nothing stateful changes"
         ),
     ),
     UserChange(
@@ -270,27 +302,52 @@ def _order(plan: readback.Plan, run: mockrun.Run, state: Mapping[str, readback.S
 
     for resource in run.resources:
         visit(resource.urn)
-    order += [("delete", state[urn].name) for urn in plan.deletes]
+    order += [("delete", state[urn].name) for urn in _deletion_order(plan.deletes, state)]
     order += [("delete replaced", by_urn[urn].name) for urn in plan.replaces]
+    return order
+
+
+def _deletion_order(deletes: list[str], state: Mapping[str, readback.StateEntry]) -> list[str]:
+    """Deleted resources in the engine's order: each before the resources it depends on (a node's
+    membership, whose delete drains it, before its server)."""
+    gone = set(deletes)
+    dependents: dict[str, list[str]] = {urn: [] for urn in deletes}
+    for urn in deletes:
+        for dependency in state[urn].dependencies:
+            if dependency in gone:
+                dependents[dependency].append(urn)
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(urn: str) -> None:
+        if urn in done:
+            return
+        done.add(urn)
+        for dependent in dependents[urn]:
+            visit(dependent)
+        order.append(urn)
+
+    for urn in deletes:
+        visit(urn)
     return order
 
 
 def markdown(impacts: list[Impact]) -> str:
     lines = [
-        "| change | created, deleted | updated in place | replaced (new one first, then the old deleted) "
+        "| change | created / deleted | updated in place | replaced (new one first, then the old deleted) "
         "| services restarted | what it means |",
         "|---|---|---|---|---|---|",
     ]
     for item in impacts:
-        created = [f"+{name}" for name in sorted(item.names("create"))]
-        deleted = [f"-{name}" for name in sorted(item.names("delete"))]
-        added = ", ".join(created + deleted) or "nothing"
+        made = [f"+{name}" for name in sorted(item.names("create"))]
+        gone = [f"-{name}" for name in sorted(item.names("delete"))]
+        created = ", ".join(made + gone) or "nothing"
         updated = ", ".join(sorted(item.names("update"))) or "nothing"
         replaced = ", ".join(sorted(item.names("replace"))) or "nothing"
         # Sorted like the other columns: independent services register in no fixed order.
         restarted = ", ".join(sorted(item.restarted)) or "none"
         title = f"{item.change.title} ({item.change.stack})"
-        lines.append(f"| {title} | {added} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
+        lines.append(f"| {title} | {created} | {updated} | {replaced} | {restarted} | {item.change.meaning} |")
     return "\n".join(lines)
 
 

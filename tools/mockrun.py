@@ -171,13 +171,13 @@ class ProgramMocks(pulumi_mocks.Mocks):
             self.context["built_images"].add(inputs.get("name"))
         entry = self.prior.get(urn)
         if entry is None:
-            return readback.resource_id(typ, name), model.state(inputs, name, self.context)
+            return readback.resource_id(typ, name, inputs), model.state(inputs, name, self.context)
         changes = model.diff(entry.state, inputs, ignore_changes)
         if not changes:
             return entry.id, entry.state
         if any(change.replaces for change in changes):
             replacement = f"{name}-replacement"
-            return readback.resource_id(typ, replacement), model.state(inputs, replacement, self.context)
+            return readback.resource_id(typ, replacement, inputs), model.state(inputs, replacement, self.context)
         return entry.id, model.updated_state(entry.state, inputs, name)
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:

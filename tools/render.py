@@ -12,6 +12,7 @@ secrets, then writes:
                     files/<swarm service>/<path in its container>  configs, and what a command
                                                                    writes into a service's volume
                     files/host/cloud-init.yaml                     the server's user data
+                    files/nodes/<server>/cloud-init.yaml           a pool node's user data
                   Docker secrets are never written; any secret value inside a file is redacted.
 The paths come from the resources themselves (a config's mount in the services that use it, the
 volume a command writes into), so a new component's files appear without changes here.
@@ -41,6 +42,8 @@ REDACTED = "[secret]"
 SERVICE = "docker:index/service:Service"
 SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 SERVER = "hcloud:index/server:Server"
+HOST_SERVER = "host-server"
+"""The resource name of the host's own server (components/host.py)."""
 HOST_DIR = "host"
 
 
@@ -127,9 +130,9 @@ def shipped_files(run: mockrun.Run) -> Shipped:
                 where = config_paths.get(resource.id, f"unmounted-configs/{resource.inputs.get('name', resource.name)}")
                 shipped.references[resource.urn, "data"] = {"file": shipped.add(where, text)}
         elif resource.type == SERVER and resource.inputs.get("userData"):
-            where = (
-                f"{HOST_DIR}/cloud-init.yaml" if len(servers) == 1 else f"{HOST_DIR}/{resource.name}/cloud-init.yaml"
-            )
+            # The host's server, and each pool node's (components/cluster.py) under its server name.
+            is_host = len(servers) == 1 or resource.name == HOST_SERVER
+            where = f"{HOST_DIR}/cloud-init.yaml" if is_host else f"nodes/{resource.inputs['name']}/cloud-init.yaml"
             written = shipped.add(where, resource.inputs["userData"])
             shipped.references[resource.urn, "userData"] = {"file": written, "secrets": "redacted"}
         elif resource.type.startswith("command:") and resource.inputs.get("stdin") and not _is_secret(raw.get("stdin")):

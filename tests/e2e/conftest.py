@@ -12,7 +12,7 @@ import pytest
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if "e2e" in (config.getoption("markexpr") or ""):
         return
-    skip = pytest.mark.skip(reason="end-to-end test: run with `make e2e` (pytest -m e2e tests/e2e)")
+    skip = pytest.mark.skip(reason="end-to-end test: run with `make e2e` or `make e2e-nodes` (pytest -m e2e tests/e2e)")
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)

@@ -19,7 +19,7 @@ from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES_DIR = ROOT / "examples"
-EXAMPLES = ("almeyo", "isntgram", "thrifting-buddy", "mealsync", "spoon")
+EXAMPLES = ("almeyo", "isntgram", "thrifting-buddy", "mealsync", "spoon", "spoon-cluster")
 SERVICE = "docker:index/service:Service"
 SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 SECRET = "docker:index/secret:Secret"

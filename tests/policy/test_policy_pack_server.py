@@ -128,6 +128,8 @@ def test_pack_serves_every_policy_with_its_enforcement_level(pack_for: Any) -> N
         "only-proxy-publishes-ports": MANDATORY,
         "stores-on-internal-networks": MANDATORY,
         "network-topology": MANDATORY,
+        "swarm-ports-private": MANDATORY,
+        "cluster-placement": MANDATORY,
         "docker-socket-only-in-socket-proxy": MANDATORY,
         "stores-drop-all-capabilities": MANDATORY,
         "prod-server-delete-protection": MANDATORY,

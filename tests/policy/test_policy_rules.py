@@ -14,8 +14,10 @@ from policy.rules import (
     NETWORK,
     SERVER,
     SERVICE,
+    check_cluster_placement,
     check_docker_socket,
     check_firewall_ssh,
+    check_firewall_swarm_ports,
     check_health_check,
     check_image_pinned,
     check_log_rotation,
@@ -253,6 +255,14 @@ def test_staging_server_may_go_unprotected() -> None:
     assert check_server_delete_protection({"deleteProtection": False}, False, "staging") == []
 
 
+def test_a_prod_pool_node_may_go_unprotected_but_the_host_may_not() -> None:
+    """A pool node holds no data and is removed by lowering its pool's count (drained first)."""
+    node = {"deleteProtection": False, "labels": {"keel-node-role": "worker"}}
+    assert check_server_delete_protection(node, False, "prod") == []
+    host = {"deleteProtection": False, "labels": {"stack": "prod"}}
+    assert len(check_server_delete_protection(host, False, "prod")) == 2
+
+
 # ----------------------------------------------------------------------------- world-open ssh
 
 
@@ -286,6 +296,110 @@ def test_firewall_fails_when_ssh_is_open_to_the_world(port: str | None, sources:
 
 def test_firewall_ignores_a_range_without_ssh() -> None:
     assert check_firewall_ssh({"rules": [rule("8000-9000", ["0.0.0.0/0"])]}) == []
+
+
+# ----------------------------------------------------------------------------- swarm ports
+
+
+def test_a_firewall_for_ssh_web_and_ping_opens_no_swarm_port() -> None:
+    props = {
+        "rules": [
+            rule("22", ["203.0.113.0/28"]),
+            rule("80", ["0.0.0.0/0"]),
+            rule("443", ["0.0.0.0/0"]),
+            rule(None, ["0.0.0.0/0"], protocol="icmp"),
+            rule("4789", ["0.0.0.0/0"], direction="out", protocol="udp"),
+        ]
+    }
+    assert check_firewall_swarm_ports(props) == []
+
+
+@pytest.mark.parametrize(
+    ("port", "protocol", "found"),
+    [
+        ("2377", "tcp", "tcp 2377"),
+        ("7946", "udp", "udp 7946"),
+        ("4000-5000", "udp", "udp 4789"),
+        ("any", "tcp", "tcp 2377"),
+        (None, "udp", "udp 7946"),
+    ],
+)
+def test_a_firewall_rule_admitting_a_swarm_port_fails(port: str | None, protocol: str, found: str) -> None:
+    problems = check_firewall_swarm_ports({"rules": [rule("443", ["0.0.0.0/0"]), rule(port, ["10.0.0.0/8"], protocol)]})
+    assert any(problem.startswith(f"rules[1] admits {found},") for problem in problems), problems
+
+
+def test_a_firewall_rule_admitting_esp_fails() -> None:
+    assert check_firewall_swarm_ports({"rules": [rule(None, ["0.0.0.0/0"], protocol="esp")]}) == [
+        "rules[0] admits ESP (encrypted overlay traffic); expected the private network only"
+    ]
+
+
+# ----------------------------------------------------------------------------- several nodes
+
+PIN = "node.labels.keel.node==shop-prod"
+PRIVATE = policy_resource("hcloud:index/network:Network", {"name": "shop-prod-private", "ipRange": "10.44.0.0/16"})
+
+
+def pinned(props: dict[str, Any], constraints: list[str] | None) -> dict[str, Any]:
+    return with_task(props, "placement", {"constraints": constraints} if constraints else None)
+
+
+def with_volume(props: dict[str, Any]) -> dict[str, Any]:
+    return with_task(props, "containerSpec.mounts", [{"type": "volume", "source": "shop-data", "target": "/data"}])
+
+
+def overlay_network(name: str, encrypted: bool) -> Any:
+    props: dict[str, Any] = {"name": name, "driver": "overlay", "internal": True}
+    if encrypted:
+        props["options"] = {"encrypted": ""}
+    return policy_resource(NETWORK, props, name=name)
+
+
+def test_on_one_node_nothing_needs_a_label_or_encryption() -> None:
+    db = policy_resource(SERVICE, pinned(service_props("store"), ["node.role==manager"]), name="db")
+    assert check_cluster_placement([db, overlay_network("data", False)]) == []
+
+
+def test_with_several_nodes_data_is_pinned_by_label_and_overlays_are_encrypted() -> None:
+    db = policy_resource(SERVICE, pinned(service_props("store"), [PIN]), name="db")
+    app = policy_resource(SERVICE, with_volume(pinned(service_props("app"), [PIN])), name="uploads")
+    spread = policy_resource(SERVICE, service_props("app"), name="api")
+    exporter = policy_resource(
+        SERVICE,
+        with_task(service_props("observability", mode={"global": True}), "containerSpec.mounts", [
+            {"type": "bind", "source": "/", "target": "/host"}
+        ]),
+        name="node-exporter",
+    )  # fmt: skip
+    assert check_cluster_placement([PRIVATE, db, app, spread, exporter, overlay_network("data", True)]) == []
+
+
+def test_with_several_nodes_a_store_pinned_by_role_fails() -> None:
+    """With three managers, node.role==manager names three nodes: the store could start on an empty disk."""
+    db = policy_resource(SERVICE, pinned(service_props("store"), ["node.role==manager"]), name="db")
+    assert check_cluster_placement([PRIVATE, db]) == [
+        (db.urn, "keeps data in a volume but is not pinned to a node by its keel.node label; "
+         "expected a constraint node.labels.keel.node==<node>")
+    ]  # fmt: skip
+
+
+def test_with_several_nodes_an_unpinned_service_with_a_bind_mount_fails() -> None:
+    job = with_task(
+        service_props("backup"), "containerSpec.mounts", [{"type": "bind", "source": "/mnt/data/m", "target": "/m"}]
+    )
+    found = check_cluster_placement([PRIVATE, policy_resource(SERVICE, job, name="heartbeat")])
+    assert [problem for _, problem in found] == [
+        "keeps data in a volume but is not pinned to a node by its keel.node label; "
+        "expected a constraint node.labels.keel.node==<node>"
+    ]
+
+
+def test_with_several_nodes_an_overlay_in_clear_fails() -> None:
+    clear = overlay_network("edge", False)
+    assert check_cluster_placement([PRIVATE, clear, overlay_network("data", True)]) == [
+        (clear.urn, "is an overlay network in clear on a swarm of several nodes; expected options.encrypted")
+    ]
 
 
 # ----------------------------------------------------------------------------- advisory
@@ -534,6 +648,8 @@ def test_every_mandatory_rule_of_the_issue_is_in_the_pack() -> None:
         "only-proxy-publishes-ports",
         "stores-on-internal-networks",
         "network-topology",
+        "swarm-ports-private",
+        "cluster-placement",
         "docker-socket-only-in-socket-proxy",
         "stores-drop-all-capabilities",
         "prod-server-delete-protection",

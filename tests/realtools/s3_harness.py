@@ -231,13 +231,13 @@ class S3Server:
     relay: Relay
     faults: _Faults
 
-    def repository(self, path: str) -> str:
+    def repository(self, path: str, bucket: str = BUCKET) -> str:
         """The restic URL of a repository in the bucket, in the form the job uses (render.backup.repository_url)."""
-        return f"s3:{self.endpoint}/{BUCKET}/{path}"
+        return f"s3:{self.endpoint}/{bucket}/{path}"
 
-    def client(self) -> Any:
-        """An S3 client as the admin user, straight to moto (not through the relay)."""
-        access, secret = self.keys["admin"]
+    def client(self, user: str = "admin") -> Any:
+        """An S3 client as ``user`` (the admin by default), straight to moto (not through the relay)."""
+        access, secret = self.keys[user]
         return boto3.client(
             "s3", endpoint_url=self.direct_endpoint, region_name=REGION, aws_access_key_id=access,
             aws_secret_access_key=secret, verify=str(self.ca_file),
@@ -250,11 +250,12 @@ class S3Server:
             aws_secret_access_key=secret, verify=str(self.ca_file),
         )  # fmt: skip
 
-    def add_user(self, name: str) -> tuple[str, str]:
-        """A user of the test's own that may do anything to the bucket (until ``deny``)."""
+    def add_user(self, name: str, statements: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+        """A user of the test's own that may do anything to the bucket (until ``deny``), or what
+        ``statements`` (an identity policy's) allow."""
         iam = self.iam()
         iam.create_user(UserName=name)
-        policy = {"Version": "2012-10-17", "Statement": [_ALL]}
+        policy = {"Version": "2012-10-17", "Statement": [_ALL] if statements is None else statements}
         iam.put_user_policy(UserName=name, PolicyName="keel-test", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=name)["AccessKey"]
         self.keys[name] = (key["AccessKeyId"], key["SecretAccessKey"])
@@ -269,16 +270,16 @@ class S3Server:
         else:
             iam.delete_user_policy(UserName=name, PolicyName="keel-deny")
 
-    def objects(self, prefix: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    def objects(self, prefix: str, bucket: str = BUCKET) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
-    def upload_tree(self, source: Path, prefix: str) -> None:
+    def upload_tree(self, source: Path, prefix: str, bucket: str = BUCKET) -> None:
         """Copy a local restic repository into the bucket under ``prefix``."""
         client = self.client()
         for path in sorted(source.rglob("*")):
             if path.is_file():
-                client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(source).as_posix()}")
+                client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(source).as_posix()}")
 
     def stall_after_next_lock(self, path_part: str = "/locks/") -> threading.Event:
         """After the next lock file (or the next object whose path has ``path_part``) is written,

@@ -21,6 +21,7 @@ from s3_harness import S3Server
 
 from config.base import Resources
 from config.models import Retention
+from render import backup_bucket
 from render.backup import BackupSpec, job_health_command
 from stores.postgres.kind import PostgresTarget
 from stores.postgres.model import PostgresSpec
@@ -49,16 +50,11 @@ FINGERPRINT = (
 )
 
 
-def _retention(hourly: int = 24, daily: int = 7, weekly: int = 4, monthly: int = 6) -> Retention:
-    return Retention(hourly=hourly, daily=daily, weekly=weekly, monthly=monthly)
-
-
 def _spec(**stores: object) -> BackupSpec:
     return BackupSpec(
         repository="s3:https://unused.example.com/bucket",
         snapshot_host=SNAPSHOT_HOST,
         schedule="0 * * * *",
-        retention=_retention(),
         **stores,  # type: ignore[arg-type]
     )
 
@@ -87,7 +83,7 @@ def test_postgres_backup_survives_a_dropped_database_and_its_roles(
         succeeded_at = metrics['keel_backup_last_success_timestamp_seconds{store="db"}']
         assert abs(succeeded_at - time.time()) < 120
         assert metrics["keel_backup_schedule_interval_seconds"] == 3600
-        assert metrics["keel_backup_retention_last_run_success"] == 1
+        assert "keel_backup_retention_last_run_success" not in metrics
         assert "keel_backup_run_deadline_timestamp_seconds" not in metrics
         [snapshot] = world.snapshots("--tag", "store=db,kind=postgres")
         assert snapshot["paths"] == ["/db.pgdump"] and snapshot["hostname"] == SNAPSHOT_HOST
@@ -270,13 +266,8 @@ def _kept(world: BackupWorld, store: str) -> list[str]:
 
 
 def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path, restic_template: Path) -> None:
-    spec = BackupSpec(
-        repository="s3:https://unused.example.com/bucket",
-        snapshot_host=SNAPSHOT_HOST,
-        schedule="0 * * * *",
-        retention=_retention(hourly=2, daily=2, weekly=1, monthly=2),
-        targets=(VolumeTarget(name="files"),),
-    )
+    """The maintenance workflow's forget (render/backup_bucket.forget_args), on a local repository."""
+    spec = _spec(targets=(VolumeTarget(name="files"),))
     world = backup_world(tmp_path / "backup", spec, template=restic_template)
     for moment in [
         "2026-01-10 12:00:00",  # newest: the hourly, daily, weekly and monthly bucket of its hour/day/week/month
@@ -298,7 +289,8 @@ def test_retention_keeps_exactly_the_expected_snapshots(tmp_path: Path, restic_t
     other = world.restic("backup", "--quiet", "--host", "elsewhere", "--tag", "keel", str(world.scripts))
     assert other.returncode == 0, other.stderr
 
-    result = world.run("forget.sh")
+    retention = Retention(hourly=2, daily=2, weekly=1, monthly=2)
+    result = world.restic(*backup_bucket.forget_args(retention, SNAPSHOT_HOST))
     assert result.returncode == 0, result.stderr
     assert _kept(world, "db") == [
         "2025-12-15 12:00:00", "2026-01-09 12:00:00", "2026-01-10 11:00:00", "2026-01-10 12:00:00"
@@ -329,7 +321,6 @@ def test_textfiles_pass_promtool_lint_while_unfinished_and_when_done(tmp_path: P
     assert busy.returncode == 1 and check.returncode == 1
     metrics = world.metrics()
     assert metrics['keel_backup_last_run_success{store="files",reason="another_job_running"}'] == 0
-    assert metrics['keel_backup_retention_last_run_success{reason="another_job_running"}'] == 0
     _lint((world.textfile / "keel_backup.prom").read_text())
     _lint((world.textfile / "keel_backup_check.prom").read_text())
     world.extra_env = {}

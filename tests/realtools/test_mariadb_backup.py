@@ -15,7 +15,6 @@ from backup_helpers import SNAPSHOT_HOST, backup_world, busybox_userland
 from mariadb_helpers import Mariadb, mariadb_server
 from s3_harness import S3Server
 
-from config.models import Retention
 from render.backup import BackupSpec
 from stores.mariadb.kind import MariadbTarget
 from stores.mariadb.server import BACKUP_USER, render_keel_cnf
@@ -47,7 +46,6 @@ def _spec(target: MariadbTarget) -> BackupSpec:
         repository="s3:https://unused.example.com/bucket",
         snapshot_host=SNAPSHOT_HOST,
         schedule="0 * * * *",
-        retention=Retention(),
         targets=(target,),
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from config.loader import parse
-from config.models import BackupRepository, Retention
+from config.models import BackupRepository
 from render.backup import (
     FAILURE_REASONS,
     MAX_RUN_S,
@@ -147,7 +147,7 @@ def test_spec_refuses_what_the_scripts_could_not_quote_safely(targets: tuple[Vol
     with pytest.raises(ValueError, match=message):
         BackupSpec(
             repository="s3:https://example.com/b", snapshot_host="h", schedule="0 * * * *",
-            retention=Retention(), targets=targets,
+            targets=targets,
         )  # fmt: skip
 
 
@@ -194,7 +194,7 @@ def test_check_interval_reaches_the_check_metrics() -> None:
 def test_every_failure_reason_the_scripts_give_is_listed_and_documented() -> None:
     text = "\n".join(render_backup_scripts(_prod_spec()).values())
     patterns = (
-        r"keel_(?:reason|why|retention)=([a-z_]+)",  # set directly
+        r"keel_(?:reason|why)=([a-z_]+)",  # set directly
         r"^\s+(?:\d+\) )?echo ([a-z_]+)(?: ;;)?$",  # printed by keel_classify
         r"write_check_metrics ([a-z_]+)$",
     )

@@ -164,7 +164,6 @@ def test_alert_rules_have_a_for_a_severity_and_a_summary():
             "ProxyProbeFailed",
             "BackupTooOld",
             "BackupFailed",
-            "BackupRetentionFailed",
             "BackupCheckFailed",
             "BackupCheckTooOld",
             "BackupNotReporting",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from config.models import Retention
 from render.backup import SCRIPT_NAMES, BackupSpec, render_backup_scripts
 from stores.mariadb.kind import MariadbTarget
 from tests.tool_requirements import require_tool
@@ -22,7 +21,6 @@ def _scripts() -> dict[str, str]:
         repository="s3:https://fsn1.your-objectstorage.com/shop-backups/shop/prod",
         snapshot_host="shop-prod",
         schedule="0 * * * *",
-        retention=Retention(),
         targets=targets,
     )
     return render_backup_scripts(spec)

@@ -23,7 +23,9 @@ The rules (issue 12):
 - Checkouts keep no credentials in .git/config for later steps to find.
 - The point-in-time archive's delete-capable key (ARCHIVE_EXPIRY) sits only on the step that runs
   .github/scripts/pitr-expire.sh, in a job that holds no other secret and never reaches a host,
-  and that step's failure fails the job (no continue-on-error, no `|| true`).
+  and that step's failure fails the job (no continue-on-error, no `|| true`). The same holds for
+  the restic repository's maintenance key (BACKUP_MAINTENANCE) and the step that runs
+  `python -m tools.backup_maintenance retention` (issue 18: the host's key cannot delete backups).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ ARCHIVE_EXPIRY = {"PITR_EXPIRE_ACCESS_KEY_ID", "PITR_EXPIRE_SECRET_ACCESS_KEY", 
 """A key that may delete the point-in-time archive, and its cipher passphrase (issue 16): only the
 stacks that archive (prod) hold them; the maintenance workflow's expiry is their one user."""
 EXPIRE_SCRIPT = ".github/scripts/pitr-expire.sh"
+BACKUP_MAINTENANCE = {"BACKUP_MAINTENANCE_ACCESS_KEY_ID", "BACKUP_MAINTENANCE_SECRET_ACCESS_KEY", "BACKUP_PASSWORD"}
+"""A key that may delete (and roll back) the stack's restic repository, and its password (issue 18):
+every stack with backups holds them; the maintenance workflow's retention is their one user."""
+RETENTION_COMMAND = "python -m tools.backup_maintenance retention"
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,13 @@ class Environment:
 # Each environment's secrets are that stack's own values, under the same names.
 ENVIRONMENTS = {
     "staging-preview": Environment("staging", frozenset(BACKEND | READ_TOKENS), pull_requests=True),
-    "staging": Environment("staging", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST), pull_requests=False),
+    "staging": Environment(
+        "staging", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST | BACKUP_MAINTENANCE), pull_requests=False
+    ),
     "production": Environment(
-        "prod", frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST | ARCHIVE_EXPIRY), pull_requests=False
+        "prod",
+        frozenset(BACKEND | READ_TOKENS | WRITE_AND_HOST | ARCHIVE_EXPIRY | BACKUP_MAINTENANCE),
+        pull_requests=False,
     ),
     "production-approval": Environment(None, frozenset(), pull_requests=False, reviewers=True),
 }
@@ -266,25 +276,39 @@ def check_checkouts(name: str, workflow: dict[Any, Any]) -> list[str]:
     return problems
 
 
-def check_archive_key(name: str, workflow: dict[Any, Any]) -> list[str]:
+def _check_confined_key(
+    name: str, workflow: dict[Any, Any], secrets: set[str], command: str, what: str, task: str
+) -> list[str]:
+    """``secrets`` only on a step that runs ``command`` alone, in a job that holds nothing else and
+    never reaches a host, and whose failure fails the job."""
     problems = []
     for job in instances(name, workflow):
         used = secrets_in(job.job)
-        if not used & ARCHIVE_EXPIRY:
+        if not used & secrets:
             continue
-        if used - ARCHIVE_EXPIRY:
-            problems.append(f"{job.name}: holds the archive's expiry key beside {sorted(used - ARCHIVE_EXPIRY)}")
+        if used - secrets:
+            problems.append(f"{job.name}: holds {what} beside {sorted(used - secrets)}")
         if any(is_host_step(step) for step in job.steps):
-            problems.append(f"{job.name}: holds the archive's expiry key and reaches a host")
+            problems.append(f"{job.name}: holds {what} and reaches a host")
         for step in job.steps:
-            if not secrets_in(step) & ARCHIVE_EXPIRY:
+            if not secrets_in(step) & secrets:
                 continue
             run = str(step.get("run", "")).strip()
-            if not run.startswith(EXPIRE_SCRIPT) or "\n" in run or re.search(r"[|;&]", run):
-                problems.append(f"{job.name}: the archive's expiry key reaches a step other than {EXPIRE_SCRIPT}")
+            if not run.startswith(command) or "\n" in run or re.search(r"[|;&]", run):
+                problems.append(f"{job.name}: {what} reaches a step other than {command}")
             if step.get("continue-on-error") or "|| true" in run:
-                problems.append(f"{job.name}: a failed expiry does not fail the job")
+                problems.append(f"{job.name}: a failed {task} does not fail the job")
     return problems
+
+
+def check_archive_key(name: str, workflow: dict[Any, Any]) -> list[str]:
+    return _check_confined_key(name, workflow, ARCHIVE_EXPIRY, EXPIRE_SCRIPT, "the archive's expiry key", "expiry")
+
+
+def check_backup_maintenance_key(name: str, workflow: dict[Any, Any]) -> list[str]:
+    return _check_confined_key(
+        name, workflow, BACKUP_MAINTENANCE, RETENTION_COMMAND, "the repository's maintenance key", "retention"
+    )
 
 
 CHECKS = (
@@ -295,6 +319,7 @@ CHECKS = (
     check_host_window,
     check_checkouts,
     check_archive_key,
+    check_backup_maintenance_key,
 )
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.workflows import delivery_rules as rules
+from tools import backup_maintenance
 from tools import pitr as pitr_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +86,8 @@ def _add_trigger(name: str, value: Any) -> Callable[[dict[Any, Any]], None]:
 SECRET_ENV = {"env": {"KEY": "${{ secrets.DEPLOY_SSH_KEY }}"}, "run": "true"}
 EXPIRE = r"pitr-expire\.sh"
 CIPHER_ENV = {"K": "${{ secrets.PITR_CIPHER_PASSPHRASE }}"}
+RETENTION = r"tools\.backup_maintenance retention"
+PASSWORD_ENV = {"K": "${{ secrets.BACKUP_PASSWORD }}"}
 WRITE_TOKEN = "${{ secrets.HCLOUD_TOKEN }}"
 
 BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
@@ -156,7 +159,21 @@ BREACHES: list[tuple[str, str, Callable[[dict[Any, Any]], None], str]] = [
      _edit_step("pitr-expire", EXPIRE, lambda s: s.update(run=s["run"] + " || true")),
      "maintenance.yml pitr-expire (prod): a failed expiry does not fail the job"),
     ("expiry-on-pull-requests", "maintenance.yml", _add_trigger("pull_request", None),
-     "maintenance.yml: binds ['production'] yet runs on pull_request"),
+     "maintenance.yml: binds ['production', 'staging'] yet runs on pull_request"),
+    ("retention-key-beside-the-deploy-key", "maintenance.yml", _add_step("backup-retention", SECRET_ENV, at=0),
+     "maintenance.yml backup-retention (prod): holds the repository's maintenance key beside ['DEPLOY_SSH_KEY']"),
+    ("retention-key-given-to-the-setup", "maintenance.yml",
+     _edit_step("backup-retention", r"actions/setup", lambda s: s.update(env=PASSWORD_ENV)),
+     "maintenance.yml backup-retention (staging): the repository's maintenance key reaches a step other than"),
+    ("retention-followed-by-more", "maintenance.yml",
+     _edit_step("backup-retention", RETENTION, lambda s: s.update(run=s["run"] + " && echo done")),
+     "the repository's maintenance key reaches a step other than python -m tools.backup_maintenance retention"),
+    ("retention-failure-ignored", "maintenance.yml",
+     _edit_step("backup-retention", RETENTION, lambda s: s.update({"continue-on-error": True})),
+     "maintenance.yml backup-retention (prod): a failed retention does not fail the job"),
+    ("retention-of-prod-in-the-staging-environment", "maintenance.yml",
+     _set(["jobs", "backup-retention", "strategy", "matrix", "include", 0, "environment"], "staging"),
+     "maintenance.yml backup-retention (prod): names prod and uses secrets, but binds staging"),
 ]  # fmt: skip
 
 
@@ -272,7 +289,7 @@ def test_the_archive_is_expired_daily_for_exactly_the_stacks_that_archive() -> N
     deployed = {job.env["STACK"] for job in rules.instances("drift.yml", load("drift.yml"))}
     archiving = {stack for stack in deployed if pitr_tool.expire_configs(stack)}
     assert archiving == {"prod"}  # Pulumi.staging.yaml leaves backup/pitr off
-    jobs = rules.instances("maintenance.yml", workflow)
+    jobs = [job for job in rules.instances("maintenance.yml", workflow) if job.job_id == "pitr-expire"]
     assert {(job.env["STACK"], job.environment) for job in jobs} == {("prod", "production")}
     for job in jobs:
         (expire,) = [s for s in job.steps if rules.EXPIRE_SCRIPT in str(s.get("run", ""))]
@@ -283,3 +300,17 @@ def test_the_archive_is_expired_daily_for_exactly_the_stacks_that_archive() -> N
         assert rules.secrets_in(expire) == rules.ARCHIVE_EXPIRY
         (install,) = [s for s in job.steps if "apt-get install" in str(s.get("run", ""))]
         assert re.search(r"\bpgbackrest=\d[^\s*]*\s", install["run"]), "pgBackRest's version is pinned exactly"
+
+
+def test_retention_runs_daily_for_exactly_the_stacks_with_backups_in_their_own_environment() -> None:
+    workflow = load("maintenance.yml")
+    deployed = {job.env["STACK"]: job.environment for job in rules.instances("drift.yml", load("drift.yml"))}
+    backed_up = {stack for stack in deployed if backup_maintenance.repository(stack).cfg.backup.enabled}
+    assert backed_up == {"prod", "staging"}
+    jobs = [job for job in rules.instances("maintenance.yml", workflow) if job.job_id == "backup-retention"]
+    assert {(job.env["STACK"], job.environment) for job in jobs} == {(s, deployed[s]) for s in backed_up}
+    for job in jobs:
+        (retention,) = [s for s in job.steps if rules.RETENTION_COMMAND in str(s.get("run", ""))]
+        assert retention["run"].strip() == 'python -m tools.backup_maintenance retention "$STACK"'
+        assert set(retention["env"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RESTIC_PASSWORD"}
+        assert rules.secrets_in(retention) == rules.BACKUP_MAINTENANCE

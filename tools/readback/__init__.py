@@ -75,6 +75,8 @@ class StateEntry:
     inputs: dict[str, Any]
     state: dict[str, Any]
     protect: bool = False
+    dependencies: tuple[str, ...] = ()
+    """The URNs it depends on (explicit and through its inputs): the engine deletes it before them."""
 
 
 def state_after_up(resources: Iterable[Any]) -> dict[str, StateEntry]:
@@ -91,18 +93,19 @@ def state_after_up(resources: Iterable[Any]) -> dict[str, StateEntry]:
             resource.urn,
             resource.type,
             resource.name,
-            resource_id(resource.type, resource.name),
+            resource_id(resource.type, resource.name, resource.inputs),
             dict(resource.inputs),
             stored,
             resource.protect,
+            tuple(resource.depends_on),
         )
     return out
 
 
-def resource_id(type_: str, name: str) -> str:
+def resource_id(type_: str, name: str, inputs: Mapping[str, Any] | None = None) -> str:
     """The id a provider gives a new resource (hcloud's are integers the program converts)."""
     if type_.startswith("hcloud:"):
-        return hcloud.resource_id(type_, name)
+        return hcloud.resource_id(type_, name, inputs)
     return f"{name}-id"
 
 

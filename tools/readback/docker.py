@@ -916,6 +916,9 @@ AS_SENT = "stored as sent"
 REFORMATTED = "stored in another form"
 IN_A_SET = "compared as a set"
 NOT_READ = "not read back"
+CREATE_ONLY = "sent on create only"
+"""Read stores it in another form the program cannot send (the daemon adds to it), so the program
+registers it with ``ignore_changes``: the coverage check requires that option."""
 
 _READ = f"{SERVICE_FUNCS} resourceDockerServiceReadRefreshFunc"
 _CONTAINER = f"{STRUCTURES} flattenContainerSpec"
@@ -982,6 +985,8 @@ _SERVICE_PATHS: dict[str, tuple[str, str]] = {
     "taskSpec.restartPolicy.delay": (REFORMATTED, f"{STRUCTURES} flattenTaskRestartPolicy shortDur"),
     "taskSpec.restartPolicy.window": (REFORMATTED, f"{STRUCTURES} flattenTaskRestartPolicy shortDur"),
     "taskSpec.placement.constraints.*": (IN_A_SET, f"{STRUCTURES} flattenTaskPlacement"),
+    "taskSpec.placement.prefs.*": (IN_A_SET, f"{STRUCTURES} flattenTaskPlacement, flattenPlacementPrefs"),
+    "taskSpec.placement.maxReplicas": (AS_SENT, f"{STRUCTURES} flattenTaskPlacement (MaxReplicas)"),
     "taskSpec.networksAdvanceds.*.id": (IN_A_SET, f"{STRUCTURES} flattenTaskNetworksAdvanced"),
     "taskSpec.networksAdvanceds.*.aliases.*": (IN_A_SET, f"{STRUCTURES} flattenTaskNetworksAdvanced"),
     "taskSpec.logDriver.name": (AS_SENT, f"{STRUCTURES} flattenTaskLogDriver"),
@@ -1014,6 +1019,12 @@ SENT_PATHS: dict[str, dict[str, tuple[str, str]]] = {
         },
         "labels.*.label": (IN_A_SET, f"{NETWORK_FUNCS} resourceDockerNetworkReadRefreshFunc"),
         "labels.*.value": (IN_A_SET, f"{NETWORK_FUNCS} resourceDockerNetworkReadRefreshFunc"),
+        # Read stores the daemon's options: the sent ones beside the VXLAN id swarm adds (the program
+        # ignores later changes: components/networks.py IGNORED).
+        "options": (
+            CREATE_ONLY,
+            f"{NETWORK_FUNCS} resourceDockerNetworkReadRefreshFunc (retNetwork.Options, with the VXLAN id added)",
+        ),
     },
     REMOTE_IMAGE_TYPE: {
         key: (NOT_READ, f"{IMAGE_FUNCS} resourceDockerImageRead (sets only image_id, repo_digest)")
@@ -1098,6 +1109,9 @@ def coverage_problems(resources: Any) -> list[str]:
                     problems.append(f"{where}: read back in another form but the model has no read rule")
                 elif _sdk_value(rule.read(value)) != _sdk_value(value):
                     problems.append(f"{where}: sent as {value!r}, read back as {rule.read(value)!r}: a perpetual diff")
+            elif how == CREATE_ONLY:
+                if pattern.split(".")[0] not in getattr(resource, "ignore_changes", []):
+                    problems.append(f"{where}: {how}, but registered without ignore_changes on it: a perpetual diff")
             elif how == IN_A_SET:
                 prefixes = [parts[:cut] for cut in range(len(parts), 0, -1)]
                 if not any((rule := model.rule_for(prefix)) is not None and rule.unordered for prefix in prefixes):

@@ -36,6 +36,9 @@ VOLUME_GO = f"{V} internal/volume/resource.go"
 ATTACHMENT_GO = f"{V} internal/volume/resource_attachment.go"
 FIREWALL_GO = f"{V} internal/firewall/resource.go"
 SSHKEY_GO = f"{V} internal/sshkey/resource.go"
+NETWORK_GO = f"{V} internal/network/resource.go"
+SUBNET_GO = f"{V} internal/network/resource_subnet.go"
+SERVER_NETWORK_GO = f"{V} internal/server/resource_network.go"
 LABELS_GO = f"{V} internal/util/resourceutil/labels.go LabelsSchema"
 BRIDGE_DBR = "pulumi-terraform-bridge v3.136.0 pkg/tfbridge/schema.go nameRequiresDeleteBeforeReplace"
 
@@ -50,8 +53,11 @@ def _numeric_id(name: str) -> str:
     return str(1_000_000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 9_000_000)
 
 
-def resource_id(type_: str, name: str) -> str:
-    """hcloud ids are integers (the program converts them with ``int``)."""
+def resource_id(type_: str, name: str, inputs: Mapping[str, Any] | None = None) -> str:
+    """hcloud ids are integers (the program converts them with ``int``), except a subnet's:
+    ``<network id>-<ip range>`` (internal/network/resource_subnet.go generateNetworkSubnetID)."""
+    if type_ == SUBNET.type and inputs and inputs.get("networkId") is not None and inputs.get("ipRange"):
+        return f"{int(inputs['networkId'])}-{inputs['ipRange']}"
     return _numeric_id(name)
 
 
@@ -441,7 +447,97 @@ SSH_KEY = ResourceModel(
 )
 
 
-MODELS = {m.type: m for m in (PRIMARY_IP, SERVER, VOLUME, ATTACHMENT, FIREWALL, SSH_KEY)}
+# ---------------------------------------------------------------------------- private network
+
+
+NETWORK = ResourceModel(
+    type="hcloud:index/network:Network",
+    source=NETWORK_GO,
+    rules=(
+        Rule("name", f"{NETWORK_GO} resourceNetworkUpdate (Network.Update name)"),
+        Rule("ipRange", f"{NETWORK_GO} Schema: ip_range Required, ForceNew", force_new=True),
+        Rule("labels", f"{NETWORK_GO} Schema: labels; setNetworkSchema: n.Labels"),
+        Rule("deleteProtection", f"{NETWORK_GO} Schema: Default false; Update setProtection", default=False),
+        Rule("exposeRoutesToVswitch", f"{NETWORK_GO} Schema: Default false", default=False),
+    ),
+    delete_before_replace=_explicit_name,
+)
+
+
+def _subnet_outputs(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """setNetworkSubnetSchema: ``gateway`` is the API's, the subnet's first address."""
+    network = ipaddress.ip_network(state.get("ipRange") or "10.0.0.0/24")
+    return {"gateway": str(network.network_address + 1)}
+
+
+SUBNET = ResourceModel(
+    type="hcloud:index/networkSubnet:NetworkSubnet",
+    source=SUBNET_GO,
+    rules=(
+        Rule("networkId", f"{SUBNET_GO} Schema: network_id Required, ForceNew", force_new=True),
+        Rule("type", f"{SUBNET_GO} Schema: type Required, ForceNew", force_new=True),
+        Rule("networkZone", f"{SUBNET_GO} Schema: network_zone Required, ForceNew", force_new=True),
+        Rule("ipRange", f"{SUBNET_GO} Schema: ip_range Required, ForceNew", force_new=True),
+        Rule("vswitchId", f"{SUBNET_GO} Schema: vswitch_id Optional, ForceNew", force_new=True),
+    ),
+    outputs=_subnet_outputs,
+    output_names=("gateway",),
+)
+
+
+def _server_network_on_create(state: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Create: without ``ip`` the API picks a free address of the subnet (the mock: one derived from
+    the attachment's server, past the gateway); ``network_id`` is the subnet's network
+    (populateNetworkResourceData); ``alias_ips`` defaults to the empty set."""
+    subnet = str(state.get("subnetId") or "")
+    network_id, _, ip_range = subnet.partition("-")
+    if ip_range and not state.get("ip"):
+        network = ipaddress.ip_network(ip_range)
+        offset = 3 + int(hashlib.sha256(str(state.get("serverId")).encode()).hexdigest()[:8], 16) % 200
+        state["ip"] = str(network.network_address + offset)
+    if network_id and state.get("networkId") is None:
+        state["networkId"] = int(network_id)
+    state.setdefault("aliasIps", [])
+    return state
+
+
+SERVER_NETWORK = ResourceModel(
+    type="hcloud:index/serverNetwork:ServerNetwork",
+    source=SERVER_NETWORK_GO,
+    zero_is_unset=False,
+    rules=(
+        Rule("serverId", f"{SERVER_NETWORK_GO} Schema: server_id RequiresReplace", force_new=True),
+        Rule(
+            "networkId",
+            f"{SERVER_NETWORK_GO} Schema: network_id Optional+Computed, RequiresReplace, UseStateForUnknown",
+            force_new=True,
+            computed=True,
+        ),
+        Rule("subnetId", f"{SERVER_NETWORK_GO} Schema: subnet_id RequiresReplace", force_new=True),
+        Rule(
+            "ip",
+            f"{SERVER_NETWORK_GO} Schema: ip Optional+Computed, RequiresReplace, UseStateForUnknown",
+            force_new=True,
+            computed=True,
+        ),
+        Rule(
+            "aliasIps",
+            f"{SERVER_NETWORK_GO} Schema: alias_ips Optional+Computed, Default empty set",
+            unordered=True,
+            default=[],
+        ),
+    ),
+    on_create=_server_network_on_create,
+    outputs=lambda state, name: {"macAddress": "86:00:00:00:00:01"},
+    output_names=("macAddress",),
+    # Plugin Framework: the bridge never deletes first.
+    delete_before_replace=lambda inputs: False,
+)
+
+
+MODELS = {
+    m.type: m for m in (PRIMARY_IP, SERVER, VOLUME, ATTACHMENT, FIREWALL, SSH_KEY, NETWORK, SUBNET, SERVER_NETWORK)
+}
 DIAGNOSTICS: dict[str, Check] = {
     PRIMARY_IP.type: _primary_ip_diagnostics,
     SERVER.type: _server_diagnostics,

@@ -1,8 +1,10 @@
 #!/bin/sh
-# One backup run of every store, then retention; rendered by keel (render/backup.py). Exit status
-# 0 only if every store was backed up and retention ran. Results go to keel_backup.prom in
-# KEEL_TEXTFILE_DIR: first every outcome as failed ("unfinished", with the run's deadline), then
-# each store's as it ends, then retention's; a run that is killed leaves "unfinished" behind.
+# One backup run of every store; rendered by keel (render/backup.py). Exit status 0 only if every
+# store was backed up. Results go to keel_backup.prom in KEEL_TEXTFILE_DIR: first every outcome as
+# failed ("unfinished", with the run's deadline), then each store's as it ends; a run that is
+# killed leaves "unfinished" behind. The run only adds to the repository: retention (forget
+# --prune) needs delete rights the host's key does not have, and runs from the maintenance
+# workflow (docs/restore.md, "A bucket the host cannot erase").
 set -u
 KEEL_SCRIPTS_DIR=${KEEL_SCRIPTS_DIR:-$(dirname "$0")}
 # shellcheck source=common.sh
@@ -17,9 +19,6 @@ keel_deadline=$((keel_run_started + 3600))
 trap 'exit 130' INT TERM
 keel_results="$keel_tmp/results"
 : >"$keel_results"
-# Empty once retention succeeded, else why it did not.
-keel_retention=unfinished
-keel_retention_started=
 # Set to the reason once the repository itself failed: the rest of the run leaves it alone instead
 # of waiting out restic's retries (up to 15 minutes a request) again for every store.
 keel_broken=
@@ -174,8 +173,8 @@ keel_record() {
   write_metrics
 }
 
-# The textfile as the run stands: stores without a result yet, and retention until it ran, are
-# failed with reason "unfinished", and the run's deadline is there until the run ends ($1 = end).
+# The textfile as the run stands: stores without a result yet are failed with reason "unfinished",
+# and the run's deadline is there until the run ends ($1 = end).
 write_metrics() {
   keel_previous="$KEEL_TEXTFILE_DIR/keel_backup.prom"
   {
@@ -213,20 +212,6 @@ KEEL_LINE
       echo "keel_backup_last_run_success$(keel_labels "store=\"$keel_store\"" "$keel_why") $keel_ok"
       echo "keel_backup_last_run_duration_seconds{store=\"$keel_store\"} $keel_duration"
     done
-    echo "# HELP keel_backup_retention_last_success_timestamp_seconds When retention (forget --prune) last succeeded."
-    echo "# TYPE keel_backup_retention_last_success_timestamp_seconds gauge"
-    keel_success=$(keel_previous_value "$keel_previous" keel_backup_retention_last_success_timestamp_seconds)
-    if [ -z "$keel_retention" ]; then
-      keel_success=$keel_retention_started
-    fi
-    echo "keel_backup_retention_last_success_timestamp_seconds ${keel_success:-0}"
-    echo "# HELP keel_backup_retention_last_run_success 1 if retention succeeded in the last run, else 0 (and why)."
-    echo "# TYPE keel_backup_retention_last_run_success gauge"
-    if [ -z "$keel_retention" ]; then
-      echo "keel_backup_retention_last_run_success 1"
-    else
-      echo "keel_backup_retention_last_run_success$(keel_labels "" "$keel_retention") 0"
-    fi
   } | keel_write_textfile keel_backup.prom
 }
 
@@ -247,20 +232,5 @@ keel_record uploads $?
 keel_begin uploads && backup_files uploads data/app.db cache.sqlite
 keel_record uploads $?
 
-if [ -n "$keel_broken" ]; then
-  keel_retention=$keel_broken
-  keel_log "retention not run: the repository cannot be used ($keel_broken)"
-else
-  keel_retention_started=$(date +%s)
-  sh "$KEEL_SCRIPTS_DIR/forget.sh" 2>"$keel_err"
-  keel_forget_rc=$?
-  cat "$keel_err" >&2
-  if [ "$keel_forget_rc" -eq 0 ]; then
-    keel_retention=
-  else
-    keel_retention=$(keel_classify "$keel_forget_rc")
-    keel_log "retention FAILED ($keel_retention)"
-  fi
-fi
 write_metrics end
-[ -z "$keel_retention" ] && [ -z "$(awk '$2 == 0' "$keel_results")" ]
+[ -z "$(awk '$2 == 0' "$keel_results")" ]
