@@ -29,6 +29,7 @@ import pulumi_hcloud as hcloud
 import pulumi_tls as tls
 
 from components import swarm
+from components.firewall import ping_rule, ssh_rule
 from config.models import NETWORK_ZONES, HcloudHostSpec, NodeSpec
 from render import cluster
 from render.cloud_init import CloudInitSpec, render_cloud_init, swarm_firewall_rules
@@ -145,18 +146,8 @@ class Cluster(pulumi.ComponentResource):
             hcloud.FirewallArgs(
                 name=f"{primary.name}-nodes-firewall",
                 labels=host.labels,
-                rules=[
-                    hcloud.FirewallRuleArgs(
-                        direction="in",
-                        protocol="tcp",
-                        port="22",
-                        source_ips=list(spec.admin_cidrs),
-                        description="ssh from admins",
-                    ),
-                    hcloud.FirewallRuleArgs(
-                        direction="in", protocol="icmp", source_ips=["0.0.0.0/0", "::/0"], description="ping"
-                    ),
-                ],
+                # SSH and ping as on the host; no web port (the proxy runs on the host).
+                rules=[ssh_rule(spec), ping_rule()],
             ),
             opts=child,
         )

@@ -21,13 +21,13 @@ import pulumi_tls as tls
 
 from components import swarm
 from components.cluster import Cluster
+from components.firewall import WORLD, ping_rule, ssh_rule
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
 from render.cluster import NODE_LABEL
 from render.data_volume import prepare_script
 
-WORLD = ("0.0.0.0/0", "::/0")
 # The label tools/ssh_window.py finds the CI firewall by (with `stack`).
 CI_FIREWALL_LABEL = "keel-role"
 CI_FIREWALL_ROLE = "ci-ssh"
@@ -270,22 +270,14 @@ class Host(pulumi.ComponentResource):
                 name=f"{server_name}-firewall",
                 labels=labels,
                 rules=[
-                    hcloud.FirewallRuleArgs(
-                        direction="in",
-                        protocol="tcp",
-                        port="22",
-                        source_ips=list(spec.admin_cidrs),
-                        description="ssh from admins",
-                    ),
+                    ssh_rule(spec),
                     hcloud.FirewallRuleArgs(
                         direction="in", protocol="tcp", port="80", source_ips=web_sources, description="http"
                     ),
                     hcloud.FirewallRuleArgs(
                         direction="in", protocol="tcp", port="443", source_ips=web_sources, description="https"
                     ),
-                    hcloud.FirewallRuleArgs(
-                        direction="in", protocol="icmp", source_ips=list(WORLD), description="ping"
-                    ),
+                    ping_rule(),
                 ],
             ),
             opts=self._child,

@@ -24,7 +24,8 @@ import pulumi_docker as docker
 import pulumi_tls as tls
 
 from components import swarm
-from components.host import WORLD, Host
+from components.firewall import WORLD
+from components.host import Host
 from components.networks import Networks, overlay
 from config.loader import Stack
 from config.models import StackConfig

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Discriminator,
     Field,
@@ -190,6 +191,9 @@ def known_location(value: str) -> str:
     return value
 
 
+ServerType = Annotated[str, AfterValidator(known_server_type)]
+Location = Annotated[str, AfterValidator(known_location)]
+
 NETWORK_ZONES = {
     "fsn1": "eu-central",
     "nbg1": "eu-central",
@@ -219,29 +223,19 @@ class NodePoolSpec(Model):
     role: Literal["manager", "worker"] = "worker"
     """Managers keep the swarm's state (raft); with three in all, one may fail. Workers run tasks only."""
     count: int = Field(ge=0, le=20)
-    server_type: str = "cx23"
-    location: str | None = None
+    server_type: ServerType = "cx23"
+    location: Location | None = None
     """Unset: the host's location. Must be in the host's network zone (a private network spans one)."""
     labels: dict[NodeLabelKey, NodeLabelValue] = Field(default_factory=dict, max_length=20)
     """Node labels an app's constraints may name (node.labels.<key>==<value>); keel.* is keel's own."""
-
-    @field_validator("server_type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        return known_server_type(value)
-
-    @field_validator("location")
-    @classmethod
-    def _known_location(cls, value: str | None) -> str | None:
-        return value if value is None else known_location(value)
 
 
 class HcloudHostSpec(Model):
     """A Hetzner Cloud VM running Docker in swarm mode."""
 
     provider: Literal["hcloud"]
-    server_type: str = "cx23"
-    location: str = "fsn1"
+    server_type: ServerType = "cx23"
+    location: Location = "fsn1"
     image: str = "ubuntu-24.04"
     """A Hetzner system image the cloud-init is written for (catalogue.IMAGES)."""
     admin_ssh_keys: list[str] = Field(min_length=1, max_length=100)
@@ -278,16 +272,6 @@ class HcloudHostSpec(Model):
         if value is not None and not _CLOCK_TIME.match(value):
             raise ValueError(f"found {show(value)}; expected a time of day HH:MM in UTC, such as 04:00")
         return value
-
-    @field_validator("server_type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        return known_server_type(value)
-
-    @field_validator("location")
-    @classmethod
-    def _known_location(cls, value: str) -> str:
-        return known_location(value)
 
     @field_validator("image")
     @classmethod
