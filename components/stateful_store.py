@@ -122,6 +122,7 @@ class StatefulStore(pulumi.ComponentResource):
         self.client_users = {}
         self.client_secrets = {}
         self._client_passwords: dict[str, pulumi.Output[str]] = {}
+        self._standby: dict[str, pulumi.Output[str]] = {}
         self.ready = []
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
@@ -158,7 +159,9 @@ class StatefulStore(pulumi.ComponentResource):
                     textfile_dir=pitr.textfile_dir, opts=self._child,
                 )  # fmt: skip
         if isinstance(credentials, Password):
-            self.password = self._password(f"{name}-password", credentials.secret, stack)
+            self.password = self._password(f"{name}-{credentials.resource}", credentials.secret, stack)
+            for login in credentials.standby:
+                self._standby[login.user] = self._password(f"{name}-{login.resource}", login.secret, stack)
             self.password_secret = docker.Secret(
                 f"{name}-password", docker.SecretArgs(data=swarm.secret_data(self.password)), opts=self._child
             )
@@ -211,6 +214,7 @@ class StatefulStore(pulumi.ComponentResource):
 
     def _clients_by_user(self) -> pulumi.Output[dict[str, str]]:
         by_user = {self.client_users[client]: value for client, value in self._client_passwords.items()}
+        by_user.update(self._standby)
         return pulumi.Output.all(**by_user).apply(dict)
 
     def _setup(self, plan: ContainerPlan, stack: Stack) -> pulumi.Resource:

@@ -162,6 +162,13 @@ def _store_refs(cfg: StackConfig) -> list[str]:
                     f"{where}/secrets/{env}: {show(str(ref))} names no store with a password or URL; "
                     f"expected one of {known}"
                 )
+            elif ref.store is not None and ref.source == "store":
+                credentials = registry.kind_of(cfg.stores()[ref.store]).credentials(cfg.stores()[ref.store])
+                if isinstance(credentials, Password) and credentials.password_alone is not None:
+                    out.append(
+                        f"{where}/secrets/{env}: {show(str(ref))} is a password alone, and services/{ref.store}: "
+                        f"{credentials.password_alone}; expected store-url:{ref.store}"
+                    )
     return out
 
 
@@ -563,6 +570,10 @@ def referenced_secrets(cfg: StackConfig) -> dict[str, str]:
             credentials = registry.kind_of(service).credentials(service)
             if isinstance(credentials, (Password, SecretUrl)) and credentials.secret:
                 refs.setdefault(credentials.secret, f"services/{name}/{credentials.key}")
+            if isinstance(credentials, Password):
+                for login in credentials.standby:
+                    if login.secret:
+                        refs.setdefault(login.secret, f"services/{name}/{credentials.key}")
     for name, job in cfg.jobs.items():
         for env, ref in job.secrets.items():
             if ref.source == "secret":

@@ -284,6 +284,22 @@ def check_firewall_ssh(props: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def check_store_capabilities(props: Mapping[str, Any]) -> list[str]:
+    """A store (keel.role=store) drops every capability and adds none: each starts as its image's
+    own user, so its entrypoint neither chowns nor steps down (docs/least-privilege.md)."""
+    if service_role(props) != STORE_ROLE:
+        return []
+    container = _get(props, "taskSpec", "containerSpec") or {}
+    problems = []
+    drops = list(container.get("capDrops") or [])
+    if drops != ["ALL"]:
+        problems.append(f"taskSpec.containerSpec.capDrops is {drops!r}; expected ['ALL'] for a store")
+    adds = list(container.get("capAdds") or [])
+    if adds:
+        problems.append(f"taskSpec.containerSpec.capAdds is {adds!r}; expected none for a store")
+    return problems
+
+
 def _port_range(port: Any) -> tuple[int, int] | None:
     """A Hetzner rule's port as a range; None for "any" or no port (every port)."""
     if port is None or str(port).strip().lower() == "any":
@@ -658,6 +674,12 @@ POLICIES: list[Policy] = [
         name="docker-socket-only-in-socket-proxy",
         description="Only the service labelled keel.role=socket-proxy mounts the Docker socket.",
         validate=_on_services(check_docker_socket),
+        enforcement_level=MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="stores-drop-all-capabilities",
+        description="Services labelled keel.role=store drop every capability and add none.",
+        validate=_on_services(check_store_capabilities),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(

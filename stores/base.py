@@ -43,6 +43,23 @@ class Password:
     url: Callable[[str, str], str]
     key: str = "password_secret"
     """The spec's key that names ``secret`` (for error messages)."""
+    resource: str = "password"
+    """The generated password's resource name after the store's (``<store>-<resource>``)."""
+    standby: tuple[Login, ...] = ()
+    """Other users that log in for the apps meanwhile (a rotation in progress), whose passwords only
+    the setup step reads (by user name, beside the clients')."""
+    password_alone: str | None = None
+    """Why ``store:<name>`` (the password without its user) cannot log in, or None when it can."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """A user the apps may log in as besides the one they receive: ``secret`` names a configured
+    password, None a generated one (``<store>-<resource>``, kept in the stack's state while it exists)."""
+
+    user: str
+    secret: str | None
+    resource: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +139,8 @@ class Probe:
 class Setup:
     """A step run on the host after the store's task is healthy, on every change of its input:
     ``script(service name)`` is the shell, ``stdin(password, clients' passwords by user name)`` what
-    it reads (a secret: it never touches the host's disk). E.g. PostgreSQL's per-client roles."""
+    it reads (a secret: it never touches the host's disk; the clients' include the standby logins'
+    of ``Password``). E.g. PostgreSQL's per-client roles."""
 
     part: str
     script: Callable[[str], str]

@@ -21,6 +21,9 @@ NODE_RESOURCES = {f"{NODE}-{part}" for part in ("host-key", "server", "network",
 CREATED_DELETED: dict[str, tuple[set[str], set[str]]] = {
     "a worker node added": (NODE_RESOURCES, set()),
     "a worker node removed": (set(), NODE_RESOURCES),
+    # A rotation's login password exists only while the login may log in.
+    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-password-b"}, set()),
+    "step 3: logins [b, a] to [b]": (set(), {"db-password-a"}),
 }
 
 # change title -> (updated in place, replaced, services restarted)
@@ -55,6 +58,10 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
         set(),
         {"backend-service", "mailer-service", "job-prune-logs-service"},
     ),
+    # A database password rotated without a gap (spoon's db, stores/postgres/model.py logins).
+    "a database password's rotation, step 1: logins [a] to [a, b]": ({"db-roles"}, set(), set()),
+    "step 2: logins [a, b] to [b, a]": ({"nextjs-service"}, {"db-password", "nextjs-database_url"}, {"nextjs-service"}),
+    "step 3: logins [b, a] to [b]": ({"db-roles"}, set(), set()),
 }
 
 
@@ -92,6 +99,19 @@ def test_each_change_updates_replaces_and_restarts_exactly_what_the_table_says(i
     assert found.names("create") == created or title == "a new hostname", found.plan.describe()
     assert not found.plan.creates or title in ("a new hostname", *CREATED_DELETED), found.plan.describe()
     assert found.names("delete") == deleted, found.plan.describe()
+
+
+def test_a_rotation_step_touches_only_a_password_the_roles_step_and_the_apps_secret(impacts):
+    steps = [title for title in EXPECTED if "logins [" in title]
+    assert len(steps) == 3
+    for title in steps:
+        touched = {name for _, name in impacts[title].order}
+        assert touched <= {"db-password", "db-password-a", "db-password-b", "db-roles", "nextjs-database_url",
+                           "nextjs-service"}, touched  # fmt: skip
+        assert "db-service" not in touched and not {"db-data", "cache-service"} & touched
+    # The roles step lets b log in before the apps are given b (step 1 before step 2), and the apps
+    # no longer hold a when it refuses a (step 3).
+    assert ("update", "db-roles") not in impacts["step 2: logins [a, b] to [b, a]"].order
 
 
 def test_a_removed_node_is_drained_before_its_server_is_destroyed(impacts):

@@ -10,6 +10,7 @@ import pytest
 
 from components.app_service import numeric_owner, volume_owner_script
 from render import acme, data_volume, host_units, migration, proxy_runtime
+from stores.mariadb import server as mariadb_server
 from stores.postgres import server as pg
 from tests.tool_requirements import require_root, require_tool
 
@@ -46,6 +47,7 @@ SCRIPTS = {
         directory="/mnt/data/volumes/shop-db-data", owner="postgres", image="postgres:16.6-alpine"
     ),
     "postgres-roles": pg.roles_script("shop-db"),
+    "mariadb-users": mariadb_server.users_script("shop-orders"),
     "reboot-required": host_units.reboot_required_script("/mnt/data/metrics"),
     "swarm-report": host_units.swarm_report_script("/mnt/data/metrics"),
     "acme": acme.renewal_script(

@@ -59,6 +59,12 @@ class Impact:
 
 SHOP_API = "ghcr.io/example/shop-api:1.4.3"
 ALMEYO_BACKEND = "ghcr.io/almeyo/almeyo-backend:1.3.1"
+
+
+def _logins(*logins: str) -> dict[str, Any]:
+    return {"keel:services": {"db": {"logins": list(logins)}}}
+
+
 CHANGES: tuple[UserChange, ...] = (
     UserChange(
         "an app's image tag",
@@ -177,6 +183,36 @@ CHANGES: tuple[UserChange, ...] = (
             "the app and the worker roll start-first (an old mailer has its 60 s grace to finish the message in "
             "hand); then the job waits for a run of it to end and takes the new image. The task its update may "
             "start finds no run ticket and runs nothing: the next run is the scheduler's"
+        ),
+    ),
+    UserChange(
+        "a database password's rotation, step 1: logins [a] to [a, b]",
+        "spoon",
+        _logins("a", "b"),
+        base=_logins("a"),
+        meaning=(
+            "b's password is generated and the roles step lets b log in beside a; the apps, holding a, "
+            "are not touched (docs/runbooks.md)"
+        ),
+    ),
+    UserChange(
+        "step 2: logins [a, b] to [b, a]",
+        "spoon",
+        _logins("b", "a"),
+        base=_logins("a", "b"),
+        meaning=(
+            "the apps' URL names b: their secret is replaced and they roll start-first; old tasks still log "
+            "in as a. The database and its roles are not touched"
+        ),
+    ),
+    UserChange(
+        "step 3: logins [b, a] to [b]",
+        "spoon",
+        _logins("b"),
+        base=_logins("b", "a"),
+        meaning=(
+            "a's password is deleted from the state and the roles step refuses a (no password, NOLOGIN) and "
+            "ends its sessions; nothing restarts"
         ),
     ),
 )

@@ -23,6 +23,7 @@ from stores.base import (
     Password,
     Probe,
     SecretFile,
+    Setup,
     StoreKind,
     Tmpfs,
     VolumeAccess,
@@ -31,12 +32,13 @@ from stores.mariadb import server
 from stores.mariadb.model import MariadbSpec
 
 PASSWORD_FILE = "/run/secrets/mariadb-password"
-ROOT_PASSWORD_FILE = "/run/secrets/mariadb-root-password"
+ROOT_PASSWORD_FILE = server.ROOT_PASSWORD_FILE
 EXPORTER_PORT = 9104
 EXPORTER_MB = 32
 EXPORTER_COLLECTORS_OFF = ("slave_status", "info_schema.innodb_cmp", "info_schema.innodb_cmpmem")
-"""Default collectors that need privileges the app's user lacks (REPLICA MONITOR, PROCESS): each
-would fail every scrape. There is no replication here, and no compressed table to report."""
+"""Default collectors with nothing to report: there is no replication here (and SHOW REPLICA STATUS
+needs REPLICA MONITOR, which the exporter's user lacks: it would fail every scrape), and no
+compressed table."""
 _READS = "rate(mysql_global_status_innodb_buffer_pool_reads[5m])"
 _READ_REQUESTS = "rate(mysql_global_status_innodb_buffer_pool_read_requests[5m])"
 
@@ -48,7 +50,8 @@ class MariadbTarget(BackupTarget):
     kind = "mariadb"
     host: str
     database: str
-    user: str
+    user: str = server.BACKUP_USER
+    """The user the job logs in as: the store's backup user (reads the database, owns the drill's), not the app's."""
     port: int = server.PORT
 
     def volume_access(self) -> VolumeAccess:
@@ -67,9 +70,7 @@ class MariadbKind(StoreKind[MariadbSpec]):
         return Password(secret=spec.password_secret, url=url)
 
     def clients(self, spec: MariadbSpec) -> dict[str, str]:
-        # One user, the app's, for the exporter and the backup too (issue 18 leaves MariaDB's
-        # per-client users open: docs/least-privilege.md).
-        return {}
+        return server.CLIENT_USERS
 
     def mountable(self) -> bool:
         return False
@@ -98,7 +99,7 @@ class MariadbKind(StoreKind[MariadbSpec]):
         return ContainerPlan(
             image=spec.image,
             # The image's CMD, kept as args: the entrypoint initialises the data directory on first
-            # start, reads the *_FILE secrets and drops to the mysql user.
+            # start and reads the *_FILE secrets.
             args=("mariadbd",),
             data_dir=server.DATA_DIR,
             env={
@@ -117,7 +118,6 @@ class MariadbKind(StoreKind[MariadbSpec]):
                     server.render_keel_cnf(spec.resources.memory_mb, spec.max_connections),
                     server.CONFIG_PATH,
                 ),
-                ConfigFile("keel.sql", server.render_init_sql(spec.database, spec.user), server.INIT_SQL_PATH),
             ),
             secret_files=(
                 SecretFile(PASSWORD_FILE),
@@ -129,6 +129,16 @@ class MariadbKind(StoreKind[MariadbSpec]):
             logging=spec.logging,
             # mariadbd shuts down cleanly on SIGTERM, flushing InnoDB's log and buffer pool dump.
             stop_grace_s=60,
+            # The image's user from the start: the entrypoint then neither chowns the data directory
+            # nor steps down with gosu, its only uses of root (MariaDB/mariadb-docker 11.4.12,
+            # 11.4/docker-entrypoint.sh: docker_create_db_directories and _main check `id -u` = 0),
+            # so no capability is needed.
+            user="mysql",
+            setup=Setup(
+                part="users",
+                script=server.users_script,
+                stdin=lambda password, clients: server.users_sql(spec.database, spec.user, clients),
+            ),
         )
 
     def exporter(self) -> Exporter[MariadbSpec]:
@@ -150,7 +160,7 @@ class MariadbKind(StoreKind[MariadbSpec]):
 
     def backup(self) -> Backup[MariadbSpec]:
         return Backup(
-            target=lambda name, spec, host: MariadbTarget(name=name, host=host, database=spec.database, user=spec.user),
+            target=lambda name, spec, host: MariadbTarget(name=name, host=host, database=spec.database),
             templates=server.TEMPLATES,
             functions="backup/backup-functions.sh.j2",
             calls="backup/backup-calls.sh.j2",

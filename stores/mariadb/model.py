@@ -12,8 +12,9 @@ from config.errors import show
 # A database or user name: lower case, `_` and `-`; short enough that the drill's scratch database
 # (<database>_keel_drill) stays within MariaDB's 64 characters.
 MariadbName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,52}$")]
-RESERVED_USERS = ("root", "mysql", "healthcheck")
-"""Users the official image creates itself: its entrypoint refuses MARIADB_USER=root."""
+RESERVED_USERS = ("root", "mysql", "healthcheck", "keel_exporter", "keel_backup")
+"""Users the official image creates itself (its entrypoint refuses MARIADB_USER=root), and the
+exporter's and the backup job's (stores/mariadb/server.py, CLIENT_USERS)."""
 
 
 class MariadbSpec(StoreSpec):
@@ -23,7 +24,8 @@ class MariadbSpec(StoreSpec):
     image: Image = "mariadb:11.4.12"
     database: MariadbName = "app"
     user: MariadbName = "app"
-    """The app's user, with every privilege on the database (and on the drill's scratch database)."""
+    """The app's user, with every privilege on the database (the exporter and the backup job have
+    users of their own)."""
     password_secret: SecretName | None = None
     """Secret holding the user's password; unset means a generated one (pulumi-random). The root
     password is always generated, and root may sign in only inside the store's container."""
@@ -36,6 +38,6 @@ class MariadbSpec(StoreSpec):
     def _not_reserved(cls, value: str) -> str:
         if value in RESERVED_USERS:
             raise ValueError(
-                f"found {show(value)}, a user the official image creates itself; expected the app's own user"
+                f"found {show(value)}, a user the official image or keel creates itself; expected the app's own user"
             )
         return value

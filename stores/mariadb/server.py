@@ -1,5 +1,5 @@
-"""The server's files for a MariaDB store: keel.cnf tuned from the memory limit, and the SQL the
-official image's entrypoint runs once, after it created the database and the user.
+"""The server's files for a MariaDB store: keel.cnf tuned from the memory limit, and the users step
+(the exporter's and the backup job's users, set by root after every change).
 
 Memory: the container's limit is the machine MariaDB sees. The other caches are sized from the
 limit within bounds; InnoDB's buffer pool takes three quarters of what the server, the connections
@@ -13,6 +13,8 @@ read it as a wildcard), user names in single quotes; the config's grammar allows
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,6 @@ PORT = 3306
 CONFIG_PATH = "/etc/mysql/conf.d/keel.cnf"
 """The image reads /etc/mysql/conf.d after its own mariadb.conf.d (mariadb-docker #327), so these
 settings win."""
-INIT_SQL_PATH = "/docker-entrypoint-initdb.d/keel.sql"
 DATA_DIR = "/var/lib/mysql"
 SOCKET_DIR = "/run/mysqld"
 DRILL_SUFFIX = "_keel_drill"
@@ -123,15 +124,106 @@ def literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def render_init_sql(database: str, user: str) -> str:
-    """The SQL the entrypoint runs once, after creating ``database`` and ``user``: the user may also
-    create and drop the drill's scratch database (render.backup's drill)."""
-    return render_from(
-        TEMPLATES,
-        "keel.sql.j2",
-        drill_database=identifier(database + DRILL_SUFFIX, grant=True),
-        user=literal(user),
+EXPORTER_USER = "keel_exporter"
+BACKUP_USER = "keel_backup"
+CLIENT_USERS = {"exporter": EXPORTER_USER, "backup": BACKUP_USER}
+"""The store's clients other than the app, each with a user (and a password) of its own."""
+EXPORTER_CONNECTIONS = 3
+"""mysqld_exporter's README (v0.17.2, "Required Grants") limits its user to 3 connections, so scrapes
+under load cannot take the app's."""
+BACKUP_CONNECTIONS = 4
+"""mariadb-dump holds one connection; the drill and a restore open one per statement."""
+ROOT_PASSWORD_FILE = "/run/secrets/mariadb-root-password"
+SOCKET = f"{SOCKET_DIR}/mysqld.sock"
+
+
+def native_password_hash(password: str) -> str:
+    """What MariaDB stores for a mysql_native_password (``PASSWORD()``): ``*`` and the upper-case hex
+    SHA1 of the SHA1 of the password. Sent instead of the password so the plaintext reaches no
+    statement; with one observed handshake the hash is enough to sign in, so it travels as a secret
+    all the same."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
+
+
+def users_sql(database: str, app_user: str, passwords: dict[str, str]) -> str:
+    """The users step's SQL, run by root over the container's socket after every change.
+
+    ``passwords``: user name -> password for CLIENT_USERS. Each client is created when missing, given
+    its password and its few privileges (a grant adds; a privilege granted by hand stays):
+
+    - the exporter: PROCESS and REPLICATION CLIENT on the server, SELECT on performance_schema (what
+      mysqld_exporter's README asks for, with SELECT narrowed from every table to the one schema it
+      reads; MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR and keeps the old name);
+    - the backup job: what ``mariadb-dump --single-transaction --routines --triggers --events``
+      reads of the database (SELECT, SHOW VIEW, TRIGGER, EVENT; LOCK TABLES for a table that is not
+      InnoDB), the routines' bodies (SELECT on mysql.proc: SHOW CREATE ROUTINE exists from 11.3
+      only), and every privilege on the drill's scratch database, which it creates, fills and drops.
+
+    The app's user keeps every privilege on its database, as the entrypoint granted it, and loses the
+    drill's scratch database that a store created before these users granted it.
+    """
+    missing = set(CLIENT_USERS.values()) - set(passwords)
+    if missing:
+        raise ValueError(f"no password for user(s) {sorted(missing)}")
+    exporter, backup = literal(EXPORTER_USER) + "@'%'", literal(BACKUP_USER) + "@'%'"
+    live, drill = identifier(database, grant=True), identifier(database + DRILL_SUFFIX, grant=True)
+
+    def user(name: str, connections: int) -> list[str]:
+        account = literal(name) + "@'%'"
+        return [
+            f"CREATE USER IF NOT EXISTS {account};",
+            f"ALTER USER {account} IDENTIFIED BY PASSWORD {literal(native_password_hash(passwords[name]))} "
+            f"WITH MAX_USER_CONNECTIONS {connections};",
+        ]
+
+    return "\n".join(
+        [
+            "-- Rendered by keel (stores/mariadb/server.py, users_sql): the store's clients, as the config says.",
+            *user(EXPORTER_USER, EXPORTER_CONNECTIONS),
+            f"GRANT PROCESS, REPLICATION CLIENT ON *.* TO {exporter};",
+            f"GRANT SELECT ON performance_schema.* TO {exporter};",
+            *user(BACKUP_USER, BACKUP_CONNECTIONS),
+            f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON {live}.* TO {backup};",
+            f"GRANT SELECT ON mysql.proc TO {backup};",
+            f"GRANT ALL PRIVILEGES ON {drill}.* TO {backup};",
+            # 1141: there is no such grant (a store created with these users).
+            "DELIMITER //",
+            "BEGIN NOT ATOMIC",
+            "  DECLARE CONTINUE HANDLER FOR 1141 BEGIN END;",
+            f"  REVOKE ALL PRIVILEGES ON {drill}.* FROM {literal(app_user)}@'%';",
+            "END //",
+            "DELIMITER ;",
+            "",
+        ]
     )
+
+
+def users_script(service: str) -> str:
+    """Runs on the host: feed the users SQL (stdin) to the client inside the store's running task, as
+    root over its socket with the root password the task holds as a secret file. The SQL never
+    touches the host's disk: it arrives on stdin and leaves through ``docker exec -i``."""
+    q = shlex.quote
+    client = (
+        f"MYSQL_PWD=$(cat {ROOT_PASSWORD_FILE}) || exit 1; export MYSQL_PWD; "
+        f"exec mariadb --no-defaults --protocol=socket --socket={SOCKET} --user=root --batch"
+    )
+    return f"""#!/bin/sh
+# The users of {service} (stores/mariadb/server.py, users_sql), applied by root over the socket.
+set -eu
+service={q(service)}
+container=
+for _ in $(seq 1 60); do
+  container=$(docker ps -q -f "label=com.docker.swarm.service.name=$service" -f status=running | head -n 1)
+  [ -n "$container" ] && break
+  sleep 2
+done
+if [ -z "$container" ]; then
+  echo "no running task of $service" >&2
+  exit 1
+fi
+docker exec -i "$container" sh -c {q(client)}
+echo "users of $service are in place"
+"""
 
 
 def health_command() -> list[str]:

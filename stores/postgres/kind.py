@@ -20,6 +20,7 @@ from stores.base import (
     ExporterContainer,
     JobTools,
     KeyProblem,
+    Login,
     Password,
     Probe,
     SecretFile,
@@ -61,10 +62,28 @@ class PostgresKind(StoreKind[PostgresSpec]):
     summary = "PostgreSQL (official image), tuned from its memory limit"
 
     def credentials(self, spec: PostgresSpec) -> Credentials:
-        def url(host: str, password: str) -> str:
-            return f"postgresql://{spec.user}:{quote(password, safe='')}@{host}:{server.PORT}/{spec.database}"
+        active, *others = spec.logins
+        user = spec.login_role(active)
 
-        return Password(secret=spec.password_secret, url=url)
+        def url(host: str, password: str) -> str:
+            return f"postgresql://{user}:{quote(password, safe='')}@{host}:{server.PORT}/{spec.database}"
+
+        def login(slot: str) -> Login:
+            return Login(
+                user=spec.login_role(slot),
+                secret=spec.password_secret if slot == "owner" else None,
+                resource=_password_resource(slot),
+            )
+
+        return Password(
+            secret=login(active).secret,
+            url=url,
+            resource=_password_resource(active),
+            standby=tuple(login(slot) for slot in others),
+            password_alone=None
+            if active == "owner"
+            else f"logins [{', '.join(spec.logins)}] has the apps log in as {user}, a user the password does not name",
+        )
 
     def clients(self, spec: PostgresSpec) -> dict[str, str]:
         return server.CLIENT_ROLES
@@ -111,7 +130,9 @@ class PostgresKind(StoreKind[PostgresSpec]):
             setup=Setup(
                 part="roles",
                 script=server.roles_script,
-                stdin=lambda password, clients: server.roles_sql(spec, {spec.user: password, **clients}),
+                stdin=lambda password, clients: server.roles_sql(
+                    spec, {spec.login_role(spec.logins[0]): password, **clients}
+                ),
             ),
         )
 
@@ -153,6 +174,11 @@ class PostgresKind(StoreKind[PostgresSpec]):
             },
             tools=job_tools,
         )
+
+
+def _password_resource(login: str) -> str:
+    """The owner's generated password keeps the resource name it always had; a and b have their own."""
+    return "password" if login == "owner" else f"password-{login}"
 
 
 def exporter_container(spec: PostgresSpec, host: str, password_file: str | None, user: str | None) -> ExporterContainer:

@@ -5,15 +5,26 @@ from __future__ import annotations
 import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from config.base import Image, Logging, Resources, SecretName, StoreSpec
-from config.errors import show
+from config.errors import KeyPathError, show
 
 # A PostgreSQL database or role name: lower case, and `_` as well as `-` (thrifting_buddy, spoon_admin).
 PostgresName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 # PostgreSQL creates these databases itself (initdb); the image's POSTGRES_DB must name another.
 RESERVED_DATABASES = ("postgres", "template0", "template1")
+Login = Literal["owner", "a", "b"]
+"""Who an app logs in as: ``owner`` is the role ``user`` itself; ``a`` and ``b`` are ``<user>_a`` and
+``<user>_b``, two login roles that act as ``user`` (stores/postgres/server.py, roles_sql)."""
+SLOT_SUFFIX_CHARS = 2
+
+
+def _owner_only() -> list[Login]:
+    return ["owner"]
+
+
+MAX_ROLE_CHARS = 63
 
 
 class PostgresSpec(StoreSpec):
@@ -26,7 +37,13 @@ class PostgresSpec(StoreSpec):
     user: PostgresName = "app"
     """The application's role (the image's superuser); not pg_* (reserved by PostgreSQL)."""
     password_secret: SecretName | None = None
-    """Secret holding the password; unset means a generated one (pulumi-random)."""
+    """Secret holding the owner's password; unset means a generated one (pulumi-random)."""
+    logins: list[Login] = Field(default_factory=_owner_only, min_length=1, max_length=2)
+    """Who may log in for the apps. The first is the credential the apps receive; a second one logs in
+    too (a rotation in progress). ``owner`` is the role ``user``; ``a`` and ``b`` are the login roles
+    ``<user>_a`` and ``<user>_b``, which act as ``user`` (what they create, it owns), each with a generated
+    password that exists only while it may log in. Rotating without a gap is three deploys:
+    ``[a]`` -> ``[a, b]`` -> ``[b, a]`` -> ``[b]`` (docs/runbooks.md)."""
     resources: Resources = Field(default_factory=lambda: Resources(memory_mb=1024))
     max_connections: int = Field(default=100, ge=10, le=5000)
     logging: Logging = Field(default_factory=Logging)
@@ -57,6 +74,38 @@ class PostgresSpec(StoreSpec):
         if value.startswith("pg_"):
             raise ValueError(f"found {show(value)}; role names starting with pg_ are reserved by PostgreSQL")
         return value
+
+    @field_validator("logins")
+    @classmethod
+    def _logins(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(
+                f"found [{', '.join(value)}], a login twice; expected one or two different ones, such as [a, b]"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _slots(self) -> PostgresSpec:
+        if self.logins == ["owner"]:
+            return self
+        if len(self.user) + SLOT_SUFFIX_CHARS > MAX_ROLE_CHARS:
+            raise KeyPathError(
+                "user",
+                f"found {show(self.user)} ({len(self.user)} characters); with logins a or b, expected at most "
+                f"{MAX_ROLE_CHARS - SLOT_SUFFIX_CHARS}, so that <user>_a and <user>_b fit PostgreSQL's "
+                f"{MAX_ROLE_CHARS}-byte names",
+            )
+        if self.password_secret is not None and "owner" not in self.logins:
+            raise KeyPathError(
+                "password_secret",
+                f"found {show(self.password_secret)}, the owner's password, while logins [{', '.join(self.logins)}] "
+                "leave the owner unable to log in (a and b have generated passwords); expected it removed",
+            )
+        return self
+
+    def login_role(self, login: str) -> str:
+        """The role name of a login: ``user`` for owner, ``<user>_a`` / ``<user>_b``."""
+        return self.user if login == "owner" else f"{self.user}_{login}"
 
     @field_validator("restore_to")
     @classmethod

@@ -144,40 +144,75 @@ def role_password(role: str, password: str) -> str:
     return _literal(password)
 
 
+APP_ATTRIBUTES = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+TERMINATE_WAIT_MS = 5000
+"""How long the roles step waits for each ended session to go (pg_terminate_backend's timeout, 14+)."""
+SLOTS = ("a", "b")
+"""The two login roles an app may log in as instead of the owner, so a password rotates without a gap."""
+
+
 def roles_sql(spec: PostgresSpec, passwords: dict[str, str]) -> str:
     """The roles step's SQL, run by the superuser over the container's socket on every change.
 
-    ``passwords``: role name -> password for the app's role (``spec.user``) and CLIENT_ROLES. Each
-    role is created when missing and then set exactly: the app's role owns its database and nothing
-    more (no superuser, no CREATEROLE, no CREATEDB); the exporter reads statistics (pg_monitor); the
-    backup reads every table (pg_read_all_data, BYPASSRLS: pg_dump refuses to dump a table whose
-    row-level security would hide rows) and may create a database (the restore drill's scratch one),
-    but not roles (CREATEROLE lets a role grant itself pg_execute_server_program before 16).
+    ``passwords``: role name -> password for every app login that may log in (``spec.logins``, by
+    ``spec.login_role``) and for CLIENT_ROLES. Each role is created when missing and then set exactly:
+    the app's role (``spec.user``) owns its database and nothing more (no superuser, no CREATEROLE, no
+    CREATEDB); the exporter reads statistics (pg_monitor); the backup reads every table
+    (pg_read_all_data, BYPASSRLS: pg_dump refuses to dump a table whose row-level security would hide
+    rows) and may create a database (the restore drill's scratch one), but not roles (CREATEROLE lets
+    a role grant itself pg_execute_server_program before 16).
+
+    Logins a and b (``<user>_a``, ``<user>_b``) are members of the owner whose sessions start as it
+    (``ALTER ROLE ... SET role``, which RESET ROLE, RESET ALL and DISCARD ALL return to): what either
+    creates belongs to the owner, so the other uses it as its own. Only an explicit ``SET ROLE NONE``
+    acts as the login itself. No default privileges stand in for that: pg_dump keeps them, and the
+    backup drill's restore, as the backup role, may not set them for another role. A role that may
+    not log in has no password and loses its open sessions (NOLOGIN refuses only new ones).
     """
-    attributes = {
-        spec.user: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
-        EXPORTER_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT",
-        BACKUP_ROLE: "LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT",
-    }
-    missing = set(attributes) - set(passwords)
+    logins = [spec.login_role(login) for login in spec.logins]
+    required = [*logins, *CLIENT_ROLES.values()]
+    missing = [role for role in required if role not in passwords]
     if missing:
         raise ValueError(f"no password for role(s) {sorted(missing)}")
+    slots = [spec.login_role(slot) for slot in SLOTS]
+    slotted = any(login != "owner" for login in spec.logins)
     lines = [
         "-- Rendered by keel (stores/postgres/server.py, roles_sql): every role but the superuser, as the config says.",
         "\\set ON_ERROR_STOP on",
         "BEGIN;",
     ]
-    for role, attrs in attributes.items():
+
+    def role(name: str, attrs: str, login: bool) -> None:
         lines.append(
-            f"SELECT 'CREATE ROLE {_ident(role)}' WHERE NOT EXISTS "
-            f"(SELECT FROM pg_roles WHERE rolname = {_literal(role)})\\gexec"
+            f"SELECT 'CREATE ROLE {_ident(name)}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = {_literal(name)})\\gexec"
         )
-        lines.append(f"ALTER ROLE {_ident(role)} WITH {attrs} PASSWORD {role_password(role, passwords[role])};")
+        password = f"LOGIN PASSWORD {role_password(name, passwords[name])}" if login else "NOLOGIN PASSWORD NULL"
+        lines.append(f"ALTER ROLE {_ident(name)} WITH {attrs} {password};")
+
+    role(spec.user, APP_ATTRIBUTES, spec.user in logins)
+    if slotted:
+        for slot in slots:
+            role(slot, APP_ATTRIBUTES, slot in logins)
+            lines.append(f"GRANT {_ident(spec.user)} TO {_ident(slot)};")
+            lines.append(f"ALTER ROLE {_ident(slot)} SET role = {_literal(spec.user)};")
+    else:
+        # Back to the owner alone: slots left from an earlier rotation may not log in.
+        lines.append(
+            "SELECT format('ALTER ROLE %I WITH NOLOGIN PASSWORD NULL', rolname) FROM pg_roles "
+            f"WHERE rolname IN ({', '.join(_literal(slot) for slot in slots)})\\gexec"
+        )
+    role(EXPORTER_ROLE, APP_ATTRIBUTES, True)
+    role(BACKUP_ROLE, "NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT", True)
+    disabled = [name for name in (spec.user, *slots) if name not in logins]
     lines += [
         f"GRANT pg_monitor TO {_ident(EXPORTER_ROLE)};",
         f"GRANT pg_read_all_data TO {_ident(BACKUP_ROLE)};",
         f"ALTER DATABASE {_ident(spec.database)} OWNER TO {_ident(spec.user)};",
         "COMMIT;",
+        # Waits (up to TERMINATE_WAIT_MS each) until they are gone, so the step ends with none left.
+        f"SELECT count(pg_terminate_backend(pid, {TERMINATE_WAIT_MS})) AS ended_sessions FROM pg_stat_activity "
+        f"WHERE usename IN ({', '.join(_literal(name) for name in disabled)}) \\gset",
     ]
     return "\n".join(lines) + "\n"
 

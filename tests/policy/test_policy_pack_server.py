@@ -131,6 +131,7 @@ def test_pack_serves_every_policy_with_its_enforcement_level(pack_for: Any) -> N
         "swarm-ports-private": MANDATORY,
         "cluster-placement": MANDATORY,
         "docker-socket-only-in-socket-proxy": MANDATORY,
+        "stores-drop-all-capabilities": MANDATORY,
         "prod-server-delete-protection": MANDATORY,
         "no-world-ssh": MANDATORY,
         "service-non-root": ADVISORY,

@@ -27,6 +27,7 @@ from policy.rules import (
     check_published_ports,
     check_read_only_root,
     check_server_delete_protection,
+    check_store_capabilities,
     check_store_networks,
     environment_of,
     evaluate,
@@ -650,7 +651,22 @@ def test_every_mandatory_rule_of_the_issue_is_in_the_pack() -> None:
         "swarm-ports-private",
         "cluster-placement",
         "docker-socket-only-in-socket-proxy",
+        "stores-drop-all-capabilities",
         "prod-server-delete-protection",
         "no-world-ssh",
     }
     assert advisory == {"service-non-root", "service-read-only-root"}
+
+
+def test_a_store_passes_only_with_every_capability_dropped_and_none_added() -> None:
+    store = service_props("store")
+    store["taskSpec"]["containerSpec"]["capDrops"] = ["ALL"]
+    assert check_store_capabilities(store) == []
+    kept = with_task(store, "containerSpec.capDrops", None)
+    assert check_store_capabilities(kept) == ["taskSpec.containerSpec.capDrops is []; expected ['ALL'] for a store"]
+    added = with_task(store, "containerSpec.capAdds", ["CHOWN", "SETUID"])
+    assert check_store_capabilities(added) == [
+        "taskSpec.containerSpec.capAdds is ['CHOWN', 'SETUID']; expected none for a store"
+    ]
+    # Other roles are the advisory rules' and the graph tests' concern.
+    assert check_store_capabilities(service_props("app")) == []

@@ -168,6 +168,7 @@ def test_the_same_path_fails_a_stack_with_crafted_bad_resources(stack: str) -> N
         "stores-on-internal-networks",
         "network-topology",
         "docker-socket-only-in-socket-proxy",
+        "stores-drop-all-capabilities",
         "no-world-ssh",
     }
     if environment(stack) != "dev":

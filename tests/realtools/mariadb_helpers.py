@@ -5,9 +5,9 @@ entrypoint sets up a new store.
 mariadbd refuses to run as root, so as root the data directory belongs to `nobody` and the server
 runs as that user (pg_helpers' rule); any other user runs it as itself. The entrypoint's first
 start is reproduced: the database and the user with every privilege on it (as
-docker-entrypoint.sh's docker_setup_db does, mariadb-docker 11.4), then the rendered keel.sql as
-root. Clients connect over TCP with the user's password, the way the backup job and the exporter
-reach the store.
+docker-entrypoint.sh's docker_setup_db does, mariadb-docker 11.4), then keel's users step (the
+exporter's and the backup job's users) as root over the socket. Clients connect over TCP with their
+user's password, the way the app, the backup job and the exporter reach the store.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pg_helpers import _as_pg_user, _own, free_port
 
-from stores.mariadb.server import identifier, literal, render_init_sql
+from stores.mariadb.server import CLIENT_USERS, identifier, literal, users_sql
 from tests.tool_requirements import require_tool
 
 START_TIMEOUT_S = 60
@@ -44,23 +44,41 @@ class Mariadb:
     data_dir: Path
     log_file: Path
     pid: int
+    client_passwords: dict[str, str]
+    """The exporter's and the backup job's passwords, by user name (CLIENT_USERS)."""
 
-    def sql(self, statement: str, database: str | None = None, *, root: bool = False) -> str:
-        """Run SQL (as the store's user over TCP, or as root on the socket); tab-separated rows."""
+    def sql(self, statement: str, database: str | None = None, *, root: bool = False, user: str | None = None) -> str:
+        """Run SQL (as the store's user, or ``user``, over TCP; or as root on the socket); tab-separated rows."""
+        result = self.run_sql(statement, database, root=root, user=user)
+        if result.returncode != 0:
+            raise AssertionError(f"mariadb failed ({result.returncode}): {result.stderr}")
+        return result.stdout.strip()
+
+    def run_sql(
+        self, statement: str, database: str | None = None, *, root: bool = False, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         if root:
             connect = [f"--socket={self.socket}", "--user=root"]
             env = dict(os.environ)
         else:
-            connect = ["--protocol=tcp", "--host=127.0.0.1", f"--port={self.port}", f"--user={self.user}"]
-            env = {**os.environ, "MYSQL_PWD": self.password}
-        result = subprocess.run(
+            name = user or self.user
+            connect = ["--protocol=tcp", "--host=127.0.0.1", f"--port={self.port}", f"--user={name}"]
+            env = {**os.environ, "MYSQL_PWD": self.client_passwords[name] if user else self.password}
+        return subprocess.run(
             [require_tool("mariadb"), "--no-defaults", *connect, f"--database={database or self.database}",
              "--batch", "--skip-column-names", f"--execute={statement}"],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
+
+    def apply_users(self) -> None:
+        """keel's users step: its SQL on the client's stdin, as root over the socket."""
+        result = subprocess.run(
+            [require_tool("mariadb"), "--no-defaults", f"--socket={self.socket}", "--user=root", "--batch"],
+            input=users_sql(self.database, self.user, self.client_passwords),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
         if result.returncode != 0:
-            raise AssertionError(f"mariadb failed ({result.returncode}): {result.stderr}")
-        return result.stdout.strip()
+            raise AssertionError(f"the users step failed ({result.returncode}): {result.stderr}")
 
     def rss_kib(self) -> int:
         """The server's resident memory (VmRSS), in KiB."""
@@ -112,7 +130,8 @@ def _run(
         **_as_pg_user(),
     )  # fmt: skip
     password = secrets.token_urlsafe(18)
-    server = Mariadb(port, user, password, database, socket, data_dir, log_file, process.pid)
+    clients = {name: secrets.token_urlsafe(18) for name in CLIENT_USERS.values()}
+    server = Mariadb(port, user, password, database, socket, data_dir, log_file, process.pid, clients)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -126,7 +145,7 @@ def _run(
                 log = log_file.read_text() if log_file.exists() else ""
                 raise AssertionError(f"mariadbd did not start:\n{log}")
             time.sleep(0.2)
-        # docker-entrypoint.sh's docker_setup_db, then /docker-entrypoint-initdb.d (keel.sql).
+        # docker-entrypoint.sh's docker_setup_db, then keel's users step once the task is healthy.
         server.sql(
             f"CREATE DATABASE {identifier(database)}; "
             f"CREATE USER {literal(user)}@'%' IDENTIFIED BY {literal(password)}; "
@@ -134,7 +153,7 @@ def _run(
             database="mysql",
             root=True,
         )
-        server.sql(render_init_sql(database, user), database=database, root=True)
+        server.apply_users()
         yield server
     finally:
         _stop(process)

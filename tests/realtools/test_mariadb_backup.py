@@ -1,7 +1,8 @@
 """MariaDB backups through the rendered scripts, against a real MariaDB (Debian's mariadb-server,
 started with the rendered keel.cnf) and restic 0.18 on the S3 server on loopback
 (tests/realtools/s3_harness.py), in the job image's busybox userland: mariadb-dump streamed into
-restic, a failing dump that leaves no snapshot, a restore after the data is gone, and the drill."""
+restic as the store's backup user, a failing dump that leaves no snapshot, a restore after the data
+is gone, and the drill (whose scratch database is the only one the backup user writes)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from s3_harness import S3Server
 
 from render.backup import BackupSpec
 from stores.mariadb.kind import MariadbTarget
-from stores.mariadb.server import render_keel_cnf
+from stores.mariadb.server import BACKUP_USER, render_keel_cnf
 
 pytestmark = pytest.mark.requires_tool("restic", "mariadbd", "mariadb-install-db", "mariadb", "mariadb-dump", "busybox")
 
@@ -29,6 +30,7 @@ CREATE TABLE audit (id int AUTO_INCREMENT PRIMARY KEY, order_id bigint NOT NULL)
 CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
 CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (order_id) VALUES (NEW.id);
 CREATE FUNCTION with_tax(amount decimal(10, 2)) RETURNS decimal(10, 2) DETERMINISTIC RETURN amount * 1.19;
+CREATE EVENT purge_audit ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit WHERE order_id < 0;
 INSERT INTO customers SELECT seq, CONCAT('customer ', seq) FROM seq_1_to_97;
 INSERT INTO orders SELECT seq, 1 + seq % 97, (seq % 1000) / 7, UNHEX(MD5(seq)),
   '2026-01-01' + INTERVAL seq MINUTE FROM seq_1_to_20000;
@@ -69,13 +71,16 @@ def test_mariadb_dump_backup_restores_after_the_data_is_gone_and_drills(
 ) -> None:
     with mariadb_server(render_keel_cnf(512, 100), database="shop", user="app") as server:
         before = _fill(server)
-        target = MariadbTarget(name="db", host="db.internal", database="shop", user="app")
+        # The job logs in as the store's backup user (the target's default), with its own password.
+        target = MariadbTarget(name="db", host="db.internal", database="shop")
+        assert target.user == BACKUP_USER
         world = backup_world(
             tmp_path / "backup", _spec(target), template=restic_template, ports={"db": server.port}, s3=s3
         )
         # The job image is alpine: its sh, sed, awk, date and mktemp are busybox's.
         world.path_prefix = busybox_userland(tmp_path / "busybox")
-        (world.secrets / "db-password").write_text(server.password)
+        backup_password = server.client_passwords[BACKUP_USER]
+        (world.secrets / "db-password").write_text(backup_password)
 
         first = world.run("backup.sh")
         assert first.returncode == 0, first.stderr
@@ -90,6 +95,9 @@ def test_mariadb_dump_backup_restores_after_the_data_is_gone_and_drills(
         # The routines, triggers and events are in the dump; the dump creates no database.
         assert "CREATE DEFINER=`app`@`%` FUNCTION `with_tax`" in dump.stdout
         assert "TRIGGER orders_audit AFTER INSERT ON orders" in dump.stdout
+        # The function's body and the event: the backup user reads them without owning them.
+        assert "RETURN amount * 1.19" in dump.stdout
+        assert "EVENT `purge_audit` ON SCHEDULE EVERY 1 DAY" in dump.stdout
         assert "CREATE DATABASE" not in dump.stdout and "USE `shop`" not in dump.stdout
 
         # A dump that fails leaves no snapshot (restic's --stdin-from-command), the last success
@@ -98,16 +106,23 @@ def test_mariadb_dump_backup_restores_after_the_data_is_gone_and_drills(
         _past(succeeded_at)
         failed = world.run("backup.sh")
         assert failed.returncode == 1, failed.stderr
-        assert "Access denied for user 'app'" in failed.stderr
+        assert "Access denied for user 'keel_backup'" in failed.stderr
         metrics = world.metrics()
         assert metrics['keel_backup_last_run_success{store="db",reason="source_failed"}'] == 0
         assert metrics['keel_backup_last_success_timestamp_seconds{store="db"}'] == succeeded_at
         assert metrics['keel_backup_last_run_timestamp_seconds{store="db"}'] > succeeded_at
         assert len(world.snapshots("--tag", "store=db")) == 1
-        (world.secrets / "db-password").write_text(server.password)
 
-        # The data is gone: every table, view, routine and trigger.
+        # The backup user reads and never writes the live database.
+        (world.secrets / "db-password").write_text(backup_password)
+        refused = world.run("restore-mariadb.sh", "db", "127.0.0.1", str(server.port), "shop", BACKUP_USER)
+        assert refused.returncode == 1 and "command denied to user 'keel_backup'" in refused.stderr, refused.stderr
+        assert server.sql(FINGERPRINT) == before
+
+        # The data is gone: every table, view, routine and trigger. An operator restores as a user
+        # that may write the database (here the app's; docs/restore.md has root do it).
         server.sql("DROP VIEW big_orders; DROP FUNCTION with_tax; DROP TABLE audit, orders, customers")
+        (world.secrets / "db-password").write_text(server.password)
         restored = world.run("restore-mariadb.sh", "db", "127.0.0.1", str(server.port), "shop", "app")
         assert restored.returncode == 0, restored.stderr
         assert server.sql(FINGERPRINT) == before
@@ -117,6 +132,7 @@ def test_mariadb_dump_backup_restores_after_the_data_is_gone_and_drills(
         server.sql("INSERT INTO orders VALUES (20001, 1, 1, NULL, NOW())")
         assert int(server.sql("SELECT COUNT(*) FROM audit")) == int(audited) + 1, "the trigger was not restored"
 
+        (world.secrets / "db-password").write_text(backup_password)
         drill = world.run("drill.sh")
         assert drill.returncode == 0, drill.stderr
         assert "db: restored 4 tables (the live database has 4)" in drill.stderr
@@ -160,11 +176,11 @@ def test_a_drill_that_restores_nothing_of_a_database_with_tables_fails(
     tmp_path: Path, s3: S3Server, restic_template: Path
 ) -> None:
     with mariadb_server(render_keel_cnf(256, 50), database="shop", user="app") as server:
-        target = MariadbTarget(name="db", host="db.internal", database="shop", user="app")
+        target = MariadbTarget(name="db", host="db.internal", database="shop")
         world = backup_world(
             tmp_path / "backup", _spec(target), template=restic_template, ports={"db": server.port}, s3=s3
         )
-        (world.secrets / "db-password").write_text(server.password)
+        (world.secrets / "db-password").write_text(server.client_passwords[BACKUP_USER])
         # A backup of an empty database, then tables: the restore brings back none of them.
         assert world.run("backup.sh").returncode == 0
         server.sql("CREATE TABLE orders (id int PRIMARY KEY)")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stores.mariadb.server import render_init_sql, render_keel_cnf
+from stores.mariadb.server import BACKUP_USER, EXPORTER_USER, render_keel_cnf, users_sql
 from tests.examples.example_helpers import (
     MIB,
     SERVICE,
@@ -58,9 +58,8 @@ def test_the_store_runs_the_official_image_tuned_from_its_limit(run: mockrun.Run
         "MARIADB_AUTO_UPGRADE": "1",
     }
     assert service_config_text(run, "orders-keel.cnf") == render_keel_cnf(512, 100)
-    assert service_config_text(run, "orders-keel.sql") == render_init_sql("orders", "orders")
     configs = {c["fileName"] for c in spec["configs"]}
-    assert configs == {"/etc/mysql/conf.d/keel.cnf", "/docker-entrypoint-initdb.d/keel.sql"}
+    assert configs == {"/etc/mysql/conf.d/keel.cnf"}
     assert {s["fileName"] for s in spec["secrets"]} == {
         "/run/secrets/mariadb-password",
         "/run/secrets/mariadb-root-password",
@@ -73,6 +72,37 @@ def test_the_store_runs_the_official_image_tuned_from_its_limit(run: mockrun.Run
         "/run/mysqld": "tmpfs",
         "/tmp": "tmpfs",
     }
+
+
+def test_the_server_runs_as_the_images_user_with_no_capability(run: mockrun.Run) -> None:
+    spec = container(service(run, "orders"))
+    assert spec["user"] == "mysql"
+    assert spec["capDrops"] == ["ALL"] and not spec.get("capAdds")
+    assert spec["readOnly"] is True
+    # The data directory is handed to that user when the volume is prepared.
+    prepare = next(r for r in run.resources if r.name == "orders-data-dir")
+    assert 'owner="$(id -u mysql):$(id -g mysql)"' in prepare.inputs["create"]
+    assert " mariadb:11.4.12 -c " in prepare.inputs["create"]
+
+
+def test_the_exporter_and_the_backup_sign_in_as_users_of_their_own(run: mockrun.Run) -> None:
+    passwords = {
+        user: run.one("random:index/randomPassword:RandomPassword", f"orders-{client}-password").outputs["result"]
+        for client, user in (("exporter", EXPORTER_USER), ("backup", BACKUP_USER))
+    }
+    users = next(r for r in run.resources if r.name == "orders-users")
+    assert users.inputs["stdin"] == users_sql("orders", "orders", passwords)
+    assert service(run, "orders").urn in users.depends_on
+    # The apps wait for the users step, as for the store itself.
+    assert users.urn in run.one(SERVICE, "nextjs-service").depends_on
+    exporter = container(run.one(SERVICE, "observability-orders-exporter"))
+    assert f"--mysqld.username={EXPORTER_USER}" in exporter["commands"]
+    assert [s["secretId"] for s in exporter["secrets"]] == ["orders-exporter-password-id"]
+    backup = service_config_text(run, "backup-backup.sh")
+    assert '  "${KEEL_PORT_ORDERS:-3306}" orders keel_backup' in backup.splitlines()
+    for job in ("backup-backup", "backup-drill"):
+        mounted = {s["fileName"]: s["secretId"] for s in container(run.one(SERVICE, job))["secrets"]}
+        assert mounted["/run/secrets/orders-password"] == "orders-backup-password-id"
 
 
 def test_the_app_gets_a_mysql_url_with_the_generated_password(run: mockrun.Run) -> None:

@@ -18,8 +18,9 @@ from stores.mariadb.server import (
     literal,
     mariadb_tuning,
     minimum_memory_mb,
-    render_init_sql,
+    native_password_hash,
     render_keel_cnf,
+    users_sql,
 )
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "stores"
@@ -76,8 +77,19 @@ def test_names_reach_sql_quoted() -> None:
     assert identifier("shop_keel_drill", grant=True) == "`shop\\_keel\\_drill`"
     assert literal("it's") == "'it\\'s'"
     assert literal("back\\slash") == "'back\\\\slash'"
-    grant = "GRANT ALL PRIVILEGES ON `shop\\_keel\\_drill`.* TO 'app'@'%';"
-    assert render_init_sql("shop", "app").splitlines()[-1] == grant
+    sql = users_sql("shop_1", "app", {"keel_exporter": "e", "keel_backup": "b"}).splitlines()
+    assert "GRANT ALL PRIVILEGES ON `shop\\_1\\_keel\\_drill`.* TO 'keel_backup'@'%';" in sql
+    assert "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON `shop\\_1`.* TO 'keel_backup'@'%';" in sql
+
+
+def test_the_users_step_sends_password_hashes_not_passwords() -> None:
+    # MySQL's and MariaDB's PASSWORD('password') (mysql_native_password), a widely published value.
+    assert native_password_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+    sql = users_sql("shop", "app", {"keel_exporter": "exporter-secret", "keel_backup": "backup-secret"})
+    assert "exporter-secret" not in sql and "backup-secret" not in sql
+    assert f"IDENTIFIED BY PASSWORD '{native_password_hash('exporter-secret')}' WITH MAX_USER_CONNECTIONS 3;" in sql
+    with pytest.raises(ValueError, match="keel_backup"):
+        users_sql("shop", "app", {"keel_exporter": "e"})
 
 
 def _load(store: dict[str, object]) -> None:
@@ -95,7 +107,7 @@ def _load(store: dict[str, object]) -> None:
         ),
         (
             {"kind": "mariadb", "user": "root"},
-            'services/orders/user: found "root", a user the official image creates itself',
+            'services/orders/user: found "root", a user the official image or keel creates itself',
         ),
         ({"kind": "mariadb", "database": "Shop"}, "services/orders/database"),
         ({"kind": "mariadb", "database": "a" * 54}, "services/orders/database"),
