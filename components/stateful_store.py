@@ -300,10 +300,8 @@ class StatefulStore(pulumi.ComponentResource):
             args=plan.args,
             env=plan.env,
             # With the image's user from the start the entrypoint neither chowns nor switches users,
-            # so no capability is needed; without one the entrypoint drops root itself.
-            hardening=swarm.Hardening(read_only=True, user=plan.user)
-            if plan.user is not None
-            else swarm.Hardening(read_only=True, cap_drop_all=False),
+            # so no capability is needed.
+            hardening=swarm.Hardening(read_only=True, user=plan.user),
             secrets=secrets,
             configs=configs,
             mounts=[

@@ -160,14 +160,15 @@ class ContainerPlan:
     resources: Resources
     logging: Logging
     stop_grace_s: int
+    user: str
+    """The image's own user the server runs as from the start: its entrypoint then neither chowns nor
+    switches users, so it needs no capability (the data directory is handed to it when the volume is
+    prepared; policy stores-drop-all-capabilities)."""
     stop_signal: str | None = None
     env: Mapping[str, str] | None = None
     config_files: tuple[ConfigFile, ...] = ()
     secret_files: tuple[SecretFile, ...] = ()
     tmpfs: tuple[Tmpfs, ...] = ()
-    user: str | None = None
-    """The image's own user the server runs as from the start (no capability needed to drop root;
-    the data directory is handed to it when the volume is prepared); None: the image decides."""
     setup: Setup | None = None
 
 
