@@ -225,10 +225,14 @@ class StatefulStore(pulumi.ComponentResource):
         stdin = pulumi.Output.all(self.password, self._clients_by_user()).apply(
             lambda values: setup.stdin(values[0], dict(values[1]))
         )
+        assert self.volume is not None
         return self._host.run(
             f"{self._name}-{setup.part}",
             create=setup.script(self.service_name),
             stdin=swarm.as_secret(stdin),
+            # A new data volume (a restore into the next generation) is a server with none of them yet:
+            # the step runs again for it, not only when its script or input change.
+            triggers=[self.volume.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
         )
 

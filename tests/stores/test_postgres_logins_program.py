@@ -16,7 +16,7 @@ from config.errors import ConfigError
 from config.loader import merge
 from stores.postgres.server import APP_ATTRIBUTES, roles_sql, scram_verifier
 from tests.examples.example_helpers import config_file, config_values, secret_text
-from tests.helpers import parsed
+from tests.helpers import parsed, run_with
 from tests.test_idempotency import described
 from tools import mockrun, readback
 
@@ -131,3 +131,31 @@ def test_the_second_preview_after_an_up_during_a_rotation_is_empty():
     assert second.error is None, second.error
     plan = readback.plan(state, second.resources)
     assert plan.empty, described(plan, second)
+
+
+def test_the_roles_step_runs_again_for_a_new_data_volume():
+    """A store restored into its next volume generation starts on a data directory without the
+    roles: the step's triggers name the volume, so a new volume replaces (re-runs) it."""
+    before = mockrun.run("prod")
+    after = run_with("prod", {"keel:services": {"db": {"volume_generation": 1}}})
+    assert before.error is None and after.error is None, (before.error, after.error)
+
+    def step_and_volume(run: mockrun.Run) -> tuple[list[str], str]:
+        step = next(r for r in run.resources if r.name == "db-roles")
+        volume = next(
+            r
+            for r in run.resources
+            if r.type == "docker:index/volume:Volume" and r.inputs.get("name") == step_volume_name(run)
+        )
+        return step.inputs["triggers"], volume.id
+
+    for run in (before, after):
+        triggers, volume_id = step_and_volume(run)
+        assert triggers == [volume_id]
+    assert step_and_volume(before)[1] != step_and_volume(after)[1]
+
+
+def step_volume_name(run: mockrun.Run) -> str:
+    service = next(r for r in run.resources if r.name == "db-service")
+    mounts = service.inputs["taskSpec"]["containerSpec"]["mounts"]
+    return next(m["source"] for m in mounts if m["type"] == "volume")
