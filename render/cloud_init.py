@@ -159,8 +159,12 @@ def swarm_firewall_rules(private_cidr: str) -> list[list[str]]:
 def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
     """The #cloud-config document as data."""
     user = spec.deploy_user
+    # A pool node has no data volume, but node-exporter reads its textfile directory (the runcmd below
+    # creates it) like the host's: its reboot-required flag is reported too.
     units = HostUnitsSpec(
-        data_dir=DATA_DIR if spec.data_device else None, metrics_dir=METRICS_DIR if spec.data_device else None
+        data_dir=DATA_DIR if spec.data_device else None,
+        metrics_dir=METRICS_DIR if spec.data_device or spec.swarm == "join" else None,
+        swarm_report=spec.swarm == "init",
     )
     doc: dict[str, Any] = {
         "package_update": True,

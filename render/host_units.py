@@ -80,6 +80,9 @@ class HostUnitsSpec:
     """node-exporter's textfile directory on the host; None: no reboot-required metric."""
     upgrade_window: str = DOCKER_UPGRADE_WINDOW
     prune_schedule: str = PRUNE_SCHEDULE
+    swarm_report: bool = True
+    """The swarm services' task counts (with ``metrics_dir``): on the host only, which answers the swarm
+    API; a pool node reports its own reboot-required flag but no copy of the counts."""
 
 
 def mount_unit(path: str) -> str:
@@ -343,9 +346,10 @@ def host_files(spec: HostUnitsSpec) -> dict[str, tuple[str, str]]:
     files[DOCKER_USER_RULES] = ("0644", docker_user_rules())
     if spec.metrics_dir is not None:
         units.update(reboot_required_units(spec.metrics_dir))
-        units.update(swarm_report_units(spec.metrics_dir))
         files[REBOOT_REQUIRED_SCRIPT] = ("0755", reboot_required_script(spec.metrics_dir))
-        files[SWARM_REPORT_SCRIPT] = ("0755", swarm_report_script(spec.metrics_dir))
+        if spec.swarm_report:
+            units.update(swarm_report_units(spec.metrics_dir))
+            files[SWARM_REPORT_SCRIPT] = ("0755", swarm_report_script(spec.metrics_dir))
     for name, text in units.items():
         files[f"{UNIT_DIR}/{name}"] = ("0644", text)
     return files
@@ -360,5 +364,5 @@ def timers(spec: HostUnitsSpec) -> list[str]:
     """The timers cloud-init enables."""
     names = [f"{PRUNE}.timer", f"{DOCKER_UPGRADE}.timer"]
     if spec.metrics_dir is not None:
-        names += [f"{REBOOT_REQUIRED}.timer", f"{SWARM_REPORT}.timer"]
+        names += [f"{REBOOT_REQUIRED}.timer", *([f"{SWARM_REPORT}.timer"] if spec.swarm_report else [])]
     return names

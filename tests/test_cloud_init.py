@@ -310,6 +310,18 @@ def test_a_join_mode_node_never_starts_a_swarm_of_its_own():
     assert ["/usr/local/sbin/swarm-init"] in parsed()["runcmd"]
 
 
+def test_a_pool_node_reports_its_reboot_flag_but_not_the_swarms_task_counts():
+    """node-exporter on every node reads the textfile directory; only the host answers the swarm API
+    (a worker's `docker service ls` fails), and one copy of the task counts is enough."""
+    node = parsed(private_cidr="10.0.0.0/16", swarm="join", data_device=None)
+    enabled = next(c for c in node["runcmd"] if c[:3] == ["systemctl", "enable", "--now"] and "docker" not in c)
+    assert "keel-reboot-required.timer" in enabled and "keel-swarm-report.timer" not in enabled
+    paths = {f["path"] for f in node["write_files"]}
+    assert "/usr/local/sbin/keel-reboot-required" in paths and "/usr/local/sbin/keel-swarm-report" not in paths
+    host = next(c for c in parsed()["runcmd"] if c[:3] == ["systemctl", "enable", "--now"] and "docker" not in c)
+    assert "keel-swarm-report.timer" in host and "keel-reboot-required.timer" in host
+
+
 def test_the_private_network_opens_the_swarm_ports_and_esp_from_it_only_before_ufw_is_enabled():
     runcmd = parsed(private_cidr="10.0.0.0/16")["runcmd"]
     rules = [command for command in runcmd if command[:2] == ["ufw", "allow"] and "10.0.0.0/16" in command]
