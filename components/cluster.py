@@ -29,7 +29,7 @@ import pulumi_hcloud as hcloud
 import pulumi_tls as tls
 
 from components import swarm
-from components.firewall import ping_rule, ssh_rule
+from components.access import ping_rule, pinned_connection, ssh_rule
 from config.models import NETWORK_ZONES, HcloudHostSpec, NodeSpec
 from render import cluster
 from render.cloud_init import CloudInitSpec, render_cloud_init, swarm_firewall_rules
@@ -204,13 +204,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.private_addresses[node.name] = attachment.ip
         public_key = host_key.public_key_openssh.apply(lambda k: " ".join(k.split()[:2]))
-        connection = command.remote.ConnectionArgs(
-            host=server.ipv4_address,
-            user=spec.deploy_user,
-            host_key=public_key,
-            dial_error_limit=40,
-            per_dial_timeout=20,
-        )
+        connection = pinned_connection(server.ipv4_address, spec.deploy_user, public_key)
         ready = command.remote.Command(
             f"{prefix}-ready",
             command.remote.CommandArgs(

@@ -20,8 +20,8 @@ import pulumi_hcloud as hcloud
 import pulumi_tls as tls
 
 from components import swarm
+from components.access import WORLD, ping_rule, pinned_connection, ssh_rule
 from components.cluster import Cluster
-from components.firewall import WORLD, ping_rule, ssh_rule
 from config import catalogue
 from config.models import HcloudHostSpec, LocalHostSpec
 from render.cloud_init import DATA_DIR, CloudInitSpec, render_cloud_init, volume_device
@@ -222,13 +222,7 @@ class Host(pulumi.ComponentResource):
         self.known_hosts = pulumi.Output.concat(self.ipv4, " ", public_key)
         self.data_dir = DATA_DIR
         self.ssh_command = pulumi.Output.concat("ssh ", spec.deploy_user, "@", self.ipv4)
-        self._connection = command.remote.ConnectionArgs(
-            host=self.ipv4,
-            user=spec.deploy_user,
-            host_key=public_key,
-            dial_error_limit=40,
-            per_dial_timeout=20,
-        )
+        self._connection = pinned_connection(self.ipv4, spec.deploy_user, public_key)
         ready = command.remote.Command(
             f"{self._name}-ready",
             command.remote.CommandArgs(

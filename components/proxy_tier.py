@@ -24,7 +24,7 @@ import pulumi_docker as docker
 import pulumi_tls as tls
 
 from components import swarm
-from components.firewall import WORLD
+from components.access import WORLD
 from components.host import Host
 from components.networks import Networks, overlay
 from config.loader import Stack

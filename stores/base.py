@@ -17,6 +17,7 @@ nothing here may import Pulumi, config.models or a renderer that does.
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -341,3 +342,21 @@ class StoreKind(ABC, Generic[S]):
     @abstractmethod
     def backup(self) -> Backup[S] | None:
         """How the backup job handles the store, or None when it never does (its provider does)."""
+
+
+def find_running_task(service: str) -> str:
+    """Shell lines, for a script run on the store's node, that set ``$service`` and ``$container`` (a
+    running task of the store's swarm service, waited for up to two minutes) or exit 1 saying so: what
+    a setup step (roles, users) execs its client in."""
+    return f"""service={shlex.quote(service)}
+container=
+for _ in $(seq 1 60); do
+  container=$(docker ps -q -f "label=com.docker.swarm.service.name=$service" -f status=running | head -n 1)
+  [ -n "$container" ] && break
+  sleep 2
+done
+if [ -z "$container" ]; then
+  echo "no running task of $service" >&2
+  exit 1
+fi
+"""

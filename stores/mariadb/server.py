@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from render import render_from
+from stores.base import find_running_task
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PORT = 3306
@@ -210,18 +211,7 @@ def users_script(service: str) -> str:
     return f"""#!/bin/sh
 # The users of {service} (stores/mariadb/server.py, users_sql), applied by root over the socket.
 set -eu
-service={q(service)}
-container=
-for _ in $(seq 1 60); do
-  container=$(docker ps -q -f "label=com.docker.swarm.service.name=$service" -f status=running | head -n 1)
-  [ -n "$container" ] && break
-  sleep 2
-done
-if [ -z "$container" ]; then
-  echo "no running task of $service" >&2
-  exit 1
-fi
-docker exec -i "$container" sh -c {q(client)}
+{find_running_task(service)}docker exec -i "$container" sh -c {q(client)}
 echo "users of $service are in place"
 """
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from render import render_from
+from stores.base import find_running_task
 from stores.postgres.model import PostgresSpec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -221,21 +221,10 @@ def roles_script(service: str) -> str:
     """Runs on the host: feed the roles SQL (stdin) to psql inside the store's running task, as the
     superuser over its socket (the official image trusts local connections). The SQL never touches
     the host's disk: it arrives on stdin and leaves through ``docker exec -i``."""
-    q = shlex.quote
     return f"""#!/bin/sh
 # The roles of {service} (stores/postgres/server.py, roles_sql), applied by its superuser over the socket.
 set -eu
-service={q(service)}
-container=
-for _ in $(seq 1 60); do
-  container=$(docker ps -q -f "label=com.docker.swarm.service.name=$service" -f status=running | head -n 1)
-  [ -n "$container" ] && break
-  sleep 2
-done
-if [ -z "$container" ]; then
-  echo "no running task of $service" >&2
-  exit 1
-fi
+{find_running_task(service)}\
 if ! docker exec -u {ADMIN_ROLE} "$container" psql --no-psqlrc --quiet --username {ADMIN_ROLE} --dbname postgres \\
   --command 'SELECT 1' >/dev/null; then
   echo "$service has no superuser {ADMIN_ROLE}: a cluster created before keel's roles (its superuser is the" \\
