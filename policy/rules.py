@@ -567,10 +567,26 @@ def _report_all(problems: Iterable[str], report_violation: ReportViolation) -> N
         report_violation(problem, None)
 
 
-def _on_services(check: Callable[[Mapping[str, Any]], list[str]]) -> Callable[..., None]:
+def _on(resource_type: str, check: Callable[[Mapping[str, Any]], list[str]]) -> Callable[..., None]:
+    """A resource policy that runs ``check`` on every resource of ``resource_type``."""
+
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type == SERVICE:
+        if args.resource_type == resource_type:
             _report_all(check(args.props), report_violation)
+
+    return validate
+
+
+def _on_services(check: Callable[[Mapping[str, Any]], list[str]]) -> Callable[..., None]:
+    return _on(SERVICE, check)
+
+
+def _across_stack(check: Callable[[Sequence[PolicyResource]], list[tuple[str, str]]]) -> Callable[..., None]:
+    """A stack policy that reports each (urn, problem) ``check`` finds among the stack's resources."""
+
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for urn, problem in check(args.resources):
+            report_violation(problem, urn)
 
     return validate
 
@@ -584,31 +600,6 @@ def _validate_server_protection(args: ResourceValidationArgs, report_violation: 
     if args.resource_type == SERVER:
         problems = check_server_delete_protection(args.props, args.opts.protect, environment_of(args.get_config()))
         _report_all(problems, report_violation)
-
-
-def _validate_firewall(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type == FIREWALL:
-        _report_all(check_firewall_ssh(args.props), report_violation)
-
-
-def _validate_swarm_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type == FIREWALL:
-        _report_all(check_firewall_swarm_ports(args.props), report_violation)
-
-
-def _validate_cluster_placement(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, problem in check_cluster_placement(args.resources):
-        report_violation(problem, urn)
-
-
-def _validate_store_networks(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, problem in check_store_networks(args.resources):
-        report_violation(problem, urn)
-
-
-def _validate_topology(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, problem in check_network_topology(args.resources):
-        report_violation(problem, urn)
 
 
 MANDATORY = EnforcementLevel.MANDATORY
@@ -649,25 +640,25 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="stores-on-internal-networks",
         description="Services labelled keel.role=store are attached to internal networks only, never the edge.",
-        validate=_validate_store_networks,
+        validate=_across_stack(check_store_networks),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="swarm-ports-private",
         description="No Hetzner firewall admits swarm's ports (2377, 7946, 4789) or ESP from the internet.",
-        validate=_validate_swarm_ports,
+        validate=_on(FIREWALL, check_firewall_swarm_ports),
         enforcement_level=MANDATORY,
     ),
     StackValidationPolicy(
         name="cluster-placement",
         description="With several nodes: data pinned by the keel.node label, every overlay network encrypted.",
-        validate=_validate_cluster_placement,
+        validate=_across_stack(check_cluster_placement),
         enforcement_level=MANDATORY,
     ),
     StackValidationPolicy(
         name="network-topology",
         description="The proxy is not on the data network; only Prometheus and Alertmanager share the alerting one.",
-        validate=_validate_topology,
+        validate=_across_stack(check_network_topology),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
@@ -692,7 +683,7 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="no-world-ssh",
         description="No Hetzner firewall rule opens port 22 to 0.0.0.0/0 or ::/0.",
-        validate=_validate_firewall,
+        validate=_on(FIREWALL, check_firewall_ssh),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
