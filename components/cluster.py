@@ -20,7 +20,6 @@ drained first.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -32,7 +31,7 @@ from components import swarm
 from components.access import ping_rule, pinned_connection, ssh_rule
 from config.models import NETWORK_ZONES, HcloudHostSpec, NodeSpec
 from render import cluster
-from render.cloud_init import CloudInitSpec, render_cloud_init, swarm_firewall_rules
+from render.cloud_init import CloudInitSpec, render_cloud_init, swarm_firewall_script
 
 if TYPE_CHECKING:
     from components.host import Host
@@ -102,7 +101,7 @@ class Cluster(pulumi.ComponentResource):
         ports = host.run(
             f"{name}-swarm-ports",
             create=host.image(spec.host_tools_image).apply(
-                lambda image: host_firewall_script(image, spec.private_network)
+                lambda image: swarm_firewall_script(image, spec.private_network)
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -231,17 +230,6 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
         )
         self.ssh_commands[node.name] = pulumi.Output.concat("ssh ", spec.deploy_user, "@", server.ipv4_address)
-
-
-def host_firewall_script(image: str, private_cidr: str) -> str:
-    """Run the ufw commands cloud-init gives a new node (render/cloud_init.swarm_firewall_rules) on
-    the host itself, from a container in the host's namespaces. Idempotent: ufw skips a rule it has."""
-    lines = ["set -eu"]
-    for rule in swarm_firewall_rules(private_cidr):
-        argv = ["docker", "run", "--rm", "--privileged", "--pid=host", "--network=host", image]
-        argv += ["nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--", *rule]
-        lines.append(shlex.join(argv))
-    return "\n".join(lines) + "\n"
 
 
 NODE_ID_SCRIPT = "docker info --format '{{.Swarm.NodeID}}'\n"

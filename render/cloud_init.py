@@ -156,6 +156,18 @@ def swarm_firewall_rules(private_cidr: str) -> list[list[str]]:
     return rules
 
 
+def swarm_firewall_script(image: str, private_cidr: str) -> str:
+    """Run the ufw commands cloud-init gives a new node (swarm_firewall_rules) on a host created before
+    its pools (its cloud-init is not run again), from a container in the host's namespaces (the deploy
+    user reaches root only through Docker). Idempotent: ufw skips a rule it has."""
+    lines = ["set -eu"]
+    for rule in swarm_firewall_rules(private_cidr):
+        argv = ["docker", "run", "--rm", "--privileged", "--pid=host", "--network=host", image]
+        argv += ["nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--", *rule]
+        lines.append(shlex.join(argv))
+    return "\n".join(lines) + "\n"
+
+
 def cloud_config(spec: CloudInitSpec) -> dict[str, Any]:
     """The #cloud-config document as data."""
     user = spec.deploy_user

@@ -1,5 +1,5 @@
-"""Opening the swarm's ports on a host created before its pools (components/cluster.py
-host_firewall_script): the ufw commands a new node gets from cloud-init, run in the host's own
+"""Opening the swarm's ports on a host created before its pools (render/cloud_init.py
+swarm_firewall_script): the ufw commands a new node gets from cloud-init, run in the host's own
 namespaces from a container (the deploy user reaches root only through Docker).
 
 A stand-in ``docker`` on PATH records each invocation; the rules themselves are proven by the real
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.cluster import host_firewall_script
-from render.cloud_init import swarm_firewall_rules
+from render.cloud_init import swarm_firewall_rules, swarm_firewall_script
 from tests.tool_requirements import require_tool
 
 IMAGE = "debian:12.12-slim@sha256:" + "a" * 64
@@ -42,7 +41,7 @@ def run(tmp_path: Path, exit_code: int = 0) -> tuple[subprocess.CompletedProcess
         "DOCKER_EXIT": str(exit_code),
     }
     result = subprocess.run(
-        ["sh", "-c", host_firewall_script(IMAGE, CIDR)],
+        ["sh", "-c", swarm_firewall_script(IMAGE, CIDR)],
         env=env,
         capture_output=True,
         text=True,
@@ -54,7 +53,7 @@ def run(tmp_path: Path, exit_code: int = 0) -> tuple[subprocess.CompletedProcess
 
 def test_the_script_passes_shellcheck(tmp_path):
     script = tmp_path / "ports.sh"
-    script.write_text("#!/bin/sh\n" + host_firewall_script(IMAGE, CIDR))
+    script.write_text("#!/bin/sh\n" + swarm_firewall_script(IMAGE, CIDR))
     result = subprocess.run([require_tool("shellcheck"), str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
@@ -80,4 +79,4 @@ def test_a_rule_that_fails_fails_the_step(tmp_path):
 @pytest.mark.parametrize("cidr", ["10.44.0.0/16; reboot", "203.0.113.0/24 to any", "10.44.0.1/16"])
 def test_anything_but_a_network_is_refused_before_a_script_exists(cidr):
     with pytest.raises(ValueError):
-        host_firewall_script(IMAGE, cidr)
+        swarm_firewall_script(IMAGE, cidr)
