@@ -255,7 +255,7 @@ def spawn(argv: list[str]) -> Process:
     done = subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    peak = json.loads(done.stdout.splitlines()[-1])["maxrss_kib"] / 1024 if done.stdout.strip() else 0.0
+    peak = json.loads(done.stdout.splitlines()[-1])["peak_kib"] / 1024 if done.stdout.strip() else 0.0
     return time.perf_counter() - wall, cpu, peak
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import pickle
-import resource
 import runpy
 import sys
 from collections.abc import Awaitable, Callable
@@ -81,7 +80,16 @@ def main(answers_file: str, *, collector_on: bool = False) -> None:
 
         collector.pause = gc.isenabled  # the run leaves the collector as it is
     declare(keel(values, secrets), AnsweringMonitor(answers, calls), stack)
-    print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"peak_kib": peak_memory_kib()}))
+
+
+def peak_memory_kib() -> int:
+    """This process's peak resident memory since its exec (VmHWM; ru_maxrss would also count the
+    copy of the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":
