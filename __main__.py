@@ -25,9 +25,9 @@ cost, the memory budget and the one-off run command of each job.
 import pulumi
 
 import config
+from components import collector
 from components.app_service import AppService
 from components.backup_job import BackupJob
-from components.deferred_import import freeze_imports
 from components.host import Host, RegistryLogin, monthly_cost
 from components.networks import Networks
 from components.observability import ObservabilityStack
@@ -37,7 +37,7 @@ from components.stateful_store import PitrWiring, StatefulStore
 from config import capacity
 from config.catalogue import PRICES_RECORDED_ON
 
-freeze_imports()
+collector.pause()
 stack = config.load()
 cfg = stack.config
 

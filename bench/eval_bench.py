@@ -6,32 +6,40 @@ its registrations and the monitor's answers are recorded, and a second program r
 those resources again as literals: same types, names, parents, providers, inputs (secrets as
 secrets), dependencies and options, with none of keel's config parsing, validation, rendering or
 SDK classes. The timed runs of both go through a monitor that returns the recorded answer for
-each URN and does nothing else, so the monitor's own work (the read-back models that make the
-answers, the recording the tests need) is not in either side to flatten the ratio. Both run in
-this one process, warm (one untimed run of each first), alternately: program, replay, program,
-replay... so shared load on the machine affects both alike. The ratio is program / replay,
-median of the pairs.
+each URN and invoke and does nothing else (bench/eval_child.py), so the monitor's own work (the
+read-back models that make the answers, the recording the tests need) is not in either side to
+flatten the ratio. Both run in this one process, warm (one untimed run of each first),
+alternately: program, replay, program, replay... so shared load on the machine affects both
+alike. Before each timed run what the bench holds is collected or frozen, so that a run starts
+as in a fresh process. The ratio is program / replay, median of the pairs.
+
+The program turns the garbage collector off for its run (components/collector.py); the replay
+runs as a hand-written program does, collector on: that is the ratio the target is judged on.
+A third side, the replay with the collector off too, shows the program's own work alone; a
+fourth registers bare `pulumi.CustomResource`s, skipping the SDK classes' own work.
 
 Then the whole process for the prod stack as it is: a fresh interpreter that imports the program
-and runs it against the recorded answers, wall and CPU time, alternately with a fresh
-interpreter that only starts (`python -c pass`).
+and runs it against the recorded answers (bench/eval_child.py: the Pulumi SDK and the program,
+none of the tests' harness), wall and CPU time and peak memory, alternately with the same with
+the collector left on and with an interpreter that only starts (`python -c pass`).
 
 Leaves out: the Pulumi engine and the language host's gRPC (the mock monitor answers in process;
 a real preview adds the engine's own time on both sides), provider plugins, and invokes (the
-replay makes none; the program makes one, Cloudflare's IP ranges, answered by the mock).
+replay makes none; the program makes the registry digest look-ups and Cloudflare's IP ranges,
+answered from the recording).
 
 Target (issue 15): <= 1.3x at every size; whole process <= 2 s for the prod stack.
-Run: `python -m bench eval` (about two minutes here).
+Run: `python -m bench eval` (about four minutes here).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import pickle
 import re
 import resource
-import runpy
 import statistics
 import subprocess
 import sys
@@ -44,10 +52,9 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
+from bench import eval_child
+from components import collector
 from tools import mockrun
 
 SIZES = (1, 10, 30, 100)
@@ -55,6 +62,7 @@ PAIRS = 5
 PROCESS_PAIRS = 5
 TARGET = 1.3
 PROCESS_TARGET_S = 2.0
+Timing = tuple[float, float]
 ROOT = mockrun.ROOT
 STORES = ("db", "cache", "uploads")
 
@@ -147,23 +155,25 @@ def replay(registered: list[mockrun.Registered], *, typed: bool = True) -> Calla
     return program
 
 
-class AnsweringMonitor(pulumi_mocks.MockMonitor):
-    """Answers each registration with the response recorded for its URN; nothing else."""
+class RecordingCalls(mockrun.ProgramMocks):
+    """The tests' answers to invokes, each kept by token for the timed runs."""
 
-    def __init__(self, answers: dict[str, Any]) -> None:
-        super().__init__(mockrun.ProgramMocks())  # for the invoke (Cloudflare's IP ranges)
-        self.answers = answers
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, dict[str, Any]] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
-        urn = self.make_urn(request.parent, request.type, request.name)
-        return self.answers.get(urn) or resource_pb2.RegisterResourceResponse(urn=urn)
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
+        answer, failures = super().call(args)
+        self.calls[args.token] = answer
+        return answer, failures
 
 
 class AnswerRecorder(mockrun.RecordingMonitor):
-    """The tests' monitor, keeping each response for AnsweringMonitor."""
+    """The tests' monitor, keeping each response (and each invoke's answer) for AnsweringMonitor."""
 
     def __init__(self) -> None:
-        super().__init__(mockrun.ProgramMocks())
+        self.recorded_calls = RecordingCalls()
+        super().__init__(self.recorded_calls)
         self.answers: dict[str, Any] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
@@ -172,90 +182,103 @@ class AnswerRecorder(mockrun.RecordingMonitor):
         return response
 
 
-def declare(program: Callable[[], Awaitable[None]], monitor: pulumi_mocks.MockMonitor) -> None:
-    pulumi_mocks.set_mocks(monitor.mocks, project=mockrun.PROJECT, stack="prod", preview=False, monitor=monitor)
-    _sync_await(run_pulumi_func(program))
+def declare(program: Callable[[], Awaitable[None]], monitor: pulumi_mocks.MockMonitor, *, paused: bool) -> None:
+    """One run, the garbage collector as it was afterwards. The program turns it off for its own run
+    (components/collector.py); ``paused`` turns it off for any other program (a replay) as well."""
+    collecting = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        eval_child.declare(program, monitor, "prod")
+    finally:
+        collector.restore(collecting)
 
 
-def keel(values: dict[str, str], secrets: list[str]) -> Callable[[], Awaitable[None]]:
-    """The program, as `pulumi preview` runs it: __main__.py with the stack's config."""
+def timed(program: Callable[[], Awaitable[None]], recorder: AnswerRecorder, *, paused: bool = False) -> Timing:
+    """Wall and CPU seconds (all threads: the SDK registers from a thread pool) of one run.
 
-    async def program() -> None:
-        pulumi.runtime.set_all_config(values, secrets)
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-
-    return program
-
-
-def timed(program: Callable[[], Awaitable[None]], answers: dict[str, Any]) -> tuple[float, float]:
-    """Wall and CPU seconds (all threads: the SDK registers from a thread pool) of one run."""
+    Each run starts as a fresh process would, with only its imports behind it: what the bench
+    holds (the recorded answers, earlier runs' leftovers) is collected or frozen first, so that a
+    collection during a run walks that run's objects only."""
+    monitor = eval_child.AnsweringMonitor(recorder.answers, recorder.recorded_calls.calls)
+    gc.collect()
+    gc.freeze()
     wall, cpu = time.perf_counter(), time.process_time()
-    declare(program, AnsweringMonitor(answers))
+    declare(program, monitor, paused=paused)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def record(values: dict[str, str], secrets: list[str]) -> AnswerRecorder:
     recorder = AnswerRecorder()
-    declare(keel(values, secrets), recorder)
+    declare(eval_child.keel(values, secrets), recorder, paused=False)
     return recorder
 
 
-Timing = tuple[float, float]
+# The sides of the in-process comparison: the program, then the replays. The target is judged
+# against the typed replay as a hand-written program runs (collector on); the program's own choice
+# to turn the collector off is part of the program. "typed, collector off" shows what is left when
+# the replay makes the same choice: the program's own work alone.
+SIDES = ("program", "typed", "typed, collector off", "bare")
 
 
-def in_process(apps: int, work: Path) -> tuple[int, list[Timing], list[Timing], list[Timing]]:
-    """Program, typed replay and bare replay, alternately: wall and CPU seconds of each run."""
+def in_process(apps: int, work: Path) -> tuple[int, dict[str, list[Timing]]]:
+    """Each side of SIDES, alternately: wall and CPU seconds of each run."""
     values, secrets = stack_values(apps, work)
     recorder = record(values, secrets)
-    sides = [keel(values, secrets), replay(recorder.registered), replay(recorder.registered, typed=False)]
-    for side in sides[1:]:
+    typed = replay(recorder.registered)
+    sides = {
+        "program": (eval_child.keel(values, secrets), False),
+        "typed": (typed, False),
+        "typed, collector off": (typed, True),
+        "bare": (replay(recorder.registered, typed=False), False),
+    }
+    for side in (typed, sides["bare"][0]):
         check = AnswerRecorder()
-        declare(side, check)
+        declare(side, check, paused=False)
         if sorted(r.urn for r in check.registered) != sorted(r.urn for r in recorder.registered):
             raise RuntimeError("the replay does not register what the program registered")
-    for side in sides:
-        timed(side, recorder.answers)  # warm
-    runs: list[list[Timing]] = [[], [], []]
+    for program, paused in sides.values():
+        timed(program, recorder, paused=paused)  # warm
+    runs: dict[str, list[Timing]] = {name: [] for name in SIDES}
     for _ in range(PAIRS):
-        for side, found in zip(sides, runs, strict=True):
-            found.append(timed(side, recorder.answers))
-    return len(recorder.registered), *runs  # type: ignore[return-value]
+        for name, (program, paused) in sides.items():
+            runs[name].append(timed(program, recorder, paused=paused))
+    return len(recorder.registered), runs
 
 
-def child(answers_file: str) -> None:
-    """The whole process: start, import the program, run it for the prod stack against recorded answers."""
-    with open(answers_file, "rb") as handle:
-        values, secrets, serialized = pickle.load(handle)  # written by this bench, just now
-    answers = {urn: resource_pb2.RegisterResourceResponse.FromString(data) for urn, data in serialized.items()}
-    declare(keel(values, secrets), AnsweringMonitor(answers))
+Process = tuple[float, float, float]  # wall s, CPU s, peak memory MiB
 
 
-CHILD = "import sys; from bench.eval_bench import child; child(sys.argv[1])"
-
-
-def spawn(argv: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of a child process."""
+def spawn(argv: list[str]) -> Process:
+    """Wall and CPU seconds and peak resident memory (MiB) of a child process."""
     before, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return time.perf_counter() - wall, cpu
+    peak = json.loads(done.stdout.splitlines()[-1])["peak_kib"] / 1024 if done.stdout.strip() else 0.0
+    return time.perf_counter() - wall, cpu, peak
 
 
-def whole_process(work: Path) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+PROCESSES = ("program", "program, collector on", "`pass`")
+
+
+def whole_process(work: Path) -> dict[str, list[Process]]:
+    """The prod stack in a fresh interpreter (bench/eval_child.py); the same with the program's
+    collector choice undone; an interpreter that only starts. Alternately."""
     values, secrets = mockrun.stack_values("prod")
     recorder = record(values, secrets)
     answers = work / "answers.pickle"
     with answers.open("wb") as handle:
         serialized = {urn: response.SerializeToString() for urn, response in recorder.answers.items()}
-        pickle.dump((values, secrets, serialized), handle)
-    argv = [sys.executable, "-c", CHILD, str(answers)]
-    spawn(argv)  # .pyc files written, page cache warm
-    programs, bare = [], []
+        pickle.dump(("prod", values, secrets, serialized, recorder.recorded_calls.calls), handle)
+    child = [sys.executable, str(Path(eval_child.__file__)), str(answers)]
+    argvs = dict(zip(PROCESSES, [child, [*child, "--collector-on"], [sys.executable, "-c", "pass"]], strict=True))
+    spawn(child)  # .pyc files and compiled templates written, page cache warm
+    runs: dict[str, list[Process]] = {name: [] for name in PROCESSES}
     for _ in range(PROCESS_PAIRS):
-        programs.append(spawn(argv))
-        bare.append(spawn([sys.executable, "-c", "pass"]))
-    return programs, bare
+        for name, argv in argvs.items():
+            runs[name].append(spawn(argv))
+    return runs
 
 
 def spread(values: list[float]) -> str:
@@ -268,24 +291,31 @@ def ratio(programs: list[tuple[float, float]], replays: list[tuple[float, float]
 
 def main() -> None:
     print(f"in one process, warm, {PAIRS} alternating rounds; seconds min/median/max; ratios: median of the rounds")
-    print("  typed: the replay through the provider SDKs' classes; bare: as pulumi.CustomResource")
+    print("  typed: the replay through the provider SDKs' classes; bare: as pulumi.CustomResource;")
+    print("  collector off: the replay with the garbage collector off, as the program runs (components/collector.py)")
     head = f"{'apps':>4} {'resources':>9}  {'program cpu':>20}  {'typed replay cpu':>20}"
-    print(f"{head}  {'cpu':>5} {'wall':>5}  {'vs bare cpu':>11}")
+    print(f"{head}  {'cpu':>5} {'wall':>5}  {'vs typed, collector off':>23}  {'vs bare':>7}")
     worst = 0.0
     (ROOT / "build").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="eval-bench-", dir=ROOT / "build") as tmp:
         for apps in SIZES:
-            count, programs, typed, bare = in_process(apps, Path(tmp))
-            cpu, wall, vs_bare = ratio(programs, typed, 1), ratio(programs, typed, 0), ratio(programs, bare, 1)
+            count, runs = in_process(apps, Path(tmp))
+            programs, typed = runs["program"], runs["typed"]
+            cpu, wall = ratio(programs, typed, 1), ratio(programs, typed, 0)
+            off, bare = ratio(programs, runs["typed, collector off"], 1), ratio(programs, runs["bare"], 1)
             worst = max(worst, cpu, wall)
             cpus = spread([p[1] for p in programs]), spread([t[1] for t in typed])
-            print(f"{apps:>4} {count:>9}  {cpus[0]}  {cpus[1]}  {cpu:5.2f} {wall:5.2f}  {vs_bare:11.2f}", flush=True)
+            line = f"{apps:>4} {count:>9}  {cpus[0]}  {cpus[1]}  {cpu:5.2f} {wall:5.2f}  {off:23.2f}  {bare:7.2f}"
+            print(line, flush=True)
         verdict = "met" if worst <= TARGET else "NOT met"
         print(f"worst ratio to the typed replay {worst:.2f}x: {verdict} (target <= {TARGET}x)")
-        programs, bare_python = whole_process(Path(tmp))
-    median = statistics.median(p[0] for p in programs)
-    print(f"whole process, prod stack, fresh interpreter, {PROCESS_PAIRS} runs; seconds min/median/max:")
-    print(f"  program  wall {spread([p[0] for p in programs])}  cpu {spread([p[1] for p in programs])}")
-    print(f"  `pass`   wall {spread([b[0] for b in bare_python])}  cpu {spread([b[1] for b in bare_python])}")
+        processes = whole_process(Path(tmp))
+    print(f"whole process, prod stack, fresh interpreter, {PROCESS_PAIRS} runs of each, alternately;")
+    print("seconds min/median/max, peak memory median:")
+    for name, found in processes.items():
+        peak = statistics.median(p[2] for p in found)
+        memory = f"  {peak:5.0f} MiB" if peak else ""
+        print(f"  {name:22} wall {spread([p[0] for p in found])}  cpu {spread([p[1] for p in found])}{memory}")
+    median = statistics.median(p[0] for p in processes["program"])
     verdict = "met" if median <= PROCESS_TARGET_S else "NOT met"
     print(f"  median wall {median:.2f} s: {verdict} (target <= {PROCESS_TARGET_S} s)")

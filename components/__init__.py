@@ -1,7 +1,8 @@
-"""The program's ComponentResources. Importing any of them defers the Cloudflare SDK's package
-initialisation (components/deferred_import.py): a stack without DNS never loads it, and one
-with DNS loads the few modules it uses."""
+"""The program's ComponentResources. Importing any of them defers the provider SDKs' package
+initialisation (components/deferred_import.py): a stack without DNS never loads the Cloudflare
+SDK, and every stack loads only the modules of the Docker, Hetzner and Cloudflare SDKs it uses."""
 
 from components.deferred_import import defer_init
 
-defer_init("pulumi_cloudflare")
+for _sdk in ("pulumi_cloudflare", "pulumi_docker", "pulumi_hcloud"):
+    defer_init(_sdk)

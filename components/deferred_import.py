@@ -16,7 +16,6 @@ program receives none of those from these packages.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import importlib.util
 import re
@@ -56,6 +55,7 @@ def defer_init(package: str) -> None:
 
 
 _MISSING = object()
+_NOT_STAR_IMPORTED = frozenset({"outputs", "config"})
 
 
 def module_candidates(name: str) -> list[str]:
@@ -65,7 +65,10 @@ def module_candidates(name: str) -> list[str]:
     if not name[:1].isupper():
         return [name]  # a subpackage or module: config, outputs
     snake = _CAMEL_HUMP.sub("_", name).lower()
-    return [snake.removesuffix("_args")] if snake.endswith("_args") else [snake]
+    own = snake.removesuffix("_args") if snake.endswith("_args") else snake
+    # A resource's nested input types (ServiceTaskSpecArgs) live in the shared `_inputs`, enums
+    # in `_enums`: modules every resource module imports anyway.
+    return [own, "_inputs", "_enums"]
 
 
 def _from_own_module(module: types.ModuleType, package: str, name: str) -> Any:
@@ -76,7 +79,10 @@ def _from_own_module(module: types.ModuleType, package: str, name: str) -> Any:
         owner = importlib.import_module(full)
         # What the package's `from .dns_record import *` binds: the module's `__all__`, which for
         # `get_ip_ranges` replaces the submodule the import just bound under the function's name.
-        exported = {key: getattr(owner, key) for key in getattr(owner, "__all__", ())}
+        # `outputs` and `config` the package imports as modules only: their names (an output type
+        # can share a resource's name, hcloud's ServerNetwork) stay out of the package's.
+        star = candidate not in _NOT_STAR_IMPORTED
+        exported = {key: getattr(owner, key) for key in getattr(owner, "__all__", ())} if star else {}
         module.__dict__.update(exported)
         found = exported.get(name, getattr(owner, name, owner if candidate == name else _MISSING))
         if found is not _MISSING:
@@ -90,15 +96,3 @@ def _run_init(module: types.ModuleType) -> None:
     spec = module.__spec__
     assert spec is not None and spec.loader is not None
     spec.loader.exec_module(module)
-
-
-def freeze_imports() -> None:
-    """Keep what is imported so far out of the garbage collector's passes, once per process.
-
-    The SDKs' modules, classes and type tables are most of the process's objects and live until it
-    exits; every full collection the program's allocations trigger would walk them all again.
-    Once: a test process runs the program many times, and what it creates later is collected as
-    usual (``gc.freeze`` exempts only what exists when it is called).
-    """
-    if gc.get_freeze_count() == 0:
-        gc.freeze()

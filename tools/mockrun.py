@@ -9,6 +9,7 @@ Hetzner ids, documentation-range IPs, Cloudflare's published ranges).
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import runpy
@@ -27,6 +28,7 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from components import collector
 from config import yamlfile
 from tools import readback
 
@@ -421,10 +423,13 @@ def declare(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(sink)
     )
     error: BaseException | None = None
+    collecting = gc.isenabled()  # the program turns the collector off for its run (components/collector.py)
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as caught:  # noqa: BLE001 (the run's error is part of its result)
         error = caught
+    finally:
+        collector.restore(collecting)
     return list(monitor.registered), error
 
 
