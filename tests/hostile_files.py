@@ -1,7 +1,7 @@
 """Stack files of up to 1 MB built to cost a YAML reader time or memory, and a way to measure one.
 
 Shared by tests/test_yaml_bounds.py (memory, and that each is refused or read) and
-bench/yaml_bench.py (time, beside PyYAML's plain safe_load).
+bench/yaml_bench.py (time, beside PyYAML's libyaml loader and its plain safe_load).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each file of tests/hostile_files.py (an alias bomb, nesting as deep as 1 MB allo
 services, list items or one value) is read in a fresh interpreter as the mock runtime reads a
 stack file: the YAML reader, then the loader. Each must end in a refusal or a config, never a
 crash, and add less than MAX_EXTRA_MB to the interpreter's peak memory. How long each takes is
-printed by `python -m bench yaml` (beside PyYAML's plain safe_load), never asserted here.
+printed by `python -m bench yaml` (beside PyYAML's libyaml loader and its plain safe_load), never asserted here.
 """
 
 from __future__ import annotations
