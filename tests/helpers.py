@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,20 @@ def with_fragment(stack: str, fragment: dict[str, Any]) -> dict[str, Any]:
     """The stack's config keys with `fragment` deep-merged into them (keys are full, e.g. keel:host)."""
     values = stack_values(stack)
     return {key: merge(values[key], value) if key in values else value for key, value in fragment.items()}
+
+
+@cache
+def _stack_as_written(stack: str, config_file: Path | None) -> mockrun.Run:
+    return mockrun.run(stack, config_file=config_file)
+
+
+def stack_run(stack: str, config_file: Path | None = None) -> mockrun.Run:
+    """``mockrun.run(stack, config_file=...)``: the stack as written, nothing overridden. Run once per
+    test process (about 1-4 s each, and a dozen test files run the same stacks); each call returns a
+    copy of its own, so a test that changes what it got (reorders the resources...) changes no
+    other test's run. Not for a test that patches the program first: it would get the unpatched run."""
+    key = None if config_file is None else Path(config_file).resolve()
+    return copy.deepcopy(_stack_as_written(stack, key))
 
 
 def run_with(stack: str, fragment: dict[str, Any] | None = None, **kwargs: Any) -> mockrun.Run:

@@ -70,7 +70,7 @@ FIRST_POOLS = "node pools declared (the first time)"
 
 @pytest.fixture(scope="module")
 def impacts() -> dict[str, impact.Impact]:
-    return {change.title: impact.impact(change) for change in impact.CHANGES}
+    return {found.change.title: found for found in impact.impacts()}
 
 
 def test_declaring_pools_replaces_networks_and_services_but_no_volume_or_server(impacts):

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from render import proxy_runtime
-from tests.helpers import check_render_is_readable
-from tools import mockrun, render
+from tests.helpers import check_render_is_readable, stack_run
+from tools import render
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ["dev", "staging", "prod"]
@@ -66,7 +66,7 @@ def test_the_proxy_configuration_is_readable_where_the_proxy_reads_it(prod: Path
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_config_is_a_readable_file_and_no_base64_or_secret_is_left(stack: str, tmp_path: Path):
     # The examples get the same check in tests/examples/test_examples.py, on their cached runs.
-    run = mockrun.run(stack)
+    run = stack_run(stack)
     assert run.error is None, run.error
     render.write(run, tmp_path)
     check_render_is_readable(run, tmp_path)

@@ -252,8 +252,10 @@ def _run(change: UserChange, after: bool, prior: Mapping[str, readback.StateEntr
     return run
 
 
-def impact(change: UserChange) -> Impact:
-    before = _run(change, False, None)
+def impact(change: UserChange, before: mockrun.Run | None = None) -> Impact:
+    """``before``: the stack as deployed before the change, if already run (see ``impacts``)."""
+    if before is None:
+        before = _run(change, False, None)
     state = readback.state_after_up(before.resources)
     after = _run(change, True, state)
     plan = readback.plan(state, after.resources)
@@ -264,6 +266,20 @@ def impact(change: UserChange) -> Impact:
         if kind in ("update", "replace") and _type_of(name, after, state) == SERVICE and _restarts(plan, name, after)
     )
     return Impact(change, plan, tuple(order), restarted)
+
+
+def impacts(changes: tuple[UserChange, ...] = CHANGES) -> list[Impact]:
+    """Each change's impact, in order. Changes that start from the same deployed stack (the same
+    stack, config and secrets before the change) share its first run: 9 runs instead of 18 for
+    CHANGES."""
+    deployed: dict[str, mockrun.Run] = {}
+    found = []
+    for change in changes:
+        key = json.dumps([change.stack, str(_config_file(change)), _values(change, False)], sort_keys=True, default=str)
+        if key not in deployed:
+            deployed[key] = _run(change, False, None)
+        found.append(impact(change, deployed[key]))
+    return found
 
 
 def _type_of(name: str, run: mockrun.Run, state: Mapping[str, readback.StateEntry]) -> str:
@@ -354,7 +370,7 @@ def markdown(impacts: list[Impact]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args()
-    print(markdown([impact(change) for change in CHANGES]))
+    print(markdown(impacts()))
 
 
 if __name__ == "__main__":

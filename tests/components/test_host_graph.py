@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_with
+from tests.helpers import run_with, stack_run
 from tools import mockrun
 
 SERVER = "hcloud:index/server:Server"
@@ -20,21 +20,21 @@ DOCKER = "pulumi:providers:docker"
 
 @pytest.fixture(scope="module")
 def prod() -> mockrun.Run:
-    run = mockrun.run("prod")
+    run = stack_run("prod")
     assert run.error is None, run.error
     return run
 
 
 @pytest.fixture(scope="module")
 def staging() -> mockrun.Run:
-    run = mockrun.run("staging")
+    run = stack_run("staging")
     assert run.error is None, run.error
     return run
 
 
 @pytest.fixture(scope="module")
 def dev() -> mockrun.Run:
-    run = mockrun.run("dev")
+    run = stack_run("dev")
     assert run.error is None, run.error
     return run
 

@@ -12,7 +12,7 @@ from components.swarm import duration
 from config import parse
 from config.models import image_is_pinned
 from render import proxy_runtime
-from tests.helpers import parsed, run_with, seconds, tag_of
+from tests.helpers import parsed, run_with, seconds, stack_run, tag_of
 from tools import mockrun
 from tools.readback import cloudflare
 
@@ -24,7 +24,7 @@ STACKS = ("dev", "staging", "prod")
 
 @pytest.fixture(scope="module", params=STACKS)
 def run(request) -> mockrun.Run:
-    result = mockrun.run(request.param)
+    result = stack_run(request.param)
     assert result.error is None, result.error
     return result
 
@@ -335,7 +335,7 @@ def test_proxy_config_travels_by_volume_and_reloads_without_a_restart(run):
 
 
 def test_a_route_change_changes_only_the_written_config_not_the_proxy_service():
-    base = mockrun.run("dev")
+    base = stack_run("dev")
     changed = run_with("dev", {"keel:proxy": {"rate_limits": {"api_rps": 50}}})
     assert changed.error is None, changed.error
     assert base.one(SERVICE, "proxy-service").inputs == changed.one(SERVICE, "proxy-service").inputs
@@ -347,7 +347,7 @@ def test_a_route_change_changes_only_the_written_config_not_the_proxy_service():
 
 
 def test_prod_dns_is_proxied_with_strict_tls_and_an_origin_certificate():
-    run = mockrun.run("prod")
+    run = stack_run("prod")
     records = run.of_type("cloudflare:index/dnsRecord:DnsRecord")
     assert {(r.inputs["name"], r.inputs["type"]) for r in records} == {("example.com", "A"), ("www.example.com", "A")}
     assert all(r.inputs["proxied"] is True and r.inputs["ttl"] == 1 for r in records)
@@ -370,7 +370,7 @@ def test_origin_certificate_hostnames_are_sent_sorted_as_cloudflare_returns_them
 
 
 def test_proxied_origin_admits_only_cloudflare_on_80_and_443():
-    run = mockrun.run("prod")
+    run = stack_run("prod")
     firewall = run.one("hcloud:index/firewall:Firewall", "host-firewall")
     rules = {r["port"]: r for r in firewall.inputs["rules"] if r.get("port")}
     for port in ("80", "443"):

@@ -15,6 +15,7 @@ import yaml
 from config import parse
 from config.models import StackConfig
 from render import proxy_runtime
+from tests.helpers import stack_run
 from tools import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -50,7 +51,7 @@ def stack_config(name: str) -> StackConfig:
 @cache
 def example_run(name: str) -> mockrun.Run:
     """The example's program run under mocks (once per test process)."""
-    run = mockrun.run(name, config_file=config_file(name))
+    run = stack_run(name, config_file(name))
     assert run.error is None, f"{name}: the program failed under mocks: {run.error}"
     return run
 

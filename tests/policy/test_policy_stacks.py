@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from policy.rules import MANDATORY, NETWORK, SERVICE, Violation, evaluate, policy_resource
+from tests.helpers import stack_run
 from tools import mockrun
 
 STACKS = ("dev", "staging", "prod")
@@ -23,7 +24,7 @@ STACKS = ("dev", "staging", "prod")
 
 @cache
 def registered(stack: str) -> mockrun.Run:
-    run = mockrun.run(stack)
+    run = stack_run(stack)
     assert run.error is None, f"{stack}: the program failed under mocks: {run.error!r}"
     return run
 

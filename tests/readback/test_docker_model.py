@@ -16,7 +16,7 @@ import pulumi_docker
 import pytest
 
 from components import swarm
-from tools import mockrun
+from tests.helpers import stack_run
 from tools.readback import docker
 from tools.readback.model import ResourceModel
 
@@ -557,7 +557,7 @@ def test_every_docker_property_the_program_sends_is_classified(stack, config_fil
     """Each path the program sends to a docker resource is in docker.SENT_PATHS (from the provider's
     Read), the model has a read rule for each one Read stores in another form (and the program
     sends that form), an unordered rule for each one in a set, and keeps the others as sent."""
-    run = mockrun.run(stack, config_file=config_file)
+    run = stack_run(stack, config_file)
     assert run.error is None, run.error
     assert docker.coverage_problems(run.resources) == []
 

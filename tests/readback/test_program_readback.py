@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import stack_run
 from tools import mockrun, readback
 from tools.readback import cloudflare, command, hcloud, random_, tls
 
@@ -28,9 +29,9 @@ CONFIGS = ["dev", "staging", "prod", *sorted(str(p.relative_to(ROOT)) for p in R
 def run(config: str) -> mockrun.Run:
     if config.endswith(".yaml"):
         stack = Path(config).name.split(".")[1]
-        result = mockrun.run(stack, config_file=ROOT / config)
+        result = stack_run(stack, ROOT / config)
     else:
-        result = mockrun.run(config)
+        result = stack_run(config)
     assert result.error is None, result.error
     return result
 

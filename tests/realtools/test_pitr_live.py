@@ -184,8 +184,11 @@ def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drai
     conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), world.spec)
 
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
-        # pgBackRest retries a refused connection until io-timeout (60 s by default) runs out.
-        return {**server_env(world, data, sock, port, ""), "PGBACKREST_IO_TIMEOUT": "5"}
+        # pgBackRest retries each refused HTTP request until io-timeout (60 s by default) runs out
+        # (pgBackRest release/2.45 src/common/io/http/request.c, httpRequestProcess), and one
+        # archive-push makes about 8 of them before it fails: 5 s cost 43 s here, 1 s 10 s. 1 s is
+        # still hundreds of times what moto takes to answer (allowed: 0.1-3600, src/build/config/config.yaml).
+        return {**server_env(world, data, sock, port, ""), "PGBACKREST_IO_TIMEOUT": "1"}
 
     with postgres_server(tmp_path, conf, user=pitr.SUPERUSER, server_env=env_of) as server:
         world.env = server_env(world, server.data_dir, server.data_dir.parent, server.port, server.password)

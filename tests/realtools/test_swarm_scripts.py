@@ -78,8 +78,16 @@ def joining_state() -> dict[str, Any]:
     return state
 
 
+# The scripts sleep render/cluster.py POLL_S (2 s) between two looks at the swarm. What they wait
+# for is counted in the replayed swarm's polls (ready_after, drain_polls), and their deadlines are
+# read from the clock, not summed from the sleeps: a short poll runs the same steps without waiting
+# out the real interval (`sleep 0.1` is valid for coreutils' and busybox's sleep).
+FAST_POLL_S = 0.1
+
+
 @pytest.fixture(params=["bash", "dash", "busybox"])
-def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Swarm:
+def swarm(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Swarm:
+    monkeypatch.setattr(cluster, "POLL_S", FAST_POLL_S)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("docker", "ip"):
