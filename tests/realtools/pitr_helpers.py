@@ -141,7 +141,16 @@ def wait_archived(server: Any, deadline_s: float = ARCHIVE_DEADLINE_S) -> None:
     """Switch to a new WAL segment and wait until the archiver has pushed the one just closed."""
     segment = server.psql("SELECT pg_walfile_name(pg_switch_wal())")
     deadline = time.monotonic() + deadline_s
-    while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+    # pg_stat_archiver names only the last file archived, and a backup's history file
+    # (<segment>.<offset>.backup, written at pgBackRest's backup stop) archived after a later
+    # segment sorts before it: waiting for the name to reach `segment` then waits out
+    # archive_timeout (60 s) for the next switch. The segment's own status file says it is done
+    # (PostgreSQL 15 src/backend/postmaster/pgarch.c pgarch_archiveDone renames .ready to .done).
+    done = f"SELECT (pg_stat_file('pg_wal/archive_status/{segment}.done', true)).modification IS NOT NULL"
+    while (
+        server.psql(done) != "t"
+        and server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment
+    ):
         if time.monotonic() > deadline:
             raise AssertionError(f"{segment} not archived: {server.psql('SELECT * FROM pg_stat_archiver')}")
         time.sleep(0.2)
