@@ -214,9 +214,14 @@ def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drai
             assert server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment
         finally:
             s3.relay.up()
-        # Once the archive answers again, PostgreSQL retries the segments it kept.
+        # Once the archive answers again, PostgreSQL retries the segments it kept: every one of them,
+        # not only `segment` (archive_timeout may have closed another while the archive was down).
         deadline = time.monotonic() + ARCHIVE_DEADLINE_S
-        while server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+        pending = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+        while (
+            server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment
+            or server.psql(pending) != "0"
+        ):
             assert time.monotonic() < deadline, server.psql("SELECT * FROM pg_stat_archiver")
             time.sleep(0.2)
         drained = _archiver_after_a_beat(world, server.port)
