@@ -5,6 +5,7 @@ destroyed and restored to an instant between two known writes."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shutil
@@ -181,7 +182,11 @@ def _archiver_after_a_beat(world: PitrWorld, port: int) -> dict[str, float]:
 def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drains(
     tmp_path: Path, s3: S3Server, world: PitrWorld
 ) -> None:
-    conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), world.spec)
+    # No timed switch in the background (archive_timeout closes a segment 60 s after the last one
+    # when anything was written, the heartbeat included): the segments pending are the ones this
+    # test closes, so "none pending" after the drain holds until the metric is read.
+    quiet = dataclasses.replace(world.spec, archive_timeout_s=3600)
+    conf = pitr.render_postgresql_conf(pg_server.render_postgresql_conf(STORE), quiet)
 
     def env_of(data: Path, sock: Path, port: int) -> dict[str, str]:
         # pgBackRest retries each refused HTTP request until io-timeout (60 s by default) runs out
@@ -214,8 +219,11 @@ def test_wal_that_cannot_reach_the_archive_shows_as_pending_and_failed_then_drai
             assert server.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment
         finally:
             s3.relay.up()
-        # Once the archive answers again, PostgreSQL retries the segments it kept: every one of them,
-        # not only `segment` (archive_timeout may have closed another while the archive was down).
+        # Once the archive answers again, PostgreSQL retries the segments it kept. An archiver that
+        # failed three times sleeps up to 60 s (PostgreSQL 15 pgarch.c PGARCH_AUTOWAKE_INTERVAL) unless a
+        # new segment wakes it: close one, as the next write-and-switch in production would.
+        server.psql("CREATE TABLE wake AS SELECT 1 AS n", database="shop")
+        server.psql("SELECT pg_switch_wal()")
         deadline = time.monotonic() + ARCHIVE_DEADLINE_S
         pending = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
         while (
