@@ -185,13 +185,10 @@ class AnswerRecorder(mockrun.RecordingMonitor):
 def declare(program: Callable[[], Awaitable[None]], monitor: pulumi_mocks.MockMonitor, *, paused: bool) -> None:
     """One run, the garbage collector as it was afterwards. The program turns it off for its own run
     (components/collector.py); ``paused`` turns it off for any other program (a replay) as well."""
-    collecting = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    with collector.restored():
+        if paused:
+            gc.disable()
         eval_child.declare(program, monitor, "prod")
-    finally:
-        collector.restore(collecting)
 
 
 def timed(program: Callable[[], Awaitable[None]], recorder: AnswerRecorder, *, paused: bool = False) -> Timing:

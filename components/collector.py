@@ -8,18 +8,20 @@ process's peak memory grows by the few reference cycles a run leaves (figures in
 "Performance"): reference counting still frees everything else at once. A `pulumi preview` or
 `up` runs the program once and exits, so the collector stays off for the rest of the process;
 a harness that runs the program many times in one process (tools/mockrun.py, the benchmarks)
-turns it back on after each run with `restore`.
+turns it back on after each run (`restored`).
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _frozen = False  # gc.get_freeze_count() walks the frozen objects to count them
 
 
-def pause() -> bool:
-    """Turn the collector off for this run; whether it was on (for ``restore``).
+def pause() -> None:
+    """Turn the collector off for this run.
 
     What exists now is also frozen, once per process (``gc.freeze``): a harness that turns the
     collector back on then never walks the imports again."""
@@ -27,12 +29,15 @@ def pause() -> bool:
     if not _frozen:
         gc.freeze()
         _frozen = True
-    collecting = gc.isenabled()
     gc.disable()
-    return collecting
 
 
-def restore(collecting: bool) -> None:
-    """After a run in a process that goes on (a test, a benchmark): the collector as it was."""
-    if collecting:
-        gc.enable()
+@contextmanager
+def restored() -> Iterator[None]:
+    """Around a run in a process that goes on (a test, a benchmark): the collector as it was before."""
+    collecting = gc.isenabled()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

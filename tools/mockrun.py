@@ -9,7 +9,6 @@ Hetzner ids, documentation-range IPs, Cloudflare's published ranges).
 from __future__ import annotations
 
 import base64
-import gc
 import json
 import logging
 import runpy
@@ -423,13 +422,12 @@ def declare(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=_list_logger(sink)
     )
     error: BaseException | None = None
-    collecting = gc.isenabled()  # the program turns the collector off for its run (components/collector.py)
-    try:
-        _sync_await(run_pulumi_func(program))
-    except Exception as caught:  # noqa: BLE001 (the run's error is part of its result)
-        error = caught
-    finally:
-        collector.restore(collecting)
+    # The program turns the collector off for its run (components/collector.py).
+    with collector.restored():
+        try:
+            _sync_await(run_pulumi_func(program))
+        except Exception as caught:  # noqa: BLE001 (the run's error is part of its result)
+            error = caught
     return list(monitor.registered), error
 
 
